@@ -1,0 +1,53 @@
+# Amulet — the two commands a user needs are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test test-slow test-all lint format bench install data clean help
+
+help:
+	@echo "make run       set up .venv and run the main job"
+	@echo "make test      set up .venv and run the default test suite"
+	@echo "make test-slow run the slow tests";
+	@echo "make lint      ruff (lint + format check) and mypy"
+	@echo "make bench     run the benchmarks (not part of make test)"
+
+# Re-installs only when pyproject.toml or the install script changed: a second `make` is quick.
+$(STAMP): pyproject.toml scripts/install.sh
+	@bash scripts/install.sh $(PYTHON) $(VENV)
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+data: $(STAMP)
+	@bash scripts/install_data.sh $(BIN)/python
+
+run: install data
+	$(BIN)/amulet demo
+
+test: install data
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: install data
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: install data
+	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check amulet backend worker dashboard tests benchmarks
+	$(BIN)/ruff format --check amulet backend worker dashboard tests benchmarks
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix amulet backend worker dashboard tests benchmarks
+	$(BIN)/ruff format amulet backend worker dashboard tests benchmarks
+
+bench: install data
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""Attribute inference: attacks."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Attribute inference: defenses."""
+
+__all__: list[str] = []

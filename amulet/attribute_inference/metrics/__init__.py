@@ -1,0 +1,3 @@
+"""Attribute inference: metrics."""
+
+__all__: list[str] = []

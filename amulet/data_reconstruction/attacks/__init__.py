@@ -1,0 +1,3 @@
+"""Data reconstruction: attacks."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Data reconstruction: defenses."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Data reconstruction: metrics."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Discriminatory behaviour: attacks."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Discriminatory behaviour: defenses."""
+
+__all__: list[str] = []

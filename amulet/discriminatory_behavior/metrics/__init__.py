@@ -1,0 +1,3 @@
+"""Discriminatory behaviour: metrics."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Distribution inference: attacks."""
+
+__all__: list[str] = []

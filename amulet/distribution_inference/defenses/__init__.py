@@ -1,0 +1,3 @@
+"""Distribution inference: defenses."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Distribution inference: metrics."""
+
+__all__: list[str] = []

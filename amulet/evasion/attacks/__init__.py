@@ -1,0 +1,3 @@
+"""Evasion: attacks."""
+
+__all__: list[str] = []

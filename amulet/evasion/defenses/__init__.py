@@ -1,0 +1,3 @@
+"""Evasion: defenses."""
+
+__all__: list[str] = []

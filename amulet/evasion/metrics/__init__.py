@@ -1,0 +1,3 @@
+"""Evasion: metrics."""
+
+__all__: list[str] = []

@@ -1,0 +1,55 @@
+"""Exceptions raised by Amulet for bad input and misuse.
+
+The tree::
+
+    AmuletError
+    ├── InvalidParameterError (ValueError)    a constructor/run argument is out of range or of the wrong kind
+    ├── NotRunError (RuntimeError)            a result was asked for before the object was run
+    ├── DatasetUnavailableError (FileNotFoundError)  no source for a dataset; the message names the install command
+    ├── UnsafeModelFileError (ValueError)     a model file that would need unpickling or is not safetensors
+    ├── ModelSpecError (ValueError)           an architecture spec or weights that do not match the registry
+    └── NotApplicableError (ValueError)       a risk/defense that structurally cannot apply to a model or dataset
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmuletError",
+    "DatasetUnavailableError",
+    "InvalidParameterError",
+    "ModelSpecError",
+    "NotApplicableError",
+    "NotRunError",
+    "UnsafeModelFileError",
+]
+
+#: Message template for a bad parameter; tests import it instead of copying the text.
+PARAM_MESSAGE = "The {name!r} parameter of {owner} must be {expected}. Got {value!r} instead."
+
+
+class AmuletError(Exception):
+    """Base class of every error Amulet raises on purpose."""
+
+
+class InvalidParameterError(AmuletError, ValueError):
+    """A parameter is out of its allowed range or of the wrong kind; the message names it."""
+
+
+class NotRunError(AmuletError, RuntimeError):
+    """A result attribute was read before the object's run method was called."""
+
+
+class DatasetUnavailableError(AmuletError, FileNotFoundError):
+    """No local, offline or downloadable source for a dataset; the message names how to install one."""
+
+
+class UnsafeModelFileError(AmuletError, ValueError):
+    """A model file that is a pickle (or otherwise not safe to load) was given."""
+
+
+class ModelSpecError(AmuletError, ValueError):
+    """An architecture spec or weights file does not match the registered architecture."""
+
+
+class NotApplicableError(AmuletError, ValueError):
+    """A risk or defense cannot apply to this model or dataset (reported as not-run, with this reason)."""

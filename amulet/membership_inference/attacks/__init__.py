@@ -1,0 +1,3 @@
+"""Membership inference: attacks."""
+
+__all__: list[str] = []

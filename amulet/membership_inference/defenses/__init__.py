@@ -1,0 +1,3 @@
+"""Membership inference: defenses."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Membership inference: metrics."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Poisoning: attacks."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Poisoning: defenses."""
+
+__all__: list[str] = []

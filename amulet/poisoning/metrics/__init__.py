@@ -1,0 +1,3 @@
+"""Poisoning: metrics."""
+
+__all__: list[str] = []

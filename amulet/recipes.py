@@ -1,0 +1,205 @@
+"""Training recipes: a defense is a way of training a model.
+
+A :class:`Recipe` turns (a model factory, training data, a seed) into a trained model. The baseline recipe
+is ordinary training (:func:`amulet.utils.train_model`). A defended recipe is the baseline's
+:class:`~amulet.utils.TrainConfig` plus an ordered list of :class:`Stage` objects, one per defense, each of
+one of four kinds:
+
+``data``
+    transforms the training data before training (outlier removal). ``DataStage.apply``.
+``batch``
+    transforms every training batch inside whatever loop trains the model (adversarial training
+    makes PGD examples against the current model). ``BatchStage.transform``.
+``loop``
+    replaces the training loop (DP-SGD, adversarial debiasing). At most one per recipe; the loop must
+    apply the batch transforms it is given. ``LoopStage.train``.
+``post``
+    changes the trained model afterwards (watermark embedding) or only records a verification
+    procedure (fingerprinting). ``PostStage.apply``.
+
+So a stack such as DP-SGD + adversarial training is DP-SGD's loop running on PGD batches. Risks that
+must imitate the target's training (poisoning, LiRA shadows, distribution-inference populations) call
+:meth:`Recipe.train` with their own data and seed: a defended target gets defended shadows.
+
+A recipe's :attr:`Recipe.key` is canonical JSON of everything that determines its output; together with
+the architecture, the data hash and the seed it keys the model cache.
+
+Example:
+    >>> from amulet.recipes import Recipe
+    >>> from amulet.utils import TrainConfig
+    >>> Recipe(TrainConfig(epochs=2)).is_plain
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from amulet.progress import Progress, resolve_progress
+from amulet.utils._seeding import seeded_init
+from amulet.utils._tensordata import TensorData
+from amulet.utils._training import BatchTransform, TrainConfig, train_model
+
+__all__ = ["BatchStage", "DataStage", "LoopStage", "PostStage", "Recipe", "Stage"]
+
+
+@dataclass
+class _StageBase:
+    """Fields every stage has: the registry key of its defense and its parameters (JSON-able)."""
+
+    defense: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {"defense": self.defense, "kind": self.kind, "params": self.params}  # type: ignore[attr-defined]
+
+
+@dataclass
+class DataStage(_StageBase):
+    """Transforms training data before training.
+
+    ``apply(model_factory, data, *, config, seed, device, progress) -> TensorData``
+    """
+
+    apply: Callable[..., TensorData] | None = None
+    kind: Literal["data"] = "data"
+
+
+@dataclass
+class BatchStage(_StageBase):
+    """Transforms every training batch: ``transform(model, x, y, generator) -> (x, y)``."""
+
+    transform: BatchTransform | None = None
+    kind: Literal["batch"] = "batch"
+
+
+@dataclass
+class LoopStage(_StageBase):
+    """Replaces the training loop.
+
+    ``train(model, data, *, config, seed, device, batch_transform, progress) -> nn.Module``
+    """
+
+    train: Callable[..., nn.Module] | None = None
+    kind: Literal["loop"] = "loop"
+
+
+@dataclass
+class PostStage(_StageBase):
+    """Runs after training: ``apply(model, data, *, config, seed, device, progress) -> nn.Module``."""
+
+    apply: Callable[..., nn.Module] | None = None
+    kind: Literal["post"] = "post"
+
+
+Stage = DataStage | BatchStage | LoopStage | PostStage
+
+
+def _compose(transforms: list[BatchTransform]) -> BatchTransform | None:
+    if not transforms:
+        return None
+    if len(transforms) == 1:
+        return transforms[0]
+
+    def composed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        for t in transforms:
+            x, y = t(model, x, y, gen)
+        return x, y
+
+    return composed
+
+
+class Recipe:
+    """A training pipeline: a base :class:`TrainConfig` plus defense stages.
+
+    Args:
+        config: Optimiser, epochs, batch size... shared by every stage.
+        stages: Defense stages, in the order they were stacked.
+        name: Human label (defaults to the defenses' keys joined by ``+`` or ``"baseline"``).
+
+    Raises:
+        ValueError: if more than one stage replaces the training loop.
+    """
+
+    def __init__(self, config: TrainConfig, stages: list[Stage] | tuple[Stage, ...] = (), *, name: str | None = None):
+        self.config = config
+        self.stages = tuple(stages)
+        loops = [s for s in self.stages if s.kind == "loop"]
+        if len(loops) > 1:
+            raise ValueError(
+                "A defense stack may contain at most one defense that replaces the training loop; got "
+                + ", ".join(repr(s.defense) for s in loops)
+                + ". Stack it with data, batch or post-training defenses instead."
+            )
+        self.name = name or ("+".join(s.defense for s in self.stages) or "baseline")
+
+    @property
+    def defense_keys(self) -> tuple[str, ...]:
+        """Registry keys of the stacked defenses (empty for the baseline)."""
+        return tuple(s.defense for s in self.stages)
+
+    @property
+    def is_plain(self) -> bool:
+        """True for ordinary training (no stages): populations of it may be trained batched."""
+        return not self.stages
+
+    @property
+    def key(self) -> str:
+        """Canonical JSON of everything that determines this recipe's output (for cache keys)."""
+        return json.dumps(
+            {"config": self.config.model_dump(mode="json"), "stages": [s.describe() for s in self.stages]},
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+
+    def stage(self, defense: str) -> Stage | None:
+        """The stage contributed by ``defense``, or None."""
+        for s in self.stages:
+            if s.defense == defense:
+                return s
+        return None
+
+    def train(
+        self,
+        model_factory: Callable[[], nn.Module],
+        data: TensorData,
+        *,
+        seed: int,
+        device: torch.device | str = "cpu",
+        progress: Progress | None = None,
+    ) -> nn.Module:
+        """Train a fresh model from ``model_factory`` on ``data`` with this recipe and ``seed``.
+
+        Returns:
+            The trained model, in eval mode, on ``device``.
+        """
+        progress = resolve_progress(progress)
+        device = torch.device(device)
+        for stage in self.stages:
+            if isinstance(stage, DataStage) and stage.apply is not None:
+                data = stage.apply(model_factory, data, config=self.config, seed=seed, device=device, progress=progress)
+        transform = _compose([s.transform for s in self.stages if isinstance(s, BatchStage) and s.transform])
+        model = seeded_init(model_factory, seed).to(device)
+        loop = next((s for s in self.stages if isinstance(s, LoopStage)), None)
+        if loop is not None and loop.train is not None:
+            model = loop.train(
+                model, data, config=self.config, seed=seed, device=device, batch_transform=transform, progress=progress
+            )
+        else:
+            model = train_model(
+                model, data, config=self.config, seed=seed, device=device, batch_transform=transform, progress=progress
+            )
+        for stage in self.stages:
+            if isinstance(stage, PostStage) and stage.apply is not None:
+                model = stage.apply(model, data, config=self.config, seed=seed, device=device, progress=progress)
+        return model.eval()
+
+    def __repr__(self) -> str:
+        return f"Recipe(name={self.name!r}, config={self.config!r})"

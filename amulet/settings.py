@@ -1,0 +1,113 @@
+"""The one settings object of Amulet.
+
+Every configurable value of the engine, the service, the worker and the dashboard lives here and is read
+from environment variables with the ``AMULET_`` prefix (or a ``.env`` file). No other module reads
+``os.environ``: call :func:`get_settings` instead.
+
+Example:
+    >>> from amulet.settings import Settings
+    >>> Settings(device="cpu").resolve_device().type
+    'cpu'
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Amulet configuration, read from ``AMULET_*`` environment variables.
+
+    Attributes:
+        home: Base directory for everything Amulet writes when no more specific path is set.
+        data_dir: Local dataset cache (``<data_dir>/<name>``), looked at before any offline source.
+        artifact_dir: Trained models, uploads and reports (content-addressed where possible).
+        device: ``"auto"`` picks ``cuda`` when available, else ``cpu``; or an explicit torch device string.
+        database_url: SQLAlchemy URL; empty means the embedded SQLite file under ``home``.
+        broker_url: Celery broker URL; empty means the embedded broker over SQLite under ``home``.
+        result_backend: Celery result backend URL; empty means the database.
+        admin_token: Token for the first project; generated and printed once when empty.
+        signing_key_path: Ed25519 private key (PEM) used to sign report manifests; created when missing.
+        max_upload_bytes: Largest accepted upload, in bytes.
+        max_rows: Largest accepted number of rows in an uploaded dataset.
+        max_columns: Largest accepted number of columns in an uploaded tabular dataset.
+        num_threads: Torch intra-op threads; 0 keeps torch's default.
+        api_url: Where clients (dashboard, ``amulet submit``) reach the REST API.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AMULET_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path.home() / ".amulet")
+    data_dir: Path | None = None
+    artifact_dir: Path | None = None
+    device: str = "auto"
+    database_url: str = ""
+    broker_url: str = ""
+    result_backend: str = ""
+    admin_token: str = ""
+    signing_key_path: Path | None = None
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_rows: int = Field(default=2_000_000, gt=0)
+    max_columns: int = Field(default=10_000, gt=0)
+    num_threads: int = Field(default=0, ge=0)
+    api_url: str = "http://127.0.0.1:8000"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, gt=0, lt=65536)
+    dashboard_port: int = Field(default=8501, gt=0, lt=65536)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value != "auto" and not value.split(":")[0] in {"cpu", "cuda", "mps"}:
+            raise ValueError(
+                f"The 'device' setting (AMULET_DEVICE) must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. "
+                f"Got {value!r} instead."
+            )
+        return value
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """Dataset cache directory (``data_dir`` or ``home/data``)."""
+        return self.data_dir if self.data_dir is not None else self.home / "data"
+
+    @property
+    def resolved_artifact_dir(self) -> Path:
+        """Artifact directory (``artifact_dir`` or ``home/artifacts``)."""
+        return self.artifact_dir if self.artifact_dir is not None else self.home / "artifacts"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """SQLAlchemy URL, defaulting to the embedded SQLite database."""
+        return self.database_url or f"sqlite:///{self.home / 'amulet.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        """Celery broker URL, defaulting to kombu's SQLAlchemy transport over SQLite."""
+        return self.broker_url or f"sqla+sqlite:///{self.home / 'broker.db'}"
+
+    @property
+    def resolved_signing_key_path(self) -> Path:
+        """Ed25519 key used to sign report manifests."""
+        return self.signing_key_path or self.home / "keys" / "report-signing.pem"
+
+    def resolve_device(self) -> "torch.device":  # noqa: F821 - torch imported lazily
+        """Return the torch device this configuration asks for (``auto`` picks cuda when present)."""
+        import torch
+
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings (read once; tests call ``get_settings.cache_clear()``)."""
+    return Settings()

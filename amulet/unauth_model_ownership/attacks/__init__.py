@@ -1,0 +1,3 @@
+"""Model stealing: attacks."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Model stealing: defenses."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Model stealing: metrics."""
+
+__all__: list[str] = []

@@ -1,0 +1,73 @@
+"""Evaluation helpers: accuracy, fidelity, predictions and intermediate features."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+__all__ = ["get_accuracy", "get_fidelity", "get_intermediate_features", "get_predictions_numpy", "predict_logits"]
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Logits of ``model`` (eval mode) on ``x``, computed in batches, returned on the CPU."""
+    model.eval().to(device)
+    outs = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+@torch.no_grad()
+def get_accuracy(model: nn.Module, data_loader: DataLoader, device: torch.device | str) -> float:
+    """Accuracy of ``model`` on ``data_loader``, in percent (0-100)."""
+    model.eval().to(device)
+    correct, total = 0, 0
+    for batch in data_loader:
+        x, y = batch[0].to(device), batch[1].to(device)
+        correct += (model(x).argmax(1) == y).sum().item()
+        total += len(y)
+    return 100.0 * correct / total if total else 0.0
+
+
+@torch.no_grad()
+def get_fidelity(model_1: nn.Module, model_2: nn.Module, data_loader: DataLoader, device: torch.device | str) -> float:
+    """Percent of inputs on which both models predict the same class."""
+    model_1.eval().to(device)
+    model_2.eval().to(device)
+    same, total = 0, 0
+    for batch in data_loader:
+        x = batch[0].to(device)
+        same += (model_1(x).argmax(1) == model_2(x).argmax(1)).sum().item()
+        total += len(x)
+    return 100.0 * same / total if total else 0.0
+
+
+@torch.no_grad()
+def get_predictions_numpy(
+    input_data: np.ndarray | torch.Tensor, model: nn.Module, batch_size: int, device: torch.device | str
+) -> np.ndarray:
+    """Logits of ``model`` (eval mode) on ``input_data`` as a NumPy array of shape (n, n_classes)."""
+    x = torch.as_tensor(np.asarray(input_data) if not isinstance(input_data, torch.Tensor) else input_data)
+    return predict_logits(model, x.float(), batch_size=batch_size, device=device).numpy()
+
+
+@torch.no_grad()
+def get_intermediate_features(
+    model: nn.Module, data_loader: DataLoader, device: torch.device | str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Penultimate features (``model.get_hidden``), targets and inputs, each concatenated as NumPy arrays.
+
+    Works with any batch size (including a last batch of one) and keeps the channel axis of images.
+    """
+    model.eval().to(device)
+    feats, targets, inputs = [], [], []
+    for batch in data_loader:
+        x, y = batch[0], batch[1]
+        hidden = model.get_hidden(x.to(device)) if hasattr(model, "get_hidden") else model(x.to(device))
+        feats.append(hidden.reshape(len(x), -1).float().cpu().numpy())
+        targets.append(np.asarray(y).reshape(-1))
+        inputs.append(x.cpu().numpy())
+    if not feats:
+        return np.empty((0, 0), np.float32), np.empty(0, np.int64), np.empty(0, np.float32)
+    return np.concatenate(feats), np.concatenate(targets), np.concatenate(inputs)

@@ -1,0 +1,181 @@
+"""Training loops: upstream's ``train_classifier`` and the seeded ``train_model`` used by recipes."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.utils.data import DataLoader
+
+from amulet.progress import Progress, resolve_progress
+from amulet.utils._seeding import make_generator
+from amulet.utils._tensordata import TensorData
+
+__all__ = ["BatchTransform", "TrainConfig", "make_optimizer", "train_classifier", "train_model"]
+
+logger = logging.getLogger(__name__)
+
+#: A per-batch transform applied inside any training loop: ``(model, x, y, generator) -> (x, y)``.
+#: Adversarial training is one (it replaces x by PGD examples made against the current model).
+BatchTransform = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+class TrainConfig(BaseModel):
+    """How a model is trained: the part of a recipe shared by every defense.
+
+    Attributes:
+        epochs: Passes over the training data.
+        batch_size: Mini-batch size.
+        lr: Learning rate.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        weight_decay: L2 penalty.
+        momentum: SGD momentum (ignored by Adam).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(default=10, ge=1, le=10_000, description="Passes over the training data.")
+    batch_size: int = Field(default=256, ge=1, le=1_000_000, description="Mini-batch size.")
+    lr: float = Field(default=1e-3, gt=0, le=10, description="Learning rate.")
+    optimizer: Literal["adam", "sgd"] = Field(default="adam", description="Optimizer.")
+    weight_decay: float = Field(default=0.0, ge=0, le=1, description="L2 penalty.")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum (ignored by Adam).")
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``config`` names, over ``model``'s parameters."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def train_classifier(
+    model: nn.Module,
+    data_loader: DataLoader,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    device: torch.device | str,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    early_stopping_patience: int = 25,
+    *,
+    progress: Progress | None = None,
+) -> nn.Module:
+    """Train ``model`` with the given loader, loss and optimizer (upstream-compatible).
+
+    Early stopping watches the training loss: after ``early_stopping_patience`` epochs without
+    improvement, training stops and the weights of the best epoch are restored.
+
+    Args:
+        model: Model to train (moved to ``device``).
+        data_loader: Yields (x, y) or (x, y, z) batches; z is ignored.
+        criterion: Loss function.
+        optimizer: Optimizer over ``model``'s parameters.
+        epochs: Maximum number of epochs.
+        device: Torch device.
+        scheduler: Optional LR scheduler, stepped once per epoch.
+        early_stopping_patience: Epochs without training-loss improvement before stopping.
+        progress: Progress reporter (task ``"train"``); silent when None.
+
+    Returns:
+        The trained model, in eval mode.
+    """
+    progress = resolve_progress(progress)
+    model.to(device)
+    best_loss = float("inf")
+    best_state = None
+    stale = 0
+    progress.start("train", epochs, "training")
+    for epoch in range(epochs):
+        model.train()
+        total, count = 0.0, 0
+        for batch in data_loader:
+            x, y = batch[0].to(device), batch[1].to(device)
+            if len(x) < 2 and _has_batchnorm(model):
+                continue  # BatchNorm cannot train on a batch of one
+            optimizer.zero_grad()
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(x)
+            count += len(x)
+        if scheduler is not None:
+            scheduler.step()
+        epoch_loss = total / max(count, 1)
+        progress.advance("train", loss=round(epoch_loss, 5), epoch=epoch + 1)
+        logger.debug("epoch %d loss %.5f", epoch + 1, epoch_loss)
+        if epoch_loss < best_loss - 1e-6:
+            best_loss, stale = epoch_loss, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= early_stopping_patience:
+                logger.info("early stopping after %d epochs", epoch + 1)
+                break
+    if best_state is not None and stale > 0:
+        model.load_state_dict(best_state)
+    progress.finish("train")
+    return model.eval()
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def train_model(
+    model: nn.Module,
+    data: TensorData,
+    *,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device | str = "cpu",
+    batch_transform: BatchTransform | None = None,
+    progress: Progress | None = None,
+) -> nn.Module:
+    """Train ``model`` on ``data`` with cross-entropy, the order of batches fixed by ``seed``.
+
+    This is the baseline training recipe. ``batch_transform`` (e.g. adversarial examples) is applied to
+    every batch before the step. The result depends only on the inputs: the same seed gives the same
+    weights on the same device.
+
+    Returns:
+        The trained model, in eval mode.
+    """
+    progress = resolve_progress(progress)
+    device = torch.device(device)
+    model.to(device)
+    optimizer = make_optimizer(model, config)
+    criterion = nn.CrossEntropyLoss()
+    shuffle_gen = make_generator(seed)
+    transform_gen = make_generator(seed + 1, device if device.type == "cuda" else "cpu")
+    x_all, y_all = data.x.to(device), data.y.to(device)
+    n = len(data)
+    drop_last_one = _has_batchnorm(model)
+    progress.start("train", config.epochs, "training")
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(n, generator=shuffle_gen).to(device)
+        total = 0.0
+        for start in range(0, n, config.batch_size):
+            idx = order[start : start + config.batch_size]
+            if len(idx) < 2 and drop_last_one:
+                continue
+            x, y = x_all[idx], y_all[idx]
+            if batch_transform is not None:
+                x, y = batch_transform(model, x, y, transform_gen)
+                model.train()
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        progress.advance("train", loss=round(total / max(n, 1), 5), epoch=epoch + 1)
+    progress.finish("train")
+    return model.eval()

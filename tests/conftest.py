@@ -1,0 +1,45 @@
+"""Shared test fixtures: an isolated AMULET_HOME, seeds, and small real datasets (session-scoped)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Every test session writes under its own home: nothing touches the user's ~/.amulet.
+_HOME = Path(tempfile.mkdtemp(prefix="amulet-test-home-"))
+os.environ.setdefault("AMULET_HOME", str(_HOME))
+os.environ.setdefault("AMULET_DEVICE", "cpu")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def seed() -> int:
+    """The seed tests use unless they need several."""
+    return 7
+
+
+@pytest.fixture(scope="session")
+def amulet_home() -> Path:
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def census():
+    """Full UCI Adult census from the offline source (sensitive columns excluded from features)."""
+    from amulet.utils import load_data
+
+    return load_data(str(_HOME / "data"), "census", exp_id=0)
+
+
+@pytest.fixture(scope="session")
+def fmnist_small():
+    """Fashion-MNIST subsampled: 10% of train (6,000) and 20% of test (2,000), deterministic."""
+    from amulet.utils import load_data
+
+    return load_data(str(_HOME / "data"), "fmnist", training_size=0.1, test_size=0.2, exp_id=0)
