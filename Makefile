@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow test-all lint format bench install data clean help
+.PHONY: run test test-slow test-all lint format bench install system clean help
 
 help:
 	@echo "make run       set up .venv and run the main job"
@@ -22,19 +22,19 @@ $(STAMP): pyproject.toml scripts/install.sh
 
 install: $(STAMP)
 
-data: $(STAMP)
-	@bash scripts/install_data.sh $(BIN)/python
+system:
+	@bash scripts/install_system.sh
 
-run: install data
+run: install system
 	$(BIN)/amulet demo
 
-test: install data
+test: install system
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-slow: install data
+test-slow: install system
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-test-all: install data
+test-all: install system
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
 lint: install
@@ -46,7 +46,7 @@ format: install
 	$(BIN)/ruff check --fix amulet backend worker dashboard tests benchmarks
 	$(BIN)/ruff format amulet backend worker dashboard tests benchmarks
 
-bench: install data
+bench: install system
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -1,0 +1,117 @@
+"""The registry: risks, attacks, defenses and metrics are complete, consistent and serialisable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel
+
+from amulet import registry
+from amulet.registry import AttackInfo, HeadlineMetric, RiskInfo, ThreatModel
+
+EXPECTED_RISKS = {
+    "evasion": "S1",
+    "poisoning": "S2",
+    "unauth_model_ownership": "S3",
+    "membership_inference": "P1",
+    "attribute_inference": "P2",
+    "data_reconstruction": "P3",
+    "distribution_inference": "P4",
+    "discriminatory_behavior": "F",
+}
+
+
+def test_all_eight_risks_are_registered_with_their_codes():
+    assert {r.key: r.code for r in registry.risks()} == EXPECTED_RISKS
+
+
+@pytest.mark.parametrize("risk", registry.risks(), ids=lambda r: r.key)
+def test_every_risk_declares_headline_metrics_with_direction(risk: RiskInfo):
+    assert risk.headline_metrics, f"{risk.key} has no headline metric"
+    keys = [m.key for m in risk.headline_metrics]
+    assert len(keys) == len(set(keys))
+    for metric in risk.headline_metrics:
+        assert isinstance(metric.higher_is_riskier, bool)
+        assert metric.name and metric.description
+        assert metric.unit in {"", "%"}
+    assert risk.metric(keys[0]).key == keys[0]
+    with pytest.raises(KeyError, match="no headline metric"):
+        risk.metric("nope")
+
+
+def test_directions_follow_algorithms_md():
+    # A flipped sign convention here would invert every verdict of the interaction matrix.
+    assert registry.get_risk("evasion").metric("robust_accuracy").higher_is_riskier is False
+    assert registry.get_risk("data_reconstruction").metric("mse").higher_is_riskier is False
+    assert registry.get_risk("discriminatory_behavior").metric("p_rule").higher_is_riskier is False
+    assert registry.get_risk("membership_inference").metric("auc").higher_is_riskier is True
+    assert registry.get_risk("discriminatory_behavior").metric("demographic_parity").higher_is_riskier is True
+
+
+def _params_models() -> list[tuple[str, type[BaseModel]]]:
+    return [(f"attack:{a.key}", a.params) for a in registry.attacks()] + [
+        (f"defense:{d.key}", d.params) for d in registry.defenses()
+    ]
+
+
+@pytest.mark.parametrize(("name", "params"), _params_models(), ids=[n for n, _ in _params_models()])
+def test_every_parameter_has_a_default_and_help_text(name: str, params: type[BaseModel]):
+    # Forms in the dashboard and the catalog are generated from these models.
+    for field_name, field in params.model_fields.items():
+        assert not field.is_required(), f"{name}.{field_name} has no default"
+        assert field.description, f"{name}.{field_name} has no help text"
+    params()  # defaults validate
+
+
+@pytest.mark.parametrize("attack", registry.attacks(), ids=lambda a: a.key)
+def test_every_attack_has_a_threat_model_and_a_runner(attack: AttackInfo):
+    assert attack.risk in EXPECTED_RISKS
+    assert attack.threat_model.knowledge and attack.threat_model.data and attack.threat_model.budget
+    assert callable(attack.run)
+
+
+@pytest.mark.parametrize("defense", registry.defenses(), ids=lambda d: d.key)
+def test_every_defense_targets_known_risks_and_builds_its_stage(defense):
+    assert set(defense.targets) <= set(EXPECTED_RISKS)
+    stage = defense.make_stage(defense.params())
+    assert stage.defense == defense.key
+    assert stage.kind in {"data", "batch", "loop", "post"}
+    json.dumps(stage.params)
+
+
+def test_catalog_is_json_serialisable_and_lists_everything():
+    catalog = json.loads(json.dumps(registry.catalog()))
+    assert {r["key"] for r in catalog["risks"]} == set(EXPECTED_RISKS)
+    assert len(catalog["attacks"]) == len(registry.attacks())
+    assert len(catalog["defenses"]) == len(registry.defenses())
+    for attack in catalog["attacks"]:
+        assert attack["params_schema"]["type"] == "object"
+
+
+def test_duplicate_registration_is_refused_unless_forced():
+    risk = registry.get_risk("evasion")
+    clash = RiskInfo(risk.key, "S9", "other", "security", "d", (HeadlineMetric("m", "m", True, "", "d"),))
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_risk(clash)
+    registry.register_risk(risk)  # the same entry again is fine
+
+
+def test_attack_for_unknown_risk_is_refused():
+    info = AttackInfo(
+        key="x",
+        code="X",
+        name="x",
+        risk="no_such_risk",
+        cls=None,
+        params=registry.NoParams,
+        threat_model=ThreatModel("k", "d", "b"),
+        run=lambda ctx, params: {},
+    )
+    with pytest.raises(ValueError, match="unknown risk"):
+        registry.register_attack(info)
+
+
+def test_unknown_keys_list_the_known_ones():
+    with pytest.raises(KeyError, match="Registered attacks"):
+        registry.get_attack("nope")
