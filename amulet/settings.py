@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         max_columns: Largest accepted number of columns in an uploaded tabular dataset.
         num_threads: Torch intra-op threads; 0 keeps torch's default.
         api_url: Where clients (dashboard, ``amulet submit``) reach the REST API.
+        task_queue: Celery queue the service sends assessment tasks to (and ``amulet worker`` consumes).
+        task_visibility_timeout: Seconds before a Redis broker redelivers an unacknowledged task (a killed
+            worker's task); keep it above the longest task.
+        task_time_limit: Hard time limit of one worker task, in seconds (soft limit is 95% of it).
+        max_uncompressed_bytes: Zip-bomb guard: largest uncompressed size of an uploaded Parquet/NPZ file.
     """
 
     model_config = SettingsConfigDict(env_prefix="AMULET_", env_file=".env", extra="ignore")
@@ -62,6 +67,10 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, gt=0, lt=65536)
     dashboard_port: int = Field(default=8501, gt=0, lt=65536)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    task_queue: str = "amulet"
+    task_visibility_timeout: int = Field(default=3600, gt=0)
+    task_time_limit: int = Field(default=6 * 3600, gt=0)
+    max_uncompressed_bytes: int = Field(default=4 * 1024 * 1024 * 1024, gt=0)
 
     @field_validator("device")
     @classmethod
