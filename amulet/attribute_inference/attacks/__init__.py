@@ -1,3 +1,6 @@
 """Attribute inference: attacks."""
 
-__all__: list[str] = []
+from amulet.attribute_inference.attacks._base import AttributeInferenceAttack
+from amulet.attribute_inference.attacks._duddu_cikm_2022 import DudduCIKM2022
+
+__all__ = ["AttributeInferenceAttack", "DudduCIKM2022"]

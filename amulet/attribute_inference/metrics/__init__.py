@@ -1,3 +1,5 @@
 """Attribute inference: metrics."""
 
-__all__: list[str] = []
+from amulet.attribute_inference.metrics._evaluate import evaluate_attribute_inference
+
+__all__ = ["evaluate_attribute_inference"]

@@ -1,3 +1,5 @@
 """Data reconstruction: metrics."""
 
-__all__: list[str] = []
+from amulet.data_reconstruction.metrics._similarity import SimilarityResults, evaluate_similarity, ssim_defined
+
+__all__ = ["SimilarityResults", "evaluate_similarity", "ssim_defined"]

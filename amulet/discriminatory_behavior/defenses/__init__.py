@@ -1,3 +1,17 @@
 """Discriminatory behaviour: defenses."""
 
-__all__: list[str] = []
+from amulet.discriminatory_behavior.defenses._adversarial_debiasing import (
+    AdversarialDebiasing,
+    AdversaryModel,
+    debiasing_loop,
+    train_debiased,
+)
+from amulet.discriminatory_behavior.defenses._base import DiscriminatoryBehaviorDefense
+
+__all__ = [
+    "AdversarialDebiasing",
+    "AdversaryModel",
+    "DiscriminatoryBehaviorDefense",
+    "debiasing_loop",
+    "train_debiased",
+]

@@ -1,3 +1,5 @@
 """Discriminatory behaviour: metrics."""
 
-__all__: list[str] = []
+from amulet.discriminatory_behavior.metrics._discriminatory_behavior import DiscriminatoryBehavior
+
+__all__ = ["DiscriminatoryBehavior"]

@@ -1,0 +1,468 @@
+"""Adversarial debiasing (FD1): Louppe et al. 2017 "Learning to Pivot" / Zhang et al. 2018.
+
+An adversary network tries to predict every sensitive attribute from the classifier's logits. Training
+alternates, on every mini-batch, one adversary step (minimise its binary cross-entropy) and one classifier step
+on ``task loss - sum_k lambda_k * adversary loss_k``: the classifier is rewarded for outputs from which the
+sensitive attributes cannot be recovered, which drives the demographic parity gap down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from amulet._validation import InstanceOf, Interval, validate_params
+from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError, NotApplicableError, NotRunError
+from amulet.progress import Progress, resolve_progress
+from amulet.utils._seeding import derive_seed, make_generator, seeded_init
+from amulet.utils._tensordata import TensorData
+from amulet.utils._training import BatchTransform, TrainConfig, make_optimizer
+
+from ._base import DiscriminatoryBehaviorDefense
+
+__all__ = ["AdversarialDebiasing", "AdversaryModel", "debiasing_loop", "train_debiased"]
+
+logger = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class AdversaryModel(nn.Module):
+    """The adversary: an MLP from the classifier's ``n_input`` logits to one score per sensitive attribute.
+
+    ``forward`` returns probabilities (sigmoid), as upstream; :meth:`logits` the pre-sigmoid scores.
+
+    Args:
+        n_sensitive: Number of sensitive attributes (outputs).
+        n_input: Number of classifier outputs (inputs).
+        hidden: Width of the three hidden layers.
+    """
+
+    def __init__(self, n_sensitive: int = 2, n_input: int = 2, hidden: int = 32):
+        super().__init__()
+        self.network = nn.Sequential(
+            nn.Linear(n_input, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, n_sensitive),
+        )
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid scores, shape (n, n_sensitive)."""
+        return self.network(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities that each sensitive attribute is 1, shape (n, n_sensitive)."""
+        return torch.sigmoid(self.network(x))
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _adversary_losses(adversary: AdversaryModel, outputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy per sensitive attribute, shape (n_sensitive,)."""
+    return F.binary_cross_entropy_with_logits(adversary.logits(outputs), z, reduction="none").mean(0)
+
+
+def train_debiased(
+    model: nn.Module,
+    adversary: AdversaryModel,
+    batches: Callable[[], Iterable[Batch]],
+    *,
+    criterion: nn.Module,
+    model_optimizer: torch.optim.Optimizer,
+    adversary_optimizer: torch.optim.Optimizer,
+    lambdas: torch.Tensor,
+    epochs: int,
+    pretrain_adversary_epochs: int,
+    device: torch.device | str,
+    batch_transform: BatchTransform | None = None,
+    transform_generator: torch.Generator | None = None,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """The debiasing loop shared by :class:`AdversarialDebiasing` and the registered recipe stage.
+
+    First ``pretrain_adversary_epochs`` passes train only the adversary on the (frozen) classifier's outputs.
+    Then, for ``epochs`` passes and on every batch: one adversary step on the classifier's current outputs,
+    then one classifier step on ``criterion(out, y) - sum_k lambdas[k] * BCE_k(adversary(out), z_k)``.
+    ``batch_transform`` (e.g. adversarial examples) is applied to every batch's ``(x, y)`` first.
+
+    Args:
+        model: The classifier (trained in place).
+        adversary: The adversary (trained in place).
+        batches: Called once per pass; returns an iterable of ``(x, y, z)`` batches.
+        criterion: Task loss.
+        model_optimizer: Optimizer over ``model``'s parameters.
+        adversary_optimizer: Optimizer over ``adversary``'s parameters.
+        lambdas: Non-negative weight per sensitive attribute, shape (n_sensitive,), on ``device``.
+        epochs: Passes of alternating updates.
+        pretrain_adversary_epochs: Passes that train only the adversary first.
+        device: Torch device.
+        batch_transform: Optional per-batch transform ``(model, x, y, generator) -> (x, y)``.
+        transform_generator: Generator handed to ``batch_transform``.
+        progress: Progress reporter (tasks ``"debias/pretrain_adversary"`` and ``"debias"``).
+
+    Returns:
+        Counts of optimizer steps: ``{"adversary_steps", "classifier_steps"}``.
+    """
+    progress = resolve_progress(progress)
+    device = torch.device(device)
+    skip_singletons = _has_batchnorm(model)
+    if batch_transform is not None and transform_generator is None:
+        transform_generator = make_generator(0, device if device.type == "cuda" else "cpu")
+    counts = {"adversary_steps": 0, "classifier_steps": 0}
+
+    def prepared(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> Batch | None:
+        if len(x) < 2 and skip_singletons:
+            return None  # BatchNorm cannot train on a batch of one
+        x, y = x.to(device), y.to(device).long().reshape(-1)
+        z = z.to(device).float().reshape(len(x), -1)
+        if batch_transform is not None:
+            assert transform_generator is not None
+            x, y = batch_transform(model, x, y, transform_generator)
+        return x, y, z
+
+    def adversary_step(x: torch.Tensor, z: torch.Tensor) -> float:
+        with torch.no_grad():
+            outputs = model(x)
+        adversary_optimizer.zero_grad(set_to_none=True)
+        loss = _adversary_losses(adversary, outputs, z).mean()
+        loss.backward()
+        adversary_optimizer.step()
+        counts["adversary_steps"] += 1
+        return float(loss.item())
+
+    progress.start("debias/pretrain_adversary", pretrain_adversary_epochs, "pretraining the adversary")
+    for epoch in range(pretrain_adversary_epochs):
+        loss = float("nan")
+        model.eval()
+        adversary.train()
+        for x, y, z in batches():
+            batch = prepared(x, y, z)
+            if batch is None:
+                continue
+            model.eval()
+            loss = adversary_step(batch[0], batch[2])
+        progress.advance("debias/pretrain_adversary", adversary_loss=round(loss, 5), epoch=epoch + 1)
+    progress.finish("debias/pretrain_adversary")
+
+    progress.start("debias", epochs, "adversarial debiasing")
+    for epoch in range(epochs):
+        task_total, adv_total, seen = 0.0, 0.0, 0
+        for x, y, z in batches():
+            model.train()
+            adversary.train()
+            batch = prepared(x, y, z)
+            if batch is None:
+                continue
+            x, y, z = batch
+            model.train()
+            adv_loss = adversary_step(x, z)
+            outputs = model(x)
+            task_loss = criterion(outputs, y)
+            fairness = (lambdas * _adversary_losses(adversary, outputs, z)).sum()
+            model_optimizer.zero_grad(set_to_none=True)
+            (task_loss - fairness).backward()
+            model_optimizer.step()
+            counts["classifier_steps"] += 1
+            task_total += float(task_loss.item()) * len(x)
+            adv_total += adv_loss * len(x)
+            seen += len(x)
+        progress.advance(
+            "debias",
+            task_loss=round(task_total / max(seen, 1), 5),
+            adversary_loss=round(adv_total / max(seen, 1), 5),
+            epoch=epoch + 1,
+        )
+        logger.debug("debias epoch %d task %.5f adversary %.5f", epoch + 1, task_total / max(seen, 1), adv_total)
+    progress.finish("debias")
+    adversary.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)
+    return counts
+
+
+def _lambdas_tensor(lambdas: Any, n_sensitive_attrs: int, owner: str) -> torch.Tensor:
+    """Validate ``lambdas`` (a number, or one non-negative finite weight per attribute) as a float tensor."""
+    if isinstance(lambdas, torch.Tensor):
+        values = lambdas.detach().cpu().reshape(-1).tolist()
+    elif isinstance(lambdas, numbers.Real) and not isinstance(lambdas, bool):
+        values = [float(lambdas)] * n_sensitive_attrs
+    elif isinstance(lambdas, Sequence) and not isinstance(lambdas, str):
+        values = list(lambdas)
+    else:
+        values = None
+    ok = (
+        values is not None
+        and len(values) == n_sensitive_attrs
+        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values)
+    )
+    if not ok:
+        raise InvalidParameterError(
+            PARAM_MESSAGE.format(
+                name="lambdas",
+                owner=owner,
+                expected=f"one finite non-negative weight per sensitive attribute ({n_sensitive_attrs} values)",
+                value=lambdas,
+            )
+        )
+    assert values is not None
+    return torch.tensor([float(v) for v in values], dtype=torch.float32)
+
+
+class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
+    """Adversarial debiasing of a classifier (Louppe et al. 2017; Zhang et al. 2018).
+
+    Args:
+        model: The classifier to debias (any state: fresh or already trained).
+        criterion: Task loss, e.g. ``nn.CrossEntropyLoss()``.
+        optimizer: Optimizer over ``model``'s parameters.
+        train_loader: Yields ``(x, y, z)`` batches; z has ``n_sensitive_attrs`` binary columns.
+        test_loader: Yields ``(x, y, z)`` batches, used by :meth:`adversary_report`.
+        n_sensitive_attrs: Number of sensitive attributes (columns of z).
+        n_classes: Number of classifier outputs (the adversary's input size).
+        lambdas: Fairness weight per sensitive attribute (tensor or sequence of ``n_sensitive_attrs``
+            non-negative numbers; a single number applies to all). Larger = fairer, less accurate.
+        device: Torch device.
+        epochs: Passes of alternating per-batch adversary / classifier updates.
+        pretrain_adversary_epochs: Passes that train only the adversary before the alternation.
+        adversary_lr: Adam learning rate of the adversary (keyword-only).
+        seed: Seed of the adversary's initialisation (keyword-only).
+        progress: Progress reporter (keyword-only).
+
+    Attributes:
+        adversary_: The trained :class:`AdversaryModel` (also readable as ``discmodel``, upstream's name).
+        n_adversary_steps_: Adversary optimizer steps taken (pretraining included).
+        n_classifier_steps_: Classifier optimizer steps taken.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(64, 4, generator=g); y = (x[:, 0] > 0).long(); z = (x[:, :2] > 0).long()
+        >>> loader = DataLoader(TensorDataset(x, y, z), batch_size=16)
+        >>> model = nn.Linear(4, 2)
+        >>> defense = AdversarialDebiasing(model, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters()),
+        ...     loader, loader, 2, 2, [1.0, 1.0], "cpu", epochs=2, pretrain_adversary_epochs=1)
+        >>> _ = defense.train_fair()
+        >>> defense.n_classifier_steps_
+        8
+    """
+
+    _parameter_constraints = {
+        "model": [InstanceOf(nn.Module)],
+        "criterion": [InstanceOf(nn.Module)],
+        "optimizer": [InstanceOf(torch.optim.Optimizer)],
+        "train_loader": [InstanceOf(DataLoader)],
+        "test_loader": [InstanceOf(DataLoader), None],
+        "n_sensitive_attrs": [Interval(int, 1, None)],
+        "n_classes": [Interval(int, 2, None)],
+        "device": [InstanceOf((str, torch.device))],
+        "epochs": [Interval(int, 0, None)],
+        "pretrain_adversary_epochs": [Interval(int, 0, None)],
+        "adversary_lr": [Interval(float, 0, 10, closed="right")],
+        "seed": [Interval(int, 0, None)],
+    }
+
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_loader: DataLoader,
+        test_loader: DataLoader,
+        n_sensitive_attrs: int,
+        n_classes: int,
+        lambdas: torch.Tensor | Sequence[float] | float,
+        device: str | torch.device,
+        epochs: int = 5,
+        pretrain_adversary_epochs: int = 5,
+        *,
+        adversary_lr: float = 1e-3,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ):
+        super().__init__(model, criterion, optimizer, train_loader, test_loader, device)
+        self.n_sensitive_attrs = n_sensitive_attrs
+        self.n_classes = n_classes
+        self.lambdas = lambdas
+        self.epochs = epochs
+        self.pretrain_adversary_epochs = pretrain_adversary_epochs
+        self.adversary_lr = adversary_lr
+        self.seed = seed
+        self.progress = progress
+
+    @property
+    def discmodel(self) -> AdversaryModel:
+        """Upstream's name for :attr:`adversary_`."""
+        if not hasattr(self, "adversary_"):
+            raise NotRunError("This AdversarialDebiasing has no adversary yet; call train_fair() first.")
+        return self.adversary_
+
+    def _batches(self) -> Iterator[Batch]:
+        for batch in self.train_loader:
+            if len(batch) < 3:
+                raise InvalidParameterError(
+                    f"The 'train_loader' parameter of {type(self).__name__} must yield (x, y, z) batches with the "
+                    f"sensitive attributes z. Got batches of {len(batch)} tensors instead."
+                )
+            x, y, z = batch[0], batch[1], batch[2]
+            z = z.reshape(len(x), -1)
+            if z.shape[1] != self.n_sensitive_attrs:
+                raise InvalidParameterError(
+                    PARAM_MESSAGE.format(
+                        name="n_sensitive_attrs",
+                        owner=type(self).__name__,
+                        expected=f"the number of columns of z in the training batches ({z.shape[1]})",
+                        value=self.n_sensitive_attrs,
+                    )
+                )
+            if not bool(((z == 0) | (z == 1)).all()):
+                raise InvalidParameterError(
+                    f"The 'train_loader' parameter of {type(self).__name__} must yield binary sensitive attributes "
+                    f"(0/1). Got values {torch.unique(z)[:10].tolist()} instead."
+                )
+            yield x, y, z
+
+    def train_fair(self) -> nn.Module:
+        """Pretrain the adversary, then alternate adversary and classifier steps on every batch.
+
+        Returns:
+            The debiased model (the same object as ``model``), in eval mode.
+
+        Raises:
+            InvalidParameterError: for bad parameters, ``lambdas`` whose length is not ``n_sensitive_attrs``,
+                or a loader that does not yield binary z with ``n_sensitive_attrs`` columns.
+        """
+        validate_params(self)
+        lambdas = _lambdas_tensor(self.lambdas, self.n_sensitive_attrs, type(self).__name__)
+        device = torch.device(self.device)
+        self.model.to(device)
+        adversary = seeded_init(lambda: AdversaryModel(self.n_sensitive_attrs, self.n_classes), self.seed).to(device)
+        adversary_optimizer = torch.optim.Adam(adversary.parameters(), lr=self.adversary_lr)
+        counts = train_debiased(
+            self.model,
+            adversary,
+            self._batches,
+            criterion=self.criterion,
+            model_optimizer=self.optimizer,
+            adversary_optimizer=adversary_optimizer,
+            lambdas=lambdas.to(device),
+            epochs=self.epochs,
+            pretrain_adversary_epochs=self.pretrain_adversary_epochs,
+            device=device,
+            progress=self.progress,
+        )
+        self.adversary_ = adversary.eval()
+        self.n_adversary_steps_ = counts["adversary_steps"]
+        self.n_classifier_steps_ = counts["classifier_steps"]
+        return self.model.eval()
+
+    def adversary_report(self) -> tuple[float, ...]:
+        """AUC of the trained adversary at recovering each sensitive attribute on ``test_loader``."""
+        from amulet.discriminatory_behavior.metrics import DiscriminatoryBehavior
+
+        return tuple(DiscriminatoryBehavior.adversary_auc(self.discmodel, self.model, self.test_loader, self.device))
+
+
+# ---------------------------------------------------------------------- recipe stage (layer 2)
+def debiasing_loop(
+    model: nn.Module,
+    data: TensorData,
+    *,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device | str,
+    batch_transform: BatchTransform | None = None,
+    progress: Progress | None = None,
+    fairness_weight: float = 1.0,
+    pretrain_classifier_epochs: int = 2,
+    pretrain_adversary_epochs: int = 2,
+    adversary_lr: float = 1e-3,
+) -> nn.Module:
+    """Training loop of the ``adversarial_debiasing`` recipe stage.
+
+    The classifier sees ``config.epochs`` passes in all: the first ``min(pretrain_classifier_epochs,
+    config.epochs - 1)`` are ordinary training (so the adversary faces meaningful outputs), then the adversary is
+    pretrained for ``pretrain_adversary_epochs`` passes, then the remaining passes alternate per-batch adversary
+    and classifier updates with weight ``fairness_weight`` for every sensitive attribute. Batch order follows
+    ``seed`` exactly as in :func:`amulet.utils.train_model`, and ``batch_transform`` is applied to every batch.
+
+    Raises:
+        NotApplicableError: when ``data`` has no sensitive attributes or they are not binary.
+    """
+    progress = resolve_progress(progress)
+    device = torch.device(device)
+    if data.z is None or data.z.numel() == 0:
+        raise NotApplicableError(
+            "Adversarial debiasing needs the sensitive attributes (z) of the training data; this dataset has none."
+        )
+    if not bool(((data.z == 0) | (data.z == 1)).all()):
+        raise NotApplicableError("Adversarial debiasing needs binary sensitive attributes (0/1).")
+    model.to(device)
+    x_all, y_all = data.x.to(device), data.y.to(device)
+    z_all = data.z.reshape(len(data), -1).float().to(device)
+    n, n_attrs = len(data), z_all.shape[1]
+    model.eval()
+    with torch.no_grad():
+        n_outputs = int(model(x_all[:2]).shape[1])
+    optimizer = make_optimizer(model, config)
+    criterion = nn.CrossEntropyLoss()
+    shuffle_gen = make_generator(seed)
+    transform_gen = make_generator(seed + 1, device if device.type == "cuda" else "cpu")
+    skip_singletons = _has_batchnorm(model)
+
+    def batches() -> Iterator[Batch]:
+        order = torch.randperm(n, generator=shuffle_gen).to(device)
+        for start in range(0, n, config.batch_size):
+            idx = order[start : start + config.batch_size]
+            yield x_all[idx], y_all[idx], z_all[idx]
+
+    n_plain = min(pretrain_classifier_epochs, config.epochs - 1)
+    progress.start("train", n_plain, "pretraining the classifier")
+    for epoch in range(n_plain):
+        model.train()
+        total = 0.0
+        for x, y, _ in batches():
+            if len(x) < 2 and skip_singletons:
+                continue
+            if batch_transform is not None:
+                x, y = batch_transform(model, x, y, transform_gen)
+                model.train()
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(x)
+        progress.advance("train", loss=round(total / max(n, 1), 5), epoch=epoch + 1)
+    progress.finish("train")
+
+    adversary = seeded_init(lambda: AdversaryModel(n_attrs, n_outputs), derive_seed(seed, "adversary")).to(device)
+    train_debiased(
+        model,
+        adversary,
+        batches,
+        criterion=criterion,
+        model_optimizer=optimizer,
+        adversary_optimizer=torch.optim.Adam(adversary.parameters(), lr=adversary_lr),
+        lambdas=torch.full((n_attrs,), float(fairness_weight), device=device),
+        epochs=config.epochs - n_plain,
+        pretrain_adversary_epochs=pretrain_adversary_epochs,
+        device=device,
+        batch_transform=batch_transform,
+        transform_generator=transform_gen,
+        progress=progress,
+    )
+    return model.eval()
