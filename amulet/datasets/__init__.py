@@ -1,0 +1,37 @@
+"""Built-in and user-supplied datasets (upstream ``amulet.datasets`` names, plus our additions).
+
+Every built-in loader resolves its files in the order of DATASETS.md: the local cache (its ``path``
+argument, then ``<settings data dir>/<name>``), an offline source inside an installed package, the
+canonical download (only with ``download=True``), otherwise
+:class:`~amulet.exceptions.DatasetUnavailableError` naming the install command. The source used is logged.
+
+Images come back as NCHW float32 in [0, 1]; tabular features as float32 with one-hot encoding and
+scaling fitted on the training split only; labels int64; sensitive attributes binary in ``z``.
+"""
+
+from amulet.datasets._base import AmuletDataset, CustomImageDataset, TransformedTensorDataset
+from amulet.datasets._faces import load_celeba, load_lfw, load_utkface
+from amulet.datasets._files import load_npz, load_tabular_file
+from amulet.datasets._images import load_cifar10, load_cifar100, load_fmnist, load_mnist
+from amulet.datasets._sources import DATASET_SOURCES, dataset_status
+from amulet.datasets._tabular import load_census, load_compas, load_german
+
+__all__ = [
+    "AmuletDataset",
+    "CustomImageDataset",
+    "DATASET_SOURCES",
+    "TransformedTensorDataset",
+    "dataset_status",
+    "load_celeba",
+    "load_census",
+    "load_cifar10",
+    "load_cifar100",
+    "load_compas",
+    "load_fmnist",
+    "load_german",
+    "load_lfw",
+    "load_mnist",
+    "load_npz",
+    "load_tabular_file",
+    "load_utkface",
+]

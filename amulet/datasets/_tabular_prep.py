@@ -1,0 +1,100 @@
+"""Shared tabular preprocessing: stratified split, then one-hot + standard scaling fitted on the train split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["TabularEncoding", "encode_split", "stratified_indices"]
+
+
+def stratified_indices(
+    y: np.ndarray, test_size: float, random_seed: int, stratify: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified train/test split of ``range(len(y))``; returns sorted index arrays.
+
+    ``stratify`` defaults to ``y``; pass a combined key (e.g. label x sensitive group) to keep more
+    proportions.
+    """
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    train_idx, test_idx = train_test_split(
+        index, test_size=test_size, stratify=y if stratify is None else stratify, random_state=int(random_seed)
+    )
+    return np.sort(train_idx), np.sort(test_idx)
+
+
+class TabularEncoding:
+    """One-hot encoding of categorical columns and standard scaling of numeric columns.
+
+    Both are fitted on the training rows only (``fit``) and then applied to any rows (``transform``).
+    Categories that occur only outside the training rows encode as all zeros. One-hot columns stay 0/1;
+    only numeric columns are scaled.
+
+    Args:
+        categorical: Names of the categorical columns (one-hot encoded, in this order).
+        numeric: Names of the numeric columns (standard-scaled, in this order, after the one-hot block).
+    """
+
+    def __init__(self, categorical: Sequence[str], numeric: Sequence[str]):
+        self.categorical = list(categorical)
+        self.numeric = list(numeric)
+
+    def fit(self, frame: pd.DataFrame) -> TabularEncoding:
+        """Learn categories and means/scales from ``frame`` (the training rows)."""
+        self.categories_ = {c: sorted(frame[c].astype(str).unique().tolist()) for c in self.categorical}
+        values = frame[self.numeric].to_numpy(dtype=np.float64) if self.numeric else np.zeros((len(frame), 0))
+        self.mean_ = values.mean(axis=0)
+        scale = values.std(axis=0)
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        self.n_fit_rows_ = len(frame)
+        self.feature_names_ = [f"{c}={v}" for c in self.categorical for v in self.categories_[c]] + list(self.numeric)
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encode ``frame`` into a float32 matrix with columns :attr:`feature_names_`."""
+        blocks = []
+        for c in self.categorical:
+            cats = pd.Categorical(frame[c].astype(str), categories=self.categories_[c])
+            codes = np.asarray(cats.codes)
+            block = np.zeros((len(frame), len(self.categories_[c])), dtype=np.float32)
+            known = codes >= 0
+            block[np.nonzero(known)[0], codes[known]] = 1.0
+            blocks.append(block)
+        if self.numeric:
+            values = frame[self.numeric].to_numpy(dtype=np.float64)
+            blocks.append(((values - self.mean_) / self.scale_).astype(np.float32))
+        if not blocks:
+            return np.zeros((len(frame), 0), dtype=np.float32)
+        return np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-serialisable record of the fitted encoding."""
+        return {
+            "fitted_on": f"training split only ({self.n_fit_rows_} rows)",
+            "categorical": {
+                c: {"encoding": "one-hot (unseen categories -> all zeros)", "categories": self.categories_[c]}
+                for c in self.categorical
+            },
+            "numeric": {
+                c: {"encoding": "standard scaling", "mean": float(m), "scale": float(s)}
+                for c, m, s in zip(self.numeric, self.mean_, self.scale_)
+            },
+            "feature_names": list(self.feature_names_),
+        }
+
+
+def encode_split(
+    features: pd.DataFrame,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    categorical: Sequence[str],
+    numeric: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray, TabularEncoding]:
+    """Fit :class:`TabularEncoding` on the training rows and encode both splits."""
+    encoding = TabularEncoding(categorical, numeric).fit(features.iloc[train_idx])
+    return encoding.transform(features.iloc[train_idx]), encoding.transform(features.iloc[test_idx]), encoding
