@@ -370,7 +370,7 @@ DATASET_SOURCES: dict[str, DatasetSourceInfo] = {
             lambda d: _cifar_dir(d, _CIFAR10_LAYOUTS),
             None,
             "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
-            "no package registry ships CIFAR-10",
+            "extract cifar-10-binary.tar.gz (or cifar-10-python.tar.gz) into the dataset folder by hand",
         ),
         DatasetSourceInfo(
             "cifar100",
@@ -379,7 +379,7 @@ DATASET_SOURCES: dict[str, DatasetSourceInfo] = {
             lambda d: _cifar_dir(d, _CIFAR100_LAYOUTS),
             None,
             "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
-            "no package registry ships CIFAR-100",
+            "extract cifar-100-binary.tar.gz (or cifar-100-python.tar.gz) into the dataset folder by hand",
         ),
         DatasetSourceInfo(
             "celeba",
