@@ -1,3 +1,6 @@
 """Evasion: attacks."""
 
-__all__: list[str] = []
+from amulet.evasion.attacks._base import EvasionAttack
+from amulet.evasion.attacks._pgd import EvasionPGD, pgd_linf
+
+__all__ = ["EvasionAttack", "EvasionPGD", "pgd_linf"]

@@ -1,3 +1,6 @@
 """Evasion: defenses."""
 
-__all__: list[str] = []
+from amulet.evasion.defenses._adversarial_training import AdversarialTrainingPGD, pgd_batch_transform
+from amulet.evasion.defenses._base import EvasionDefense
+
+__all__ = ["AdversarialTrainingPGD", "EvasionDefense", "pgd_batch_transform"]

@@ -1,3 +1,6 @@
 """Poisoning: attacks."""
 
-__all__: list[str] = []
+from amulet.poisoning.attacks._badnets import BadNets, add_trigger
+from amulet.poisoning.attacks._base import PoisoningAttack
+
+__all__ = ["BadNets", "PoisoningAttack", "add_trigger"]

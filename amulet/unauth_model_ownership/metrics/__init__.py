@@ -1,3 +1,5 @@
 """Model stealing: metrics."""
 
-__all__: list[str] = []
+from amulet.unauth_model_ownership.metrics._extraction import evaluate_extraction
+
+__all__ = ["evaluate_extraction"]

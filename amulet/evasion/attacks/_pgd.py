@@ -1,0 +1,199 @@
+"""L-inf projected gradient descent (Madry et al., ICLR 2018)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from amulet._validation import InstanceOf, Interval, check_param, validate_params
+from amulet.evasion.attacks._base import EvasionAttack
+from amulet.progress import Progress, resolve_progress
+from amulet.utils._seeding import make_generator
+
+__all__ = ["EvasionPGD", "pgd_linf"]
+
+
+def _clamp(x: torch.Tensor, low: float | None, high: float | None) -> torch.Tensor:
+    if low is None and high is None:
+        return x
+    return x.clamp(min=low, max=high)
+
+
+def pgd_linf(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    step_size: float,
+    iterations: int,
+    clip_min: float | None = 0.0,
+    clip_max: float | None = 1.0,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Untargeted L-inf PGD examples for one batch.
+
+    The model is put in eval mode while the examples are computed (BatchNorm statistics and dropout are
+    frozen) and restored to its previous mode afterwards. Only the input gradient is computed: the
+    parameters' ``.grad`` are left untouched.
+
+    Args:
+        model: Classifier returning logits.
+        x: Clean inputs, shape (n, ...).
+        y: True labels, shape (n,).
+        epsilon: L-inf radius of the perturbation ball (0 returns the clean inputs).
+        step_size: Size of each signed-gradient ascent step.
+        iterations: Number of ascent steps.
+        clip_min: Lowest valid input value (None: unbounded).
+        clip_max: Highest valid input value (None: unbounded).
+        random_start: Start from a uniform random point of the ball (Madry et al.).
+        generator: Random generator for the start point (reproducible results).
+
+    Returns:
+        Adversarial inputs, detached, same shape, dtype and device as ``x``; every element is within
+        ``epsilon`` of ``x`` and inside [clip_min, clip_max].
+    """
+    x0 = x.detach()
+    if epsilon == 0:
+        return x0.clone()
+    was_training = model.training
+    model.eval()
+    try:
+        if random_start:
+            device = generator.device if generator is not None else x0.device
+            noise = torch.rand(x0.shape, generator=generator, device=device, dtype=x0.dtype).to(x0.device)
+            x_adv = x0 + (2 * noise - 1) * epsilon
+        else:
+            x_adv = x0.clone()
+        x_adv = _clamp(x_adv, clip_min, clip_max)
+        low, high = x0 - epsilon, x0 + epsilon
+        for _ in range(iterations):
+            x_adv.requires_grad_(True)
+            with torch.enable_grad():
+                loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+                (grad,) = torch.autograd.grad(loss, x_adv)
+            x_adv = x_adv.detach() + step_size * grad.sign()
+            x_adv = torch.max(torch.min(x_adv, high), low)
+            x_adv = _clamp(x_adv, clip_min, clip_max)
+    finally:
+        model.train(was_training)
+    return x_adv.detach()
+
+
+class EvasionPGD(EvasionAttack):
+    """Untargeted L-inf PGD with a uniform random start against the true labels (Madry et al. 2018).
+
+    Reference:
+        Towards Deep Learning Models Resistant to Adversarial Attacks. Aleksander Madry, Aleksandar Makelov,
+        Ludwig Schmidt, Dimitris Tsipras, Adrian Vladu. ICLR 2018. https://arxiv.org/abs/1706.06083
+
+    Args:
+        model: Target classifier (returns logits). It is attacked in eval mode.
+        test_loader: Loader of (x, y) or (x, y, z) batches to attack.
+        device: Torch device on which the attack runs.
+        batch_size: Batch size of the returned loader of adversarial examples.
+        epsilon: L-inf radius (default 0.1); 0 gives back the clean inputs.
+        iterations: Number of PGD steps (default 40).
+        step_size: Step size of each signed-gradient step (default 0.01).
+        clip_min: Lowest valid input value (default 0.0; None for unbounded tabular features).
+        clip_max: Highest valid input value (default 1.0; None for unbounded tabular features).
+        seed: Seed of the random start (default 0); the same seed gives the same examples.
+        progress: Progress reporter (task ``"pgd"``, one unit per batch); silent when None.
+
+    Attributes:
+        adversarial_examples_: Tensor of all adversarial inputs after :meth:`attack`.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from amulet.evasion.attacks import EvasionPGD
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+        >>> loader = DataLoader(TensorDataset(torch.rand(8, 4), torch.zeros(8, dtype=torch.long)), batch_size=4)
+        >>> adv = EvasionPGD(model, loader, "cpu", 4, epsilon=0.05, iterations=3).attack()
+        >>> x_adv, _ = next(iter(adv))
+        >>> bool(((x_adv >= 0) & (x_adv <= 1)).all())
+        True
+    """
+
+    _parameter_constraints = {
+        "model": [InstanceOf(nn.Module)],
+        "test_loader": [InstanceOf(DataLoader)],
+        "device": [InstanceOf((str, torch.device))],
+        "batch_size": [Interval(int, 1, None)],
+        "epsilon": [Interval(float, 0, None)],
+        "iterations": [Interval(int, 0, None)],
+        "step_size": [Interval(float, 0, None)],
+        "clip_min": [Interval(float, None, None), None],
+        "clip_max": [Interval(float, None, None), None],
+        "seed": [Interval(int, 0, None)],
+        "progress": [InstanceOf(Progress), None],
+    }
+
+    def __init__(
+        self,
+        model: nn.Module,
+        test_loader: DataLoader,
+        device: str | torch.device,
+        batch_size: int,
+        epsilon: float = 0.1,
+        iterations: int = 40,
+        step_size: float = 0.01,
+        clip_min: float | None = 0.0,
+        clip_max: float | None = 1.0,
+        *,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> None:
+        self.model = model
+        self.test_loader = test_loader
+        self.device = device
+        self.batch_size = batch_size
+        self.epsilon = epsilon
+        self.iterations = iterations
+        self.step_size = step_size
+        self.clip_min = clip_min
+        self.clip_max = clip_max
+        self.seed = seed
+        self.progress = progress
+
+    def attack(self) -> DataLoader:
+        """Compute PGD examples for every test input.
+
+        Returns:
+            An unshuffled loader of (x_adv, y_true) with ``batch_size``, aligned with ``test_loader``.
+        """
+        validate_params(self)
+        _check_clip_range(type(self).__name__, self.clip_min, self.clip_max)
+        device = torch.device(self.device)
+        progress = resolve_progress(self.progress)
+        generator = make_generator(self.seed, device if device.type == "cuda" else "cpu")
+        self.model.to(device)
+        xs, ys = [], []
+        for batch in progress.track(self.test_loader, "pgd", description="PGD attack"):
+            x, y = batch[0].to(device).float(), batch[1].to(device).long()
+            x_adv = pgd_linf(
+                self.model,
+                x,
+                y,
+                epsilon=float(self.epsilon),
+                step_size=float(self.step_size),
+                iterations=int(self.iterations),
+                clip_min=self.clip_min,
+                clip_max=self.clip_max,
+                generator=generator,
+            )
+            xs.append(x_adv.cpu())
+            ys.append(y.cpu())
+        x_all = torch.cat(xs) if xs else torch.empty(0)
+        y_all = torch.cat(ys) if ys else torch.empty(0, dtype=torch.long)
+        self.adversarial_examples_ = x_all
+        return DataLoader(TensorDataset(x_all, y_all), batch_size=self.batch_size, shuffle=False)
+
+
+def _check_clip_range(owner: str, clip_min: float | None, clip_max: float | None) -> None:
+    if clip_min is not None and clip_max is not None and clip_min >= clip_max:
+        check_param(owner, "clip_max", clip_max, [Interval(float, clip_min, None, closed="neither")])

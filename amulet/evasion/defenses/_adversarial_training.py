@@ -1,0 +1,188 @@
+"""PGD adversarial training (Madry et al., ICLR 2018)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from amulet._validation import InstanceOf, Interval, validate_params
+from amulet.evasion.attacks._pgd import _check_clip_range, pgd_linf
+from amulet.evasion.defenses._base import EvasionDefense
+from amulet.progress import Progress, resolve_progress
+from amulet.utils._seeding import make_generator
+from amulet.utils._training import BatchTransform
+
+__all__ = ["AdversarialTrainingPGD", "pgd_batch_transform"]
+
+
+def pgd_batch_transform(
+    *,
+    epsilon: float,
+    step_size: float,
+    iterations: int,
+    clip_min: float | None = None,
+    clip_max: float | None = None,
+    mix_clean: float = 0.0,
+) -> BatchTransform:
+    """A training-batch transform that replaces inputs by PGD examples against the current model.
+
+    The examples are made with the model in eval mode and the batch's true labels; a seeded
+    ``round(mix_clean * n)`` rows of each batch stay clean. Labels are unchanged.
+
+    Args:
+        epsilon: L-inf radius.
+        step_size: PGD step size.
+        iterations: PGD steps.
+        clip_min: Lowest valid input value (None: unbounded).
+        clip_max: Highest valid input value (None: unbounded).
+        mix_clean: Fraction of every batch left clean, in [0, 1].
+
+    Returns:
+        ``transform(model, x, y, generator) -> (x', y)`` for :func:`amulet.utils.train_model` and recipes.
+    """
+
+    def transform(
+        model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x_adv = pgd_linf(
+            model,
+            x,
+            y,
+            epsilon=epsilon,
+            step_size=step_size,
+            iterations=iterations,
+            clip_min=clip_min,
+            clip_max=clip_max,
+            generator=generator,
+        )
+        n_clean = round(mix_clean * len(x))
+        if n_clean > 0:
+            keep = torch.randperm(len(x), generator=generator, device=generator.device)[:n_clean].to(x.device)
+            x_adv[keep] = x.detach()[keep]
+        return x_adv, y
+
+    return transform
+
+
+class AdversarialTrainingPGD(EvasionDefense):
+    """Adversarial training: every step trains on L-inf PGD examples of the current batch.
+
+    The examples are generated against the current model in eval mode with the true labels (random start,
+    clipped to [clip_min, clip_max]); the update is then taken in train mode.
+
+    Reference:
+        Towards Deep Learning Models Resistant to Adversarial Attacks. Madry et al., ICLR 2018.
+        https://arxiv.org/abs/1706.06083
+
+    Args:
+        model: Model to train (moved to ``device``).
+        criterion: Training loss (e.g. ``nn.CrossEntropyLoss()``).
+        optimizer: Optimizer over ``model``'s parameters.
+        train_loader: Loader of (x, y) or (x, y, z) training batches.
+        device: Torch device.
+        epochs: Passes over ``train_loader`` (default 5).
+        epsilon: L-inf radius of the training examples (default 0.1).
+        iterations: PGD steps per batch (default 40).
+        step_size: PGD step size (default 0.01).
+        clip_min: Lowest valid input value (default 0.0; None for unbounded features).
+        clip_max: Highest valid input value (default 1.0; None for unbounded features).
+        mix_clean: Fraction of each batch left clean (default 0.0: all adversarial).
+        seed: Seed of the PGD random starts (default 0).
+        progress: Progress reporter (task ``"adversarial_training"``, one unit per epoch).
+
+    Attributes:
+        losses_: Mean training loss of every epoch, after :meth:`train_robust`.
+    """
+
+    _parameter_constraints = {
+        "model": [InstanceOf(nn.Module)],
+        "criterion": [InstanceOf(nn.Module)],
+        "optimizer": [InstanceOf(torch.optim.Optimizer)],
+        "train_loader": [InstanceOf(DataLoader)],
+        "device": [InstanceOf((str, torch.device))],
+        "epochs": [Interval(int, 0, None)],
+        "epsilon": [Interval(float, 0, None)],
+        "iterations": [Interval(int, 0, None)],
+        "step_size": [Interval(float, 0, None)],
+        "clip_min": [Interval(float, None, None), None],
+        "clip_max": [Interval(float, None, None), None],
+        "mix_clean": [Interval(float, 0, 1)],
+        "seed": [Interval(int, 0, None)],
+        "progress": [InstanceOf(Progress), None],
+    }
+
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_loader: DataLoader,
+        device: str | torch.device,
+        epochs: int = 5,
+        epsilon: float = 0.1,
+        iterations: int = 40,
+        step_size: float = 0.01,
+        clip_min: float | None = 0.0,
+        clip_max: float | None = 1.0,
+        *,
+        mix_clean: float = 0.0,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> None:
+        self.model = model
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.train_loader = train_loader
+        self.device = device
+        self.epochs = epochs
+        self.epsilon = epsilon
+        self.iterations = iterations
+        self.step_size = step_size
+        self.clip_min = clip_min
+        self.clip_max = clip_max
+        self.mix_clean = mix_clean
+        self.seed = seed
+        self.progress = progress
+
+    def train_robust(self) -> nn.Module:
+        """Run adversarial training.
+
+        Returns:
+            The trained model, in eval mode.
+        """
+        validate_params(self)
+        _check_clip_range(type(self).__name__, self.clip_min, self.clip_max)
+        device = torch.device(self.device)
+        progress = resolve_progress(self.progress)
+        generator = make_generator(self.seed, device if device.type == "cuda" else "cpu")
+        transform = pgd_batch_transform(
+            epsilon=float(self.epsilon),
+            step_size=float(self.step_size),
+            iterations=int(self.iterations),
+            clip_min=self.clip_min,
+            clip_max=self.clip_max,
+            mix_clean=float(self.mix_clean),
+        )
+        model = self.model.to(device)
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        self.losses_: list[float] = []
+        progress.start("adversarial_training", self.epochs, "adversarial training")
+        for epoch in range(self.epochs):
+            total, count = 0.0, 0
+            for batch in self.train_loader:
+                x, y = batch[0].to(device).float(), batch[1].to(device).long()
+                if len(x) < 2 and has_bn:
+                    continue  # BatchNorm cannot train on a batch of one
+                x_adv, y = transform(model, x, y, generator)
+                model.train()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self.criterion(model(x_adv), y)
+                loss.backward()
+                self.optimizer.step()
+                total += loss.item() * len(x)
+                count += len(x)
+            self.losses_.append(total / max(count, 1))
+            progress.advance("adversarial_training", loss=round(self.losses_[-1], 5), epoch=epoch + 1)
+        progress.finish("adversarial_training")
+        return model.eval()

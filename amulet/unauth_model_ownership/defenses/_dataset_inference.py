@@ -1,0 +1,324 @@
+"""Dataset inference by MinGD prediction margins (Maini et al., ICLR 2021)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import ttest_ind
+from torch import nn
+from torch.utils.data import DataLoader
+
+from amulet._validation import InstanceOf, Interval, Options, validate_params
+from amulet.progress import Progress, resolve_progress
+from amulet.unauth_model_ownership.defenses._base import FingerprintDefense
+from amulet.utils._seeding import make_generator, seeded_init
+
+__all__ = ["DatasetInference", "mingd_distances"]
+
+NORMS = ("linf", "l2", "l1")
+
+
+def _row_norm(z: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = z.reshape(len(z), -1)
+    if norm == "linf":
+        return flat.abs().amax(1)
+    if norm == "l2":
+        return flat.norm(dim=1)
+    return flat.abs().sum(1)
+
+
+def _l1_direction(
+    grad: torch.Tensor, x_curr: torch.Tensor, k: int, gap: float, bounds: tuple[float, float] | None
+) -> torch.Tensor:
+    """Signs of the ``k`` largest gradient coordinates that can still move without leaving the box."""
+    g = grad.reshape(len(grad), -1).clone()
+    if bounds is not None:
+        xc = x_curr.reshape(len(x_curr), -1)
+        blocked = ((g < 0) & (xc <= bounds[0] + gap)) | ((g > 0) & (xc >= bounds[1] - gap))
+        g[blocked] = 0
+    kth = g.abs().topk(min(k, g.shape[1]), dim=1).values[:, -1:]
+    direction = (g.abs() >= kth).to(g.dtype) * g.sign()
+    return direction.reshape(grad.shape)
+
+
+def mingd_distances(
+    model: nn.Module,
+    x: torch.Tensor,
+    num_classes: int,
+    *,
+    norm: str,
+    alpha: float,
+    num_iter: int,
+    k: int = 1,
+    gap: float = 0.001,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+) -> torch.Tensor:
+    """MinGD: per input and per target class, the norm of the smallest perturbation found that reaches it.
+
+    All (input, class) pairs are optimised together as one batch; a pair stops as soon as the model
+    predicts its class (the class the model already predicts has distance 0). Each step moves towards
+    lower cross-entropy for the target class: the sign of the gradient (L-inf), the normalised gradient
+    (L2) or the signs of its ``k`` largest coordinates (L1), times ``alpha``, keeping x + delta inside
+    ``bounds``.
+
+    Args:
+        model: Classifier (evaluated in eval mode; its mode is restored).
+        x: Inputs, shape (n, ...), on the model's device.
+        num_classes: Number of classes.
+        norm: ``"linf"``, ``"l2"`` or ``"l1"``.
+        alpha: Step size.
+        num_iter: Maximum number of steps.
+        k: Coordinates moved per L1 step.
+        gap: L1 only: coordinates within ``gap`` of a bound are not pushed further towards it.
+        bounds: Valid input range, or None for unbounded (tabular) inputs.
+
+    Returns:
+        Distances of shape (n, num_classes).
+    """
+    n = len(x)
+    rows = x.repeat_interleave(num_classes, dim=0)
+    targets = torch.arange(num_classes, device=x.device).repeat(n)
+    delta = torch.zeros_like(rows)
+    active = torch.arange(len(rows), device=x.device)
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(num_iter):
+            if len(active) == 0:
+                break
+            xa = rows[active]
+            da = delta[active].requires_grad_(True)
+            with torch.enable_grad():
+                logits = model(xa + da)
+                loss = F.cross_entropy(logits, targets[active], reduction="sum")
+                (grad,) = torch.autograd.grad(loss, da)
+            pending = logits.argmax(1) != targets[active]
+            descent = -grad[pending]
+            d_new = da.detach()[pending]
+            x_pending = xa[pending]
+            if norm == "linf":
+                d_new = d_new + alpha * descent.sign()
+            elif norm == "l2":
+                scale = descent.reshape(len(descent), -1).norm(dim=1).clamp_min(1e-12)
+                d_new = d_new + alpha * descent / scale.reshape(-1, *([1] * (descent.dim() - 1)))
+            else:
+                d_new = d_new + alpha * _l1_direction(descent, x_pending + d_new, k, gap, bounds)
+            if bounds is not None:
+                d_new = torch.max(torch.min(d_new, bounds[1] - x_pending), bounds[0] - x_pending)
+            active = active[pending]
+            delta[active] = d_new
+    finally:
+        model.train(was_training)
+    return _row_norm(delta, norm).reshape(n, num_classes)
+
+
+class DatasetInference(FingerprintDefense):
+    """Dataset inference: does the suspect model carry knowledge of the target's private training set?
+
+    For ``num_samples`` private (``train_loader``) and public (``test_loader``) inputs, MinGD distances to
+    every class under L-inf, L2 and L1 are the features of each model (sorted over classes, normalised by
+    the target's private-feature statistics). A regressor is trained on the target's features of the first
+    half of the samples to score public inputs high and private ones low; on the held-out half, a one-sided
+    Welch t-test (SciPy) asks whether a model's public scores exceed its private scores. A small p-value
+    for the suspect means it was derived from the target (or its data).
+
+    Reference:
+        Dataset Inference: Ownership Resolution in Machine Learning. Pratyush Maini, Mohammad Yaghini,
+        Nicolas Papernot. ICLR 2021. https://arxiv.org/abs/2104.10706
+
+    Args:
+        target_model: The owner's model.
+        suspect_model: The model suspected of being stolen.
+        train_loader: The owner's private training data (unshuffled for reproducible results).
+        test_loader: Public data from the same distribution.
+        num_classes: Number of classes.
+        device: Torch device.
+        dataset: ``"1D"`` (tabular, unbounded features) or ``"2D"`` (images in [0, 1]).
+        alpha_l1: L1 step size (divided by ``k``), default 1.0.
+        alpha_l2: L2 step size, default 0.01.
+        alpha_linf: L-inf step size, default 0.001.
+        k: Coordinates moved per L1 step, default 1.0 (rounded to an int >= 1).
+        gap: L1 distance to a bound within which a coordinate is not pushed further, default 0.001.
+        num_iter: Maximum MinGD steps, default 500.
+        regressor_embed: 0 uses the first ``num_samples`` rows of each loader; 1 skips them and uses the
+            next ``num_samples`` (a distinct set, as in Maini et al.'s ``regressor_embed``).
+        batch_size: Inputs per MinGD batch (each expands to ``num_classes`` rows), default 256.
+        num_samples: Private and public inputs used (each), default 100; half train the regressor.
+        regressor_epochs: Full-batch SGD steps of the regressor, default 500.
+        seed: Seed of the regressor's initialisation and sample order, default 0.
+        progress: Progress reporter (task ``"dataset_inference"``).
+
+    Attributes:
+        results_: The dictionary :meth:`fingerprint` returned.
+    """
+
+    _parameter_constraints = {
+        "target_model": [InstanceOf(nn.Module)],
+        "suspect_model": [InstanceOf(nn.Module)],
+        "train_loader": [InstanceOf(DataLoader)],
+        "test_loader": [InstanceOf(DataLoader)],
+        "num_classes": [Interval(int, 2, None)],
+        "device": [InstanceOf((str, torch.device))],
+        "dataset": [Options({"1D", "2D"})],
+        "alpha_l1": [Interval(float, 0, None, closed="neither")],
+        "alpha_l2": [Interval(float, 0, None, closed="neither")],
+        "alpha_linf": [Interval(float, 0, None, closed="neither")],
+        "k": [Interval(float, 1, None)],
+        "gap": [Interval(float, 0, None)],
+        "num_iter": [Interval(int, 1, None)],
+        "regressor_embed": [Options({0, 1})],
+        "batch_size": [Interval(int, 1, None)],
+        "num_samples": [Interval(int, 4, None)],
+        "regressor_epochs": [Interval(int, 1, None)],
+        "seed": [Interval(int, 0, None)],
+        "progress": [InstanceOf(Progress), None],
+    }
+
+    def __init__(
+        self,
+        target_model: nn.Module,
+        suspect_model: nn.Module,
+        train_loader: DataLoader,
+        test_loader: DataLoader,
+        num_classes: int,
+        device: str | torch.device,
+        dataset: str,
+        alpha_l1: float = 1.0,
+        alpha_l2: float = 0.01,
+        alpha_linf: float = 0.001,
+        k: float = 1.0,
+        gap: float = 0.001,
+        num_iter: int = 500,
+        regressor_embed: int = 0,
+        batch_size: int = 256,
+        *,
+        num_samples: int = 100,
+        regressor_epochs: int = 500,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> None:
+        self.target_model = target_model
+        self.suspect_model = suspect_model
+        self.train_loader = train_loader
+        self.test_loader = test_loader
+        self.num_classes = num_classes
+        self.device = device
+        self.dataset = dataset
+        self.alpha_l1 = alpha_l1
+        self.alpha_l2 = alpha_l2
+        self.alpha_linf = alpha_linf
+        self.k = k
+        self.gap = gap
+        self.num_iter = num_iter
+        self.regressor_embed = regressor_embed
+        self.batch_size = batch_size
+        self.num_samples = num_samples
+        self.regressor_epochs = regressor_epochs
+        self.seed = seed
+        self.progress = progress
+
+    def _samples(self, loader: DataLoader) -> torch.Tensor:
+        skip = self.num_samples if self.regressor_embed == 1 else 0
+        xs, seen = [], 0
+        for batch in loader:
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            lo = max(0, skip - seen)
+            seen += len(x)
+            if lo < len(x):
+                xs.append(x[lo:].float())
+            if sum(len(t) for t in xs) >= self.num_samples:
+                break
+        x_all = torch.cat(xs)[: self.num_samples] if xs else torch.empty(0)
+        if len(x_all) < 4:
+            raise ValueError(f"DatasetInference needs at least 4 inputs from each loader; got {len(x_all)}.")
+        return x_all
+
+    def features(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """MinGD distances of ``model`` on ``x``: shape (n, num_classes, 3), norms in the order L-inf, L2, L1."""
+        device = torch.device(self.device)
+        model.to(device)
+        k = max(1, round(float(self.k)))
+        bounds = (0.0, 1.0) if self.dataset == "2D" else None
+        alphas = {"linf": float(self.alpha_linf), "l2": float(self.alpha_l2), "l1": float(self.alpha_l1) / k}
+        out = []
+        for start in range(0, len(x), self.batch_size):
+            xb = x[start : start + self.batch_size].to(device)
+            per_norm = [
+                mingd_distances(
+                    model,
+                    xb,
+                    self.num_classes,
+                    norm=norm,
+                    alpha=alphas[norm],
+                    num_iter=self.num_iter,
+                    k=k,
+                    gap=float(self.gap),
+                    bounds=bounds,
+                )
+                for norm in NORMS
+            ]
+            out.append(torch.stack(per_norm, dim=-1).cpu())
+        return torch.cat(out)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Run dataset inference on the target (sanity check) and on the suspect.
+
+        Returns:
+            ``{"target": {"p-value": float, "mean_diff": float}, "suspect": {...}}``; ``mean_diff`` is the
+            regressor's mean score on public minus private held-out inputs.
+        """
+        validate_params(self)
+        progress = resolve_progress(self.progress)
+        progress.start("dataset_inference", 4, "dataset inference")
+        private = self._samples(self.train_loader)
+        public = self._samples(self.test_loader)
+        n = min(len(private), len(public))
+        private, public = private[:n], public[:n]
+        feats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for name, model in (("target", self.target_model), ("suspect", self.suspect_model)):
+            f_private = self.features(model, private)
+            progress.advance("dataset_inference")
+            f_public = self.features(model, public)
+            progress.advance("dataset_inference")
+            feats[name] = (f_private, f_public)
+
+        mean = feats["target"][0].mean(dim=(0, 1))
+        std = feats["target"][0].std(dim=(0, 1)).clamp_min(1e-12)
+
+        def prepare(f: torch.Tensor) -> torch.Tensor:
+            f = (f.sort(dim=1).values - mean) / std
+            return f.permute(0, 2, 1).reshape(len(f), -1)  # per norm, the sorted class distances
+
+        split = n // 2
+        order = torch.randperm(n, generator=make_generator(self.seed))
+        fit_idx, eval_idx = order[:split], order[split:]
+        t_private, t_public = (prepare(f) for f in feats["target"])
+        x_fit = torch.cat([t_private[fit_idx], t_public[fit_idx]])
+        y_fit = torch.cat([torch.zeros(split), torch.ones(split)])
+        width = x_fit.shape[1]
+        regressor = seeded_init(
+            lambda: nn.Sequential(nn.Linear(width, 100), nn.ReLU(), nn.Linear(100, 1), nn.Tanh()), self.seed
+        )
+        optimizer = torch.optim.SGD(regressor.parameters(), lr=0.1)
+        for _ in range(self.regressor_epochs):
+            optimizer.zero_grad()
+            loss = -((2 * y_fit - 1) * regressor(x_fit).squeeze(-1)).mean()
+            loss.backward()
+            optimizer.step()
+
+        results: dict[str, Any] = {}
+        with torch.no_grad():
+            for name, (f_private, f_public) in feats.items():
+                s_private = regressor(prepare(f_private)[eval_idx]).squeeze(-1).numpy().astype(np.float64)
+                s_public = regressor(prepare(f_public)[eval_idx]).squeeze(-1).numpy().astype(np.float64)
+                if np.allclose(s_public, s_private) or (s_public.std() == 0 and s_private.std() == 0):
+                    p_value = 1.0
+                else:
+                    p_value = float(ttest_ind(s_public, s_private, alternative="greater", equal_var=False).pvalue)
+                results[name] = {"p-value": p_value, "mean_diff": float(s_public.mean() - s_private.mean())}
+        self.results_ = results
+        progress.finish("dataset_inference")
+        return results
