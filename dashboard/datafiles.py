@@ -1,0 +1,89 @@
+"""Previews of files a user is about to upload (read locally in the dashboard, never unpickled).
+
+Example:
+    >>> preview = preview_file("people.csv", b"age,sex,income\\n39,Male,0\\n50,Female,1\\n")
+    >>> preview.columns, preview.n_rows, preview.kind
+    (['age', 'sex', 'income'], 2, 'tabular')
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+__all__ = ["TABULAR_SUFFIXES", "FilePreview", "guess_label", "preview_file"]
+
+TABULAR_SUFFIXES = (".csv", ".parquet", ".pq")
+ARRAY_SUFFIXES = (".npz",)
+#: Rows shown in a preview table.
+PREVIEW_ROWS = 20
+
+
+@dataclass
+class FilePreview:
+    """What the dashboard can tell about a file before uploading it.
+
+    Attributes:
+        kind: ``"tabular"`` (CSV/Parquet) or ``"arrays"`` (NPZ).
+        columns: Column names of a tabular file (empty for NPZ).
+        n_rows: Number of rows (of ``x`` for NPZ).
+        head: The first rows (a pandas DataFrame) of a tabular file, or one row per NPZ array with its shape
+            and dtype.
+        arrays: For NPZ files, ``{name: (shape, dtype)}``.
+        error: Why the file cannot be read (then the other fields are empty).
+    """
+
+    kind: str
+    columns: list[str] = field(default_factory=list)
+    n_rows: int = 0
+    head: Any = None
+    arrays: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
+    error: str | None = None
+
+
+def preview_file(filename: str, content: bytes) -> FilePreview:
+    """Read ``content`` (named ``filename``) enough to preview it and offer its columns."""
+    import pandas as pd
+
+    suffix = PurePath(filename).suffix.lower()
+    if suffix in TABULAR_SUFFIXES:
+        try:
+            if suffix == ".csv":
+                frame = pd.read_csv(io.BytesIO(content), skipinitialspace=True)
+            else:
+                frame = pd.read_parquet(io.BytesIO(content))
+        except Exception as exc:  # any parser error is a message for the user
+            return FilePreview(kind="tabular", error=f"Cannot read {filename} as {suffix[1:].upper()}: {exc}")
+        return FilePreview(
+            kind="tabular", columns=[str(c) for c in frame.columns], n_rows=len(frame), head=frame.head(PREVIEW_ROWS)
+        )
+    if suffix in ARRAY_SUFFIXES:
+        import numpy as np
+
+        try:
+            with np.load(io.BytesIO(content), allow_pickle=False) as npz:
+                arrays = {name: (tuple(npz[name].shape), str(npz[name].dtype)) for name in npz.files}
+        except Exception as exc:  # pickled object arrays and corrupt archives land here
+            return FilePreview(kind="arrays", error=f"Cannot read {filename} as NPZ without unpickling: {exc}")
+        head = pd.DataFrame(
+            [{"array": k, "shape": "x".join(map(str, s)) or "scalar", "dtype": d} for k, (s, d) in arrays.items()]
+        )
+        n_rows = arrays["x"][0][0] if "x" in arrays and arrays["x"][0] else 0
+        return FilePreview(kind="arrays", n_rows=n_rows, head=head, arrays=arrays)
+    return FilePreview(kind="unknown", error=f"{filename}: upload a .csv, .parquet or .npz file.")
+
+
+def guess_label(columns: list[str]) -> str | None:
+    """A likely label column: one called label/target/class/y/income, else the last column.
+
+    Example:
+        >>> guess_label(["age", "income", "sex"]), guess_label(["a", "b"])
+        ('income', 'b')
+    """
+    lowered = {c.lower(): c for c in columns}
+    for name in ("label", "target", "class", "y", "income"):
+        if name in lowered:
+            return lowered[name]
+    return columns[-1] if columns else None

@@ -1,0 +1,178 @@
+"""Models & data page: upload datasets (with a preview to pick label and sensitive columns) and models."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from dashboard.client import ApiError
+from dashboard.datafiles import guess_label, preview_file
+from dashboard.state import require_client, show_api_error
+
+client = require_client()
+st.title("Models & data")
+
+tab_data, tab_models = st.tabs(["Datasets", "Models"])
+
+with tab_data:
+    st.subheader("Upload a dataset")
+    st.caption(
+        "CSV or Parquet with a label column (and optionally sensitive columns, used by the fairness and "
+        "attribute-inference risks), or NPZ with arrays `x`, `y` and optionally `z`. "
+        "Encoding and scaling are done by the platform."
+    )
+    upload = st.file_uploader("Dataset file", type=["csv", "parquet", "npz"], key="data.file")
+    file_error = st.empty()
+    if upload is not None:
+        content = upload.getvalue()
+        preview = preview_file(upload.name, content)
+        if preview.error:
+            file_error.error(preview.error)
+        else:
+            st.caption(f"{preview.n_rows:,} rows" + (f", {len(preview.columns)} columns" if preview.columns else ""))
+            st.dataframe(preview.head, hide_index=True, width="stretch")
+            name = st.text_input("Name", value=upload.name.rsplit(".", 1)[0], key="data.name")
+            name_error = st.empty()
+            label = None
+            sensitive: list[str] = []
+            label_error = st.empty()
+            sensitive_error = st.empty()
+            if preview.kind == "tabular":
+                guessed = guess_label(preview.columns)
+                label = st.selectbox(
+                    "Label column",
+                    preview.columns,
+                    index=preview.columns.index(guessed) if guessed in preview.columns else 0,
+                    key="data.label",
+                    help="The column the model predicts.",
+                )
+                label_error = st.empty()
+                sensitive = st.multiselect(
+                    "Sensitive columns",
+                    [c for c in preview.columns if c != label],
+                    key="data.sensitive",
+                    help="Protected attributes (e.g. race, sex): kept out of the features, used by fairness risks.",
+                )
+                sensitive_error = st.empty()
+            if st.button("Upload dataset", type="primary", key="data.upload"):
+                try:
+                    created = client.upload_dataset(
+                        content=content, filename=upload.name, label=label, sensitive=sensitive, name=name
+                    )
+                except ApiError as exc:
+                    placed = False
+                    for field, area in (
+                        ("label", label_error),
+                        ("sensitive", sensitive_error),
+                        ("name", name_error),
+                        ("file", file_error),
+                    ):
+                        if field in exc.field_errors:
+                            area.error(exc.field_errors[field])
+                            placed = True
+                    if not placed:
+                        show_api_error(exc)
+                else:
+                    st.success(f"Uploaded dataset {created.get('name') or upload.name} (id {created.get('id')}).")
+                    if created.get("sha256"):
+                        st.caption(f"SHA-256 {created['sha256']}")
+
+    st.subheader("Your datasets")
+    try:
+        datasets = client.list_datasets()
+    except ApiError as exc:
+        show_api_error(exc)
+        datasets = []
+    if datasets:
+        st.dataframe(
+            [
+                {
+                    "name": d.get("name"),
+                    "format": d.get("format"),
+                    "label": d.get("label"),
+                    "sensitive": ", ".join(d.get("sensitive") or []),
+                    "rows": d.get("n_rows"),
+                    "columns": d.get("n_columns"),
+                    "sha256": (d.get("sha256") or "")[:16],
+                    "id": d.get("id"),
+                }
+                for d in datasets
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+    else:
+        st.caption("No uploaded datasets yet.")
+
+    st.subheader("Built-in datasets")
+    try:
+        builtin = client.list_builtin_datasets()
+    except ApiError as exc:
+        show_api_error(exc)
+        builtin = []
+    if builtin:
+        st.dataframe(builtin, hide_index=True, width="stretch")
+
+with tab_models:
+    st.subheader("Upload a trained model")
+    st.caption(
+        "An architecture spec (JSON: registered architecture, its config, input shape and number of classes) "
+        "plus weights as safetensors (or a state_dict saved with torch.save). Pickled models are refused: "
+        "export them with `amulet export-model`. No model? Choose *Train a baseline from a config* when you "
+        "create an assessment."
+    )
+    spec_file = st.file_uploader("Architecture spec (JSON)", type=["json"], key="model.spec")
+    spec_error = st.empty()
+    weights_file = st.file_uploader("Weights", type=["safetensors", "pt", "pth", "bin"], key="model.weights")
+    weights_error = st.empty()
+    model_name = st.text_input("Name", key="model.name")
+    if spec_file is not None:
+        try:
+            st.json(json.loads(spec_file.getvalue()), expanded=False)
+        except ValueError as exc:
+            spec_error.error(f"The architecture spec is not valid JSON: {exc}")
+    if st.button("Upload model", type="primary", disabled=spec_file is None or weights_file is None):
+        assert spec_file is not None and weights_file is not None
+        try:
+            created = client.upload_model(
+                spec=spec_file.getvalue(),
+                weights=weights_file.getvalue(),
+                weights_filename=weights_file.name,
+                name=model_name or spec_file.name.rsplit(".", 1)[0],
+            )
+        except ApiError as exc:
+            placed = False
+            for field, area in (("spec", spec_error), ("weights", weights_error)):
+                if field in exc.field_errors:
+                    area.error(exc.field_errors[field])
+                    placed = True
+            if not placed:
+                show_api_error(exc)
+        else:
+            st.success(f"Uploaded model {created.get('name')} (id {created.get('id')}).")
+
+    st.subheader("Your models")
+    try:
+        models = client.list_models()
+    except ApiError as exc:
+        show_api_error(exc)
+        models = []
+    if models:
+        st.dataframe(
+            [
+                {
+                    "name": m.get("name"),
+                    "architecture": m.get("architecture"),
+                    "parameters": m.get("n_parameters"),
+                    "format": m.get("weights_format"),
+                    "sha256": (m.get("sha256") or "")[:16],
+                    "id": m.get("id"),
+                }
+                for m in models
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+    else:
+        st.caption("No uploaded models yet.")

@@ -1,0 +1,80 @@
+"""History page: every assessment of the project with status, filters and delete."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import streamlit as st
+
+from dashboard.client import ApiError
+from dashboard.history import filter_assessments, history_rows
+from dashboard.progress import ACTIVE_STATUSES
+from dashboard.state import remember_assessment, require_client, show_api_error
+
+STATUSES = ["queued", "running", "finalizing", "succeeded", "failed", "cancelled"]
+
+client = require_client()
+st.title("History")
+
+try:
+    assessments = client.list_assessments(limit=500)
+except ApiError as exc:
+    show_api_error(exc)
+    st.stop()
+
+cols = st.columns([2, 3, 2])
+statuses = cols[0].multiselect("Status", STATUSES, key="history.status")
+text = cols[1].text_input("Name contains", key="history.text")
+since = cols[2].date_input("Created since", value=None, key="history.since")
+shown = filter_assessments(assessments, statuses=statuses, text=text, since=since if isinstance(since, date) else None)
+st.caption(f"{len(shown)} of {len(assessments)} assessments")
+
+if not shown:
+    st.info("No assessment matches." if assessments else "No assessment yet.")
+    st.stop()
+
+event = st.dataframe(
+    history_rows(shown),
+    hide_index=True,
+    width="stretch",
+    key="history.table",
+    on_select="rerun",
+    selection_mode="multi-row",
+)
+picked = [shown[i]["id"] for i in (event.selection.rows if event is not None else [])]
+if picked:
+    cols = st.columns(3)
+    if len(picked) == 1:
+        if cols[0].button("Open results", key="history.open", icon=":material/grid_on:"):
+            remember_assessment(picked[0])
+            st.session_state["results.selected"] = picked[0]
+            st.switch_page("views/results.py")
+        if cols[1].button("Open progress", key="history.progress", icon=":material/progress_activity:"):
+            remember_assessment(picked[0])
+            st.session_state["run.selected"] = picked[0]
+            st.switch_page("views/run.py")
+    confirm = cols[2].checkbox(f"Confirm deleting {len(picked)} assessment(s)", key="history.confirm")
+    if cols[2].button("Delete", key="history.delete", type="primary", disabled=not confirm, icon=":material/delete:"):
+        deleted, failed = 0, []
+        for assessment_id in picked:
+            status = next(a.get("status") for a in shown if a["id"] == assessment_id)
+            try:
+                if status in ACTIVE_STATUSES:
+                    client.cancel_assessment(assessment_id)
+                client.delete_assessment(assessment_id)
+                deleted += 1
+            except ApiError as exc:
+                failed.append(f"{assessment_id[:8]}: {exc.message}")
+        st.session_state.pop("history.confirm", None)
+        st.session_state["history.flash"] = (deleted, failed)
+        st.rerun()
+else:
+    st.caption("Select rows to open or delete them.")
+
+flash = st.session_state.pop("history.flash", None)
+if flash:
+    deleted, failed = flash
+    if deleted:
+        st.success(f"Deleted {deleted} assessment(s).")
+    for message in failed:
+        st.error(message)

@@ -1,0 +1,119 @@
+"""Run page: live progress of an assessment (per-cell progress, ETA, current step, errors) and cancel."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.client import ApiError
+from dashboard.progress import STATUS_ICONS, cell_grid, current_step, is_active, summarize_progress
+from dashboard.state import current_assessment, remember_assessment, require_client, show_api_error
+
+POLL_SECONDS = 2.0
+
+client = require_client()
+st.title("Run")
+
+try:
+    assessments = client.list_assessments(limit=50)
+except ApiError as exc:
+    show_api_error(exc)
+    st.stop()
+if not assessments:
+    st.info("No assessment yet.")
+    st.page_link("views/new_assessment.py", label="Create one", icon=":material/add_circle:")
+    st.stop()
+
+by_id = {a["id"]: a for a in assessments}
+current = current_assessment()
+if current and current not in by_id:
+    try:
+        by_id = {current: client.get_assessment(current), **by_id}
+    except ApiError:
+        current = None
+ids = list(by_id)
+if st.session_state.get("run.selected") not in ids:
+    st.session_state["run.selected"] = current if current in ids else ids[0]
+selected = st.selectbox(
+    "Assessment",
+    ids,
+    key="run.selected",
+    format_func=lambda i: (
+        f"{STATUS_ICONS.get(by_id[i].get('status', ''), '')} {by_id[i].get('name')} · "
+        f"{str(by_id[i].get('created_at', ''))[:19].replace('T', ' ')} · {i[:8]}"
+    ),
+)
+remember_assessment(selected)
+if st.session_state.pop("run.just_launched", None) == selected:
+    st.toast("Assessment queued.", icon=":material/rocket_launch:")
+
+try:
+    first = client.get_assessment(selected)
+except ApiError as exc:
+    show_api_error(exc)
+    st.stop()
+
+
+@st.fragment(run_every=POLL_SECONDS if is_active(first) else None)
+def live_progress() -> None:
+    """Re-drawn every couple of seconds while the assessment is active."""
+    try:
+        detail = client.get_assessment(selected)
+    except ApiError as exc:
+        show_api_error(exc)
+        return
+    status = str(detail.get("status"))
+    summary = summarize_progress(detail)
+    cols = st.columns([2, 1])
+    cols[0].subheader(f"{STATUS_ICONS.get(status, '')} {detail.get('name')} — {status}")
+    if is_active(detail) and cols[1].button("Cancel assessment", key="run.cancel", icon=":material/stop_circle:"):
+        try:
+            client.cancel_assessment(selected)
+        except ApiError as exc:
+            show_api_error(exc)
+        else:
+            st.toast("Cancellation requested.")
+        st.rerun()
+    st.progress(summary["fraction"], text=summary["label"])
+    step = current_step(detail)
+    if step and is_active(detail):
+        st.caption(f"Now: {step}")
+    for error in detail.get("errors") or []:
+        st.error(error)
+    grid = cell_grid(detail)
+    if grid:
+        st.dataframe(
+            grid,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            },
+        )
+    trainings = detail.get("trainings") or []
+    if trainings:
+        with st.expander(f"Trainings ({sum(t.get('status') == 'done' for t in trainings)}/{len(trainings)} done)"):
+            st.dataframe(
+                [
+                    {
+                        "status": f"{STATUS_ICONS.get(str(t.get('status')), '')} {t.get('status')}",
+                        "training": t.get("key"),
+                        "seconds": t.get("seconds"),
+                        "error": t.get("error") or "",
+                    }
+                    for t in trainings
+                ],
+                hide_index=True,
+                width="stretch",
+            )
+    if status == "succeeded":
+        st.success("Finished. The interaction matrix is ready.")
+        st.page_link("views/results.py", label="Open the results", icon=":material/grid_on:")
+    elif status == "cancelled":
+        st.warning("This assessment was cancelled.")
+    elif status == "failed":
+        st.error("This assessment failed; the errors above say why.")
+    if is_active(first) and not is_active(detail):
+        st.rerun()  # stop polling: redraw the page once without the timer
+
+
+live_progress()

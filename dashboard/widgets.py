@@ -1,0 +1,95 @@
+"""Streamlit building blocks shared by several pages (assessment pickers, results loading, drill-down)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from dashboard.client import REPORT_FORMATS, ApiClient, ApiError
+from dashboard.heatmap import cell_detail
+from dashboard.progress import STATUS_ICONS
+from dashboard.state import show_api_error
+
+__all__ = ["load_results", "pick_assessment", "report_downloads", "show_cell_detail"]
+
+RESULTS_CACHE = "results.cache"
+
+
+def load_results(client: ApiClient, assessment_id: str) -> dict[str, Any]:
+    """The results document of a finished assessment (fetched once per session: it never changes)."""
+    cache: dict[str, Any] = st.session_state.setdefault(RESULTS_CACHE, {})
+    if assessment_id not in cache:
+        cache[assessment_id] = client.get_results(assessment_id)
+    return dict(cache[assessment_id])
+
+
+def pick_assessment(client: ApiClient, label: str, key: str, default: str | None = None) -> str | None:
+    """A select box of the project's succeeded assessments (newest first)."""
+    try:
+        finished = client.list_assessments(status="succeeded", limit=100)
+    except ApiError as exc:
+        show_api_error(exc)
+        return None
+    if not finished:
+        return None
+    by_id = {a["id"]: a for a in finished}
+    ids = list(by_id)
+    if st.session_state.get(key) not in ids:
+        st.session_state[key] = default if default in ids else ids[0]
+    return str(
+        st.selectbox(
+            label,
+            ids,
+            key=key,
+            format_func=lambda i: (
+                f"{STATUS_ICONS.get(by_id[i].get('status', ''), '')} {by_id[i].get('name')} · "
+                f"{str(by_id[i].get('finished_at') or by_id[i].get('created_at', ''))[:19].replace('T', ' ')} · {i[:8]}"
+            ),
+        )
+    )
+
+
+def show_cell_detail(results: dict[str, Any], row: str, column: str) -> None:
+    """The drill-down of one heatmap cell."""
+    detail = cell_detail(results, row, column)
+    cell, info = detail["cell"] or {}, detail["column"]
+    kind = "intended" if cell.get("intended") else "unintended"
+    st.subheader(f"{row} x {column}")
+    st.caption(f"{kind} interaction · {info.get('risk_name', info.get('risk'))} measured by {info.get('attack_name')}")
+    cols = st.columns(3)
+    change = cell.get("susceptibility_change")
+    cols[0].metric("Change in susceptibility", "—" if change is None else f"{change:+.3f}")
+    acc = detail["accuracy"]
+    cols[1].metric("Accuracy", "—" if acc["accuracy (%)"] is None else f"{acc['accuracy (%)']:.1f} %")
+    cost = acc["accuracy cost (points)"]
+    cols[2].metric("Accuracy cost", "—" if cost is None else f"{cost:+.2f} pts", help=f"95% CI {acc['cost 95% CI']}")
+    st.markdown("**Headline metrics** (mean over seeds, 95% intervals, paired delta against the baseline)")
+    st.dataframe(detail["summaries"], hide_index=True, width="stretch")
+    st.markdown("**Per-seed values**")
+    st.dataframe(detail["per_seed"], hide_index=True, width="stretch")
+    threat = info.get("threat_model") or {}
+    if threat:
+        st.markdown("**Threat model**")
+        st.table({k: [v] for k, v in threat.items() if v})
+    if info.get("params"):
+        with st.expander("Attack parameters"):
+            st.json(info["params"])
+    for error in detail["errors"]:
+        st.warning(f"Seed {error['seed']}: {error['status']} — {error['reason']}")
+
+
+def report_downloads(client: ApiClient, assessment_id: str) -> None:
+    """One download button per report format (fetched when clicked)."""
+    cols = st.columns(len(REPORT_FORMATS))
+    labels = {"html": "HTML report", "pdf": "PDF report", "json": "JSON results", "junit": "JUnit XML"}
+    for col, (fmt, (ext, mime)) in zip(cols, REPORT_FORMATS.items()):
+        col.download_button(
+            labels[fmt],
+            data=lambda fmt=fmt: client.download_report(assessment_id, fmt),
+            file_name=f"amulet-{assessment_id[:8]}.{ext}",
+            mime=mime,
+            key=f"results.download.{fmt}",
+            on_click="ignore",
+            icon=":material/download:",
+        )
