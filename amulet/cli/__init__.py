@@ -14,6 +14,7 @@ _COMMAND_MODULES = (
     "amulet.cli._catalog",
     "amulet.cli._datasets",
     "amulet.cli._demo",
+    "amulet.cli._export",
 )
 
 for _module in _COMMAND_MODULES:

@@ -1,0 +1,44 @@
+"""Safe model serialization: an architecture spec (JSON) plus safetensors weights, never pickles.
+
+* :class:`ArchitectureSpec`: registered architecture name, its config, input shape, number of classes.
+* :func:`save_model` / :func:`load_model`: write and read ``model.json`` + ``model.safetensors``, checking
+  the weights against the architecture (missing/unexpected keys, shapes, dtypes, NaN/Inf).
+* :func:`read_weights`: weights from a path, bytes or stream (safetensors, or a flat state dict in a torch
+  zip checkpoint read with ``weights_only=True``); pickle streams raise :class:`UnsafeModelFileError`.
+* :func:`export_model` (``amulet export-model``): trusted code or a weights-only checkpoint -> the safe format.
+"""
+
+from __future__ import annotations
+
+from amulet.exceptions import ModelSpecError, UnsafeModelFileError
+from amulet.io._export import export_model, load_entry
+from amulet.io._serialize import SPEC_FILENAME, WEIGHTS_FILENAME, load_model, save_model
+from amulet.io._spec import FORMAT_VERSION, ArchitectureSpec, build_model, read_spec, spec_from_model
+from amulet.io._weights import (
+    check_weights,
+    detect_weights_format,
+    read_weights,
+    sha256_bytes,
+    sha256_file,
+)
+
+__all__ = [
+    "ArchitectureSpec",
+    "FORMAT_VERSION",
+    "ModelSpecError",
+    "SPEC_FILENAME",
+    "UnsafeModelFileError",
+    "WEIGHTS_FILENAME",
+    "build_model",
+    "check_weights",
+    "detect_weights_format",
+    "export_model",
+    "load_entry",
+    "load_model",
+    "read_spec",
+    "read_weights",
+    "save_model",
+    "sha256_bytes",
+    "sha256_file",
+    "spec_from_model",
+]
