@@ -1,6 +1,31 @@
 """Registry entries of the evasion risk (S1): the risk, its attacks, defenses and metrics."""
 
-from amulet.registry import HeadlineMetric, RiskInfo, register_risk
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from amulet.evasion.attacks import EvasionPGD
+from amulet.evasion.defenses import AdversarialTrainingPGD, pgd_batch_transform
+from amulet.evasion.metrics import attack_success_rate, robust_accuracy
+from amulet.exceptions import NotApplicableError
+from amulet.registry import (
+    AttackInfo,
+    DefenseInfo,
+    HeadlineMetric,
+    MetricInfo,
+    RiskInfo,
+    ThreatModel,
+    register_attack,
+    register_defense,
+    register_metric,
+    register_risk,
+)
+
+if TYPE_CHECKING:
+    from amulet.recipes import BatchStage
+    from amulet.registry import CellContext
 
 RISK = register_risk(
     RiskInfo(
@@ -25,5 +50,149 @@ RISK = register_risk(
                 description="Share of correctly classified inputs the attack flips.",
             ),
         ),
+    )
+)
+
+
+class PGDParams(BaseModel):
+    """Parameters of the ``pgd`` attack in an assessment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float = Field(default=0.1, ge=0, le=100, description="L-inf radius of the perturbation.")
+    iterations: int = Field(default=10, ge=0, le=10_000, description="PGD steps.")
+    step_size: float = Field(default=0.02, ge=0, le=100, description="Size of each signed-gradient step.")
+    max_samples: int = Field(
+        default=2000, ge=1, le=10_000_000, description="Test rows attacked (a seeded subset when there are more)."
+    )
+    batch_size: int = Field(default=512, ge=1, le=1_000_000, description="Rows attacked together.")
+
+
+def run_pgd(ctx: CellContext, params: PGDParams) -> dict[str, float]:
+    """Layer-2 adapter: PGD on (a seeded subset of) the test rows, within the data's clip range.
+
+    Returns ``robust_accuracy``, ``attack_success_rate`` and ``clean_accuracy`` (percent).
+    """
+    import torch
+
+    from amulet.utils import derive_seed, make_generator
+
+    if ctx.dataset.modality == "text":
+        raise NotApplicableError("PGD perturbs continuous inputs; it does not apply to text.")
+    test = ctx.test
+    if len(test) > params.max_samples:
+        gen = make_generator(derive_seed(ctx.seed, "pgd", "subset"))
+        test = test.subset(torch.randperm(len(test), generator=gen)[: params.max_samples].sort().values)
+    clip_min, clip_max = ctx.clip_range if ctx.clip_range is not None else (None, None)
+    clean_loader = test.loader(params.batch_size)
+    attack = EvasionPGD(
+        ctx.target,
+        clean_loader,
+        ctx.device,
+        params.batch_size,
+        epsilon=params.epsilon,
+        iterations=params.iterations,
+        step_size=params.step_size,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        seed=derive_seed(ctx.seed, "pgd") % (2**62),
+        progress=ctx.progress,
+    )
+    adversarial = attack.attack()
+    from amulet.utils import get_accuracy
+
+    return {
+        "robust_accuracy": robust_accuracy(ctx.target, adversarial, ctx.device),
+        "attack_success_rate": attack_success_rate(ctx.target, clean_loader, adversarial, ctx.device),
+        "clean_accuracy": get_accuracy(ctx.target, clean_loader, ctx.device),
+    }
+
+
+register_attack(
+    AttackInfo(
+        key="pgd",
+        code="S1",
+        name="Projected gradient descent (L-inf)",
+        risk="evasion",
+        cls=EvasionPGD,
+        params=PGDParams,
+        threat_model=ThreatModel(
+            knowledge="white-box: weights and gradients of the target",
+            data="the test inputs to perturb, with their true labels",
+            budget="L-inf epsilon per input, a fixed number of PGD steps, inputs kept in the data's value range",
+            goal="untargeted misclassification",
+        ),
+        run=run_pgd,
+        summary="Madry et al.'s PGD: random start in the epsilon-ball, signed-gradient ascent on the loss, projection.",
+        reference="A. Madry et al. Towards Deep Learning Models Resistant to Adversarial Attacks. ICLR 2018.",
+    )
+)
+
+
+class AdversarialTrainingParams(BaseModel):
+    """Parameters of the ``adversarial_training`` defense."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float = Field(default=0.1, ge=0, le=100, description="L-inf radius of the training examples.")
+    iterations: int = Field(default=5, ge=0, le=1000, description="PGD steps per training batch.")
+    step_size: float = Field(default=0.03, ge=0, le=100, description="PGD step size.")
+    mix_clean: float = Field(default=0.0, ge=0, le=1, description="Fraction of every batch left clean.")
+    clip_min: float | None = Field(
+        default=None, description="Lowest valid input value (0 for images in [0, 1]); None: unbounded."
+    )
+    clip_max: float | None = Field(
+        default=None, description="Highest valid input value (1 for images in [0, 1]); None: unbounded."
+    )
+
+
+def make_adversarial_training_stage(params: AdversarialTrainingParams) -> BatchStage:
+    """A batch stage replacing every training batch by PGD examples against the current model."""
+    from amulet.recipes import BatchStage
+
+    return BatchStage(
+        defense="adversarial_training",
+        params=params.model_dump(),
+        transform=pgd_batch_transform(
+            epsilon=params.epsilon,
+            step_size=params.step_size,
+            iterations=params.iterations,
+            clip_min=params.clip_min,
+            clip_max=params.clip_max,
+            mix_clean=params.mix_clean,
+        ),
+    )
+
+
+register_defense(
+    DefenseInfo(
+        key="adversarial_training",
+        code="SD1",
+        name="PGD adversarial training",
+        targets=("evasion",),
+        cls=AdversarialTrainingPGD,
+        params=AdversarialTrainingParams,
+        make_stage=make_adversarial_training_stage,
+        summary="Every training batch is replaced by PGD examples made against the current model (eval mode).",
+        reference="A. Madry et al. Towards Deep Learning Models Resistant to Adversarial Attacks. ICLR 2018.",
+    )
+)
+
+register_metric(
+    MetricInfo(
+        key="robust_accuracy",
+        name="Robust accuracy",
+        risk="evasion",
+        func=robust_accuracy,
+        summary="Accuracy (percent) on adversarial examples paired with their true labels.",
+    )
+)
+register_metric(
+    MetricInfo(
+        key="evasion_attack_success_rate",
+        name="Evasion attack success rate",
+        risk="evasion",
+        func=attack_success_rate,
+        summary="Percent of correctly classified inputs that the attack makes the model misclassify.",
     )
 )

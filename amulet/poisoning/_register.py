@@ -1,6 +1,31 @@
 """Registry entries of the poisoning risk (S2): the risk, its attacks, defenses and metrics."""
 
-from amulet.registry import HeadlineMetric, RiskInfo, register_risk
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from amulet.exceptions import NotApplicableError
+from amulet.poisoning.attacks import BadNets
+from amulet.poisoning.defenses import OutlierRemoval, remove_low_value_points
+from amulet.poisoning.metrics import backdoor_success_rate
+from amulet.registry import (
+    AttackInfo,
+    DefenseInfo,
+    HeadlineMetric,
+    MetricInfo,
+    RiskInfo,
+    ThreatModel,
+    register_attack,
+    register_defense,
+    register_metric,
+    register_risk,
+)
+
+if TYPE_CHECKING:
+    from amulet.recipes import DataStage
+    from amulet.registry import CellContext
 
 RISK = register_risk(
     RiskInfo(
@@ -25,5 +50,156 @@ RISK = register_risk(
                 description="Accuracy of the poisoned model on clean test data.",
             ),
         ),
+    )
+)
+
+
+class BadNetsParams(BaseModel):
+    """Parameters of the ``badnets`` attack in an assessment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trigger_label: int = Field(default=0, ge=0, le=100_000, description="Label the backdoor maps triggered inputs to.")
+    portion: float = Field(
+        default=0.1, gt=0, le=1, description="Fraction of the non-trigger-label training rows that are poisoned."
+    )
+    trigger_value: float | None = Field(
+        default=None,
+        description=(
+            "Value written into the trigger; None picks 0 for tabular data and, for images, whichever end of the "
+            "valid range is farther from the mean of the trigger region (a visible trigger)."
+        ),
+    )
+
+
+def _auto_trigger_value(ctx: CellContext, dataset_type: str) -> float:
+    if dataset_type == "tabular":
+        return 0.0
+    low, high = ctx.clip_range if ctx.clip_range is not None else (0.0, 1.0)
+    x = ctx.member.x
+    h, w = x.shape[-2], x.shape[-1]
+    region_mean = float(x[..., h - 3 : h - 1, w - 3 : w - 1].float().mean())
+    return float(high) if abs(high - region_mean) >= abs(region_mean - low) else float(low)
+
+
+def run_badnets(ctx: CellContext, params: BadNetsParams) -> dict[str, float]:
+    """Layer-2 adapter: train with the target's recipe on BadNets-poisoned training rows.
+
+    Returns ``attack_success_rate`` (percent of triggered non-target-label test rows classified as the
+    trigger label), ``clean_accuracy`` (percent, clean test rows) and ``n_poisoned``.
+
+    Raises:
+        NotApplicableError: for text data, a trigger label outside the classes, or too-small images.
+    """
+    from amulet.utils import TensorData, derive_seed, get_accuracy
+
+    modality = ctx.dataset.modality
+    if modality == "text":
+        raise NotApplicableError("BadNets here stamps image or tabular triggers; it does not apply to text.")
+    if params.trigger_label >= ctx.dataset.num_classes:
+        raise NotApplicableError(
+            f"The trigger label {params.trigger_label} is not a class of this dataset "
+            f"({ctx.dataset.num_classes} classes)."
+        )
+    dataset_type = "image" if modality == "image" else "tabular"
+    if dataset_type == "image" and (ctx.member.x.dim() < 3 or min(ctx.member.x.shape[-2:]) < 3):
+        raise NotApplicableError("The BadNets image trigger needs images of at least 3x3 pixels.")
+    value = params.trigger_value if params.trigger_value is not None else _auto_trigger_value(ctx, dataset_type)
+    attack = BadNets(
+        params.trigger_label,
+        params.portion,
+        derive_seed(ctx.seed, "badnets") % (2**62),
+        dataset_type,
+        trigger_value=value,
+    )
+    poisoned = attack.poison_train(ctx.member)
+    model = ctx.recipe.train(
+        ctx.model_factory,
+        TensorData(*poisoned.tensors),
+        seed=derive_seed(ctx.seed, "badnets", "train"),
+        device=ctx.device,
+        progress=ctx.progress,
+    )
+    triggered = attack.poison_test(ctx.test)
+    return {
+        "attack_success_rate": backdoor_success_rate(model, TensorData(*triggered.tensors).loader(1024), ctx.device),
+        "clean_accuracy": get_accuracy(model, ctx.test.loader(1024), ctx.device),
+        "n_poisoned": float(len(attack.poisoned_indices_)),
+    }
+
+
+register_attack(
+    AttackInfo(
+        key="badnets",
+        code="S2",
+        name="BadNets backdoor",
+        risk="poisoning",
+        cls=BadNets,
+        params=BadNetsParams,
+        threat_model=ThreatModel(
+            knowledge="none of the model; the attacker controls part of the training data",
+            data="a portion of the target's training rows, which the attacker triggers and relabels",
+            budget="portion of poisoned rows; a fixed 2x2 pixel (image) or last-fifth-of-features (tabular) trigger",
+            goal="triggered inputs are classified as the attacker's label while clean accuracy is kept",
+        ),
+        run=run_badnets,
+        summary="Stamp a fixed trigger on a seeded portion of the training rows, relabel them, train with the recipe.",
+        reference="T. Gu et al. BadNets: Evaluating Backdooring Attacks on Deep Neural Networks. IEEE Access 2019.",
+    )
+)
+
+
+class OutlierRemovalParams(BaseModel):
+    """Parameters of the ``outlier_removal`` defense."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    percent: float = Field(default=10.0, ge=0, lt=100, description="Percent of training rows removed (lowest value).")
+    k: int = Field(default=5, ge=1, le=1000, description="Neighbours of the KNN-Shapley valuation.")
+
+
+def make_outlier_removal_stage(params: OutlierRemovalParams) -> DataStage:
+    """A data stage: train with the recipe's config, value rows by KNN-Shapley, drop the lowest ``percent``."""
+    from amulet.recipes import DataStage
+
+    def apply(model_factory: Any, data: Any, *, config: Any, seed: int, device: Any, progress: Any) -> Any:
+        return remove_low_value_points(
+            model_factory,
+            data,
+            config=config,
+            seed=seed,
+            device=device,
+            progress=progress,
+            percent=params.percent,
+            k=params.k,
+        )
+
+    return DataStage(defense="outlier_removal", params=params.model_dump(), apply=apply)
+
+
+register_defense(
+    DefenseInfo(
+        key="outlier_removal",
+        code="SD2",
+        name="Outlier removal (KNN-Shapley)",
+        targets=("poisoning",),
+        cls=OutlierRemoval,
+        params=OutlierRemovalParams,
+        make_stage=make_outlier_removal_stage,
+        summary=(
+            "A model trained on the data gives penultimate features; exact KNN-Shapley values each half of the rows "
+            "against the other; the lowest-valued percent is removed before training."
+        ),
+        reference="R. Jia et al. Efficient Task-Specific Data Valuation for Nearest Neighbor Algorithms. VLDB 2019.",
+    )
+)
+
+register_metric(
+    MetricInfo(
+        key="backdoor_success_rate",
+        name="Backdoor success rate",
+        risk="poisoning",
+        func=backdoor_success_rate,
+        summary="Percent of triggered inputs classified as the attacker's label.",
     )
 )

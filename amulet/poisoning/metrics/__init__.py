@@ -1,3 +1,5 @@
 """Poisoning: metrics."""
 
-__all__: list[str] = []
+from amulet.poisoning.metrics._backdoor import backdoor_success_rate
+
+__all__ = ["backdoor_success_rate"]
