@@ -30,6 +30,13 @@ _EXPORTS = {
     "stratified_split": "amulet.utils._data",
     "initialize_model": "amulet.utils._models",
     "DEFAULT_CAPACITY_MAP": "amulet.utils._models",
+    "train_population": "amulet.utils._population",
+    "population_logits": "amulet.utils._population",
+    "PopulationResult": "amulet.utils._population",
+    "StackedOptimizer": "amulet.utils._population",
+    "architecture_fingerprint": "amulet.utils._population",
+    "tensor_fingerprint": "amulet.utils._population",
+    "batchable_reason": "amulet.utils._population",
 }
 
 __all__ = sorted(_EXPORTS)
