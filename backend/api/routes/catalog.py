@@ -1,0 +1,23 @@
+"""``GET /catalog``: risks, attacks, defenses and metrics with their parameter schemas, from the registry."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["catalog"])
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> dict[str, Any]:
+    from amulet import registry
+
+    return registry.catalog()
+
+
+@router.get("/catalog")
+def catalog() -> dict[str, Any]:
+    """What the engine can assess (no token needed: it is the same for every project)."""
+    return _catalog()

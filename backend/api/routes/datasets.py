@@ -1,0 +1,102 @@
+"""``/datasets``: upload (CSV/Parquet with label and sensitive columns, NPZ with x/y/z), list, built-ins."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+
+from backend import crud
+from backend.api.deps import CurrentToken, SessionDep, SettingsDep, StoreDep
+from backend.intake import IntakeError, dataset_format, validate_dataset
+from backend.models import new_id
+from backend.schemas import BuiltinDatasetPublic, DatasetPublic, DatasetsPublic
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+_BUILTIN = (
+    ("census", "tabular", "UCI Adult income (race, sex sensitive)"),
+    ("compas", "tabular", "ProPublica COMPAS two-year recidivism (race, sex sensitive)"),
+    ("german", "tabular", "UCI German credit (personal status and sex, age sensitive)"),
+    ("fmnist", "image", "Fashion-MNIST, 28x28 grey-scale, 10 classes"),
+    ("mnist", "image", "MNIST digits, 28x28 grey-scale, 10 classes"),
+    ("cifar10", "image", "CIFAR-10, 32x32 colour, 10 classes"),
+    ("cifar100", "image", "CIFAR-100, 32x32 colour, 100 classes"),
+    ("celeba", "image", "CelebA faces (Male sensitive)"),
+    ("lfw", "image", "Labeled Faces in the Wild (race, gender sensitive)"),
+    ("utkface", "image", "UTKFace (gender, race sensitive)"),
+)
+
+
+def _split(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        out.extend(v.strip() for v in value.split(",") if v.strip())
+    return out
+
+
+@router.post("", response_model=DatasetPublic, status_code=status.HTTP_201_CREATED)
+def upload_dataset(
+    session: SessionDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    token: CurrentToken,
+    file: Annotated[UploadFile, File(description="A .csv, .parquet or .npz file (NPZ arrays x, y, optional z).")],
+    label: Annotated[str | None, Form(description="Label column (CSV/Parquet).")] = None,
+    sensitive: Annotated[list[str] | None, Form(description="Sensitive columns (repeat or comma-separate).")] = None,
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> DatasetPublic:
+    """Store, hash and validate a dataset (limits, zip bombs, columns, NaN/Inf); 413/415/422 name the field."""
+    sensitive_columns = _split(sensitive or [])
+    dataset_id = new_id()
+    directory = store.upload_dir(token.project_id, "datasets", dataset_id)
+    try:
+        fmt = dataset_format(file.filename or "")
+        path = directory / f"data.{'parquet' if fmt == 'parquet' else fmt}"
+        sha256, size = store.save_stream(file.file, path, max_bytes=settings.max_upload_bytes)
+        info = validate_dataset(path, fmt, label=label, sensitive=sensitive_columns, settings=settings)
+    except IntakeError as exc:
+        store.discard(directory)
+        raise HTTPException(exc.status_code, {"field": exc.field, "message": exc.message}) from exc
+    except BaseException:
+        store.discard(directory)
+        raise
+    row = crud.create_dataset(
+        session,
+        project_id=token.project_id,
+        id=dataset_id,
+        name=name or (file.filename or "dataset"),
+        format=fmt,
+        label=label if fmt != "npz" else None,
+        sensitive=sensitive_columns,
+        path=str(path),
+        sha256=sha256,
+        size_bytes=size,
+        n_rows=info.n_rows,
+        n_columns=info.n_columns,
+        summary=info.summary,
+    )
+    session.commit()
+    return DatasetPublic.model_validate(row)
+
+
+@router.get("", response_model=DatasetsPublic)
+def list_datasets(session: SessionDep, token: CurrentToken, limit: int = 100, offset: int = 0) -> DatasetsPublic:
+    """The project's uploaded datasets, newest first."""
+    rows, count = crud.list_datasets(session, project_id=token.project_id, limit=min(limit, 500), offset=offset)
+    return DatasetsPublic(data=[DatasetPublic.model_validate(r) for r in rows], count=count)
+
+
+@router.get("/builtin", response_model=list[BuiltinDatasetPublic])
+def builtin_datasets(token: CurrentToken) -> list[BuiltinDatasetPublic]:
+    """Datasets a spec can name directly (``{"dataset": {"name": "census"}}``)."""
+    return [BuiltinDatasetPublic(name=n, modality=m, description=d) for n, m, d in _BUILTIN]
+
+
+@router.get("/{dataset_id}", response_model=DatasetPublic)
+def read_dataset(dataset_id: str, session: SessionDep, token: CurrentToken) -> DatasetPublic:
+    """One dataset of the project (404 for another project's id)."""
+    row = crud.get_dataset(session, project_id=token.project_id, dataset_id=dataset_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Dataset not found.")
+    return DatasetPublic.model_validate(row)

@@ -1,0 +1,1 @@
+"""Service infrastructure: settings, database, security, artifact store and task queue."""

@@ -1,0 +1,503 @@
+"""Every database read and write of the service, as keyword-only functions over a session.
+
+Routes and worker tasks call these; none of them commits except where the docstring says so (the caller
+owns the transaction). Reads that take a ``project_id`` are scoped to it: another project's id is simply
+not found. Cell and metric writes are upserts on their unique keys, so a redelivered task never adds a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from backend.core.security import generate_token, hash_token, token_display_prefix
+from backend.models import (
+    ASSESSMENT_ACTIVE,
+    CELL_DONE,
+    ApiToken,
+    Assessment,
+    Cell,
+    Dataset,
+    Event,
+    MetricValue,
+    Model,
+    Project,
+    Report,
+    Training,
+    utcnow,
+)
+
+__all__ = [
+    "add_event",
+    "cancel_assessment",
+    "cell_status_counts",
+    "claim_finalize",
+    "create_assessment",
+    "create_dataset",
+    "create_model",
+    "create_project",
+    "create_token",
+    "finish_assessment",
+    "get_assessment",
+    "get_dataset",
+    "get_model",
+    "get_project_by_name",
+    "get_token",
+    "list_assessments",
+    "list_cells",
+    "list_datasets",
+    "list_events",
+    "list_models",
+    "list_reports",
+    "list_tokens",
+    "list_trainings",
+    "mark_running",
+    "metric_rows",
+    "pending_cell_keys",
+    "pending_training_keys",
+    "record_report",
+    "release_finalize",
+    "revoke_token",
+    "stale_assessments",
+    "touch_assessment",
+    "training_status_counts",
+    "upsert_cell",
+    "upsert_training",
+]
+
+
+def _upsert(
+    session: Session, table: Table, values: dict[str, Any], keys: Sequence[str], update_cols: Iterable[str]
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE, on SQLite and PostgreSQL alike."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values(**values)
+    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update_cols})
+    session.execute(stmt)
+
+
+# ---------------------------------------------------------------------------------------------- projects, tokens
+def create_project(session: Session, *, name: str) -> Project:
+    """Add a project named ``name`` (unique)."""
+    project = Project(name=name)
+    session.add(project)
+    session.flush()
+    return project
+
+
+def get_project_by_name(session: Session, *, name: str) -> Project | None:
+    """The project called ``name``, if any."""
+    return session.scalar(select(Project).where(Project.name == name))
+
+
+def create_token(session: Session, *, project_id: str, name: str = "", is_admin: bool = False) -> tuple[ApiToken, str]:
+    """Add a token to ``project_id``; returns the row and the plaintext (shown once, stored hashed)."""
+    plaintext = generate_token()
+    token = ApiToken(
+        project_id=project_id,
+        name=name,
+        token_hash=hash_token(plaintext),
+        prefix=token_display_prefix(plaintext),
+        is_admin=is_admin,
+    )
+    session.add(token)
+    session.flush()
+    return token, plaintext
+
+
+def get_token(session: Session, *, plaintext: str) -> ApiToken | None:
+    """The live (not revoked) token whose hash matches ``plaintext``."""
+    return session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(plaintext), ApiToken.revoked_at.is_(None))
+    )
+
+
+def list_tokens(session: Session, *, project_id: str) -> list[ApiToken]:
+    """Live tokens of the project, oldest first."""
+    stmt = select(ApiToken).where(ApiToken.project_id == project_id, ApiToken.revoked_at.is_(None))
+    return list(session.scalars(stmt.order_by(ApiToken.created_at)))
+
+
+def revoke_token(session: Session, *, project_id: str, token_id: str) -> bool:
+    """Revoke a token of the project; False when the project has no such live token."""
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id, ApiToken.project_id == project_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------------- models, datasets
+def create_model(session: Session, *, project_id: str, **fields: Any) -> Model:
+    """Add an uploaded model (fields of :class:`backend.models.Model`)."""
+    model = Model(project_id=project_id, **fields)
+    session.add(model)
+    session.flush()
+    return model
+
+
+def get_model(session: Session, *, project_id: str, model_id: str) -> Model | None:
+    """The project's model ``model_id``, or None (also for another project's id)."""
+    return session.scalar(select(Model).where(Model.id == model_id, Model.project_id == project_id))
+
+
+def list_models(session: Session, *, project_id: str, limit: int = 100, offset: int = 0) -> tuple[list[Model], int]:
+    """A page of the project's models (newest first) and their total count."""
+    where = Model.project_id == project_id
+    rows = session.scalars(select(Model).where(where).order_by(Model.created_at.desc()).limit(limit).offset(offset))
+    return list(rows), int(session.scalar(select(func.count()).select_from(Model).where(where)) or 0)
+
+
+def create_dataset(session: Session, *, project_id: str, **fields: Any) -> Dataset:
+    """Add an uploaded dataset (fields of :class:`backend.models.Dataset`)."""
+    dataset = Dataset(project_id=project_id, **fields)
+    session.add(dataset)
+    session.flush()
+    return dataset
+
+
+def get_dataset(session: Session, *, project_id: str, dataset_id: str) -> Dataset | None:
+    """The project's dataset ``dataset_id``, or None (also for another project's id)."""
+    return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == project_id))
+
+
+def list_datasets(session: Session, *, project_id: str, limit: int = 100, offset: int = 0) -> tuple[list[Dataset], int]:
+    """A page of the project's datasets (newest first) and their total count."""
+    where = Dataset.project_id == project_id
+    stmt = select(Dataset).where(where).order_by(Dataset.created_at.desc()).limit(limit).offset(offset)
+    return list(session.scalars(stmt)), int(session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0)
+
+
+# ------------------------------------------------------------------------------------------------- assessments
+def create_assessment(
+    session: Session,
+    *,
+    project_id: str,
+    name: str,
+    spec: dict[str, Any],
+    resolved_spec: dict[str, Any],
+    training_keys: Sequence[str],
+    cells: Sequence[dict[str, Any]],
+) -> Assessment:
+    """Add a queued assessment with one pending row per planned training and cell (the caller commits)."""
+    assessment = Assessment(
+        project_id=project_id,
+        name=name,
+        spec=spec,
+        resolved_spec=resolved_spec,
+        n_trainings=len(training_keys),
+        n_cells=len(cells),
+    )
+    session.add(assessment)
+    session.flush()
+    session.add_all(Training(assessment_id=assessment.id, key=key) for key in training_keys)
+    session.add_all(
+        Cell(
+            assessment_id=assessment.id,
+            key=c["key"],
+            row=c["row"],
+            risk=c["risk"],
+            attack=c["attack"],
+            seed=int(c["seed"]),
+        )
+        for c in cells
+    )
+    session.add(Event(assessment_id=assessment.id, kind="queued", message="assessment queued"))
+    session.flush()
+    return assessment
+
+
+def get_assessment(session: Session, *, assessment_id: str, project_id: str | None = None) -> Assessment | None:
+    """The assessment, scoped to ``project_id`` when given (the worker reads it unscoped)."""
+    stmt = select(Assessment).where(Assessment.id == assessment_id)
+    if project_id is not None:
+        stmt = stmt.where(Assessment.project_id == project_id)
+    return session.scalar(stmt)
+
+
+def list_assessments(
+    session: Session, *, project_id: str, limit: int = 100, offset: int = 0, status: str | None = None
+) -> tuple[list[Assessment], int]:
+    """A page of the project's assessments (newest first) and their total count."""
+    where = [Assessment.project_id == project_id]
+    if status:
+        where.append(Assessment.status == status)
+    stmt = select(Assessment).where(*where).order_by(Assessment.created_at.desc()).limit(limit).offset(offset)
+    total = session.scalar(select(func.count()).select_from(Assessment).where(*where))
+    return list(session.scalars(stmt)), int(total or 0)
+
+
+def cancel_assessment(session: Session, *, assessment_id: str, project_id: str) -> bool:
+    """Mark an active assessment cancelled; False when it is already finished (or not the project's)."""
+    result = session.execute(
+        update(Assessment)
+        .where(
+            Assessment.id == assessment_id,
+            Assessment.project_id == project_id,
+            Assessment.status.in_(ASSESSMENT_ACTIVE),
+        )
+        .values(status="cancelled", finished_at=utcnow(), exit_code=2, error="cancelled by the user")
+    )
+    if result.rowcount:  # type: ignore[attr-defined]
+        session.add(Event(assessment_id=assessment_id, kind="cancelled", message="cancelled by the user"))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_running(session: Session, *, assessment_id: str) -> bool:
+    """queued -> running (sets started_at); True when the assessment is active (running or just started)."""
+    now = utcnow()
+    session.execute(
+        update(Assessment)
+        .where(Assessment.id == assessment_id, Assessment.status == "queued")
+        .values(status="running", started_at=now, heartbeat_at=now)
+    )
+    status = session.scalar(select(Assessment.status).where(Assessment.id == assessment_id))
+    return status in ("running", "finalizing")
+
+
+def touch_assessment(session: Session, *, assessment_id: str) -> str | None:
+    """Refresh the heartbeat; returns the current status (None when the assessment is gone)."""
+    session.execute(update(Assessment).where(Assessment.id == assessment_id).values(heartbeat_at=utcnow()))
+    return session.scalar(select(Assessment.status).where(Assessment.id == assessment_id))
+
+
+def claim_finalize(session: Session, *, assessment_id: str, stale_before: datetime | None = None) -> bool:
+    """running -> finalizing, atomically: exactly one caller wins (or re-claims a stale finalizing one)."""
+    cond = Assessment.status == "running"
+    if stale_before is not None:
+        cond = cond | ((Assessment.status == "finalizing") & (Assessment.heartbeat_at < stale_before))
+    result = session.execute(
+        update(Assessment)
+        .where(Assessment.id == assessment_id, cond)
+        .values(status="finalizing", heartbeat_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_finalize(session: Session, *, assessment_id: str) -> None:
+    """finalizing -> running, so that a retried finalize can claim it again."""
+    session.execute(
+        update(Assessment)
+        .where(Assessment.id == assessment_id, Assessment.status == "finalizing")
+        .values(status="running")
+    )
+
+
+def finish_assessment(
+    session: Session,
+    *,
+    assessment_id: str,
+    status: str,
+    exit_code: int | None,
+    error: str | None = None,
+    summary: dict[str, Any] | None = None,
+) -> None:
+    """Record the end of an assessment (not over a cancellation)."""
+    values: dict[str, Any] = {"status": status, "exit_code": exit_code, "error": error, "finished_at": utcnow()}
+    if summary is not None:
+        values["summary"] = summary
+    session.execute(
+        update(Assessment).where(Assessment.id == assessment_id, Assessment.status != "cancelled").values(**values)
+    )
+    session.add(Event(assessment_id=assessment_id, kind=status, message=error or f"assessment {status}"))
+
+
+def stale_assessments(session: Session, *, stale_before: datetime) -> list[str]:
+    """Ids of active assessments without a heartbeat since ``stale_before`` (their tasks were lost)."""
+    stmt = select(Assessment.id).where(Assessment.status.in_(ASSESSMENT_ACTIVE), Assessment.heartbeat_at < stale_before)
+    return list(session.scalars(stmt))
+
+
+# ----------------------------------------------------------------------------------------------- trainings, cells
+def upsert_training(
+    session: Session,
+    *,
+    assessment_id: str,
+    key: str,
+    status: str,
+    error: str | None = None,
+    seconds: float | None = None,
+    attempt: bool = False,
+) -> None:
+    """Write a training's status (unique by assessment and key)."""
+    values = {"status": status, "error": error, "seconds": seconds, "updated_at": utcnow()}
+    stmt = update(Training).where(Training.assessment_id == assessment_id, Training.key == key)
+    if attempt:
+        values["attempts"] = Training.attempts + 1
+    if session.execute(stmt.values(**values)).rowcount == 0:  # type: ignore[attr-defined]
+        values["attempts"] = 1 if attempt else 0
+        _upsert(
+            session,
+            Training.__table__,  # type: ignore[arg-type]
+            {"assessment_id": assessment_id, "key": key, **values},
+            ("assessment_id", "key"),
+            ("status", "error", "seconds", "updated_at"),
+        )
+
+
+def upsert_cell(
+    session: Session,
+    *,
+    assessment_id: str,
+    key: str,
+    status: str,
+    row: str = "",
+    risk: str = "",
+    attack: str = "",
+    seed: int = 0,
+    metrics: dict[str, float] | None = None,
+    reason: str | None = None,
+    seconds: float | None = None,
+    result: dict[str, Any] | None = None,
+    attempt: bool = False,
+) -> int:
+    """Write a cell (insert or update by its unique key) and its metric values; returns the cell id."""
+    values: dict[str, Any] = {
+        "status": status,
+        "reason": reason,
+        "seconds": seconds,
+        "result": result,
+        "updated_at": utcnow(),
+    }
+    stmt = update(Cell).where(Cell.assessment_id == assessment_id, Cell.key == key)
+    updates = dict(values)
+    if attempt:
+        updates["attempts"] = Cell.attempts + 1
+    if session.execute(stmt.values(**updates)).rowcount == 0:  # type: ignore[attr-defined]
+        _upsert(
+            session,
+            Cell.__table__,  # type: ignore[arg-type]
+            {
+                "assessment_id": assessment_id,
+                "key": key,
+                "row": row,
+                "risk": risk,
+                "attack": attack,
+                "seed": seed,
+                "attempts": 1 if attempt else 0,
+                **values,
+            },
+            ("assessment_id", "key"),
+            tuple(values),
+        )
+    cell_id = int(session.scalar(select(Cell.id).where(Cell.assessment_id == assessment_id, Cell.key == key)) or 0)
+    for metric, value in (metrics or {}).items():
+        _upsert(
+            session,
+            MetricValue.__table__,  # type: ignore[arg-type]
+            {"cell_id": cell_id, "metric": metric, "value": float(value)},
+            ("cell_id", "metric"),
+            ("value",),
+        )
+    return cell_id
+
+
+def list_trainings(session: Session, *, assessment_id: str) -> list[Training]:
+    """The assessment's trainings in plan order."""
+    return list(session.scalars(select(Training).where(Training.assessment_id == assessment_id).order_by(Training.id)))
+
+
+def list_cells(session: Session, *, assessment_id: str) -> list[Cell]:
+    """The assessment's cells in plan order."""
+    return list(session.scalars(select(Cell).where(Cell.assessment_id == assessment_id).order_by(Cell.id)))
+
+
+def metric_rows(session: Session, *, assessment_id: str) -> list[tuple[str, str, float]]:
+    """(cell key, metric, value) for every metric value of the assessment."""
+    stmt = (
+        select(Cell.key, MetricValue.metric, MetricValue.value)
+        .join(MetricValue, MetricValue.cell_id == Cell.id)
+        .where(Cell.assessment_id == assessment_id)
+    )
+    return [(k, m, float(v)) for k, m, v in session.execute(stmt)]
+
+
+def cell_status_counts(session: Session, *, assessment_id: str) -> dict[str, int]:
+    """Number of cells per status."""
+    stmt = select(Cell.status, func.count()).where(Cell.assessment_id == assessment_id).group_by(Cell.status)
+    return {status: int(n) for status, n in session.execute(stmt)}
+
+
+def training_status_counts(session: Session, *, assessment_id: str) -> dict[str, int]:
+    """Number of trainings per status."""
+    stmt = (
+        select(Training.status, func.count()).where(Training.assessment_id == assessment_id).group_by(Training.status)
+    )
+    return {status: int(n) for status, n in session.execute(stmt)}
+
+
+def pending_cell_keys(session: Session, *, assessment_id: str) -> list[str]:
+    """Keys of cells not yet in a terminal status."""
+    stmt = select(Cell.key).where(Cell.assessment_id == assessment_id, Cell.status.not_in(CELL_DONE)).order_by(Cell.id)
+    return list(session.scalars(stmt))
+
+
+def pending_training_keys(session: Session, *, assessment_id: str) -> list[str]:
+    """Keys of trainings not yet done."""
+    stmt = select(Training.key).where(Training.assessment_id == assessment_id, Training.status != "done")
+    return list(session.scalars(stmt.order_by(Training.id)))
+
+
+# ----------------------------------------------------------------------------------------------- events, reports
+def add_event(
+    session: Session,
+    *,
+    assessment_id: str,
+    kind: str,
+    key: str = "",
+    message: str = "",
+    completed: int | None = None,
+    total: int | None = None,
+    info: dict[str, Any] | None = None,
+) -> None:
+    """Append a progress event and refresh the assessment's heartbeat."""
+    session.add(
+        Event(
+            assessment_id=assessment_id,
+            kind=kind,
+            key=key,
+            message=message,
+            completed=completed,
+            total=total,
+            info=info or {},
+        )
+    )
+    session.execute(update(Assessment).where(Assessment.id == assessment_id).values(heartbeat_at=utcnow()))
+
+
+def list_events(session: Session, *, assessment_id: str, limit: int = 50) -> list[Event]:
+    """The latest ``limit`` events, oldest first."""
+    stmt = select(Event).where(Event.assessment_id == assessment_id).order_by(Event.id.desc()).limit(limit)
+    return list(reversed(list(session.scalars(stmt))))
+
+
+def record_report(
+    session: Session, *, assessment_id: str, format: str, path: str, sha256: str, size_bytes: int
+) -> None:
+    """Register a rendered report file (upsert by assessment and format)."""
+    _upsert(
+        session,
+        Report.__table__,  # type: ignore[arg-type]
+        {
+            "assessment_id": assessment_id,
+            "format": format,
+            "path": path,
+            "sha256": sha256,
+            "size_bytes": size_bytes,
+            "created_at": utcnow(),
+        },
+        ("assessment_id", "format"),
+        ("path", "sha256", "size_bytes", "created_at"),
+    )
+
+
+def list_reports(session: Session, *, assessment_id: str) -> list[Report]:
+    """The assessment's rendered reports."""
+    return list(session.scalars(select(Report).where(Report.assessment_id == assessment_id).order_by(Report.format)))

@@ -1,0 +1,341 @@
+"""Validation of uploaded models and datasets, before anything is stored or queued.
+
+Every failure is an :class:`IntakeError` carrying the HTTP status, the request field it concerns and a
+message that says what is wrong and how to fix it. Nothing here unpickles: pickle files are recognised by
+their first bytes and refused, safetensors are parsed by ``amulet.io``, state_dicts are only read through
+``torch.load(weights_only=True)`` (inside ``amulet.io``), and NPZ members are read with
+``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.core.config import Settings
+
+__all__ = [
+    "DATASET_FORMATS",
+    "PICKLE_MESSAGE",
+    "DatasetInfo",
+    "IntakeError",
+    "ModelInfo",
+    "dataset_format",
+    "parse_architecture_spec",
+    "validate_dataset",
+    "validate_model",
+    "weights_format",
+]
+
+#: File suffix -> dataset format.
+DATASET_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
+#: The answer to a pickled model upload.
+PICKLE_MESSAGE = (
+    "The '{field}' file is a Python pickle, which is never loaded (unpickling runs arbitrary code). "
+    "Export the model as an architecture spec plus safetensors weights with `amulet export-model` "
+    "(or amulet.io.save_model) and upload those."
+)
+_NPZ_MEMBERS = ("x", "y", "z")
+_MAX_RATIO = 200  # uncompressed/compressed ratio above which an archive member counts as a zip bomb
+
+
+class IntakeError(ValueError):
+    """An upload failed validation: ``status_code`` (422, 413 or 415), ``field`` and ``message``."""
+
+    def __init__(self, field_name: str, message: str, status_code: int = 422) -> None:
+        self.field = field_name
+        self.message = message
+        self.status_code = status_code
+        super().__init__(message)
+
+
+@dataclass
+class ModelInfo:
+    """What a validated model upload records."""
+
+    architecture: str
+    spec: dict[str, Any]
+    n_parameters: int
+
+
+@dataclass
+class DatasetInfo:
+    """What a validated dataset upload records."""
+
+    n_rows: int
+    n_columns: int
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------------ models
+def weights_format(path: Path) -> str:
+    """``"safetensors"``, ``"state_dict"`` (a torch zip archive) or ``"pickle"``, from the file's first bytes."""
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    size = path.stat().st_size
+    if len(head) >= 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    if head.startswith(b"PK\x03\x04"):
+        return "state_dict"
+    if head[:1] == b"\x80":
+        return "pickle"
+    return "unknown"
+
+
+def parse_architecture_spec(raw: bytes) -> dict[str, Any]:
+    """Parse the architecture spec JSON of a model upload (field ``spec``)."""
+    try:
+        spec = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntakeError(
+            "spec",
+            "The 'spec' file must be the architecture spec JSON written by amulet.io.save_model; "
+            f"it is not valid JSON ({exc}).",
+        ) from exc
+    if not isinstance(spec, dict):
+        raise IntakeError(
+            "spec", "The 'spec' file must hold a JSON object (the architecture spec), not a list or value."
+        )
+    return spec
+
+
+def validate_model(spec: dict[str, Any], weights_path: Path) -> ModelInfo:
+    """Check the architecture spec against the registry and the weights against the architecture.
+
+    Raises:
+        IntakeError: 415 for a pickle, 422 for a bad spec or weights (missing/unexpected keys, shapes, NaN).
+    """
+    kind = weights_format(weights_path)
+    if kind == "pickle":
+        raise IntakeError("weights", PICKLE_MESSAGE.format(field="weights"), 415)
+    if kind == "unknown":
+        raise IntakeError(
+            "weights",
+            "The 'weights' file is neither safetensors nor a torch state_dict archive. "
+            "Save the weights with amulet.io.save_model (safetensors) and upload that file.",
+            415,
+        )
+    from amulet.exceptions import ModelSpecError, UnsafeModelFileError
+    from amulet.io import load_model, read_spec
+
+    try:
+        arch = read_spec(spec)
+    except (ModelSpecError, ValueError) as exc:
+        raise IntakeError("spec", f"The architecture spec is invalid: {exc}") from exc
+    try:
+        model = load_model(arch, weights_path)
+    except UnsafeModelFileError as exc:
+        raise IntakeError("weights", str(exc), 415) from exc
+    except ModelSpecError as exc:
+        raise IntakeError("weights", str(exc)) from exc
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise IntakeError("weights", f"The weights could not be loaded into the architecture: {exc}") from exc
+    n_parameters = sum(p.numel() for p in model.parameters())
+    return ModelInfo(architecture=arch.architecture, spec=arch.model_dump(mode="json"), n_parameters=int(n_parameters))
+
+
+# ---------------------------------------------------------------------------------------------------- datasets
+def dataset_format(filename: str) -> str:
+    """The dataset format of an upload, from its file name (field ``file``)."""
+    suffix = Path(filename or "").suffix.lower()
+    if suffix not in DATASET_FORMATS:
+        raise IntakeError(
+            "file",
+            f"The 'file' must be a .csv, .parquet or .npz file. Got {filename!r} instead.",
+            415,
+        )
+    return DATASET_FORMATS[suffix]
+
+
+def validate_dataset(
+    path: Path, fmt: str, *, label: str | None, sensitive: list[str], settings: Settings
+) -> DatasetInfo:
+    """Validate a stored dataset upload: limits, zip bombs, columns, NaN/Inf, then the engine's loader."""
+    if fmt == "npz":
+        return _validate_npz(path, settings)
+    if not label:
+        raise IntakeError("label", "A CSV/Parquet dataset needs the 'label' form field: the name of the label column.")
+    if fmt == "parquet":
+        columns, n_rows = _parquet_shape(path, settings)
+    else:
+        columns, n_rows = _csv_shape(path)
+    _check_limits(n_rows, len(columns), settings)
+    if label not in columns:
+        raise IntakeError(
+            "label", f"The label column {label!r} is not in the file. Name one of its columns: {_show(columns)}."
+        )
+    missing = [c for c in sensitive if c not in columns]
+    if missing:
+        raise IntakeError(
+            "sensitive",
+            f"The sensitive column(s) {', '.join(map(repr, missing))} are not in the file. "
+            f"Name columns of the file: {_show(columns)}.",
+        )
+    if label in sensitive:
+        raise IntakeError("sensitive", f"The label column {label!r} cannot also be a sensitive column.")
+    from amulet.datasets import load_tabular_file
+
+    try:
+        data = load_tabular_file(path, label=label, sensitive=tuple(sensitive))
+    except (ValueError, KeyError) as exc:
+        raise IntakeError(_field_of(str(exc), label, sensitive), str(exc).strip("'\"")) from exc
+    return DatasetInfo(
+        n_rows=n_rows,
+        n_columns=len(columns),
+        summary={
+            "columns": columns[:200],
+            "num_features": int(data.num_features),
+            "num_classes": int(data.num_classes),
+            "modality": data.modality,
+        },
+    )
+
+
+def _show(columns: list[str]) -> str:
+    shown = ", ".join(map(repr, columns[:20]))
+    return shown + (f" ... ({len(columns)} columns)" if len(columns) > 20 else "")
+
+
+def _field_of(message: str, label: str, sensitive: list[str]) -> str:
+    if "'label'" in message or repr(label) in message:
+        return "label"
+    if "sensitive" in message or any(repr(c) in message for c in sensitive):
+        return "sensitive"
+    return "file"
+
+
+def _check_limits(n_rows: int, n_columns: int, settings: Settings) -> None:
+    if n_rows > settings.max_rows:
+        raise IntakeError(
+            "file",
+            f"The dataset has {n_rows} rows, more than the limit of {settings.max_rows} (AMULET_MAX_ROWS). "
+            "Upload a subsample or ask the operator to raise the limit.",
+        )
+    if n_columns > settings.max_columns:
+        raise IntakeError(
+            "file",
+            f"The dataset has {n_columns} columns, more than the limit of {settings.max_columns} (AMULET_MAX_COLUMNS). "
+            "Drop unused columns before uploading.",
+        )
+    if n_rows < 2:
+        raise IntakeError("file", f"The dataset has {n_rows} data rows; at least 2 are needed.")
+
+
+def _csv_shape(path: Path) -> tuple[list[str], int]:
+    import pandas as pd
+
+    try:
+        header = pd.read_csv(path, nrows=0)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IntakeError("file", f"The 'file' is not a readable CSV file with a header row: {exc}") from exc
+    with path.open("rb") as handle:
+        n_lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+        handle.seek(-1, 2)
+        if handle.read(1) != b"\n":
+            n_lines += 1
+    return [str(c) for c in header.columns], max(0, n_lines - 1)
+
+
+def _parquet_shape(path: Path, settings: Settings) -> tuple[list[str], int]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover - pyarrow is in the [server] extra
+        raise IntakeError(
+            "file", "Parquet uploads need pyarrow on the server (pip install 'amulet-studio[server]').", 415
+        ) from exc
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise IntakeError("file", f"The 'file' is not a readable Parquet file: {exc}") from exc
+    uncompressed = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if uncompressed > settings.max_uncompressed_bytes:
+        raise IntakeError(
+            "file",
+            f"The Parquet file expands to {uncompressed} bytes, more than the limit of "
+            f"{settings.max_uncompressed_bytes} "
+            "(AMULET_MAX_UNCOMPRESSED_BYTES). Upload fewer rows or columns.",
+            413,
+        )
+    return [str(meta.schema.column(i).name) for i in range(meta.num_columns)], int(meta.num_rows)
+
+
+def _validate_npz(path: Path, settings: Settings) -> DatasetInfo:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise IntakeError(
+            "file", "The 'file' is not an NPZ archive (numpy.savez); re-save it with numpy.savez."
+        ) from exc
+    with archive:
+        infos = {Path(i.filename).stem: i for i in archive.infolist()}
+        unknown = sorted(name for name in infos if name not in _NPZ_MEMBERS)
+        if unknown or "x" not in infos or "y" not in infos:
+            raise IntakeError(
+                "file",
+                f"An NPZ dataset holds arrays named x, y and optionally z. Got {sorted(infos)} instead; "
+                "save it with numpy.savez(path, x=features, y=labels, z=sensitive).",
+            )
+        total = sum(i.file_size for i in infos.values())
+        if total > settings.max_uncompressed_bytes or any(
+            i.compress_size and i.file_size / i.compress_size > _MAX_RATIO and i.file_size > 1 << 20
+            for i in infos.values()
+        ):
+            raise IntakeError(
+                "file",
+                f"The NPZ archive expands to {total} bytes (limit {settings.max_uncompressed_bytes}, "
+                f"AMULET_MAX_UNCOMPRESSED_BYTES) or is compressed more than {_MAX_RATIO}:1; "
+                "it is refused as a zip bomb.",
+                413,
+            )
+        arrays: dict[str, np.ndarray] = {}
+        for name, info in infos.items():
+            with archive.open(info) as member:
+                try:
+                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+                except ValueError as exc:
+                    raise IntakeError(
+                        name,
+                        f"The NPZ array '{name}' could not be read without unpickling ({exc}). "
+                        "Save plain numeric arrays (no object dtype).",
+                    ) from exc
+    x, y = arrays["x"], arrays["y"]
+    for name, arr in arrays.items():
+        if arr.dtype.kind not in "biuf":
+            raise IntakeError(name, f"The NPZ array '{name}' has dtype {arr.dtype}; it must be numeric (int or float).")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            n_bad = int((~np.isfinite(arr)).sum())
+            raise IntakeError(
+                name,
+                f"The NPZ array '{name}' contains {n_bad} NaN or infinite value(s). "
+                f"Drop those rows or replace them (e.g. numpy.nan_to_num) before uploading.",
+            )
+    if x.ndim < 2:
+        raise IntakeError("x", f"The NPZ array 'x' must have shape (n_samples, ...). Got shape {x.shape} instead.")
+    if y.ndim != 1 or len(y) != len(x):
+        raise IntakeError(
+            "y", f"The NPZ array 'y' must have shape ({len(x)},), one label per row of x. Got shape {y.shape} instead."
+        )
+    if "z" in arrays and len(arrays["z"]) != len(x):
+        raise IntakeError("z", f"The NPZ array 'z' must have {len(x)} rows, one per row of x. Got {len(arrays['z'])}.")
+    _check_limits(len(x), int(np.prod(x.shape[1:])), settings)
+    from amulet.datasets import load_npz
+
+    try:
+        data = load_npz(path)
+    except (ValueError, KeyError) as exc:
+        raise IntakeError("file", str(exc)) from exc
+    return DatasetInfo(
+        n_rows=len(x),
+        n_columns=int(np.prod(x.shape[1:])),
+        summary={
+            "x_shape": list(x.shape),
+            "num_features": int(data.num_features),
+            "num_classes": int(data.num_classes),
+            "modality": data.modality,
+        },
+    )

@@ -1,0 +1,59 @@
+"""The FastAPI application: ``uvicorn backend.main:app`` (or ``amulet serve``).
+
+On start it applies the Alembic migrations and creates the first project and its admin token (logged
+once when generated). Routes live in ``backend/api``; nothing here queries the database directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import amulet
+from backend.api.main import api_router
+from backend.core.config import Settings, check_settings, get_settings
+from backend.core.db import get_sessionmaker, init_db, run_migrations
+from backend.core.limits import BodySizeLimitMiddleware
+
+__all__ = ["app", "create_app", "prestart"]
+
+logger = logging.getLogger("amulet.api")
+
+
+def prestart(settings: Settings) -> str | None:
+    """Check the settings, migrate the database and initialise it; returns a newly generated admin token."""
+    check_settings(settings)
+    settings.resolved_artifact_dir.mkdir(parents=True, exist_ok=True)
+    run_migrations(settings)
+    with get_sessionmaker(settings)() as session:
+        return init_db(session, settings)
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    """Build the app for ``settings`` (default: the process settings)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            token = prestart(settings)
+            if token:
+                logger.warning("Created the admin API token (shown once, store it now): %s", token)
+        yield
+
+    app = FastAPI(
+        title="Amulet",
+        version=amulet.__version__,
+        description="Measure how ML defenses interact with security, privacy and fairness risks.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.include_router(api_router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    return app
+
+
+app = create_app()

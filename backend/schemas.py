@@ -1,0 +1,238 @@
+"""Request and response bodies of the REST API (pydantic v2), named XCreate / XPublic / XsPublic."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AssessmentCreate",
+    "AssessmentDetail",
+    "AssessmentPublic",
+    "AssessmentsPublic",
+    "BuiltinDatasetPublic",
+    "CellPublic",
+    "DatasetPublic",
+    "DatasetsPublic",
+    "ErrorDetail",
+    "EventPublic",
+    "HealthPublic",
+    "ModelPublic",
+    "ModelsPublic",
+    "ProgressPublic",
+    "ProjectCreate",
+    "ProjectCreated",
+    "ReportPublic",
+    "TokenCreate",
+    "TokenCreated",
+    "TokenPublic",
+    "TokensPublic",
+    "TrainingPublic",
+]
+
+
+class _Orm(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorDetail(BaseModel):
+    """Why an upload or spec was refused: the request field and a message that says how to fix it."""
+
+    field: str
+    message: str
+
+
+class HealthPublic(BaseModel):
+    """``GET /health``: whether the database and the broker answer."""
+
+    status: str = Field(description="'ok' when every dependency answers, else 'degraded'.")
+    database: dict[str, Any]
+    broker: dict[str, Any]
+    version: str
+
+
+class TokenCreate(BaseModel):
+    """``POST /tokens``: a new token for the caller's project."""
+
+    name: str = Field(default="", max_length=200)
+
+
+class TokenPublic(_Orm):
+    """A token as listed (never its value)."""
+
+    id: str
+    name: str
+    prefix: str
+    is_admin: bool
+    created_at: datetime
+
+
+class TokenCreated(TokenPublic):
+    """A new token, with its value: shown this once, stored only hashed."""
+
+    token: str
+    project_id: str
+
+
+class TokensPublic(BaseModel):
+    data: list[TokenPublic]
+    count: int
+
+
+class ProjectCreate(BaseModel):
+    """``POST /projects`` (admin token only): a new project and its first token."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+class ProjectCreated(BaseModel):
+    id: str
+    name: str
+    token: TokenCreated
+
+
+class ModelPublic(_Orm):
+    """An uploaded model."""
+
+    id: str
+    name: str
+    architecture: str
+    spec: dict[str, Any]
+    weights_format: str
+    sha256: str
+    size_bytes: int
+    n_parameters: int
+    created_at: datetime
+
+
+class ModelsPublic(BaseModel):
+    data: list[ModelPublic]
+    count: int
+
+
+class DatasetPublic(_Orm):
+    """An uploaded dataset."""
+
+    id: str
+    name: str
+    format: str
+    label: str | None
+    sensitive: list[str]
+    sha256: str
+    size_bytes: int
+    n_rows: int
+    n_columns: int
+    summary: dict[str, Any]
+    created_at: datetime
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int
+
+
+class BuiltinDatasetPublic(BaseModel):
+    """A dataset the engine knows by name (``{"dataset": {"name": ...}}`` in a spec)."""
+
+    name: str
+    modality: str
+    description: str
+
+
+class AssessmentCreate(BaseModel):
+    """``POST /assessments``: an assessment spec whose dataset/model may reference uploads by id.
+
+    ``spec.dataset`` is ``{"name": "census", ...}`` (built-in) or ``{"id": "<dataset id>", ...}``;
+    ``spec.model`` may carry ``"id": "<model id>"`` to assess an uploaded model. Server paths are not
+    accepted (``path``/``weights``): upload the files and reference them by id.
+    """
+
+    spec: dict[str, Any]
+    name: str | None = Field(default=None, max_length=200)
+
+
+class AssessmentPublic(_Orm):
+    """An assessment in a listing."""
+
+    id: str
+    name: str
+    status: str
+    n_trainings: int
+    n_cells: int
+    exit_code: int | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class AssessmentsPublic(BaseModel):
+    data: list[AssessmentPublic]
+    count: int
+
+
+class CellPublic(_Orm):
+    """One defense x risk x seed cell."""
+
+    key: str
+    row: str
+    risk: str
+    attack: str
+    seed: int
+    status: str
+    reason: str | None
+    seconds: float | None
+    attempts: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class TrainingPublic(_Orm):
+    key: str
+    status: str
+    error: str | None
+    seconds: float | None
+    attempts: int
+
+
+class EventPublic(_Orm):
+    id: int
+    created_at: datetime
+    kind: str
+    key: str
+    message: str
+    completed: int | None
+    total: int | None
+
+
+class ProgressPublic(BaseModel):
+    """Progress over trainings and cells, with an estimate of the time left."""
+
+    trainings_done: int
+    trainings_total: int
+    cells_done: int
+    cells_total: int
+    cells_by_status: dict[str, int]
+    fraction: float
+    eta_seconds: float | None
+
+
+class ReportPublic(_Orm):
+    format: str
+    sha256: str
+    size_bytes: int
+    url: str = ""
+
+
+class AssessmentDetail(AssessmentPublic):
+    """``GET /assessments/{id}``: status, per-cell progress, ETA, errors, reports (read from SQL only)."""
+
+    spec: dict[str, Any]
+    summary: dict[str, Any]
+    progress: ProgressPublic
+    trainings: list[TrainingPublic]
+    cells: list[CellPublic]
+    errors: list[str]
+    events: list[EventPublic]
+    reports: list[ReportPublic]

@@ -1,0 +1,357 @@
+"""What the worker's tasks do: re-fetch by id, call the interaction engine, write SQL idempotently.
+
+Every function takes ids (never ORM objects) and reads what it needs from SQL. Cell and training rows are
+upserted by their unique keys and a cell that is already finished is skipped, so a redelivered task (a
+worker killed mid-task, a duplicate from a recovery sweep) never adds a row or redoes finished work.
+Progress goes to the ``events`` table through :class:`SqlProgress`, so the API never asks the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from amulet.progress import Progress, ProgressEvent
+from backend import crud
+from backend.core.config import Settings
+from backend.core.db import session_scope
+from backend.core.storage import ArtifactStore, file_sha256
+from backend.models import ASSESSMENT_ACTIVE, utcnow
+
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "AssessmentCancelledError",
+    "SqlProgress",
+    "finalize",
+    "recover_stale",
+    "record_cell_error",
+    "record_training_error",
+    "run_one_cell",
+    "run_one_training",
+    "start",
+]
+
+logger = logging.getLogger("amulet.worker")
+
+#: Errors worth a retry with backoff (the database or the broker blinked), as opposed to engine errors.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+class AssessmentCancelledError(Exception):
+    """The assessment was cancelled (or deleted) while a task ran; the task stops quietly."""
+
+
+class SqlProgress(Progress):
+    """Writes progress events to SQL: every start/finish, advances at most every ``interval`` seconds.
+
+    Each write also reads the assessment's status and raises :class:`AssessmentCancelledError` once it is
+    no longer active, which stops a running training or attack at its next progress report.
+    """
+
+    def __init__(self, settings: Settings, assessment_id: str, *, prefix: str = "", interval: float = 2.0) -> None:
+        super().__init__()
+        self.settings = settings
+        self.assessment_id = assessment_id
+        self.prefix = prefix
+        self.interval = interval
+        self._last: dict[str, float] = {}
+
+    def emit(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        if event.kind == "advance" and now - self._last.get(event.key, 0.0) < self.interval:
+            return
+        self._last[event.key] = now
+        info = {k: v for k, v in event.info.items() if isinstance(v, (int, float, str, bool))}
+        if event.eta is not None:
+            info["eta"] = round(event.eta, 1)
+        with session_scope(self.settings) as session:
+            crud.add_event(
+                session,
+                assessment_id=self.assessment_id,
+                kind=event.kind,
+                key=f"{self.prefix}{event.key}",
+                message=event.description,
+                completed=event.completed,
+                total=event.total,
+                info=info,
+            )
+            status = crud.touch_assessment(session, assessment_id=self.assessment_id)
+        if status not in ASSESSMENT_ACTIVE:
+            raise AssessmentCancelledError(self.assessment_id)
+
+
+@lru_cache(maxsize=32)
+def _plan(assessment_id: str, spec_json: str) -> Any:
+    import json
+
+    from amulet.assess import plan_assessment
+
+    return plan_assessment(json.loads(spec_json))
+
+
+def _load_plan(settings: Settings, assessment_id: str) -> tuple[str, Any] | None:
+    """(status, plan) of the assessment, or None when it is gone."""
+    import json
+
+    with session_scope(settings) as session:
+        row = crud.get_assessment(session, assessment_id=assessment_id)
+        if row is None:
+            return None
+        status, spec_json = row.status, json.dumps(row.resolved_spec, sort_keys=True)
+    return status, _plan(assessment_id, spec_json)
+
+
+def _cache_dir(settings: Settings) -> Path:
+    path = ArtifactStore.from_settings(settings).cache_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start(settings: Settings, assessment_id: str) -> tuple[list[str], list[str]] | None:
+    """Mark the assessment running; returns its unfinished (training keys, cell keys), None if inactive."""
+    with session_scope(settings) as session:
+        row = crud.get_assessment(session, assessment_id=assessment_id)
+        if row is None or row.status not in ASSESSMENT_ACTIVE:
+            return None
+        crud.mark_running(session, assessment_id=assessment_id)
+        crud.add_event(session, assessment_id=assessment_id, kind="started", message="worker started the assessment")
+        trainings = crud.pending_training_keys(session, assessment_id=assessment_id)
+        cells = crud.pending_cell_keys(session, assessment_id=assessment_id)
+    return trainings, cells
+
+
+def run_one_training(settings: Settings, assessment_id: str, key: str) -> None:
+    """Train (or fetch from the cache) one planned model; engine errors are recorded on the training row."""
+    from amulet.assess import run_training
+
+    loaded = _load_plan(settings, assessment_id)
+    if loaded is None or loaded[0] not in ASSESSMENT_ACTIVE:
+        return
+    with session_scope(settings) as session:
+        done = key not in crud.pending_training_keys(session, assessment_id=assessment_id)
+        if done:
+            return
+        crud.upsert_training(session, assessment_id=assessment_id, key=key, status="running", attempt=True)
+    started = time.monotonic()
+    try:
+        run_training(
+            loaded[1],
+            key,
+            cache_dir=_cache_dir(settings),
+            device=settings.resolve_device(),
+            progress=SqlProgress(settings, assessment_id, prefix=f"train/{key}/"),
+        )
+    except AssessmentCancelledError:
+        return
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # any engine failure is recorded, never lost
+        logger.exception("training %s of assessment %s failed", key, assessment_id)
+        record_training_error(settings, assessment_id, key, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+        return
+    with session_scope(settings) as session:
+        crud.upsert_training(
+            session, assessment_id=assessment_id, key=key, status="done", seconds=time.monotonic() - started
+        )
+
+
+def record_training_error(
+    settings: Settings, assessment_id: str, key: str, message: str, seconds: float | None = None
+) -> None:
+    """Record a failed training (its cells then fail or retrain on their own)."""
+    with session_scope(settings) as session:
+        crud.upsert_training(
+            session, assessment_id=assessment_id, key=key, status="error", error=message, seconds=seconds
+        )
+        crud.add_event(session, assessment_id=assessment_id, kind="error", key=f"train/{key}", message=message)
+
+
+def run_one_cell(settings: Settings, assessment_id: str, key: str) -> bool:
+    """Run one cell and upsert its row; returns True when no cell of the assessment is left to run."""
+    from amulet.assess import run_cell
+
+    loaded = _load_plan(settings, assessment_id)
+    if loaded is None or loaded[0] not in ASSESSMENT_ACTIVE:
+        return False
+    plan = loaded[1]
+    planned = plan.cell(key)
+    ids = {"row": planned.row, "risk": planned.risk, "attack": planned.attack, "seed": planned.seed}
+    with session_scope(settings) as session:
+        if key not in crud.pending_cell_keys(session, assessment_id=assessment_id):
+            return not crud.pending_cell_keys(session, assessment_id=assessment_id)
+        crud.upsert_cell(session, assessment_id=assessment_id, key=key, status="running", attempt=True, **ids)
+    started = time.monotonic()
+    try:
+        result = run_cell(
+            plan,
+            key,
+            cache_dir=_cache_dir(settings),
+            device=settings.resolve_device(),
+            progress=SqlProgress(settings, assessment_id, prefix=f"cell/{key}/"),
+        )
+    except AssessmentCancelledError:
+        return False
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # recorded on the cell; the assessment goes on
+        logger.exception("cell %s of assessment %s failed", key, assessment_id)
+        return record_cell_error(
+            settings, assessment_id, key, f"{type(exc).__name__}: {exc}", time.monotonic() - started
+        )
+    payload = result.model_dump(mode="json")
+    with session_scope(settings) as session:
+        crud.upsert_cell(
+            session,
+            assessment_id=assessment_id,
+            key=key,
+            status=result.status,
+            metrics={k: float(v) for k, v in (result.metrics or {}).items()},
+            reason=result.reason,
+            seconds=result.seconds,
+            result=payload,
+            **ids,
+        )
+        crud.add_event(session, assessment_id=assessment_id, kind="cell", key=key, message=result.status)
+        return not crud.pending_cell_keys(session, assessment_id=assessment_id)
+
+
+def record_cell_error(
+    settings: Settings, assessment_id: str, key: str, message: str, seconds: float | None = None
+) -> bool:
+    """Record a cell that failed outside the engine's own error handling; returns True when none is left."""
+    with session_scope(settings) as session:
+        row = next((c for c in crud.list_cells(session, assessment_id=assessment_id) if c.key == key), None)
+        ids: dict[str, Any] = {}
+        if row is not None:
+            ids = {"row": row.row, "risk": row.risk, "attack": row.attack, "seed": row.seed}
+        result = {"key": key, **ids, "status": "error", "metrics": {}, "reason": message, "seconds": seconds or 0.0}
+        crud.upsert_cell(
+            session,
+            assessment_id=assessment_id,
+            key=key,
+            status="error",
+            reason=message,
+            seconds=seconds,
+            result=result,
+            **ids,
+        )
+        crud.add_event(session, assessment_id=assessment_id, kind="error", key=key, message=message)
+        return not crud.pending_cell_keys(session, assessment_id=assessment_id)
+
+
+def _cell_result(plan: Any, row: Any) -> Any:
+    from amulet.assess import CellResult
+
+    if row.result:
+        try:
+            return CellResult.model_validate(row.result)
+        except ValueError:
+            pass
+    planned = plan.cell(row.key)
+    return CellResult.model_validate(
+        {
+            "key": row.key,
+            "row": planned.row,
+            "risk": planned.risk,
+            "attack": planned.attack,
+            "seed": planned.seed,
+            "status": "error" if row.status not in ("ok", "not_run") else row.status,
+            "metrics": {},
+            "reason": row.reason or "no result recorded",
+            "seconds": row.seconds or 0.0,
+        }
+    )
+
+
+def finalize(settings: Settings, assessment_id: str) -> bool:
+    """Aggregate the cells and render the reports, once (an atomic claim); True when this call did it."""
+    from amulet.assess import aggregate_results, render_reports
+
+    loaded = _load_plan(settings, assessment_id)
+    if loaded is None:
+        return False
+    plan = loaded[1]
+    stale_before = utcnow() - timedelta(seconds=settings.task_visibility_timeout)
+    with session_scope(settings) as session:
+        if crud.pending_cell_keys(session, assessment_id=assessment_id):
+            return False
+        if not crud.claim_finalize(session, assessment_id=assessment_id, stale_before=stale_before):
+            return False
+        crud.add_event(
+            session, assessment_id=assessment_id, kind="finalizing", message="aggregating and rendering reports"
+        )
+    try:
+        with session_scope(settings) as session:
+            cells = [_cell_result(plan, row) for row in crud.list_cells(session, assessment_id=assessment_id)]
+        results = aggregate_results(plan, cells)
+        out_dir = ArtifactStore.from_settings(settings).report_dir(assessment_id)
+        paths = render_reports(results, out_dir)
+        exit_code = int(results.exit_code)
+    except TRANSIENT_ERRORS:
+        with session_scope(settings) as session:  # let a retry claim it again
+            crud.release_finalize(session, assessment_id=assessment_id)
+        raise
+    except Exception as exc:  # recorded as the assessment's error
+        logger.exception("finalizing assessment %s failed", assessment_id)
+        with session_scope(settings) as session:
+            crud.finish_assessment(
+                session, assessment_id=assessment_id, status="failed", exit_code=2, error=f"{type(exc).__name__}: {exc}"
+            )
+        return True
+    with session_scope(settings) as session:
+        for fmt, path in paths.items():
+            path = Path(path)
+            if path.is_file():
+                crud.record_report(
+                    session,
+                    assessment_id=assessment_id,
+                    format=str(fmt),
+                    path=str(path),
+                    sha256=file_sha256(path),
+                    size_bytes=path.stat().st_size,
+                )
+        counts = crud.cell_status_counts(session, assessment_id=assessment_id)
+        crud.finish_assessment(
+            session,
+            assessment_id=assessment_id,
+            status="succeeded",
+            exit_code=exit_code,
+            summary={"exit_code": exit_code, "cells": counts, "reports": sorted(str(f) for f in paths)},
+        )
+    return True
+
+
+def recover_stale(settings: Settings) -> list[str]:
+    """Re-queue active assessments whose tasks were lost (no heartbeat for a while); returns their ids.
+
+    With the embedded SQLite broker, a task taken by a worker that was killed is never redelivered, and
+    ``amulet serve`` runs one worker: every active assessment is resumed when it starts. With Redis, the
+    broker redelivers unacknowledged tasks after the visibility timeout, so only assessments silent for
+    longer than that are resumed. Resuming is safe: finished trainings and cells are skipped.
+    """
+    from backend.core.queue import enqueue_assessment
+
+    embedded = settings.resolved_broker_url.startswith("sqla+")
+    silence = 0 if embedded else settings.task_visibility_timeout
+    try:
+        with session_scope(settings) as session:
+            stale = crud.stale_assessments(session, stale_before=utcnow() - timedelta(seconds=silence))
+    except Exception:  # a missing schema (never migrated) must not stop the worker
+        logger.exception("could not look for interrupted assessments")
+        return []
+    for assessment_id in stale:
+        logger.warning("resuming interrupted assessment %s", assessment_id)
+        enqueue_assessment(settings, assessment_id)
+    return stale
+
+
+def cells_left(settings: Settings, assessment_id: str) -> list[str]:
+    """Keys of the cells still to run."""
+    with session_scope(settings) as session:
+        return crud.pending_cell_keys(session, assessment_id=assessment_id)
