@@ -43,12 +43,11 @@ logger = logging.getLogger("amulet.datasets")
 
 
 def _split_key(*columns: np.ndarray) -> np.ndarray:
-    """Combined stratification key; falls back to the first column when a combination is too rare."""
+    """Combined stratification key (``stratified_indices`` falls back to the label when a group is too rare)."""
     key = np.zeros(len(columns[0]), dtype=np.int64)
     for column in columns:
         key = key * (int(column.max()) + 1 if len(column) else 1) + column.astype(np.int64)
-    _, counts = np.unique(key, return_counts=True)
-    return key if counts.min() >= 2 else columns[0]
+    return key
 
 
 def _face_dataset(

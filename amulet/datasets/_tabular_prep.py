@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,9 +23,18 @@ def stratified_indices(
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(y))
-    train_idx, test_idx = train_test_split(
-        index, test_size=test_size, stratify=y if stratify is None else stratify, random_state=int(random_seed)
+    for key in (y if stratify is None else stratify, y):
+        try:
+            train_idx, test_idx = train_test_split(
+                index, test_size=test_size, stratify=key, random_state=int(random_seed)
+            )
+            return np.sort(train_idx), np.sort(test_idx)
+        except ValueError:
+            continue
+    logging.getLogger("amulet.datasets").warning(
+        "A class is too rare for a stratified split of %d rows; using a plain seeded split instead.", len(y)
     )
+    train_idx, test_idx = train_test_split(index, test_size=test_size, random_state=int(random_seed))
     return np.sort(train_idx), np.sort(test_idx)
 
 
