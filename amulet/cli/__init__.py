@@ -11,6 +11,7 @@ from amulet.cli._app import app
 
 # Adding a command group: write amulet/cli/_<group>.py (decorating functions with @app.command()) and list it here.
 _COMMAND_MODULES = (
+    "amulet.cli._assess",
     "amulet.cli._catalog",
     "amulet.cli._datasets",
     "amulet.cli._demo",

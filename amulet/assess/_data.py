@@ -1,0 +1,225 @@
+"""Data and models of an assessment: loading the dataset once per process, the per-seed split, the model factory.
+
+The dataset's train split (optionally subsampled) is divided per seed, with a seeded permutation, into the
+target's *member* rows and the adversary's rows (disjoint); the test split is held out from both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from amulet.assess._spec import DatasetSpec, ModelSpec
+from amulet.utils._seeding import derive_seed, numpy_rng
+from amulet.utils._tensordata import TensorData
+
+__all__ = ["DataBundle", "architecture_spec", "load_bundle", "make_model_factory", "split_for_seed", "tensor_sha256"]
+
+logger = logging.getLogger(__name__)
+
+#: Capacities m1..m4 of the built-in architectures (ENGINE_API.md), as architecture config fields.
+CAPACITY_CONFIG: dict[str, dict[str, dict[str, Any]]] = {
+    "linearnet": {
+        "m1": {"hidden_layer_sizes": [128, 256, 128]},
+        "m2": {"hidden_layer_sizes": [256, 512, 256]},
+        "m3": {"hidden_layer_sizes": [512, 1024, 512]},
+        "m4": {"hidden_layer_sizes": [512, 1024, 1024, 512]},
+    },
+    "simplecnn": {
+        "m1": {"conv_channels_kernel": [[12, 5], [24, 5]], "fc_layers": [256]},
+        "m2": {"conv_channels_kernel": [[20, 5], [50, 5]], "fc_layers": [512]},
+        "m3": {"conv_channels_kernel": [[32, 5], [64, 5]], "fc_layers": [768]},
+        "m4": {"conv_channels_kernel": [[32, 5], [64, 5], [128, 3]], "fc_layers": [1024, 512]},
+    },
+    "vgg": {f"m{i + 1}": {"layer_config": name} for i, name in enumerate(("VGG11", "VGG13", "VGG16", "VGG19"))},
+    "resnet": {
+        f"m{i + 1}": {"size": name} for i, name in enumerate(("resnet34", "resnet50", "resnet101", "resnet152"))
+    },
+}
+
+#: Upstream's short names.
+ARCHITECTURE_ALIASES = {"cnn": "simplecnn"}
+
+
+def tensor_sha256(*parts: torch.Tensor | None) -> str:
+    """SHA-256 over the bytes, dtypes and shapes of tensors (``None`` parts are marked as such)."""
+    digest = hashlib.sha256()
+    for t in parts:
+        if t is None:
+            digest.update(b"<none>")
+            continue
+        arr = t.detach().cpu().contiguous().numpy()
+        digest.update(f"{arr.dtype}{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class DataBundle:
+    """A loaded, subsampled dataset with the tensors the runner needs."""
+
+    dataset: Any  # amulet.datasets.AmuletDataset
+    train: TensorData
+    test: TensorData
+    sha256: str
+    modality: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    clip_range: tuple[float, float] | None
+
+
+_BUNDLES: dict[str, DataBundle] = {}
+_LOCK = threading.Lock()
+
+
+def _subsample(n: int, size: float | None, seed: int) -> np.ndarray:
+    if size is None:
+        return np.arange(n)
+    keep = n if size == 1 else (math.ceil(size * n) if size < 1 else min(int(size), n))
+    return np.sort(numpy_rng(seed).permutation(n)[:keep])
+
+
+def _call_with_supported(func: Any, *args: Any, **kwargs: Any) -> Any:
+    params = inspect.signature(func).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return func(*args, **kwargs)
+
+
+def _load_dataset(spec: DatasetSpec) -> Any:
+    from amulet.settings import get_settings
+
+    if spec.name is not None:
+        from amulet.utils import load_data
+
+        return load_data(str(get_settings().resolved_data_dir), spec.name, exp_id=spec.split_seed)
+    from amulet import datasets
+
+    path = str(spec.path)
+    if path.lower().endswith(".npz"):
+        return _call_with_supported(datasets.load_npz, path, random_seed=spec.split_seed)
+    return _call_with_supported(
+        datasets.load_tabular_file, path, label=spec.label, sensitive=list(spec.sensitive), random_seed=spec.split_seed
+    )
+
+
+def _arrays(dataset: Any, part: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    x, y, z = (getattr(dataset, f"{k}_{part}", None) for k in "xyz")
+    if x is None or y is None:
+        data = TensorData.from_dataset(getattr(dataset, f"{part}_set"))
+        return data.x.numpy(), data.y.numpy(), None if data.z is None else data.z.numpy()
+    return np.asarray(x), np.asarray(y), None if z is None else np.asarray(z)
+
+
+def load_bundle(spec: DatasetSpec) -> DataBundle:
+    """Load (once per process) and subsample the dataset ``spec`` names.
+
+    Raises:
+        DatasetUnavailableError, InvalidParameterError, ValueError: from the dataset loaders, naming the fix.
+    """
+    key = spec.model_dump_json()
+    with _LOCK:
+        if key in _BUNDLES:
+            return _BUNDLES[key]
+    dataset = _load_dataset(spec)
+    x_tr, y_tr, z_tr = _arrays(dataset, "train")
+    x_te, y_te, z_te = _arrays(dataset, "test")
+    i_tr = _subsample(len(x_tr), spec.training_size, derive_seed(spec.split_seed, "subsample-train"))
+    i_te = _subsample(len(x_te), spec.test_size, derive_seed(spec.split_seed, "subsample-test"))
+    train = TensorData.from_numpy(x_tr[i_tr], y_tr[i_tr], None if z_tr is None else z_tr[i_tr])
+    test = TensorData.from_numpy(x_te[i_te], y_te[i_te], None if z_te is None else z_te[i_te])
+    if len(train) < 4 or len(test) < 2:
+        raise ValueError(
+            f"The dataset {spec.source!r} has {len(train)} training and {len(test)} test rows after subsampling; "
+            "increase 'dataset.training_size'/'dataset.test_size'."
+        )
+    if dataclasses.is_dataclass(dataset):
+        updates: dict[str, Any] = {
+            "train_set": TensorDataset(train.x, train.y),
+            "test_set": TensorDataset(test.x, test.y),
+            "x_train": train.x.numpy(),
+            "x_test": test.x.numpy(),
+            "y_train": train.y.numpy(),
+            "y_test": test.y.numpy(),
+        }
+        if z_tr is not None and train.z is not None and test.z is not None:
+            updates.update(z_train=train.z.numpy(), z_test=test.z.numpy())
+        dataset = dataclasses.replace(dataset, **{k: v for k, v in updates.items() if hasattr(dataset, k)})
+    modality = str(getattr(dataset, "modality", "image" if train.x.dim() > 2 else "tabular"))
+    lo = float(min(train.x.min().item(), test.x.min().item()))
+    hi = float(max(train.x.max().item(), test.x.max().item()))
+    clip = (0.0, 1.0) if modality == "image" and lo >= 0 and hi <= 1 else (lo, hi)
+    num_classes = int(getattr(dataset, "num_classes", 0) or max(train.num_classes, test.num_classes))
+    bundle = DataBundle(
+        dataset=dataset,
+        train=train,
+        test=test,
+        sha256=tensor_sha256(train.x, train.y, train.z, test.x, test.y, test.z),
+        modality=modality,
+        input_shape=tuple(train.x.shape[1:]),
+        num_classes=num_classes,
+        clip_range=clip,
+    )
+    logger.info(
+        "dataset %s: %d train / %d test rows, sha256 %s", spec.source, len(train), len(test), bundle.sha256[:12]
+    )
+    with _LOCK:
+        _BUNDLES[key] = bundle
+    return bundle
+
+
+def split_for_seed(bundle: DataBundle, seed: int, member_fraction: float) -> tuple[TensorData, TensorData]:
+    """The (member, adversary) rows of the train split for ``seed``: disjoint, seeded, stratified by label."""
+    rng = numpy_rng(derive_seed(seed, "member-adversary-split"))
+    y = bundle.train.y.numpy()
+    member: list[np.ndarray] = []
+    adversary: list[np.ndarray] = []
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        cut = round(member_fraction * len(idx))
+        member.append(idx[:cut])
+        adversary.append(idx[cut:])
+    m = np.sort(np.concatenate(member))
+    a = np.sort(np.concatenate(adversary))
+    return bundle.train.subset(m), bundle.train.subset(a)
+
+
+def architecture_spec(spec: ModelSpec, bundle: DataBundle) -> dict[str, Any]:
+    """The architecture spec (name, config, input shape, classes) of the model under assessment."""
+    name = ARCHITECTURE_ALIASES.get(spec.architecture, spec.architecture)
+    config: dict[str, Any] = {}
+    if spec.capacity is not None:
+        config.update(CAPACITY_CONFIG.get(name, {}).get(spec.capacity, {}))
+    config.update(spec.config)
+    return {
+        "architecture": name,
+        "config": config,
+        "input_shape": list(bundle.input_shape),
+        "num_classes": bundle.num_classes,
+    }
+
+
+def make_model_factory(arch: dict[str, Any]):
+    """A callable returning a fresh, untrained model of the architecture spec ``arch``."""
+    from amulet.models import create_model
+
+    def factory() -> nn.Module:
+        return create_model(
+            arch["architecture"],
+            num_classes=arch["num_classes"],
+            input_shape=tuple(arch["input_shape"]),
+            **arch["config"],
+        )
+
+    return factory

@@ -1,0 +1,265 @@
+"""The interaction heatmap: an interactive Plotly figure (HTML) and a static SVG drawn here (PDF).
+
+Rows are defenses, columns risks; the colour is the change in susceptibility against the baseline on the
+column's primary headline metric (red = more susceptible, blue = less), signed with the metric's direction
+so that a metric where lower is riskier still shows "more susceptible" as red. Intended cells (the defense
+targets the risk) carry a black frame and a corner mark; a ``*`` marks a significant change.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from amulet.assess._results import AssessmentResults, MatrixCell
+
+__all__ = ["heatmap_svg", "plotly_heatmap_html", "susceptibility_colour"]
+
+_BLUE = (33, 102, 172)
+_WHITE = (247, 247, 247)
+_RED = (178, 24, 43)
+_GREY = "#d9d9d9"
+SIGNIFICANT = ("more_susceptible", "less_susceptible")
+
+
+def _scale(cells: list[MatrixCell]) -> float:
+    values = [abs(c.susceptibility_change) for c in cells if c.susceptibility_change is not None]
+    return max([0.05, *values])
+
+
+def susceptibility_colour(change: float | None, scale: float) -> str:
+    """Hex colour of a change in susceptibility (fraction units) on a blue-white-red scale of +-``scale``."""
+    if change is None or not math.isfinite(change):
+        return _GREY
+    t = max(-1.0, min(1.0, change / scale))
+    end = _RED if t > 0 else _BLUE
+    a = abs(t)
+    rgb = tuple(round(w + (e - w) * a) for w, e in zip(_WHITE, end))
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def _unit(results: AssessmentResults, cell: MatrixCell) -> str:
+    for col in results.columns:
+        if col.risk == cell.risk and col.attack == cell.attack:
+            for m in col.headline_metrics:
+                if m["key"] == cell.metric:
+                    return str(m["unit"])
+    return ""
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    if v is None or not math.isfinite(v):
+        return "n/a"
+    return f"{v:+.{digits}g}" if digits else f"{v:g}"
+
+
+def _cell_text(results: AssessmentResults, cell: MatrixCell) -> tuple[str, str]:
+    if cell.status != "ok" or cell.delta is None:
+        label = {"not_run": "not run", "error": "error"}.get(cell.status, "n/a")
+        return label, ""
+    unit = _unit(results, cell)
+    star = "*" if cell.direction in SIGNIFICANT else ""
+    first = f"{_fmt(cell.delta)}{unit}{star}"
+    second = ""
+    if cell.delta_ci_low is not None and cell.delta_ci_high is not None:
+        second = f"[{_fmt(cell.delta_ci_low, 2)}, {_fmt(cell.delta_ci_high, 2)}]"
+    return first, second
+
+
+def _hover(results: AssessmentResults, cell: MatrixCell) -> str:
+    unit = _unit(results, cell)
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4g}{unit}"
+
+    lines = [
+        f"<b>{html.escape(cell.row)}</b> vs <b>{html.escape(cell.column)}</b>",
+        f"metric: {html.escape(cell.risk)}.{html.escape(cell.metric)}",
+        f"value: {num(cell.value)} [{num(cell.ci_low)}, {num(cell.ci_high)}]",
+        f"baseline: {num(cell.baseline)}",
+        f"delta: {num(cell.delta)} [{num(cell.delta_ci_low)}, {num(cell.delta_ci_high)}]",
+        f"direction: {cell.direction.replace('_', ' ')}",
+        "intended interaction" if cell.intended else "unintended interaction",
+    ]
+    if cell.status != "ok":
+        lines.append(f"status: {cell.status}")
+    return "<br>".join(lines)
+
+
+def _grid(results: AssessmentResults) -> tuple[list[str], list[str], dict[tuple[str, str], MatrixCell]]:
+    rows = [r.name for r in results.rows if r.stack]
+    columns = [c.label for c in results.columns]
+    cells = {(c.row, c.column): c for c in results.matrix}
+    return rows, columns, cells
+
+
+def plotly_heatmap_html(results: AssessmentResults, *, div_id: str = "interaction-heatmap") -> str:
+    """A ``<div>`` + inline ``<script>`` drawing the interactive heatmap; plotly.js itself is embedded inline.
+
+    Returns an empty string when the assessment has no defense rows.
+    """
+    import plotly.graph_objects as go
+
+    rows, columns, cells = _grid(results)
+    if not rows:
+        return ""
+    scale = _scale(results.matrix)
+    z: list[list[float | None]] = []
+    text: list[list[str]] = []
+    hover: list[list[str]] = []
+    for r in rows:
+        z_row, t_row, h_row = [], [], []
+        for c in columns:
+            cell = cells.get((r, c))
+            change = cell.susceptibility_change if cell is not None else None
+            z_row.append(change if change is not None and math.isfinite(change) else None)
+            first, second = _cell_text(results, cell) if cell else ("n/a", "")
+            t_row.append(
+                first + ("<br>" + second if second else "") + ("<br>◆ intended" if cell and cell.intended else "")
+            )
+            h_row.append(_hover(results, cell) if cell else "")
+        z.append(z_row)
+        text.append(t_row)
+        hover.append(h_row)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=columns,
+            y=rows,
+            text=text,
+            customdata=hover,
+            texttemplate="%{text}",
+            hovertemplate="%{customdata}<extra></extra>",
+            colorscale=[
+                [0.0, "rgb({},{},{})".format(*_BLUE)],
+                [0.5, "rgb({},{},{})".format(*_WHITE)],
+                [1.0, "rgb({},{},{})".format(*_RED)],
+            ],
+            zmin=-scale,
+            zmax=scale,
+            zmid=0,
+            xgap=2,
+            ygap=2,
+            colorbar={"title": {"text": "change in<br>susceptibility"}, "tickformat": "+.2f"},
+        )
+    )
+    for i, r in enumerate(rows):
+        for j, c in enumerate(columns):
+            cell = cells.get((r, c))
+            if cell is not None and cell.intended:
+                fig.add_shape(
+                    type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line={"color": "black", "width": 3}
+                )
+    fig.update_layout(
+        title={"text": "Defense x risk interactions (red: more susceptible than the baseline, blue: less)"},
+        yaxis={"autorange": "reversed", "title": "defense"},
+        xaxis={"title": "risk (attack)", "side": "top"},
+        height=max(320, 110 + 70 * len(rows)),
+        margin={"l": 160, "r": 40, "t": 110, "b": 40},
+        plot_bgcolor="white",
+    )
+    return fig.to_html(full_html=False, include_plotlyjs=True, div_id=div_id, config={"displaylogo": False})
+
+
+def _svg_text(
+    x: float, y: float, text: str, *, size: int = 12, anchor: str = "middle", weight: str = "normal", fill: str = "#111"
+) -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" font-weight="{weight}" '
+        f'fill="{fill}" font-family="DejaVu Sans, Arial, sans-serif">{html.escape(text)}</text>'
+    )
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    if line:
+        lines.append(line)
+    return lines or [""]
+
+
+def heatmap_svg(results: AssessmentResults) -> str:
+    """A static SVG of the heatmap (for the PDF); empty string when there are no defense rows."""
+    rows, columns, cells = _grid(results)
+    if not rows:
+        return ""
+    scale = _scale(results.matrix)
+    cw, ch = 128, 54
+    left = min(260, max(110, 7 * max(len(r) for r in rows) + 20))
+    col_lines = {c: _wrap(c, 18) for c in columns}
+    top = 26 + 14 * max(len(v) for v in col_lines.values())
+    width = max(600, left + cw * len(columns) + 20)
+    legend_y = top + ch * len(rows) + 18
+    height = legend_y + 60
+    parts: list[str] = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>',
+    ]
+    for j, c in enumerate(columns):
+        for k, line in enumerate(col_lines[c]):
+            parts.append(_svg_text(left + cw * j + cw / 2, 18 + 14 * k, line, size=11, weight="bold"))
+    for i, r in enumerate(rows):
+        y = top + ch * i
+        label = r if len(r) <= 36 else r[:35] + "…"
+        parts.append(_svg_text(left - 8, y + ch / 2 + 4, label, size=11, anchor="end", weight="bold"))
+        for j, c in enumerate(columns):
+            x = left + cw * j
+            cell = cells.get((r, c))
+            change = cell.susceptibility_change if cell else None
+            colour = susceptibility_colour(change if cell and cell.status == "ok" else None, scale)
+            parts.append(
+                f'<rect x="{x + 1}" y="{y + 1}" width="{cw - 2}" height="{ch - 2}" fill="{colour}" '
+                f'stroke="#ffffff" stroke-width="1"/>'
+            )
+            dark = change is not None and math.isfinite(change) and abs(change) / scale > 0.6
+            fill = "#ffffff" if dark else "#111111"
+            first, second = _cell_text(results, cell) if cell else ("n/a", "")
+            parts.append(_svg_text(x + cw / 2, y + (ch / 2 - 2 if second else ch / 2 + 4), first, size=12, fill=fill))
+            if second:
+                parts.append(_svg_text(x + cw / 2, y + ch / 2 + 13, second, size=9, fill=fill))
+            if cell is not None and cell.intended:
+                parts.append(
+                    f'<rect x="{x + 2.5}" y="{y + 2.5}" width="{cw - 5}" height="{ch - 5}" fill="none" '
+                    f'stroke="#000000" stroke-width="3"/>'
+                )
+                parts.append(f'<polygon points="{x + 2},{y + 2} {x + 16},{y + 2} {x + 2},{y + 16}" fill="#000000"/>')
+    # Legend: the colour scale and the marks.
+    lx, lw = left, min(cw * len(columns), 360)
+    steps = 24
+    for s in range(steps):
+        value = -scale + 2 * scale * (s + 0.5) / steps
+        parts.append(
+            f'<rect x="{lx + lw * s / steps:.1f}" y="{legend_y}" width="{lw / steps + 0.5:.1f}" height="10" '
+            f'fill="{susceptibility_colour(value, scale)}"/>'
+        )
+    parts.append(_svg_text(lx, legend_y + 24, f"less susceptible ({-scale:+.2g})", size=10, anchor="start"))
+    parts.append(_svg_text(lx + lw, legend_y + 24, f"more susceptible ({scale:+.2g})", size=10, anchor="end"))
+    parts.append(
+        _svg_text(lx, legend_y + 39, "black frame + corner mark: intended interaction", size=10, anchor="start")
+    )
+    parts.append(
+        _svg_text(
+            lx,
+            legend_y + 53,
+            "* significant change (paired t-test across seeds, 5%); grey: not measured",
+            size=10,
+            anchor="start",
+        )
+    )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def heatmap_rows(results: AssessmentResults) -> list[dict[str, Any]]:
+    """The matrix as table rows (for reports without graphics)."""
+    rows, columns, cells = _grid(results)
+    out = []
+    for r in rows:
+        out.append({"row": r, "cells": [cells.get((r, c)) for c in columns]})
+    return out

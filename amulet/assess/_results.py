@@ -1,0 +1,709 @@
+"""Results of an assessment: per-seed values, summaries, deltas vs baseline, directions and policy verdicts.
+
+:func:`aggregate_results` turns a plan and its :class:`CellResult` objects (from any process, in any order)
+into one :class:`AssessmentResults`, the object every report is rendered from. Its JSON form is versioned
+(:data:`RESULTS_SCHEMA_VERSION`; :func:`results_json_schema`).
+
+Conventions:
+  * A metric value of NaN means "not measured" and is left out of every statistic.
+  * Intervals are two-sided 95% t-intervals over seeds; deltas are paired by seed.
+  * ``direction`` comes from a two-sided paired t-test at the 5% level: ``more_susceptible`` /
+    ``less_susceptible`` (using the metric's ``higher_is_riskier``), ``no_significant_change``,
+    ``insufficient_data`` (fewer than two paired seeds) or ``not_measured``.
+  * Policy verdicts use the interval: ``pass`` if it lies entirely on the allowed side, ``fail`` if
+    entirely on the other, ``inconclusive`` if it straddles the threshold, ``not_run`` if nothing was
+    measured. ``<=``/``>=`` include the threshold, ``<``/``>`` exclude it. With one seed the interval is
+    the value itself.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import math
+import platform
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from amulet.assess._compliance import clauses_for
+from amulet.assess._plan import AssessmentPlan
+from amulet.assess._spec import BASELINE
+from amulet.assess._stats import ALPHA, Summary, paired_difference, summarize
+
+__all__ = [
+    "AccuracySummary",
+    "AssessmentResults",
+    "CellResult",
+    "CheckResult",
+    "ColumnInfo",
+    "MatrixCell",
+    "MetricSummary",
+    "RowInfo",
+    "aggregate_results",
+    "results_json_schema",
+]
+
+RESULTS_SCHEMA_VERSION = "1.0"
+
+#: Metric key under which a cell records the clean test accuracy (%) of the model it measured.
+ACCURACY_KEY = "model.test_accuracy"
+
+Direction = Literal[
+    "more_susceptible", "less_susceptible", "no_significant_change", "insufficient_data", "not_measured"
+]
+
+
+class CellResult(BaseModel):
+    """The outcome of one cell (one attack on one model of one seed).
+
+    Attributes:
+        key: The cell's stable key (from the plan).
+        row, risk, attack, seed: What was measured.
+        status: ``"ok"``, ``"not_run"`` (structurally not applicable; ``reason`` says why) or ``"error"``.
+        metrics: Metric key -> value (NaN = not measured); headline metrics plus any extras.
+        reason: Why the cell did not run, or the error message.
+        seconds: Wall time of the cell.
+        model_sha256: SHA-256 of the measured model's weights file (when known).
+        data_sha256: SHA-256 of the assessment's data (when known).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    row: str
+    risk: str
+    attack: str
+    seed: int
+    status: Literal["ok", "not_run", "error"]
+    metrics: dict[str, float] = Field(default_factory=dict)
+    reason: str = ""
+    seconds: float = 0.0
+    model_sha256: str | None = None
+    data_sha256: str | None = None
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _none_is_nan(cls, value: Any) -> Any:
+        # JSON has no NaN: "not measured" is written as null and read back as NaN.
+        if isinstance(value, dict):
+            return {k: math.nan if v is None else v for k, v in value.items()}
+        return value
+
+
+class StatFields(BaseModel):
+    """Per-seed values with their summary."""
+
+    values: dict[int, float] = Field(default_factory=dict, description="seed -> value (finite values only)")
+    n: int = 0
+    mean: float | None = None
+    se: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class DeltaSummary(BaseModel):
+    """Paired change against the baseline (same seeds)."""
+
+    n: int = 0
+    mean: float | None = None
+    se: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+
+
+class MetricSummary(StatFields):
+    """One (row, risk, attack, metric) over seeds."""
+
+    row: str
+    risk: str
+    attack: str
+    metric: str
+    name: str
+    unit: str = ""
+    headline: bool = True
+    higher_is_riskier: bool | None = None
+    intended: bool = False
+    delta: DeltaSummary | None = None
+    direction: Direction = "not_measured"
+    susceptibility_change: float | None = Field(
+        default=None, description="delta signed so that > 0 means more susceptible (metric units)"
+    )
+
+
+class AccuracySummary(StatFields):
+    """Clean test accuracy (%) of one row's models, with the cost against the baseline."""
+
+    row: str
+    delta: DeltaSummary | None = None
+
+
+class RowInfo(BaseModel):
+    """A row of the matrix."""
+
+    name: str
+    stack: list[dict[str, Any]] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=list)
+
+
+class ColumnInfo(BaseModel):
+    """A column of the matrix, with what reports show about it."""
+
+    risk: str
+    attack: str
+    label: str
+    risk_name: str
+    risk_code: str
+    category: str
+    risk_description: str
+    attack_name: str
+    attack_code: str
+    attack_summary: str = ""
+    attack_reference: str = ""
+    params: dict[str, Any] = Field(default_factory=dict, description="Attack parameters as used (defaults filled).")
+    threat_model: dict[str, str] = Field(default_factory=dict)
+    headline_metrics: list[dict[str, Any]] = Field(default_factory=list)
+    primary_metric: str
+
+
+class MatrixCell(BaseModel):
+    """One heatmap cell: the column's primary metric for one defense row."""
+
+    row: str
+    column: str
+    risk: str
+    attack: str
+    metric: str
+    intended: bool
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    baseline: float | None = None
+    delta: float | None = None
+    delta_ci_low: float | None = None
+    delta_ci_high: float | None = None
+    susceptibility_change: float | None = Field(default=None, description="Scaled to fractions (% / 100).")
+    direction: Direction = "not_measured"
+    status: str = "ok"
+
+
+class CheckResult(BaseModel):
+    """A policy verdict for one (check, row, attack)."""
+
+    id: str
+    metric: str
+    risk: str
+    attack: str
+    row: str
+    op: str
+    threshold: float
+    on: Literal["value", "delta"]
+    status: Literal["pass", "fail", "inconclusive", "not_run"]
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+    unit: str = ""
+    message: str
+    intended: bool = False
+    clauses: list[str] = Field(default_factory=list)
+
+
+class AssessmentResults(BaseModel):
+    """Everything an assessment measured, in the form reports are rendered from (versioned JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: str = RESULTS_SCHEMA_VERSION
+    kind: Literal["amulet.assessment-results"] = "amulet.assessment-results"
+    name: str
+    description: str = ""
+    created: str
+    amulet_version: str
+    spec: dict[str, Any]
+    spec_sha256: str
+    data_sha256: str | None = None
+    seeds: list[int]
+    rows: list[RowInfo]
+    columns: list[ColumnInfo]
+    cells: list[CellResult]
+    metrics: list[MetricSummary]
+    accuracy: list[AccuracySummary]
+    matrix: list[MatrixCell]
+    checks: list[CheckResult]
+    threat_model: dict[str, str] = Field(default_factory=dict)
+    reproducibility: dict[str, Any] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def exit_code(self) -> int:
+        """0 every check passed; 1 a check failed or was inconclusive; 2 a cell errored; 3 a check could not run."""
+        statuses = {c.status for c in self.checks}
+        if statuses & {"fail", "inconclusive"}:
+            return 1
+        if any(c.status == "error" for c in self.cells):
+            return 2
+        if "not_run" in statuses:
+            return 3
+        return 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def counts(self) -> dict[str, int]:
+        """Numbers of cells by status and checks by verdict."""
+        out: dict[str, int] = {"cells": len(self.cells)}
+        for status in ("ok", "not_run", "error"):
+            out[f"cells_{status}"] = sum(c.status == status for c in self.cells)
+        for status in ("pass", "fail", "inconclusive", "not_run"):
+            out[f"checks_{status}"] = sum(c.status == status for c in self.checks)
+        return out
+
+    def metric(self, row: str, risk: str, metric: str, attack: str | None = None) -> MetricSummary:
+        """The summary of ``risk.metric`` for ``row`` (KeyError when absent)."""
+        for m in self.metrics:
+            if m.row == row and m.risk == risk and m.metric == metric and (attack is None or m.attack == attack):
+                return m
+        raise KeyError(f"No metric {risk}.{metric} for row {row!r}.")
+
+
+def _stat_fields(values: dict[int, float]) -> dict[str, Any]:
+    s = summarize(list(values.values()))
+    return {"values": values, "n": s.n, "mean": s.mean, "se": s.se, "ci_low": s.ci_low, "ci_high": s.ci_high}
+
+
+def _delta(values: dict[int, float], baseline: dict[int, float]) -> DeltaSummary:
+    seeds = sorted(set(values) & set(baseline))
+    d: Summary = paired_difference([values[s] for s in seeds], [baseline[s] for s in seeds])
+    return DeltaSummary(n=d.n, mean=d.mean, se=d.se, ci_low=d.ci_low, ci_high=d.ci_high, p_value=d.p_value)
+
+
+def _direction(delta: DeltaSummary | None, higher_is_riskier: bool | None) -> Direction:
+    if delta is None or delta.n == 0 or higher_is_riskier is None:
+        return "not_measured"
+    if delta.n < 2 or delta.p_value is None:
+        return "insufficient_data"
+    if delta.p_value >= ALPHA:
+        return "no_significant_change"
+    signed = (delta.mean or 0.0) * (1 if higher_is_riskier else -1)
+    return "more_susceptible" if signed > 0 else "less_susceptible"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _verdict(op: str, threshold: float, low: float, high: float) -> Literal["pass", "fail", "inconclusive"]:
+    """``pass`` when every value of [low, high] satisfies ``x op threshold``, ``fail`` when none does."""
+    if op == "<=":
+        ok_all, ok_none = high <= threshold, low > threshold
+    elif op == "<":
+        ok_all, ok_none = high < threshold, low >= threshold
+    elif op == ">=":
+        ok_all, ok_none = low >= threshold, high < threshold
+    else:  # ">"
+        ok_all, ok_none = low > threshold, high <= threshold
+    return "pass" if ok_all else "fail" if ok_none else "inconclusive"
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in (
+        "amulet-studio",
+        "torch",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "opacus",
+        "pydantic",
+        "safetensors",
+        "plotly",
+        "weasyprint",
+        "jinja2",
+        "cryptography",
+    ):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _hardware() -> dict[str, Any]:
+    import os
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.is_available()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+    return info
+
+
+def _data_split_text(plan: AssessmentPlan) -> str:
+    ds = plan.spec.dataset
+    member = ds.member_fraction
+    return (
+        f"Dataset {ds.source!r}: its train split"
+        + (
+            f" (subsampled to {ds.training_size:g}{' rows' if ds.training_size > 1 else ' of it'})"
+            if ds.training_size
+            else ""
+        )
+        + f" is divided per seed (seeded, disjoint) into the target's member rows ({member:.0%}, the only rows the "
+        f"target and each defended model train on) and the adversary's rows ({1 - member:.0%}, owned by the attacker, "
+        f"from the same distribution). The test split"
+        + (f" (subsampled to {ds.test_size:g}{' rows' if ds.test_size > 1 else ' of it'})" if ds.test_size else "")
+        + " is held out from both and used for evaluation."
+    )
+
+
+def aggregate_results(
+    plan: AssessmentPlan,
+    cell_results: Iterable[CellResult | dict[str, Any]],
+    *,
+    trainings: Sequence[dict[str, Any]] | None = None,
+    created: str | None = None,
+) -> AssessmentResults:
+    """Combine cell results into the assessment's results (summaries, deltas, matrix, verdicts).
+
+    Args:
+        plan: The plan the cells came from.
+        cell_results: One :class:`CellResult` (or its dict) per cell, any order; cells of the plan with
+            no result count as errors ("no result").
+        trainings: Optional records returned by :func:`~amulet.assess.run_training` (reproducibility section).
+        created: ISO timestamp to record (default: now, UTC).
+
+    Returns:
+        The :class:`AssessmentResults`.
+    """
+    from amulet import __version__, registry
+
+    spec = plan.spec
+    by_key: dict[str, CellResult] = {}
+    for item in cell_results:
+        result = item if isinstance(item, CellResult) else CellResult.model_validate(item)
+        by_key[result.key] = result
+    cells: list[CellResult] = []
+    for planned in plan.cells:
+        result = by_key.get(planned.key)
+        if result is None:
+            result = CellResult(
+                key=planned.key,
+                row=planned.row,
+                risk=planned.risk,
+                attack=planned.attack,
+                seed=planned.seed,
+                status="error",
+                reason="no result was recorded for this cell",
+            )
+        cells.append(result)
+
+    columns: list[ColumnInfo] = []
+    for col in plan.columns:
+        risk = registry.get_risk(col.risk)
+        attack = registry.get_attack(col.attack)
+        try:
+            params = attack.params(**col.params).model_dump(mode="json")
+        except Exception:
+            params = dict(col.params)
+        columns.append(
+            ColumnInfo(
+                risk=col.risk,
+                attack=col.attack,
+                label=col.label,
+                risk_name=risk.name,
+                risk_code=risk.code,
+                category=risk.category,
+                risk_description=risk.description,
+                attack_name=attack.name,
+                attack_code=attack.code,
+                attack_summary=attack.summary,
+                attack_reference=attack.reference,
+                params=params,
+                threat_model={k: str(v) for k, v in vars(attack.threat_model).items()},
+                headline_metrics=[
+                    {
+                        "key": m.key,
+                        "name": m.name,
+                        "higher_is_riskier": m.higher_is_riskier,
+                        "unit": m.unit,
+                        "description": m.description,
+                    }
+                    for m in risk.headline_metrics
+                ],
+                primary_metric=risk.headline_metrics[0].key,
+            )
+        )
+
+    # Values per (row, risk, attack, metric) -> seed -> value.
+    values: dict[tuple[str, str, str, str], dict[int, float]] = {}
+    accuracy: dict[str, dict[int, float]] = {r.name: {} for r in plan.rows}
+    for c in cells:
+        if c.status != "ok":
+            continue
+        for key, value in c.metrics.items():
+            if key == ACCURACY_KEY:
+                if _finite(value):
+                    accuracy[c.row][c.seed] = float(value)
+                continue
+            entry = values.setdefault((c.row, c.risk, c.attack, key), {})
+            if _finite(value):
+                entry[c.seed] = float(value)
+
+    metrics: list[MetricSummary] = []
+    intended_of = {r.name: set(r.targets) for r in plan.rows}
+    for row in plan.rows:
+        for col in plan.columns:
+            risk = registry.get_risk(col.risk)
+            headline = {m.key: m for m in risk.headline_metrics}
+            extra = sorted(k[3] for k in values if k[:3] == (row.name, col.risk, col.attack) and k[3] not in headline)
+            for key in [*headline, *extra]:
+                vals = values.get((row.name, col.risk, col.attack, key), {})
+                hm = headline.get(key)
+                delta = None
+                if row.name != BASELINE:
+                    delta = _delta(vals, values.get((BASELINE, col.risk, col.attack, key), {}))
+                direction = _direction(delta, hm.higher_is_riskier if hm else None)
+                change = None
+                if delta is not None and delta.mean is not None and hm is not None:
+                    change = delta.mean * (1 if hm.higher_is_riskier else -1)
+                metrics.append(
+                    MetricSummary(
+                        row=row.name,
+                        risk=col.risk,
+                        attack=col.attack,
+                        metric=key,
+                        name=hm.name if hm else key,
+                        unit=hm.unit if hm else "",
+                        headline=hm is not None,
+                        higher_is_riskier=hm.higher_is_riskier if hm else None,
+                        intended=col.risk in intended_of[row.name],
+                        delta=delta,
+                        direction=direction,
+                        susceptibility_change=change,
+                        **_stat_fields(vals),
+                    )
+                )
+
+    accuracy_rows = []
+    for row in plan.rows:
+        delta = None if row.name == BASELINE else _delta(accuracy[row.name], accuracy[BASELINE])
+        accuracy_rows.append(AccuracySummary(row=row.name, delta=delta, **_stat_fields(accuracy[row.name])))
+
+    lookup = {(m.row, m.risk, m.attack, m.metric): m for m in metrics}
+    matrix: list[MatrixCell] = []
+    for row in plan.rows:
+        if row.name == BASELINE:
+            continue
+        for col, info in zip(plan.columns, columns):
+            m = lookup[(row.name, col.risk, col.attack, info.primary_metric)]
+            base = lookup[(BASELINE, col.risk, col.attack, info.primary_metric)]
+            statuses = {c.status for c in cells if (c.row, c.risk, c.attack) == (row.name, col.risk, col.attack)}
+            status = "ok" if "ok" in statuses else "error" if "error" in statuses else "not_run"
+            scale = 100.0 if m.unit == "%" else 1.0
+            matrix.append(
+                MatrixCell(
+                    row=row.name,
+                    column=col.label,
+                    risk=col.risk,
+                    attack=col.attack,
+                    metric=info.primary_metric,
+                    intended=m.intended,
+                    value=m.mean,
+                    ci_low=m.ci_low,
+                    ci_high=m.ci_high,
+                    baseline=base.mean,
+                    delta=m.delta.mean if m.delta else None,
+                    delta_ci_low=m.delta.ci_low if m.delta else None,
+                    delta_ci_high=m.delta.ci_high if m.delta else None,
+                    susceptibility_change=None if m.susceptibility_change is None else m.susceptibility_change / scale,
+                    direction=m.direction,
+                    status=status,
+                )
+            )
+
+    checks = _evaluate_policy(plan, lookup, cells, columns)
+
+    model_hashes: dict[str, str] = {}
+    training_of = {(t.row, t.seed): t.key for t in plan.trainings}
+    for c in cells:
+        if c.model_sha256:
+            model_hashes[training_of[(c.row, c.seed)]] = c.model_sha256
+    for t in trainings or ():
+        if t.get("model_sha256"):
+            model_hashes[t["key"]] = t["model_sha256"]
+    data_sha = next((c.data_sha256 for c in cells if c.data_sha256), None)
+    for t in trainings or ():
+        data_sha = data_sha or t.get("data_sha256")
+    spec_json = spec.canonical_json()
+    reproducibility: dict[str, Any] = {
+        "seeds": list(spec.seeds),
+        "spec_sha256": hashlib.sha256(spec_json.encode()).hexdigest(),
+        "data_sha256": data_sha,
+        "model_sha256": dict(sorted(model_hashes.items())),
+        "libraries": _versions(),
+        "hardware": _hardware(),
+        "cell_seconds": round(sum(c.seconds for c in cells), 3),
+    }
+    if trainings:
+        statuses = [t.get("status") for t in trainings]
+        reproducibility["trainings"] = {s: statuses.count(s) for s in ("trained", "reused", "imported")}
+        reproducibility["devices"] = sorted({str(t.get("device")) for t in trainings if t.get("device")})
+    return AssessmentResults(
+        name=spec.name,
+        description=spec.description,
+        created=created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        amulet_version=__version__,
+        spec=spec.model_dump(mode="json"),
+        spec_sha256=reproducibility["spec_sha256"],
+        data_sha256=data_sha,
+        seeds=list(spec.seeds),
+        rows=[RowInfo(name=r.name, stack=r.stack, targets=r.targets) for r in plan.rows],
+        columns=columns,
+        cells=cells,
+        metrics=metrics,
+        accuracy=accuracy_rows,
+        matrix=matrix,
+        checks=checks,
+        threat_model={"data_split": _data_split_text(plan), "model": _model_text(plan)},
+        reproducibility=reproducibility,
+    )
+
+
+def _model_text(plan: AssessmentPlan) -> str:
+    m = plan.spec.model
+    text = f"Architecture {m.architecture!r} (capacity {m.capacity}{', config ' + str(m.config) if m.config else ''})"
+    if m.weights:
+        return text + (
+            f"; the baseline is the supplied trained model ({m.weights}), assumed to be trained on the member rows; "
+            "each defended model is retrained from the architecture with the training config."
+        )
+    return text + "; the baseline and every defended model are trained with the spec's training config and seed."
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4g}{unit}"
+
+
+def _evaluate_policy(
+    plan: AssessmentPlan,
+    lookup: dict[tuple[str, str, str, str], MetricSummary],
+    cells: list[CellResult],
+    columns: list[ColumnInfo],
+) -> list[CheckResult]:
+    row_names = [r.name for r in plan.rows]
+    category = {c.risk: c.category for c in columns}
+    out: list[CheckResult] = []
+    for index, check in enumerate(plan.spec.policy):
+        risk, _, metric = check.metric.partition(".")
+        rows = row_names if check.row == "*" else fnmatch.filter(row_names, check.row)
+        if check.on == "delta":
+            rows = [r for r in rows if r != BASELINE]
+        attacks = [
+            c.attack for c in plan.columns if c.risk == risk and (check.attack is None or c.attack == check.attack)
+        ]
+        clause_ids = [c.id for c in clauses_for(risk, category.get(risk, ""))]
+        base_id = check.id or f"policy[{index}]:{check.metric}{check.op}{check.threshold:g}" + (
+            ":delta" if check.on == "delta" else ""
+        )
+        for row in rows:
+            for attack in attacks:
+                m = lookup[(row, risk, attack, metric)]
+                stats = m.delta if check.on == "delta" else m
+                n = stats.n if stats is not None else 0
+                value = stats.mean if stats is not None else None
+                low = stats.ci_low if stats is not None else None
+                high = stats.ci_high if stats is not None else None
+                check_id = f"{base_id}:{row}" + (f":{attack}" if len(attacks) > 1 else "")
+                what = ("change vs baseline of " if check.on == "delta" else "") + check.metric
+                if n == 0 or value is None:
+                    reasons = sorted(
+                        {
+                            c.reason
+                            for c in cells
+                            if (c.row, c.risk, c.attack) == (row, risk, attack) and c.status != "ok" and c.reason
+                        }
+                    )
+                    out.append(
+                        CheckResult(
+                            id=check_id,
+                            metric=check.metric,
+                            risk=risk,
+                            attack=attack,
+                            row=row,
+                            op=check.op,
+                            threshold=check.threshold,
+                            on=check.on,
+                            status="not_run",
+                            n=0,
+                            unit=m.unit,
+                            intended=m.intended,
+                            clauses=clause_ids,
+                            message=f"{what} was not measured for {row!r}"
+                            + (": " + "; ".join(reasons) if reasons else " (no finite value from any seed)."),
+                        )
+                    )
+                    continue
+                if low is None or high is None:  # one seed: the interval is the value itself
+                    low = high = value
+                status = _verdict(check.op, check.threshold, low, high)
+                interval = f"[{_fmt(low, m.unit)}, {_fmt(high, m.unit)}]"
+                if status == "inconclusive":
+                    message = (
+                        f"{what} = {_fmt(value, m.unit)}, 95% CI {interval} straddles the threshold "
+                        f"{check.op} {check.threshold:g}{m.unit} over {n} seeds; add seeds to decide."
+                    )
+                else:
+                    word = "satisfies" if status == "pass" else "violates"
+                    message = (
+                        f"{what} = {_fmt(value, m.unit)}, 95% CI {interval} over {n} seed{'s' if n > 1 else ''} "
+                        f"{word} {check.op} {check.threshold:g}{m.unit}."
+                    )
+                out.append(
+                    CheckResult(
+                        id=check_id,
+                        metric=check.metric,
+                        risk=risk,
+                        attack=attack,
+                        row=row,
+                        op=check.op,
+                        threshold=check.threshold,
+                        on=check.on,
+                        status=status,
+                        value=value,
+                        ci_low=low,
+                        ci_high=high,
+                        n=n,
+                        unit=m.unit,
+                        message=message,
+                        intended=m.intended,
+                        clauses=clause_ids,
+                    )
+                )
+    return out
+
+
+def results_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the results file (``schema_version`` :data:`RESULTS_SCHEMA_VERSION`)."""
+    schema = AssessmentResults.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://amulet.dev/schemas/assessment-results-v{RESULTS_SCHEMA_VERSION}.json"
+    schema["title"] = "Amulet assessment results"
+    return schema

@@ -1,0 +1,342 @@
+"""Running an assessment: trainings and cells as independent, idempotent units, or everything in-process.
+
+:func:`run_training` trains (or imports, or reuses from the content-addressed cache) the model of one
+(row, seed). :func:`run_cell` runs one attack on one such model through the registry
+(``AttackInfo.run(ctx, params)``) and never raises for a failing attack: a cell that structurally cannot
+apply (:class:`~amulet.exceptions.NotApplicableError`) is ``not_run`` with its reason; any other exception
+is ``error`` with the message. :func:`run_assessment` does it all in one process and renders the reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amulet.assess._cache import ModelCache, file_sha256
+from amulet.assess._cache import _count as _count_training
+from amulet.assess._data import architecture_spec, load_bundle, make_model_factory, split_for_seed, tensor_sha256
+from amulet.assess._plan import AssessmentPlan, plan_assessment
+from amulet.assess._results import ACCURACY_KEY, AssessmentResults, CellResult, aggregate_results
+from amulet.assess._spec import AssessmentSpec, load_spec
+from amulet.exceptions import NotApplicableError
+from amulet.progress import Progress, resolve_progress
+
+__all__ = ["default_cache_dir", "run_assessment", "run_cell", "run_training"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """``<artifact dir>/cache`` from the settings."""
+    from amulet.settings import get_settings
+
+    return get_settings().resolved_artifact_dir / "cache"
+
+
+def _device(device: torch.device | str | None) -> torch.device:
+    from amulet.utils._seeding import resolve_device
+
+    return resolve_device(device)
+
+
+def _import_weights(arch: dict[str, Any], weights: str, factory: Any) -> torch.nn.Module:
+    """The user's trained model: through ``amulet.io`` when present (validating it), else safetensors directly."""
+    try:
+        from amulet.io import load_model  # type: ignore[attr-defined]
+    except ImportError:
+        load_model = None
+    if load_model is not None:
+        return load_model(arch, weights)
+    if not weights.endswith(".safetensors"):
+        from amulet.exceptions import UnsafeModelFileError
+
+        raise UnsafeModelFileError(f"Model weights must be a .safetensors file; got {weights!r}.")
+    from safetensors.torch import load_file
+
+    model = factory()
+    model.load_state_dict(load_file(weights))
+    return model
+
+
+def _evaluate(model: torch.nn.Module, data: Any, device: torch.device) -> float:
+    from amulet.utils._evaluation import get_accuracy
+
+    return float(get_accuracy(model, data.loader(1024), device))
+
+
+def run_training(
+    plan: AssessmentPlan,
+    training_key: str,
+    *,
+    cache_dir: str | Path,
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train the model of one (row, seed) of ``plan`` unless the cache already holds it (idempotent).
+
+    Args:
+        plan: The assessment plan.
+        training_key: ``plan.trainings[i].key``.
+        cache_dir: Content-addressed cache directory (shared by every run and worker).
+        device: Torch device (default: the settings' device).
+        progress: Progress reporter (training reports task ``"train"``).
+
+    Returns:
+        A JSON-able record: ``key``, ``row``, ``seed``, ``status`` (``"trained"``, ``"reused"`` or
+        ``"imported"``), ``cache_key``, ``model_sha256``, ``data_sha256``, ``test_accuracy`` (%),
+        ``seconds``, ``device``.
+
+    Raises:
+        KeyError: unknown training key. Errors of data loading or training propagate.
+    """
+    training = plan.training(training_key)
+    device = _device(device)
+    progress = resolve_progress(progress)
+    start = time.perf_counter()
+    bundle = load_bundle(plan.spec.dataset)
+    member, _ = split_for_seed(bundle, training.seed, plan.spec.dataset.member_fraction)
+    arch = architecture_spec(plan.spec.model, bundle)
+    factory = make_model_factory(arch)
+    recipe = plan.recipe(training.row)
+    weights = plan.spec.model.weights if recipe.is_plain else None
+    recipe_part = f"weights:{file_sha256(weights)}" if weights else recipe.key
+    cache = ModelCache(cache_dir)
+    cache_key = ModelCache.make_key(arch, recipe_part, tensor_sha256(member.x, member.y, member.z), training.seed)
+    record = {
+        "key": training_key,
+        "row": training.row,
+        "seed": training.seed,
+        "cache_key": cache_key,
+        "data_sha256": bundle.sha256,
+        "device": str(device),
+    }
+    if cache.has(cache_key):
+        meta = cache.meta(cache_key)
+        _count_training("reused")
+        logger.info("training %s: reused %s", training_key, cache_key[:12])
+        return {
+            **record,
+            "status": "reused",
+            "model_sha256": meta["weights_sha256"],
+            "test_accuracy": meta.get("test_accuracy"),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+    if weights:
+        model = _import_weights(arch, weights, factory).to(device).eval()
+        status = "imported"
+    else:
+        model = recipe.train(factory, member, seed=training.seed, device=device, progress=progress)
+        status = "trained"
+    accuracy = _evaluate(model, bundle.test, device)
+    seconds = round(time.perf_counter() - start, 3)
+    meta = cache.save(
+        cache_key,
+        model,
+        {
+            "architecture": arch,
+            "recipe": recipe_part,
+            "row": training.row,
+            "seed": training.seed,
+            "data_sha256": bundle.sha256,
+            "test_accuracy": accuracy,
+            "train_seconds": seconds,
+            "status": status,
+            "member_rows": len(member),
+        },
+    )
+    _count_training(status)
+    logger.info("training %s: %s in %.1fs, test accuracy %.2f%%", training_key, status, seconds, accuracy)
+    return {
+        **record,
+        "status": status,
+        "model_sha256": meta["weights_sha256"],
+        "test_accuracy": accuracy,
+        "seconds": seconds,
+    }
+
+
+def run_cell(
+    plan: AssessmentPlan,
+    cell_key: str,
+    *,
+    cache_dir: str | Path,
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+) -> CellResult:
+    """Run one cell: the column's attack against the model of the cell's row and seed.
+
+    The model comes from the cache (trained first when missing). The attack gets a
+    :class:`~amulet.registry.CellContext` with the member rows, the adversary's rows, the test rows, the
+    recipe and the cache directory. Never raises for a failing attack.
+
+    Returns:
+        A :class:`CellResult` with ``status`` ``"ok"``, ``"not_run"`` (reason: why it cannot apply) or
+        ``"error"`` (reason: the exception). OK metrics include every headline metric of the risk (NaN =
+        not measured) and the model's clean test accuracy under ``"model.test_accuracy"``.
+
+    Raises:
+        KeyError: unknown cell key.
+    """
+    from amulet import registry
+    from amulet.registry import CellContext
+
+    cell = plan.cell(cell_key)
+    column = plan.column(cell.risk, cell.attack)
+    device = _device(device)
+    progress = resolve_progress(progress)
+    start = time.perf_counter()
+    base = {"key": cell.key, "row": cell.row, "risk": cell.risk, "attack": cell.attack, "seed": cell.seed}
+    model_sha = data_sha = None
+    try:
+        training = run_training(plan, cell.training_key, cache_dir=cache_dir, device=device, progress=progress)
+        model_sha, data_sha = training["model_sha256"], training["data_sha256"]
+        bundle = load_bundle(plan.spec.dataset)
+        member, adversary = split_for_seed(bundle, cell.seed, plan.spec.dataset.member_fraction)
+        arch = architecture_spec(plan.spec.model, bundle)
+        factory = make_model_factory(arch)
+        target = ModelCache(cache_dir).load(training["cache_key"], factory, device)
+        for p in target.parameters():
+            p.requires_grad_(True)
+        recipe = plan.recipe(cell.row)
+        attack = registry.get_attack(cell.attack)
+        params = attack.params(**column.params)
+        ctx = CellContext(
+            target=target,
+            model_factory=factory,
+            recipe=recipe,
+            dataset=bundle.dataset,
+            member=member,
+            adversary=adversary,
+            test=bundle.test,
+            seed=cell.seed,
+            device=device,
+            cache_dir=Path(cache_dir),
+            progress=progress,
+            defense_keys=recipe.defense_keys,
+            input_shape=bundle.input_shape,
+            clip_range=bundle.clip_range,
+        )
+        progress.start(f"cell/{cell.key}", None, f"{cell.row} x {cell.risk} (seed {cell.seed})")
+        try:
+            raw = attack.run(ctx, params)
+        finally:
+            progress.finish(f"cell/{cell.key}")
+        metrics = _check_metrics(raw, cell.risk, cell.attack)
+        metrics[ACCURACY_KEY] = (
+            float(training["test_accuracy"]) if training.get("test_accuracy") is not None else math.nan
+        )
+        status, reason = "ok", ""
+    except NotApplicableError as exc:
+        status, reason, metrics = "not_run", str(exc) or type(exc).__name__, {}
+        logger.info("cell %s not run: %s", cell.key, reason)
+    except Exception as exc:
+        status, reason, metrics = "error", f"{type(exc).__name__}: {exc}", {}
+        logger.warning("cell %s failed: %s\n%s", cell.key, reason, traceback.format_exc())
+    return CellResult(
+        **base,
+        status=status,
+        metrics=metrics,
+        reason=reason,
+        seconds=round(time.perf_counter() - start, 3),
+        model_sha256=model_sha,
+        data_sha256=data_sha,
+    )
+
+
+def _check_metrics(raw: Any, risk_key: str, attack_key: str) -> dict[str, float]:
+    from amulet import registry
+
+    if not isinstance(raw, dict):
+        raise TypeError(f"The adapter of attack {attack_key!r} returned {type(raw).__name__}, not a dict of metrics.")
+    metrics: dict[str, float] = {}
+    for key, value in raw.items():
+        try:
+            metrics[str(key)] = float(value) if value is not None else math.nan
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"The adapter of attack {attack_key!r} returned a non-numeric value for {key!r}: {value!r}."
+            ) from None
+    missing = [m.key for m in registry.get_risk(risk_key).headline_metrics if m.key not in metrics]
+    if missing:
+        raise ValueError(
+            f"The adapter of attack {attack_key!r} did not return the headline metric(s) {missing} of the risk "
+            f"{risk_key!r} (return NaN for a metric it cannot measure)."
+        )
+    return metrics
+
+
+def run_assessment(
+    spec: AssessmentSpec | dict[str, Any] | str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+    formats: tuple[str, ...] = ("html", "pdf", "json", "junit"),
+) -> AssessmentResults:
+    """Run a whole assessment in this process: every training, every cell, then the reports.
+
+    Args:
+        spec: An :class:`AssessmentSpec` or anything :func:`load_spec` accepts.
+        out_dir: Where to write the reports (none are written when ``None``).
+        cache_dir: Model cache (default: ``<artifact dir>/cache``).
+        device: Torch device (default: the settings' device).
+        progress: Progress reporter; task ``"assessment"`` counts trainings + cells and carries the ETA.
+        formats: Report formats to render into ``out_dir``.
+
+    Returns:
+        The :class:`AssessmentResults` (``results.exit_code`` is the CLI's exit code).
+
+    Raises:
+        SpecError: the spec is invalid. Dataset errors (missing source, bad file) propagate before any cell runs.
+    """
+    spec = load_spec(spec)
+    plan = plan_assessment(spec)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    device = _device(device)
+    progress = resolve_progress(progress)
+    load_bundle(spec.dataset)  # bad data fails here, before anything trains
+    total = len(plan.trainings) + len(plan.cells)
+    progress.start("assessment", total, f"{spec.name}: {len(plan.trainings)} models, {len(plan.cells)} cells")
+    trainings: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    for training in plan.trainings:
+        try:
+            trainings.append(run_training(plan, training.key, cache_dir=cache_dir, device=device, progress=progress))
+        except NotApplicableError as exc:
+            failed[training.key] = f"not_run:{exc}"
+        except Exception as exc:
+            logger.warning("training %s failed: %s\n%s", training.key, exc, traceback.format_exc())
+            failed[training.key] = f"error:{type(exc).__name__}: {exc}"
+        progress.advance("assessment", row=training.row, seed=training.seed)
+    results: list[CellResult] = []
+    for cell in plan.cells:
+        if cell.training_key in failed:
+            kind, _, message = failed[cell.training_key].partition(":")
+            results.append(
+                CellResult(
+                    key=cell.key,
+                    row=cell.row,
+                    risk=cell.risk,
+                    attack=cell.attack,
+                    seed=cell.seed,
+                    status="not_run" if kind == "not_run" else "error",
+                    reason=f"training the model of {cell.row!r} failed: {message}",
+                )
+            )
+        else:
+            results.append(run_cell(plan, cell.key, cache_dir=cache_dir, device=device, progress=progress))
+        progress.advance("assessment", cell=f"{cell.row} x {cell.risk}", status=results[-1].status)
+    progress.finish("assessment")
+    aggregated = aggregate_results(plan, results, trainings=trainings)
+    if out_dir is not None:
+        from amulet.assess._report import render_reports
+
+        render_reports(aggregated, out_dir, formats=formats)
+    return aggregated

@@ -1,0 +1,572 @@
+"""The assessment spec: what to assess (model, data, defenses, risks, policy, seeds), loaded from YAML/JSON.
+
+A spec is validated in two passes. The first is structural (pydantic: types, bounds, unknown fields); the
+second reads the registry (defense, risk and attack keys, their parameters, policy metrics). Every problem
+is reported at once as a :class:`SpecError` that names the exact field path (``defenses[1].stack[0].params.epsilon``)
+and, where there is a fixed set, the allowed values.
+
+Example:
+    >>> from amulet.assess import load_spec
+    >>> spec = load_spec({"dataset": {"name": "census"}, "risks": [{"risk": "evasion"}], "seeds": [0, 1]})
+    >>> spec.model.architecture, spec.seeds
+    ('linearnet', [0, 1])
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from amulet.utils._training import TrainConfig
+
+__all__ = [
+    "AssessmentSpec",
+    "DatasetSpec",
+    "DefenseEntry",
+    "DefenseRow",
+    "ModelSpec",
+    "PolicyCheck",
+    "RiskEntry",
+    "SpecError",
+    "load_spec",
+    "spec_json_schema",
+]
+
+#: Schema version written into every spec's JSON Schema and every results file.
+SPEC_VERSION = 1
+
+#: Datasets ``amulet.utils.load_data`` knows by name (listed in errors and the JSON Schema).
+BUILTIN_DATASETS = ("census", "fmnist", "mnist", "cifar10", "cifar100", "celeba", "lfw", "utkface", "compas", "german")
+
+#: Name of the undefended row of the matrix; no defense row may use it.
+BASELINE = "baseline"
+
+POLICY_OPS = ("<=", "<", ">=", ">")
+
+
+class SpecError(ValueError):
+    """An assessment spec is invalid. ``errors`` lists ``{"path", "message"}`` dicts, one per problem.
+
+    ``str(error)`` has one line per problem, each starting with the field path.
+    """
+
+    def __init__(self, errors: list[dict[str, str]]):
+        self.errors = errors
+        lines = [f"  {e['path'] or '<spec>'}: {e['message']}" for e in errors]
+        super().__init__(
+            f"Invalid assessment spec ({len(errors)} problem{'s' if len(errors) != 1 else ''}):\n" + "\n".join(lines)
+        )
+
+
+class _RegistryProblemsError(ValueError):
+    """Raised inside the spec's model validator; carries the problems with their paths."""
+
+    def __init__(self, problems: list[dict[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{p['path']}: {p['message']}" for p in problems))
+
+
+class DatasetSpec(BaseModel):
+    """Which data to use: a built-in dataset by ``name``, or a file by ``path``.
+
+    ``training_size``/``test_size`` subsample the train and test splits: a number in (0, 1] is a fraction,
+    an integer above 1 a number of rows (seeded by ``split_seed``). The train split is then divided, per
+    assessment seed, into the target's member rows (``member_fraction``) and the adversary's rows.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description=f"Built-in dataset: one of {', '.join(BUILTIN_DATASETS)}.")
+    path: str | None = Field(
+        default=None, description="A CSV, Parquet or NPZ file (absolute, or relative to the spec)."
+    )
+    label: str | None = Field(default=None, description="Label column of a CSV/Parquet file.")
+    sensitive: list[str] = Field(default_factory=list, description="Sensitive columns of a CSV/Parquet file.")
+    training_size: float | None = Field(
+        default=None, gt=0, description="Rows of the train split to keep: fraction in (0, 1] or a row count > 1."
+    )
+    test_size: float | None = Field(
+        default=None, gt=0, description="Rows of the test split to keep: fraction in (0, 1] or a row count > 1."
+    )
+    member_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Share of the train split the target trains on; the rest is the adversary's.",
+    )
+    split_seed: int = Field(default=0, ge=0, description="Seed of the train/test split and of the subsampling.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSpec:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of 'name' (a built-in dataset) or 'path' (a CSV, Parquet or NPZ file)")
+        if self.name is not None and self.name not in BUILTIN_DATASETS:
+            raise ValueError(f"unknown built-in dataset {self.name!r}; allowed values: {', '.join(BUILTIN_DATASETS)}")
+        if self.path is not None:
+            suffix = Path(self.path).suffix.lower()
+            if suffix not in {".csv", ".parquet", ".pq", ".npz"}:
+                raise ValueError(f"'path' must end with .csv, .parquet or .npz; got {self.path!r}")
+            if suffix != ".npz" and not self.label:
+                raise ValueError("a CSV/Parquet dataset needs 'label' (the name of the label column)")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The dataset's name or file name, for reports."""
+        return self.name or Path(self.path or "").name
+
+
+class ModelSpec(BaseModel):
+    """The model under assessment: a registered architecture (+ config), optionally with trained weights.
+
+    Without ``weights`` the baseline is trained from ``training``; with them, the baseline is the given
+    model and every defense retrains the architecture.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: str = Field(
+        default="linearnet", description="Registered architecture (amulet.models.architectures(); 'cnn' = simplecnn)."
+    )
+    capacity: Literal["m1", "m2", "m3", "m4"] | None = Field(
+        default=None, description="Capacity m1 (smallest) .. m4 of a built-in architecture; config fields override it."
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Architecture options (e.g. hidden_layer_sizes, batch_norm)."
+    )
+    weights: str | None = Field(
+        default=None, description="Safetensors weights of the trained model (amulet.io format)."
+    )
+
+
+class DefenseEntry(BaseModel):
+    """One defense of a stack, with its parameters (a list value expands into one row per value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    defense: str = Field(description="Registered defense key.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Defense parameters.")
+
+
+class DefenseRow(BaseModel):
+    """A row of the matrix: one defense or a stack of defenses applied together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="Row label (defaults to the defenses' keys joined by '+').")
+    stack: list[DefenseEntry] = Field(min_length=1, description="Defenses applied together, in order.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # ``{"defense": "dp_sgd", "params": {...}}`` is a one-defense stack.
+        if isinstance(data, Mapping) and "defense" in data and "stack" not in data:
+            data = dict(data)
+            entry = {"defense": data.pop("defense"), "params": data.pop("params", {})}
+            data["stack"] = [entry]
+        return data
+
+
+class RiskEntry(BaseModel):
+    """A column of the matrix: a risk measured by one attack (the risk's first attack by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    risk: str = Field(description="Registered risk key.")
+    attack: str | None = Field(default=None, description="Registered attack key (default: the risk's first attack).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Attack parameters.")
+
+
+class PolicyCheck(BaseModel):
+    """A threshold on a headline metric, checked for every matching row (and attack).
+
+    ``on="value"`` compares the measured value, ``on="delta"`` its change against the baseline. The
+    verdict uses the 95% interval over seeds: ``pass`` when the whole interval satisfies the check, ``fail``
+    when none of it does, ``inconclusive`` when it straddles the threshold. ``<=``/``>=`` include the
+    threshold; ``<``/``>`` exclude it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(description="'<risk>.<headline metric>', e.g. 'membership_inference.tpr_at_fpr'.")
+    op: Literal["<=", "<", ">=", ">"] = Field(description="Comparison.")
+    threshold: float = Field(description="Threshold, in the metric's unit.")
+    row: str = Field(default="*", description="Row name, a glob ('dp_sgd*'), 'baseline' or '*' for every row.")
+    attack: str | None = Field(
+        default=None, description="Only this attack's column (default: every attack of the risk)."
+    )
+    on: Literal["value", "delta"] = Field(default="value", description="Check the value or its delta vs baseline.")
+    id: str | None = Field(default=None, description="Stable identifier of the check (default: derived).")
+
+    @field_validator("threshold")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("threshold must be a finite number")
+        return value
+
+
+class AssessmentSpec(BaseModel):
+    """An assessment: which model, data, defenses (rows) and risks (columns), which policy, which seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = Field(default=1, description="Spec format version.")
+    name: str = Field(default="assessment", description="Title of the assessment (shown in reports).")
+    description: str = Field(default="", description="Free text shown in reports.")
+    dataset: DatasetSpec = Field(description="The data.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The model architecture (and optional weights).")
+    training: TrainConfig = Field(
+        default_factory=TrainConfig, description="How the baseline (and every recipe) trains."
+    )
+    defenses: list[DefenseRow] = Field(
+        default_factory=list, description="Rows of the matrix (the baseline is implicit)."
+    )
+    risks: list[RiskEntry] = Field(min_length=1, description="Columns of the matrix.")
+    policy: list[PolicyCheck] = Field(default_factory=list, description="Checks on headline metrics.")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=100, description="Seeds.")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"seeds must be distinct; got {value}")
+        if any(s < 0 for s in value):
+            raise ValueError(f"seeds must be non-negative; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_against_registry(self) -> AssessmentSpec:
+        problems = _registry_problems(self)
+        if problems:
+            raise _RegistryProblemsError(problems)
+        return self
+
+    def canonical_json(self) -> str:
+        """Canonical JSON of the spec (sorted keys): what its SHA-256 is taken over."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Expansion of list-valued parameters
+
+
+def _accepts_list(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset):
+        return True
+    if origin is not None and str(origin).endswith("Sequence"):
+        return True
+    return any(_accepts_list(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+
+
+def expand_params(params_model: type[BaseModel], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Expand list-valued parameters into the cartesian product of their values.
+
+    A list expands unless the parameter itself takes a list; then only a list of lists expands.
+    """
+    axes: list[list[tuple[str, Any]]] = []
+    for key, value in params.items():
+        field = params_model.model_fields.get(key)
+        takes_list = field is not None and _accepts_list(field.annotation)
+        expands = isinstance(value, list) and (
+            not takes_list or (len(value) > 0 and all(isinstance(v, list) for v in value))
+        )
+        axes.append([(key, v) for v in value] if expands and value else [(key, value)])
+    return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+
+def _pydantic_problems(exc: ValidationError, prefix: str) -> list[dict[str, str]]:
+    out = []
+    for err in exc.errors():
+        path = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        out.append({"path": path.lstrip("."), "message": err["msg"]})
+    return out
+
+
+def _registry_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
+    """Problems that need the registry: unknown keys, bad parameters, policy on unselected metrics."""
+    from amulet import registry
+    from amulet.recipes import Recipe
+
+    problems: list[dict[str, str]] = []
+    problems.extend(_model_problems(spec))
+    defense_keys = sorted(d.key for d in registry.defenses())
+    risk_keys = sorted(r.key for r in registry.risks())
+    row_names: list[str] = []
+    for i, row in enumerate(spec.defenses):
+        stack_ok = True
+        for j, entry in enumerate(row.stack):
+            path = f"defenses[{i}].stack[{j}]"
+            if entry.defense not in defense_keys:
+                problems.append(
+                    {
+                        "path": f"{path}.defense",
+                        "message": f"unknown defense {entry.defense!r}; allowed values: {', '.join(defense_keys)}",
+                    }
+                )
+                stack_ok = False
+                continue
+            info = registry.get_defense(entry.defense)
+            for combo in expand_params(info.params, entry.params):
+                try:
+                    info.params(**combo)
+                except ValidationError as exc:
+                    problems.extend(_pydantic_problems(exc, f"{path}.params"))
+                    stack_ok = False
+                    break
+        if stack_ok:
+            try:
+                for expanded in expand_row(row):
+                    Recipe(
+                        spec.training,
+                        [
+                            registry.get_defense(e["defense"]).make_stage(
+                                registry.get_defense(e["defense"]).params(**e["params"])
+                            )
+                            for e in expanded["stack"]
+                        ],
+                    )
+                    row_names.append(expanded["name"])
+            except ValueError as exc:
+                problems.append({"path": f"defenses[{i}].stack", "message": str(exc)})
+    seen: set[str] = set()
+    for name in row_names:
+        if name == BASELINE:
+            problems.append(
+                {"path": "defenses", "message": f"the row name {BASELINE!r} is reserved for the undefended model"}
+            )
+        elif name in seen:
+            problems.append(
+                {"path": "defenses", "message": f"two rows are called {name!r}; give each row a distinct 'name'"}
+            )
+        seen.add(name)
+
+    selected: dict[str, set[str]] = {}
+    for i, entry in enumerate(spec.risks):
+        path = f"risks[{i}]"
+        if entry.risk not in risk_keys:
+            problems.append(
+                {
+                    "path": f"{path}.risk",
+                    "message": f"unknown risk {entry.risk!r}; allowed values: {', '.join(risk_keys)}",
+                }
+            )
+            continue
+        attack_keys = [a.key for a in registry.attacks(entry.risk)]
+        if entry.attack is None:
+            if not attack_keys:
+                problems.append(
+                    {"path": f"{path}.attack", "message": f"no attack is registered for the risk {entry.risk!r} yet"}
+                )
+                continue
+            attack_key = attack_keys[0]
+        elif entry.attack not in attack_keys:
+            problems.append(
+                {
+                    "path": f"{path}.attack",
+                    "message": f"unknown attack {entry.attack!r} for the risk {entry.risk!r}; allowed values: "
+                    + (", ".join(attack_keys) or "(none registered)"),
+                }
+            )
+            continue
+        else:
+            attack_key = entry.attack
+        if attack_key in selected.setdefault(entry.risk, set()):
+            problems.append({"path": path, "message": f"the attack {attack_key!r} of {entry.risk!r} is listed twice"})
+        selected[entry.risk].add(attack_key)
+        try:
+            registry.get_attack(attack_key).params(**entry.params)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, f"{path}.params"))
+
+    for i, check in enumerate(spec.policy):
+        path = f"policy[{i}]"
+        risk_key, _, metric_key = check.metric.partition(".")
+        allowed = sorted(f"{r}.{m.key}" for r in selected for m in registry.get_risk(r).headline_metrics)
+        if risk_key not in selected or metric_key not in {m.key for m in registry.get_risk(risk_key).headline_metrics}:
+            problems.append(
+                {
+                    "path": f"{path}.metric",
+                    "message": f"{check.metric!r} is not a headline metric of a risk in this spec; allowed values: "
+                    + ", ".join(allowed),
+                }
+            )
+        elif check.attack is not None and check.attack not in selected[risk_key]:
+            problems.append(
+                {
+                    "path": f"{path}.attack",
+                    "message": f"the attack {check.attack!r} is not assessed for {risk_key!r}; allowed values: "
+                    + ", ".join(sorted(selected[risk_key])),
+                }
+            )
+        import fnmatch
+
+        names = [BASELINE, *row_names]
+        if check.row != "*" and not fnmatch.filter(names, check.row):
+            problems.append(
+                {
+                    "path": f"{path}.row",
+                    "message": f"{check.row!r} matches no row; allowed values: '*', " + ", ".join(map(repr, names)),
+                }
+            )
+        if check.on == "delta" and check.row == BASELINE:
+            problems.append({"path": f"{path}.on", "message": "a delta check cannot apply to the baseline row"})
+    return problems
+
+
+def _model_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
+    from amulet.models import architectures
+
+    problems = []
+    known = architectures()
+    name = {"cnn": "simplecnn"}.get(spec.model.architecture, spec.model.architecture).lower()
+    if name not in known:
+        problems.append(
+            {
+                "path": "model.architecture",
+                "message": f"unknown architecture {spec.model.architecture!r}; allowed values: {', '.join(known)}",
+            }
+        )
+    if spec.model.weights is not None and not Path(spec.model.weights).is_file():
+        problems.append({"path": "model.weights", "message": f"the weights file {spec.model.weights!r} does not exist"})
+    if spec.dataset.path is not None and not Path(spec.dataset.path).is_file():
+        problems.append({"path": "dataset.path", "message": f"the dataset file {spec.dataset.path!r} does not exist"})
+    return problems
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def expand_row(row: DefenseRow) -> list[dict[str, Any]]:
+    """The concrete rows of one spec row: ``[{"name", "stack": [{"defense", "params"}]}]``.
+
+    Only the parameters given in the spec are kept (the defense's defaults fill the rest when its stage
+    is built), so row names and cache keys do not change when an unrelated default does.
+    """
+    from amulet import registry
+
+    per_entry = [
+        [(entry.defense, combo) for combo in expand_params(registry.get_defense(entry.defense).params, entry.params)]
+        for entry in row.stack
+    ]
+    base = row.name or "+".join(e.defense for e in row.stack)
+    combos = list(itertools.product(*per_entry))
+    rows = []
+    for combo in combos:
+        name = base
+        if len(combos) > 1:
+            varying = []
+            for j, (_defense, params) in enumerate(combo):
+                for key, value in params.items():
+                    if isinstance(row.stack[j].params.get(key), list) and row.stack[j].params.get(key) != value:
+                        varying.append(f"{key}={_format_value(value)}")
+            name = f"{base} ({', '.join(varying)})"
+        rows.append({"name": name, "stack": [{"defense": d, "params": dict(p)} for d, p in combo]})
+    return rows
+
+
+def _resolve_relative(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    data = dict(data)
+    for section, key in (("dataset", "path"), ("model", "weights")):
+        part = data.get(section)
+        if isinstance(part, Mapping) and isinstance(part.get(key), str) and not Path(part[key]).is_absolute():
+            part = dict(part)
+            part[key] = str((base / part[key]).resolve())
+            data[section] = part
+    return data
+
+
+def load_spec(source: AssessmentSpec | Mapping[str, Any] | str | Path) -> AssessmentSpec:
+    """Load and validate an assessment spec.
+
+    Args:
+        source: A spec object, a dict, a path to a ``.yaml``/``.yml``/``.json`` file, or YAML/JSON text.
+            Relative file paths inside a spec file are resolved against the file's directory.
+
+    Returns:
+        The validated :class:`AssessmentSpec`.
+
+    Raises:
+        SpecError: listing every problem with its field path (and the allowed values where there is a set).
+    """
+    if isinstance(source, AssessmentSpec):
+        return source
+    base = Path.cwd()
+    if isinstance(source, Path) or (
+        isinstance(source, str) and "\n" not in source and not source.lstrip().startswith("{") and ":" not in source
+    ):
+        path = Path(source)
+        if not path.is_file():
+            raise SpecError([{"path": "", "message": f"spec file {str(path)!r} does not exist"}])
+        base = path.resolve().parent
+        source = path.read_text(encoding="utf-8")
+    if isinstance(source, str):
+        try:
+            data = yaml.safe_load(source)
+        except yaml.YAMLError as exc:
+            raise SpecError([{"path": "", "message": f"not valid YAML/JSON: {exc}"}]) from None
+    else:
+        data = source
+    if not isinstance(data, Mapping):
+        raise SpecError([{"path": "", "message": f"a spec must be a mapping of fields; got {type(data).__name__}"}])
+    data = _resolve_relative(dict(data), base)
+    try:
+        return AssessmentSpec.model_validate(data)
+    except ValidationError as exc:
+        problems: list[dict[str, str]] = []
+        for err in exc.errors():
+            ctx_error = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, _RegistryProblemsError):
+                problems.extend(ctx_error.problems)
+                continue
+            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                allowed = _allowed_fields(err["loc"])
+                if allowed:
+                    message += f"; allowed fields here: {', '.join(allowed)}"
+            elif err["type"] == "missing":
+                message = "this field is required"
+            problems.append({"path": path, "message": message})
+        raise SpecError(problems) from None
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names allowed at the parent of ``loc`` (walking the spec's model classes)."""
+    model: Any = AssessmentSpec
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return []
+        annotation = model.model_fields[part].annotation
+        while (
+            typing.get_origin(annotation) in (list, typing.Union)
+            or str(typing.get_origin(annotation)) == "types.UnionType"
+        ):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0]
+        model = annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of :class:`AssessmentSpec` (for editors and the REST API)."""
+    schema = AssessmentSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://amulet.dev/schemas/assessment-spec-v{SPEC_VERSION}.json"
+    schema["title"] = "Amulet assessment spec"
+    return schema

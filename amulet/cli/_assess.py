@@ -1,0 +1,138 @@
+"""``amulet assess``, ``amulet spec-schema`` and ``amulet verify-report``.
+
+Exit codes of ``amulet assess``: 0 every policy check passed; 1 a check failed (or was inconclusive);
+2 error (invalid spec, bad data, a cell that raised); 3 a check could not run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amulet.cli._app import app
+
+logger = logging.getLogger(__name__)
+
+
+def _summary(results, paths) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    table = Table(title=f"{results.name}: defense x risk (change in the primary metric; * significant)")
+    table.add_column("row")
+    for col in results.columns:
+        table.add_column(col.label)
+    cells = {(m.row, m.column): m for m in results.matrix}
+    for row in results.rows:
+        if not row.stack:
+            continue
+        values = []
+        for col in results.columns:
+            m = cells.get((row.name, col.label))
+            if m is None or m.delta is None:
+                values.append(m.status if m else "-")
+                continue
+            star = "*" if m.direction in ("more_susceptible", "less_susceptible") else ""
+            colour = {"more_susceptible": "red", "less_susceptible": "blue"}.get(m.direction, "")
+            text = f"{m.delta:+.3g}{star}{' (intended)' if m.intended else ''}"
+            values.append(f"[{colour}]{text}[/{colour}]" if colour else text)
+        table.add_row(row.name, *values)
+    console.print(table)
+    for check in results.checks:
+        style = {"pass": "green", "fail": "red", "inconclusive": "yellow", "not_run": "dim"}[check.status]
+        console.print(f"[{style}]{check.status.upper():>12}[/{style}] {check.row}: {check.message}")
+    for cell in results.cells:
+        if cell.status == "error":
+            console.print(f"[red]ERROR[/red] {cell.row} x {cell.risk} (seed {cell.seed}): {cell.reason}")
+    c = results.counts
+    console.print(
+        f"cells: {c['cells_ok']} ok, {c['cells_not_run']} not run, {c['cells_error']} error; "
+        f"checks: {c['checks_pass']} pass, {c['checks_fail']} fail, {c['checks_inconclusive']} inconclusive, "
+        f"{c['checks_not_run']} not run; exit code {results.exit_code}"
+    )
+    for name, path in paths.items():
+        console.print(f"  {name}: {path}")
+
+
+@app.command("assess")
+def assess_command(
+    spec: Annotated[Path, typer.Argument(help="Assessment spec (YAML or JSON).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")] = Path("amulet-report"),
+    formats: Annotated[str, typer.Option("--format", "-f", help="Comma-separated: html,pdf,json,junit.")] = (
+        "html,pdf,json,junit"
+    ),
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Model cache (default: <artifact dir>/cache).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Torch device (default: the AMULET_DEVICE setting).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run an assessment: train the baseline and each defense, measure every risk, write signed reports."""
+    from amulet.assess import SpecError, load_spec, run_assessment
+    from amulet.assess._report import FORMATS
+    from amulet.exceptions import AmuletError
+    from amulet.progress import SilentProgress, TqdmProgress
+
+    chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad:
+        typer.echo(f"Error: unknown format(s) {', '.join(bad)}; allowed values: {', '.join(FORMATS)}.", err=True)
+        raise typer.Exit(2)
+    try:
+        loaded = load_spec(spec)
+    except SpecError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    progress = SilentProgress() if quiet else TqdmProgress(leave=False)
+    try:
+        results = run_assessment(loaded, out_dir=None, cache_dir=cache_dir, device=device, progress=progress)
+    except (AmuletError, ValueError, FileNotFoundError, OSError) as exc:
+        typer.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from amulet.assess import render_reports
+
+    paths = render_reports(results, out, formats=chosen)
+    _summary(results, paths)
+    raise typer.Exit(results.exit_code)
+
+
+@app.command("spec-schema")
+def spec_schema_command(
+    results: Annotated[bool, typer.Option("--results", help="Print the results-file schema instead.")] = False,
+) -> None:
+    """Print the JSON Schema of assessment specs (or of results files)."""
+    from amulet.assess import results_json_schema, spec_json_schema
+
+    typer.echo(json.dumps(results_json_schema() if results else spec_json_schema(), indent=2))
+
+
+@app.command("verify-report")
+def verify_report_command(
+    report_dir: Annotated[Path, typer.Argument(help="Report directory with manifest.json and manifest.json.sig.")],
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="Trusted Ed25519 public key (PEM); default: the local signing key."),
+    ] = None,
+) -> None:
+    """Check a report's Ed25519-signed manifest and every file's SHA-256 (exit 0 valid, 1 not)."""
+    from amulet.assess import verify_report
+
+    result = verify_report(report_dir, public_key=public_key)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if result.ok:
+        typer.echo(
+            f"OK: {len(result.files)} files match the manifest signed by key {result.key_id} ({result.trusted_key})."
+        )
+        raise typer.Exit(0)
+    typer.echo(f"FAILED: report {report_dir} does not verify ({result.trusted_key}):", err=True)
+    for problem in result.problems:
+        typer.echo(f"  - {problem}", err=True)
+    raise typer.Exit(1)
