@@ -299,6 +299,8 @@ def render_fields(
         elif spec.numeric:
             low = spec.minimum if spec.minimum is not None else spec.exclusive_minimum
             high = spec.maximum if spec.maximum is not None else spec.exclusive_maximum
+            # An optional number without a default starts empty (None), not at 0.
+            empty: dict[str, Any] = {"value": None} if key not in st.session_state and initial is None else {}
             if spec.kind == "integer":
                 value = area.number_input(
                     spec.title,
@@ -307,6 +309,7 @@ def render_fields(
                     step=1,
                     key=key,
                     help=help_text,
+                    **empty,
                 )
             else:
                 value = area.number_input(
@@ -316,6 +319,7 @@ def render_fields(
                     key=key,
                     help=help_text,
                     format=_format_number(spec),
+                    **empty,
                 )
         elif spec.kind == "list":
             text_key = f"{key}.__text__"

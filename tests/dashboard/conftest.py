@@ -1,0 +1,117 @@
+"""Fixtures of the dashboard tests: a real API (uvicorn, SQLite in a temporary directory), a real Celery
+worker (SQLite broker), the Streamlit server, and a small census CSV written from the real loader.
+
+Nothing of our own is mocked: the AppTest tests drive the dashboard's pages against the running API, and
+the browser test drives the dashboard server in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dashboard_testing import (
+    ADMIN_TOKEN,
+    QUICK_SPEC,
+    REPO,
+    Service,
+    free_port,
+    service_env,
+    stop,
+    submit_and_wait,
+    wait_for,
+)
+
+
+@pytest.fixture(scope="session")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The real FastAPI app under uvicorn on a free loopback port, with its SQLite database in a tmp dir."""
+    home = tmp_path_factory.mktemp("amulet-service")
+    env = service_env(home)
+    port = free_port()
+    log = home / "api.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "backend.main:app", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/health", timeout=90, process=process, log=log)
+        yield Service(url=url, token=ADMIN_TOKEN, env=env, home=home)
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def worker(api: Service) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker (one solo process) consuming the API's SQLite broker."""
+    log = api.home / "worker.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "worker",
+                "-Q",
+                api.env.get("AMULET_TASK_QUEUE", "amulet"),
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=REPO,
+            env=api.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"the worker exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+            if "ready" in log.read_text(errors="replace"):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the worker did not become ready:\n{log.read_text()[-4000:]}")
+        yield process
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def census_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small census CSV (1,200 rows, the raw UCI columns) written from the real census source."""
+    from amulet.datasets._sources import DATASET_SOURCES, resolve_source
+    from amulet.datasets._tabular import read_adult
+
+    source = resolve_source(DATASET_SOURCES["census"], Path(os.environ["AMULET_HOME"]) / "data" / "census")
+    frame = read_adult(source.location)
+    frame = frame.loc[frame["race"].isin(["White", "Black"])].drop(columns=["fnlwgt"])
+    frame = frame.sample(n=1200, random_state=0).reset_index(drop=True).fillna("Unknown")
+    path = tmp_path_factory.mktemp("census") / "census_small.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def finished(api: Service, worker: subprocess.Popen[bytes]) -> list[dict]:
+    """Two succeeded quick census assessments (for the Results and Compare pages)."""
+    first = submit_and_wait(api, QUICK_SPEC)
+    second = submit_and_wait(api, {**QUICK_SPEC, "name": "quick census (3 epochs)", "training": {"epochs": 3}})
+    return [first, second]

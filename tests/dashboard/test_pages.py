@@ -1,0 +1,313 @@
+"""Streamlit AppTest tests of every page of the dashboard, against the real API (no mocks of our code)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from dashboard_testing import QUICK_SPEC, REPO, Service, free_port
+from streamlit.testing.v1 import AppTest
+
+from dashboard.state import CURRENT_KEY, TOKEN_KEY, URL_KEY
+
+APP = str(REPO / "dashboard" / "app.py")
+
+
+def app(api: Service | None = None) -> AppTest:
+    """The dashboard app, connected to ``api`` when given."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    if api is not None:
+        at.session_state[URL_KEY] = api.url
+        at.session_state[TOKEN_KEY] = api.token
+    return at
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.run()
+    at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def headers(api: Service) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api.token}"}
+
+
+# -- connect --------------------------------------------------------------------------------------------
+
+
+def test_connect_success_remembers_url_and_token(api: Service) -> None:
+    at = app().run()
+    assert not at.exception
+    at.text_input(key="connect.url").input(api.url)
+    at.text_input(key="connect.token").input(api.token)
+    at.button[0].click().run()
+    assert "Connected to" in texts(at.success)
+    assert at.session_state[URL_KEY] == api.url
+    assert at.session_state[TOKEN_KEY] == api.token
+
+
+def test_connect_wrong_token_says_so(api: Service) -> None:
+    at = app().run()
+    at.text_input(key="connect.url").input(api.url)
+    at.text_input(key="connect.token").input("not-a-valid-token")
+    at.button[0].click().run()
+    assert "rejected the token" in texts(at.error)
+    assert URL_KEY not in at.session_state
+
+
+def test_connect_api_down_says_so() -> None:
+    at = app().run()
+    at.text_input(key="connect.url").input(f"http://127.0.0.1:{free_port()}")
+    at.text_input(key="connect.token").input("whatever")
+    at.button[0].click().run()
+    message = texts(at.error)
+    assert "Cannot reach the Amulet API" in message and "amulet serve" in message
+
+
+def test_pages_ask_to_connect_first() -> None:
+    at = open_page(app(), "results")
+    assert "Connect to an Amulet API first" in texts(at.info)
+
+
+# -- models & data --------------------------------------------------------------------------------------
+
+
+def test_upload_census_csv_with_label_and_sensitive_columns(api: Service, census_csv) -> None:
+    at = open_page(app(api), "data")
+    at.get("file_uploader")[0].upload(census_csv.name, census_csv.read_bytes(), "text/csv")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="data.label").value == "income"  # guessed from the preview
+    at.multiselect(key="data.sensitive").set_value(["race", "sex"])
+    at.text_input(key="data.name").input("census small")
+    at.button(key="data.upload").click().run()
+    assert "Uploaded dataset census small" in texts(at.success), texts(at.error)
+    listed = httpx.get(f"{api.url}/datasets", headers=headers(api)).json()["data"]
+    row = next(d for d in listed if d["name"] == "census small")
+    assert row["label"] == "income" and row["sensitive"] == ["race", "sex"] and row["n_rows"] == 1200
+
+
+def test_upload_error_is_shown_next_to_its_field(api: Service, census_csv) -> None:
+    # A label column with a single value is refused by the API (422 naming 'label').
+    import pandas as pd
+
+    frame = pd.read_csv(census_csv).head(300)
+    frame["constant"] = 1
+    at = open_page(app(api), "data")
+    at.get("file_uploader")[0].upload("constant.csv", frame.to_csv(index=False).encode(), "text/csv")
+    at.run()
+    at.selectbox(key="data.label").set_value("constant").run()
+    at.button(key="data.upload").click().run()
+    assert not at.success
+    assert at.error, "the API's validation message should be shown"
+    response = httpx.post(
+        f"{api.url}/datasets",
+        headers=headers(api),
+        files={"file": ("constant.csv", frame.to_csv(index=False).encode())},
+        data={"label": "constant"},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"]["message"] in texts(at.error)
+
+
+def test_builtin_datasets_are_listed(api: Service) -> None:
+    at = open_page(app(api), "data")
+    names = at.dataframe[-1].value["name"].tolist()
+    assert "census" in names and "fmnist" in names
+
+
+# -- new assessment -------------------------------------------------------------------------------------
+
+
+def _fill_quick_assessment(at: AppTest) -> AppTest:
+    at.text_input(key="new.name").input("dashboard quick")
+    at.number_input(key="new.training_size").set_value(400.0)
+    at.number_input(key="new.test_size").set_value(200.0)
+    at.multiselect(key="new.defenses").set_value(["adversarial_training"]).run()
+    at.multiselect(key="new.risks").set_value(["evasion", "discriminatory_behavior"]).run()
+    at.text_input(key="new.seeds").input("0, 1").run()
+    return at
+
+
+def test_forms_are_generated_from_the_catalog_schemas(api: Service) -> None:
+    at = open_page(app(api), "new_assessment")
+    _fill_quick_assessment(at)
+    catalog = httpx.get(f"{api.url}/catalog").json()
+    schema = next(d for d in catalog["defenses"] if d["key"] == "adversarial_training")["params_schema"]
+    for name, prop in schema["properties"].items():
+        key = f"new.defense.adversarial_training.{name}"
+        widget = at.get("number_input") + at.get("checkbox") + at.get("selectbox") + at.get("text_input")
+        match = [w for w in widget if w.key == key]
+        assert match, f"no widget for {name}"
+        if "default" in prop:
+            assert match[0].value == prop["default"]
+        if prop.get("type") in ("number", "integer") and "minimum" in prop:
+            assert match[0].min == prop["minimum"]
+    # Work counts: baseline + 1 defense row, 2 risks, 2 seeds.
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows"] == "2" and metrics["Trainings"] == "4" and metrics["Cells"] == "8"
+
+
+def test_sweep_expands_rows_and_bounds_are_checked(api: Service) -> None:
+    at = open_page(app(api), "new_assessment")
+    _fill_quick_assessment(at)
+    at.checkbox(key="new.defense.adversarial_training.epsilon.__sweep__").check().run()
+    at.text_input(key="new.defense.adversarial_training.epsilon.__values__").input("0.05, 0.1, 0.2").run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows"] == "4" and metrics["Cells"] == "16"
+    at.text_input(key="new.defense.adversarial_training.epsilon.__values__").input("0.1, -3").run()
+    assert "epsilon" in texts(at.error)
+    assert at.button(key="new.launch").disabled
+
+
+def test_spec_yaml_download_and_upload_round_trip(api: Service) -> None:
+    import yaml
+
+    at = open_page(app(api), "new_assessment")
+    _fill_quick_assessment(at)
+    text = at.get("code")[-1].value
+    spec = yaml.safe_load(text)
+    assert spec["dataset"] == {"name": "census", "training_size": 400, "test_size": 200}
+    assert [r["risk"] for r in spec["risks"]] == ["evasion", "discriminatory_behavior"]
+    assert spec["seeds"] == [0, 1]
+    # Upload it into a fresh session: the form comes back with the same choices.
+    spec["name"] = "round trip"
+    spec["defenses"][0]["stack"][0]["params"]["epsilon"] = [0.05, 0.1]
+    fresh = open_page(app(api), "new_assessment")
+    fresh.get("file_uploader")[0].upload("spec.yaml", yaml.safe_dump(spec).encode(), "application/x-yaml")
+    fresh.run()
+    fresh.button(key="new.load").click().run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert fresh.text_input(key="new.name").value == "round trip"
+    assert fresh.multiselect(key="new.risks").value == ["evasion", "discriminatory_behavior"]
+    metrics = {m.label: m.value for m in fresh.metric}
+    assert metrics["Rows"] == "3"
+    again = yaml.safe_load(fresh.get("code")[-1].value)
+    assert again["defenses"][0]["stack"][0]["params"]["epsilon"] == [0.05, 0.1]
+    assert again["risks"] == spec["risks"]
+
+
+def test_launch_creates_an_assessment_and_opens_run(api: Service) -> None:
+    at = open_page(app(api), "new_assessment")
+    _fill_quick_assessment(at)
+    at.button(key="new.launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assessment_id = at.session_state[CURRENT_KEY]
+    detail = httpx.get(f"{api.url}/assessments/{assessment_id}", headers=headers(api)).json()
+    assert detail["name"] == "dashboard quick"
+    assert detail["n_cells"] == 8 and detail["n_trainings"] == 4
+    assert any("dashboard quick" in str(s.value) for s in at.subheader)  # the Run page shows it
+
+
+def test_policy_checks_are_added_and_removed(api: Service) -> None:
+    at = open_page(app(api), "new_assessment")
+    _fill_quick_assessment(at)
+    at.selectbox(key="new.policy_metric").set_value("evasion.robust_accuracy")
+    at.selectbox(key="new.policy_op").set_value(">=")
+    at.number_input(key="new.policy_threshold").set_value(20.0)
+    at.button(key="new.policy_add").click().run()
+    import yaml
+
+    spec = yaml.safe_load(at.get("code")[-1].value)
+    assert spec["policy"] == [{"metric": "evasion.robust_accuracy", "op": ">=", "threshold": 20.0, "row": "*"}]
+    at.button(key="new.policy_remove.0").click().run()
+    assert "policy" not in yaml.safe_load(at.get("code")[-1].value)
+
+
+def test_spec_rejected_by_the_api_is_explained(api: Service) -> None:
+    at = open_page(app(api), "new_assessment")
+    _fill_quick_assessment(at)
+    at.selectbox(key="new.policy_metric").set_value("evasion.robust_accuracy")
+    at.text_input(key="new.policy_row").input("no-such-row")
+    at.button(key="new.policy_add").click().run()
+    at.button(key="new.launch").click().run()
+    assert not at.exception
+    assert "no-such-row" in texts(at.error)
+
+
+# -- run, history ---------------------------------------------------------------------------------------
+
+
+def _queued(api: Service, name: str) -> str:
+    spec = {**QUICK_SPEC, "name": name}
+    response = httpx.post(f"{api.url}/assessments", json={"spec": spec}, headers=headers(api))
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def test_run_page_shows_progress_and_cancels(api: Service) -> None:
+    assessment_id = _queued(api, "to cancel")
+    at = app(api)
+    at.session_state[CURRENT_KEY] = assessment_id
+    open_page(at, "run")
+    assert at.selectbox(key="run.selected").value == assessment_id
+    assert any("to cancel" in str(s.value) for s in at.subheader)
+    assert at.get("progress"), "a progress bar is shown"
+    at.button(key="run.cancel").click().run()
+    detail = httpx.get(f"{api.url}/assessments/{assessment_id}", headers=headers(api)).json()
+    assert detail["status"] == "cancelled"
+    assert "cancelled" in texts(at.warning)
+
+
+def test_history_filters(api: Service) -> None:
+    _queued(api, "history alpha")
+    _queued(api, "history beta")
+    at = open_page(app(api), "history")
+    at.text_input(key="history.text").input("history al").run()
+    names = at.dataframe[0].value["name"].tolist()
+    assert names == ["history alpha"]
+    at.multiselect(key="history.status").set_value(["succeeded"]).run()
+    assert "No assessment matches" in texts(at.info)
+
+
+# -- results, compare (need the worker) -----------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_results_page_heatmap_and_drill_down(api: Service, finished: list[dict]) -> None:
+    assessment_id = finished[0]["id"]
+    at = app(api)
+    at.session_state[CURRENT_KEY] = assessment_id
+    open_page(at, "results")
+    assert at.selectbox(key="results.selected").value == assessment_id
+    chart = at.get("plotly_chart")
+    assert chart, "the heatmap is drawn"
+    import json
+
+    figure = json.loads(chart[0].proto.spec)
+    heat = figure["data"][0]
+    assert heat["type"] == "heatmap" and heat["zmid"] == 0
+    assert heat["y"] == ["adversarial_training"]
+    assert heat["x"] == ["evasion (pgd)", "discriminatory_behavior (subgroup_metrics)"]
+    # Intended cell (adversarial training targets evasion) is outlined.
+    assert [s["x0"] for s in figure["layout"]["shapes"]] == [-0.5]
+    # Drill-down of the intended cell: per-seed values for both seeds, the threat model, the accuracy cost.
+    at.selectbox(key="results.column").set_value("evasion (pgd)").run()
+    assert "adversarial_training x evasion (pgd)" in texts(at.subheader)
+    per_seed = at.dataframe[1].value
+    assert sorted(set(per_seed["seed"])) == [0, 1]
+    assert "Threat model" in texts(at.markdown)
+    labels = [m.label for m in at.metric]
+    assert "Accuracy cost" in labels
+    # Baseline and policy verdict tables.
+    assert "Policy verdicts" in texts(at.header)
+    verdicts = at.dataframe[-1].value["verdict"].tolist()
+    assert len(verdicts) == 2 and all(v.split()[-1] in ("pass", "fail", "inconclusive", "run") for v in verdicts)
+    assert [b.label for b in at.get("download_button")] == ["HTML report", "PDF report", "JSON results", "JUnit XML"]
+
+
+@pytest.mark.integration
+def test_compare_page_side_by_side(api: Service, finished: list[dict]) -> None:
+    at = app(api)
+    open_page(at, "compare")
+    at.selectbox(key="compare.a").set_value(finished[0]["id"])
+    at.selectbox(key="compare.b").set_value(finished[1]["id"]).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2
+    table = at.dataframe[-1].value
+    assert list(table["row"]) == ["adversarial_training", "adversarial_training"]
+    assert {"A: change", "B: change", "B - A"} <= set(table.columns)
