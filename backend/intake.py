@@ -121,11 +121,14 @@ def validate_model(spec: dict[str, Any], weights_path: Path) -> ModelInfo:
             415,
         )
     from amulet.exceptions import ModelSpecError, UnsafeModelFileError
-    from amulet.io import load_model, read_spec
+    from amulet.io import build_model, load_model, read_spec
 
     try:
         arch = read_spec(spec)
-    except (ModelSpecError, ValueError) as exc:
+        build_model(arch, device="meta")  # the registry check: known architecture, valid config
+    except (RuntimeError, NotImplementedError):
+        pass  # a factory that cannot build on the meta device: load_model checks it below
+    except (ModelSpecError, ValueError, TypeError) as exc:
         raise IntakeError("spec", f"The architecture spec is invalid: {exc}") from exc
     try:
         model = load_model(arch, weights_path)

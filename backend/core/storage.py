@@ -31,7 +31,10 @@ class UploadTooLargeError(ValueError):
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        super().__init__(f"The upload is larger than the limit of {limit} bytes (AMULET_MAX_UPLOAD_BYTES).")
+        super().__init__(
+            f"The upload is larger than the limit of {limit} bytes (AMULET_MAX_UPLOAD_BYTES). "
+            "Upload a smaller file or ask the operator to raise the limit."
+        )
 
 
 def file_sha256(path: Path) -> str:

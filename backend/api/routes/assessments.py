@@ -152,6 +152,18 @@ def cancel_assessment(assessment_id: str, session: SessionDep, token: CurrentTok
     return AssessmentPublic.model_validate(row)
 
 
+@router.delete("/{assessment_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_assessment(assessment_id: str, session: SessionDep, token: CurrentToken) -> None:
+    """Delete a finished or cancelled assessment with its cells, events and reports; 409 while it is active."""
+    row = _get_or_404(session, token.project_id, assessment_id)
+    if row.status in ("queued", "running", "finalizing"):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"The assessment is {row.status}; cancel it before deleting it.")
+    for report in crud.list_reports(session, assessment_id=row.id):
+        Path(report.path).unlink(missing_ok=True)
+    session.delete(row)  # cells, trainings, metric values, events and reports go with it (ON DELETE CASCADE)
+    session.commit()
+
+
 def _report_file(session: SessionDep, row: Assessment, fmt: str) -> Path:
     for report in crud.list_reports(session, assessment_id=row.id):
         if report.format == fmt and Path(report.path).is_file():

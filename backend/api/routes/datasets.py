@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 
 from backend import crud
 from backend.api.deps import CurrentToken, SessionDep, SettingsDep, StoreDep
+from backend.core.storage import UploadTooLargeError
 from backend.intake import IntakeError, dataset_format, validate_dataset
 from backend.models import new_id
 from backend.schemas import BuiltinDatasetPublic, DatasetPublic, DatasetsPublic
@@ -58,6 +59,9 @@ def upload_dataset(
     except IntakeError as exc:
         store.discard(directory)
         raise HTTPException(exc.status_code, {"field": exc.field, "message": exc.message}) from exc
+    except UploadTooLargeError as exc:
+        store.discard(directory)
+        raise HTTPException(413, {"field": "file", "message": str(exc)}) from exc
     except BaseException:
         store.discard(directory)
         raise

@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 
 from backend import crud
 from backend.api.deps import CurrentToken, SessionDep, SettingsDep, StoreDep
+from backend.core.storage import UploadTooLargeError
 from backend.intake import IntakeError, parse_architecture_spec, validate_model, weights_format
 from backend.models import new_id
 from backend.schemas import ModelPublic, ModelsPublic
@@ -49,6 +50,11 @@ def upload_model(
     except IntakeError as exc:
         store.discard(directory)
         raise HTTPException(exc.status_code, {"field": exc.field, "message": exc.message}) from exc
+    except UploadTooLargeError as exc:
+        store.discard(directory)
+        raise HTTPException(
+            413, {"field": "weights", "message": str(exc)}
+        ) from exc
     except BaseException:
         store.discard(directory)
         raise
