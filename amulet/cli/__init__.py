@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "amulet.cli._datasets",
     "amulet.cli._demo",
     "amulet.cli._export",
+    "amulet.cli._service",
 )
 
 for _module in _COMMAND_MODULES:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings, database_url
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 DEFAULT_PROJECT = "default"
+_MIGRATION_LOCK = 0x616D756C6574  # "amulet"
 
 _lock = threading.Lock()
 _engines: dict[str, tuple[Engine, sessionmaker[Session]]] = {}
@@ -111,6 +112,9 @@ def run_migrations(settings: Settings) -> None:
     config.set_main_option("script_location", str(ALEMBIC_INI.parent / "alembic"))
     engine = get_engine(settings)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # One migrator at a time when the API and the workers start together.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
