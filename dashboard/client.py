@@ -267,7 +267,7 @@ class ApiClient:
         body: dict[str, Any] = {"spec": dict(spec)}
         if name:
             body["name"] = name
-        return dict(self._json("POST", "/assessments", json=body))
+        return dict(self._json("POST", "/assessments", json=body, timeout=self.timeout * 4))
 
     def list_assessments(self, *, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """``GET /assessments``: the project's assessments, newest first."""

@@ -33,15 +33,18 @@ if not shown:
     st.info("No assessment matches." if assessments else "No assessment yet.")
     st.stop()
 
-event = st.dataframe(
-    history_rows(shown),
-    hide_index=True,
-    width="stretch",
-    key="history.table",
-    on_select="rerun",
-    selection_mode="multi-row",
+st.dataframe(history_rows(shown), hide_index=True, width="stretch", key="history.table")
+by_id = {a["id"]: a for a in shown}
+picked = st.multiselect(
+    "Select assessments",
+    list(by_id),
+    key="history.pick",
+    format_func=lambda i: (
+        f"{by_id[i].get('name')} · {by_id[i].get('status')} · "
+        f"{str(by_id[i].get('created_at', ''))[:16].replace('T', ' ')} · {i[:8]}"
+    ),
+    help="Pick one to open it, or several to delete them.",
 )
-picked = [shown[i]["id"] for i in (event.selection.rows if event is not None else [])]
 if picked:
     cols = st.columns(3)
     if len(picked) == 1:
@@ -66,10 +69,11 @@ if picked:
             except ApiError as exc:
                 failed.append(f"{assessment_id[:8]}: {exc.message}")
         st.session_state.pop("history.confirm", None)
+        st.session_state.pop("history.pick", None)
         st.session_state["history.flash"] = (deleted, failed)
         st.rerun()
 else:
-    st.caption("Select rows to open or delete them.")
+    st.caption("Select assessments to open or delete them.")
 
 flash = st.session_state.pop("history.flash", None)
 if flash:

@@ -86,7 +86,7 @@ def test_upload_census_csv_with_label_and_sensitive_columns(api: Service, census
     at.text_input(key="data.name").input("census small")
     at.button(key="data.upload").click().run()
     assert "Uploaded dataset census small" in texts(at.success), texts(at.error)
-    listed = httpx.get(f"{api.url}/datasets", headers=headers(api)).json()["data"]
+    listed = httpx.get(f"{api.url}/datasets", headers=headers(api), timeout=60).json()["data"]
     row = next(d for d in listed if d["name"] == "census small")
     assert row["label"] == "income" and row["sensitive"] == ["race", "sex"] and row["n_rows"] == 1200
 
@@ -197,7 +197,7 @@ def test_launch_creates_an_assessment_and_opens_run(api: Service) -> None:
     at.button(key="new.launch").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assessment_id = at.session_state[CURRENT_KEY]
-    detail = httpx.get(f"{api.url}/assessments/{assessment_id}", headers=headers(api)).json()
+    detail = httpx.get(f"{api.url}/assessments/{assessment_id}", headers=headers(api), timeout=60).json()
     assert detail["name"] == "dashboard quick"
     assert detail["n_cells"] == 8 and detail["n_trainings"] == 4
     assert any("dashboard quick" in str(s.value) for s in at.subheader)  # the Run page shows it
@@ -234,7 +234,7 @@ def test_spec_rejected_by_the_api_is_explained(api: Service) -> None:
 
 def _queued(api: Service, name: str) -> str:
     spec = {**QUICK_SPEC, "name": name}
-    response = httpx.post(f"{api.url}/assessments", json={"spec": spec}, headers=headers(api))
+    response = httpx.post(f"{api.url}/assessments", json={"spec": spec}, headers=headers(api), timeout=120)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
 
@@ -248,7 +248,7 @@ def test_run_page_shows_progress_and_cancels(api: Service) -> None:
     assert any("to cancel" in str(s.value) for s in at.subheader)
     assert at.get("progress"), "a progress bar is shown"
     at.button(key="run.cancel").click().run()
-    detail = httpx.get(f"{api.url}/assessments/{assessment_id}", headers=headers(api)).json()
+    detail = httpx.get(f"{api.url}/assessments/{assessment_id}", headers=headers(api), timeout=60).json()
     assert detail["status"] == "cancelled"
     assert "cancelled" in texts(at.warning)
 
@@ -311,3 +311,29 @@ def test_compare_page_side_by_side(api: Service, finished: list[dict]) -> None:
     table = at.dataframe[-1].value
     assert list(table["row"]) == ["adversarial_training", "adversarial_training"]
     assert {"A: change", "B: change", "B - A"} <= set(table.columns)
+
+
+def test_history_delete_cancels_and_deletes(api: Service) -> None:
+    doomed = [_queued(api, "history doomed 1"), _queued(api, "history doomed 2")]
+    keep = _queued(api, "history keep")
+    at = open_page(app(api), "history")
+    at.multiselect(key="history.pick").set_value(doomed).run()
+    assert at.button(key="history.delete").disabled  # needs the confirmation
+    at.checkbox(key="history.confirm").check().run()
+    at.button(key="history.delete").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Deleted 2 assessment(s)." in texts(at.success), texts(at.error)
+    for assessment_id in doomed:
+        assert httpx.get(f"{api.url}/assessments/{assessment_id}", headers=headers(api), timeout=60).status_code == 404
+    assert httpx.get(f"{api.url}/assessments/{keep}", headers=headers(api), timeout=60).status_code == 200
+    names = at.dataframe[0].value["name"].tolist()
+    assert "history keep" in names and "history doomed 1" not in names
+
+
+def test_history_open_results_switches_page(api: Service) -> None:
+    assessment_id = _queued(api, "history open")
+    at = open_page(app(api), "history")
+    at.multiselect(key="history.pick").set_value([assessment_id]).run()
+    at.button(key="history.progress").click().run()
+    assert at.session_state[CURRENT_KEY] == assessment_id
+    assert any("history open" in str(s.value) for s in at.subheader)
