@@ -24,7 +24,7 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -251,7 +251,7 @@ def load_lfw(
         An :class:`AmuletDataset` (modality ``"tabular"``: flat vectors), ``sensitive_columns`` named after
         the attributes (``gender`` reported as ``"sex"``, as upstream).
     """
-    choices = [Options({"age", "gender", "race"})]
+    choices: list[Any] = [Options({"age", "gender", "race"})]
     for name, value in (("target", target), ("attribute_1", attribute_1), ("attribute_2", attribute_2)):
         check_param("load_lfw", name, value, choices)
     check_param("load_lfw", "test_size", test_size, [Interval(float, 0, 1, closed="neither")])
@@ -315,7 +315,7 @@ def load_utkface(
     Returns:
         An :class:`AmuletDataset` with images (n, 3, image_size, image_size), ``z`` = [attribute_1, attribute_2].
     """
-    choices = [Options({"age", "gender", "race"})]
+    choices: list[Any] = [Options({"age", "gender", "race"})]
     for name, value in (("target", target), ("attribute_1", attribute_1), ("attribute_2", attribute_2)):
         check_param("load_utkface", name, value, choices)
     check_param("load_utkface", "test_size", test_size, [Interval(float, 0, 1, closed="neither")])

@@ -33,7 +33,7 @@ __all__ = ["load_cifar10", "load_cifar100", "load_fmnist", "load_mnist", "read_c
 
 logger = logging.getLogger("amulet.datasets")
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: Path | str) -> np.ndarray:

