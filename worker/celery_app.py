@@ -28,7 +28,7 @@ def create_celery_app(settings: Settings) -> Celery:
         "unacked_restore_throttle": 1,
     }
     if settings.resolved_broker_url.startswith("sqla+"):
-        transport_options = {"polling_interval": 0.5}
+        transport_options = {}  # kombu's SQLAlchemy transport hands its options to create_engine
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -41,7 +41,6 @@ def create_celery_app(settings: Settings) -> Celery:
         task_soft_time_limit=int(settings.task_time_limit * 0.95),
         task_track_started=True,
         broker_transport_options=transport_options,
-        result_backend_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         result_expires=7 * 24 * 3600,
         result_chord_retry_interval=1.0,
