@@ -41,6 +41,7 @@ def load_entry(entry: str) -> Any:
             if spec is None or spec.loader is None:
                 raise ModelSpecError(f"Cannot import {str(path)!r}.")
             module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
             spec.loader.exec_module(module)
         else:
             if "" not in sys.path and str(Path.cwd()) not in sys.path:

@@ -146,14 +146,37 @@ def load_model(
                 "architecture spec: the weights file is not the one the spec was written for."
             )
     state = read_weights(weights_path, max_bytes=max_bytes)
-    model = build_model(resolved)
-    check_weights(model, state, architecture=resolved.architecture)
-    expected = model.state_dict()
-    model.load_state_dict({key: value.to(expected[key].dtype) for key, value in state.items()}, strict=True)
+    model = _build_and_load(resolved, state)
     model.eval()
     if check_forward:
         _check_forward(model, resolved)
     return model.to(device)
+
+
+def _build_and_load(spec: ArchitectureSpec, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Build the architecture and load ``state`` into it (checked first).
+
+    The model is built on the ``meta`` device and the loaded tensors are assigned to it, which skips the
+    random initialisation the weights would overwrite anyway; architectures that cannot be built that way
+    (or keep tensors outside their state dict) are built normally.
+    """
+    try:
+        model = build_model(spec, device="meta")
+    except (RuntimeError, NotImplementedError):
+        model = None
+    if model is not None:
+        check_weights(model, state, architecture=spec.architecture)
+        expected = model.state_dict()
+        cast = {key: value.to(expected[key].dtype).contiguous() for key, value in state.items()}
+        model.load_state_dict(cast, strict=True, assign=True)
+        tensors = [*model.parameters(), *model.buffers()]
+        if not any(t.is_meta for t in tensors):
+            return model
+    model = build_model(spec)
+    check_weights(model, state, architecture=spec.architecture)
+    expected = model.state_dict()
+    model.load_state_dict({key: value.to(expected[key].dtype) for key, value in state.items()}, strict=True)
+    return model
 
 
 def _check_forward(model: nn.Module, spec: ArchitectureSpec) -> None:

@@ -45,7 +45,7 @@ def test_vgg_capacities_are_vgg11_to_19(capacity, n_convs):
 def test_resnet_m1_is_resnet34():
     model = initialize_model("resnet", "m1", 3, 10)
     assert isinstance(model, ResNet) and model.size == "resnet34" and model.replace_first
-    assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert model.eval()(torch.zeros(2, 3, 8, 8)).shape == (2, 10)
     assert [DEFAULT_CAPACITY_MAP["resnet"][c] for c in CAPACITIES] == ["resnet34", "resnet50", "resnet101", "resnet152"]
 
 
