@@ -24,7 +24,15 @@ from amulet.assess._spec import DatasetSpec, ModelSpec
 from amulet.utils._seeding import derive_seed, numpy_rng
 from amulet.utils._tensordata import TensorData
 
-__all__ = ["DataBundle", "architecture_spec", "load_bundle", "make_model_factory", "split_for_seed", "tensor_sha256"]
+__all__ = [
+    "DataBundle",
+    "architecture_spec",
+    "load_bundle",
+    "make_model_factory",
+    "split_for_seed",
+    "split_indices",
+    "tensor_sha256",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +187,9 @@ def load_bundle(spec: DatasetSpec) -> DataBundle:
     return bundle
 
 
-def split_for_seed(bundle: DataBundle, seed: int, member_fraction: float) -> tuple[TensorData, TensorData]:
-    """The (member, adversary) rows of the train split for ``seed``: disjoint, seeded, stratified by label."""
+def split_indices(bundle: DataBundle, seed: int, member_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions (in the train split) of the member and adversary rows for ``seed``: disjoint, seeded,
+    stratified by label, together covering the whole train split."""
     rng = numpy_rng(derive_seed(seed, "member-adversary-split"))
     y = bundle.train.y.numpy()
     member: list[np.ndarray] = []
@@ -190,8 +199,12 @@ def split_for_seed(bundle: DataBundle, seed: int, member_fraction: float) -> tup
         cut = round(member_fraction * len(idx))
         member.append(idx[:cut])
         adversary.append(idx[cut:])
-    m = np.sort(np.concatenate(member))
-    a = np.sort(np.concatenate(adversary))
+    return np.sort(np.concatenate(member)), np.sort(np.concatenate(adversary))
+
+
+def split_for_seed(bundle: DataBundle, seed: int, member_fraction: float) -> tuple[TensorData, TensorData]:
+    """The (member, adversary) rows of the train split for ``seed`` (see :func:`split_indices`)."""
+    m, a = split_indices(bundle, seed, member_fraction)
     return bundle.train.subset(m), bundle.train.subset(a)
 
 

@@ -706,4 +706,9 @@ def results_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://amulet.dev/schemas/assessment-results-v{RESULTS_SCHEMA_VERSION}.json"
     schema["title"] = "Amulet assessment results"
+    schema["properties"]["$schema"] = {"type": "string", "description": "URI of this schema."}
+    # NaN ("not measured") is written as null.
+    schema["$defs"]["CellResult"]["properties"]["metrics"]["additionalProperties"] = {
+        "anyOf": [{"type": "number"}, {"type": "null"}]
+    }
     return schema
