@@ -11,10 +11,11 @@ Example:
     ...     _parameter_constraints = {"portion": [Interval(float, 0, 1, closed="right")]}
     ...     def __init__(self, portion): self.portion = portion
     >>> validate_params(Thing(0.5))
-    >>> validate_params(Thing(2.0))
-    Traceback (most recent call last):
-    ...
-    amulet.exceptions.InvalidParameterError: The 'portion' parameter of Thing must be a float in the range (0, 1]. Got 2.0 instead.
+    >>> try:
+    ...     validate_params(Thing(2.0))
+    ... except ValueError as error:
+    ...     print(error)
+    The 'portion' parameter of Thing must be a float in the range (0, 1]. Got 2.0 instead.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Literal
 
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
 
-__all__ = ["Callable_", "InstanceOf", "Interval", "Options", "check_param", "validate_params", "validated"]
+__all__ = ["IsCallable", "InstanceOf", "Interval", "Options", "check_param", "validate_params", "validated"]
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,11 @@ class Interval:
             return False
         if value != value:  # NaN
             return False
-        if self.low is not None:
-            if value < self.low or (value == self.low and self.closed in ("right", "neither")):
-                return False
-        if self.high is not None:
-            if value > self.high or (value == self.high and self.closed in ("left", "neither")):
-                return False
-        return True
+        low_open = self.closed in ("right", "neither")
+        high_open = self.closed in ("left", "neither")
+        if self.low is not None and (value < self.low or (value == self.low and low_open)):
+            return False
+        return not (self.high is not None and (value > self.high or (value == self.high and high_open)))
 
     def describe(self) -> str:
         name = "an int" if self.kind is int else "a float"
@@ -100,7 +99,7 @@ class InstanceOf:
 
 
 @dataclass(frozen=True)
-class Callable_:
+class IsCallable:
     """Any callable."""
 
     def accepts(self, value: Any) -> bool:
@@ -110,7 +109,7 @@ class Callable_:
         return "a callable"
 
 
-Constraint = Interval | Options | InstanceOf | Callable_ | None
+Constraint = Interval | Options | InstanceOf | IsCallable | None
 
 
 def _accepts(constraint: Constraint, value: Any) -> bool:
@@ -155,3 +154,6 @@ def validated(method: Callable[..., Any]) -> Callable[..., Any]:
         return method(self, *args, **kwargs)
 
     return wrapper
+
+
+Callable_ = IsCallable

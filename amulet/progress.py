@@ -99,7 +99,9 @@ class Progress:
         completed = state.completed if state else 0
         total = state.total if state else None
         elapsed = time.monotonic() - state.started if state else 0.0
-        self.emit(ProgressEvent("finish", key, completed, total, state.description if state else key, info, elapsed, 0.0))
+        self.emit(
+            ProgressEvent("finish", key, completed, total, state.description if state else key, info, elapsed, 0.0)
+        )
 
     def track(self, iterable: Iterable[T], key: str, total: int | None = None, description: str = "") -> Iterator[T]:
         """Yield from ``iterable``, advancing ``key`` after each item and finishing at the end."""
@@ -150,7 +152,9 @@ class TqdmProgress(Progress):
             if bar is not None:
                 bar.n = event.completed
                 if event.info:
-                    bar.set_postfix({k: v for k, v in event.info.items() if isinstance(v, (int, float, str))}, refresh=False)
+                    bar.set_postfix(
+                        {k: v for k, v in event.info.items() if isinstance(v, (int, float, str))}, refresh=False
+                    )
                 bar.refresh()
         else:
             bar = self._bars.pop(event.key, None)

@@ -107,7 +107,9 @@ def _compose(transforms: list[BatchTransform]) -> BatchTransform | None:
     if len(transforms) == 1:
         return transforms[0]
 
-    def composed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def composed(
+        model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         for t in transforms:
             x, y = t(model, x, y, gen)
         return x, y

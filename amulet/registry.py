@@ -116,7 +116,9 @@ class RiskInfo:
         for m in self.headline_metrics:
             if m.key == key:
                 return m
-        raise KeyError(f"Risk {self.key!r} has no headline metric {key!r}; it has {[m.key for m in self.headline_metrics]}.")
+        raise KeyError(
+            f"Risk {self.key!r} has no headline metric {key!r}; it has {[m.key for m in self.headline_metrics]}."
+        )
 
 
 @dataclass(frozen=True)
@@ -364,7 +366,5 @@ def catalog() -> dict[str, Any]:
             }
             for d in _DEFENSES.values()
         ],
-        "metrics": [
-            {"key": m.key, "name": m.name, "risk": m.risk, "summary": m.summary} for m in _METRICS.values()
-        ],
+        "metrics": [{"key": m.key, "name": m.name, "risk": m.risk, "summary": m.summary} for m in _METRICS.values()],
     }

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Settings", "get_settings"]
 
@@ -75,7 +78,7 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        if value != "auto" and not value.split(":")[0] in {"cpu", "cuda", "mps"}:
+        if value != "auto" and value.split(":")[0] not in {"cpu", "cuda", "mps"}:
             raise ValueError(
                 f"The 'device' setting (AMULET_DEVICE) must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. "
                 f"Got {value!r} instead."
@@ -107,7 +110,7 @@ class Settings(BaseSettings):
         """Ed25519 key used to sign report manifests."""
         return self.signing_key_path or self.home / "keys" / "report-signing.pem"
 
-    def resolve_device(self) -> "torch.device":  # noqa: F821 - torch imported lazily
+    def resolve_device(self) -> torch.device:
         """Return the torch device this configuration asks for (``auto`` picks cuda when present)."""
         import torch
 

@@ -30,7 +30,7 @@ def demo_command(
     train = TensorData.from_numpy(data.x_train, data.y_train)
     test = TensorData.from_numpy(data.x_test, data.y_test)
 
-    def factory():  # noqa: ANN202
+    def factory():
         return initialize_model("linearnet", "m1", data.num_features, data.num_classes)
 
     recipe = Recipe(TrainConfig(epochs=epochs, batch_size=256, lr=1e-3))
@@ -39,7 +39,15 @@ def demo_command(
     clean = get_accuracy(model, test_loader, device)
     low, high = float(test.x.min()), float(test.x.max())
     adv_loader = EvasionPGD(
-        model, test_loader, device, 1024, epsilon=epsilon, iterations=20, step_size=epsilon / 8, clip_min=low, clip_max=high
+        model,
+        test_loader,
+        device,
+        1024,
+        epsilon=epsilon,
+        iterations=20,
+        step_size=epsilon / 8,
+        clip_min=low,
+        clip_max=high,
     ).attack()
     robust = get_accuracy(model, adv_loader, device)
     table = Table(title=f"census (UCI Adult): {len(train)} train / {len(test)} test rows, device {device}")
@@ -47,5 +55,7 @@ def demo_command(
     table.add_column("value", justify="right")
     table.add_row("clean accuracy", f"{clean:.2f}%")
     table.add_row(f"robust accuracy (PGD, L-inf eps={epsilon})", f"{robust:.2f}%")
-    table.add_row("majority-class rate", f"{100 * max(test.y.float().mean().item(), 1 - test.y.float().mean().item()):.2f}%")
+    table.add_row(
+        "majority-class rate", f"{100 * max(test.y.float().mean().item(), 1 - test.y.float().mean().item()):.2f}%"
+    )
     console.print(table)

@@ -11,7 +11,9 @@ __all__ = ["get_accuracy", "get_fidelity", "get_intermediate_features", "get_pre
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024, device: torch.device | str = "cpu") -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Logits of ``model`` (eval mode) on ``x``, computed in batches, returned on the CPU."""
     model.eval().to(device)
     outs = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
@@ -64,7 +66,8 @@ def get_intermediate_features(
     feats, targets, inputs = [], [], []
     for batch in data_loader:
         x, y = batch[0], batch[1]
-        hidden = model.get_hidden(x.to(device)) if hasattr(model, "get_hidden") else model(x.to(device))
+        get_hidden = getattr(model, "get_hidden", model)
+        hidden = get_hidden(x.to(device))
         feats.append(hidden.reshape(len(x), -1).float().cpu().numpy())
         targets.append(np.asarray(y).reshape(-1))
         inputs.append(x.cpu().numpy())

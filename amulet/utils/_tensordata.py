@@ -90,7 +90,11 @@ class TensorData:
             generator = torch.Generator()
             generator.manual_seed(0 if seed is None else int(seed))
         return DataLoader(
-            self.dataset(with_z=with_z), batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last
+            self.dataset(with_z=with_z),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            drop_last=drop_last,
         )
 
     @property

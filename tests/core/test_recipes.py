@@ -83,12 +83,14 @@ def test_batch_transform_is_applied_by_default_loop():
         seen.append(len(x))
         return x, y
 
-    Recipe(TrainConfig(epochs=1, batch_size=40), [BatchStage("b", transform=record)]).train(_factory, _data(100), seed=0)
+    Recipe(TrainConfig(epochs=1, batch_size=40), [BatchStage("b", transform=record)]).train(
+        _factory, _data(100), seed=0
+    )
     assert seen == [40, 40, 20]
 
 
 def test_two_loop_stages_are_rejected_with_names():
-    with pytest.raises(ValueError, match="'dp'.*'debias'"):
+    with pytest.raises(ValueError, match=r"'dp'.*'debias'"):
         Recipe(CONFIG, [LoopStage("dp"), LoopStage("debias")])
 
 
@@ -96,9 +98,10 @@ def test_key_changes_with_everything_that_determines_the_model():
     base = Recipe(CONFIG).key
     assert Recipe(CONFIG).key == base
     assert Recipe(TrainConfig(epochs=6, batch_size=32, lr=1e-2)).key != base
-    assert Recipe(CONFIG, [BatchStage("adv", params={"epsilon": 0.1})]).key != Recipe(
-        CONFIG, [BatchStage("adv", params={"epsilon": 0.2})]
-    ).key
+    assert (
+        Recipe(CONFIG, [BatchStage("adv", params={"epsilon": 0.1})]).key
+        != Recipe(CONFIG, [BatchStage("adv", params={"epsilon": 0.2})]).key
+    )
 
 
 def test_train_model_skips_a_final_batch_of_one_with_batchnorm():

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from amulet._validation import Callable_, InstanceOf, Interval, Options, check_param, validate_params, validated
+from amulet._validation import InstanceOf, Interval, IsCallable, Options, check_param, validate_params, validated
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
 
 
@@ -11,7 +11,7 @@ class _Thing:
         "portion": [Interval(float, 0, 1, closed="right")],
         "k": [Interval(int, 1, None)],
         "mode": [Options({"a", "b"})],
-        "fn": [Callable_(), None],
+        "fn": [IsCallable(), None],
     }
 
     def __init__(self, portion=0.5, k=3, mode="a", fn=None):
