@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
 
-__all__ = ["IsCallable", "InstanceOf", "Interval", "Options", "check_param", "validate_params", "validated"]
+__all__ = ["InstanceOf", "IsCallable", "Interval", "Options", "check_param", "validate_params", "validated"]
 
 
 @dataclass(frozen=True)
