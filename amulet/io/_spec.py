@@ -16,7 +16,7 @@ from amulet.exceptions import InvalidParameterError, ModelSpecError
 __all__ = ["FORMAT_VERSION", "ArchitectureSpec", "build_model", "read_spec", "spec_from_model"]
 
 #: Version of the spec format this Amulet writes and reads.
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 #: Largest spec file read (a spec is a few hundred bytes; this guards against being handed a weights file).
 MAX_SPEC_BYTES = 1 << 20
 _RESERVED = ("num_classes", "input_shape")

@@ -91,6 +91,9 @@ class ArchitectureInfo:
         return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
+#: Alternative names accepted wherever an architecture name is (``initialize_model`` calls SimpleCNN "cnn").
+ALIASES: dict[str, str] = {"cnn": "simplecnn"}
+
 _REGISTRY: dict[str, ArchitectureInfo] = {}
 _ENTRY_POINT_ERRORS: dict[str, str] = {}
 _LOCK = threading.RLock()
@@ -172,14 +175,17 @@ def architectures() -> list[str]:
 
 
 def get_architecture(name: str) -> ArchitectureInfo:
-    """The :class:`ArchitectureInfo` registered as ``name`` (case-insensitive).
+    """The :class:`ArchitectureInfo` registered as ``name`` (case-insensitive; ``"cnn"`` means ``"simplecnn"``).
 
     Raises:
         InvalidParameterError: no such architecture; the message lists the known ones (or, for an operator's
             entry point that failed to import, why).
     """
     _load_entry_points()
-    key = name.strip().lower() if isinstance(name, str) else name
+    if not isinstance(name, str):
+        raise InvalidParameterError(UNKNOWN_ARCHITECTURE_MESSAGE.format(name=name, known=", ".join(architectures())))
+    key = name.strip().lower()
+    key = ALIASES.get(key, key) if key not in _REGISTRY else key
     with _LOCK:
         if key in _REGISTRY:
             return _REGISTRY[key]

@@ -129,15 +129,16 @@ def initialize_model(
 
     model: nn.Module
     if arch == "linearnet":
+        n_features: Any = num_features
         if isinstance(num_features, Sequence) and not isinstance(num_features, (str, bytes)):
-            num_features = math.prod(num_features)
-        if input_shape is not None and math.prod(input_shape) != num_features:
+            n_features = math.prod(num_features)
+        if input_shape is not None and math.prod(input_shape) != n_features:
             raise InvalidParameterError(
                 PARAM_MESSAGE.format(
-                    name="input_shape", owner=owner, expected=f"a shape of {num_features} features", value=input_shape
+                    name="input_shape", owner=owner, expected=f"a shape of {n_features} features", value=input_shape
                 )
             )
-        model = LinearNet(num_features, num_classes, hidden_layer_sizes=list(value), batch_norm=batch_norm)
+        model = LinearNet(n_features, num_classes, hidden_layer_sizes=list(value), batch_norm=batch_norm)
     elif arch in _IMAGE_ARCHS:
         channels, height, width = _image_shape(arch, num_features, input_shape)
         if arch == "cnn":

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_builtins_are_registered():
     assert {"linearnet", "resnet", "simplecnn", "vgg"} <= set(architectures())
     assert get_architecture("VGG").source == "builtin"
+    assert get_architecture("cnn").name == "simplecnn"  # initialize_model's name for SimpleCNN
 
 
 def test_create_model_builds_each_builtin_from_input_shape():
