@@ -145,25 +145,25 @@ def load_model(
                 f"The weights' SHA-256 {actual} differs from weights_sha256 {resolved.weights_sha256} in the "
                 "architecture spec: the weights file is not the one the spec was written for."
             )
+    try:  # the registry check comes first: a bad spec is reported before the weights are read
+        meta_model: nn.Module | None = build_model(resolved, device="meta")
+    except (RuntimeError, NotImplementedError):  # a factory that cannot build on the meta device
+        meta_model = None
     state = read_weights(weights_path, max_bytes=max_bytes)
-    model = _build_and_load(resolved, state)
+    model = _build_and_load(resolved, state, meta_model)
     model.eval()
     if check_forward:
         _check_forward(model, resolved)
     return model.to(device)
 
 
-def _build_and_load(spec: ArchitectureSpec, state: dict[str, torch.Tensor]) -> nn.Module:
-    """Build the architecture and load ``state`` into it (checked first).
+def _build_and_load(spec: ArchitectureSpec, state: dict[str, torch.Tensor], model: nn.Module | None) -> nn.Module:
+    """Load ``state`` (checked first) into the architecture, given ``model`` built on the meta device.
 
-    The model is built on the ``meta`` device and the loaded tensors are assigned to it, which skips the
-    random initialisation the weights would overwrite anyway; architectures that cannot be built that way
-    (or keep tensors outside their state dict) are built normally.
+    The loaded tensors are assigned to the meta-device model, which skips the random initialisation the
+    weights would overwrite anyway; architectures that cannot be built that way (``model`` is ``None``) or
+    keep tensors outside their state dict are built normally.
     """
-    try:
-        model = build_model(spec, device="meta")
-    except (RuntimeError, NotImplementedError):
-        model = None
     if model is not None:
         check_weights(model, state, architecture=spec.architecture)
         expected = model.state_dict()

@@ -151,6 +151,8 @@ def build_model(spec: ArchitectureSpec | Mapping[str, Any] | str | Path, *, devi
         raise ModelSpecError(f"Invalid architecture spec for {spec.architecture!r}: {exc}") from exc
     except TypeError as exc:
         raise ModelSpecError(f"Invalid architecture spec for {spec.architecture!r}: {exc}.") from exc
+    except FileNotFoundError as exc:  # e.g. resnet with pretrained=true and no cached ImageNet weights
+        raise ModelSpecError(f"Cannot build architecture {spec.architecture!r} from the spec: {exc}") from exc
 
 
 def spec_from_model(

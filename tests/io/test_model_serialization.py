@@ -249,3 +249,10 @@ def test_loading_leaves_the_global_rng_alone(saved_linearnet):
     torch.manual_seed(123)
     load_model(*saved_linearnet)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_spec_asking_for_missing_pretrained_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    spec = {"architecture": "resnet", "config": {"pretrained": True}, "input_shape": [3, 8, 8], "num_classes": 2}
+    with pytest.raises(ModelSpecError, match="not in the local torch hub cache"):
+        load_model(spec, tmp_path / "any.safetensors")
