@@ -1,36 +1,248 @@
 """Registry entries of the membership inference risk (P1): the risk, its attacks, defenses and metrics."""
 
-from amulet.registry import HeadlineMetric, RiskInfo, register_risk
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from amulet.membership_inference.attacks import LiRA
+from amulet.membership_inference.defenses import DPSGD
+from amulet.membership_inference.defenses._dpsgd import dp_sgd_loop
+from amulet.membership_inference.metrics import compute_mi_metrics
+from amulet.registry import (
+    AttackInfo,
+    DefenseInfo,
+    HeadlineMetric,
+    MetricInfo,
+    RiskInfo,
+    ThreatModel,
+    register_attack,
+    register_defense,
+    register_metric,
+    register_risk,
+)
+
+if TYPE_CHECKING:
+    from amulet.recipes import LoopStage
+    from amulet.registry import CellContext
+    from amulet.utils import TensorData
 
 RISK = register_risk(
     RiskInfo(
-        key='membership_inference',
-        code='P1',
-        name='Membership inference',
-        category='privacy',
-        description='Inferring whether a record was in the training data.',
+        key="membership_inference",
+        code="P1",
+        name="Membership inference",
+        category="privacy",
+        description="Inferring whether a record was in the training data.",
         headline_metrics=(
-        HeadlineMetric(
-            key='auc',
-            name='AUC',
-            higher_is_riskier=True,
-            unit='',
-            description='Area under the ROC curve of the membership scores.',
+            HeadlineMetric(
+                key="auc",
+                name="AUC",
+                higher_is_riskier=True,
+                unit="",
+                description="Area under the ROC curve of the membership scores.",
+            ),
+            HeadlineMetric(
+                key="tpr_at_fpr",
+                name="TPR at 1% FPR",
+                higher_is_riskier=True,
+                unit="",
+                description="True-positive rate at a 1% false-positive rate.",
+            ),
+            HeadlineMetric(
+                key="balanced_acc",
+                name="Balanced accuracy",
+                higher_is_riskier=True,
+                unit="",
+                description="Best balanced accuracy over thresholds.",
+            ),
         ),
-        HeadlineMetric(
-            key='tpr_at_fpr',
-            name='TPR at 1% FPR',
-            higher_is_riskier=True,
-            unit='',
-            description='True-positive rate at a 1% false-positive rate.',
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# LiRA
+
+
+class LiRAParams(BaseModel):
+    """Parameters of the ``lira`` attack in an assessment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_shadow: int = Field(default=8, ge=2, le=256, description="Number of shadow models.")
+    pkeep: float = Field(
+        default=0.5, gt=0, lt=1, description="Fraction of the shadows each candidate record is a member of."
+    )
+    max_members: int = Field(
+        default=2500,
+        ge=10,
+        le=1_000_000,
+        description="At most this many training rows (and as many adversary rows) are candidates.",
+    )
+    scores: Literal["online", "offline"] = Field(
+        default="online", description="Which LiRA score gives the headline metrics (both are reported)."
+    )
+    fix_variance: bool = Field(
+        default=True, description="One global IN and OUT variance (recommended below 64 shadows)."
+    )
+    fpr_threshold: float = Field(default=0.01, gt=0, lt=1, description="FPR at which tpr_at_fpr is read.")
+
+
+def _subsample(data: TensorData, limit: int, seed: int) -> TensorData:
+    from amulet.utils import numpy_rng
+
+    if len(data) <= limit:
+        return data
+    return data.subset(numpy_rng(seed).choice(len(data), size=limit, replace=False))
+
+
+def run_lira(ctx: CellContext, params: LiRAParams) -> dict[str, float]:
+    """Layer-2 adapter of LiRA.
+
+    Candidates: ``m`` rows of ``ctx.member`` (members) and ``m`` rows of ``ctx.adversary`` (non-members),
+    ``m = min(max_members, |member|, |adversary|)``. Shadows are built with ``ctx.model_factory`` and
+    trained with ``ctx.recipe`` (a defended target gets defended shadows) on random ``pkeep`` fractions of
+    the candidates, so every candidate is IN for exactly ``round(pkeep * num_shadow)`` shadows (the online
+    setting of Carlini et al.). Shadows are cached in ``ctx.cache_dir / "lira"``.
+
+    Returns:
+        ``auc``, ``tpr_at_fpr``, ``balanced_acc`` (from the ``scores`` variant), ``tpr_at_0_1pct_fpr``,
+        ``threshold_score``, the same five with suffix ``_online`` and ``_offline``, and ``n_candidates``.
+    """
+    import numpy as np
+    import torch
+
+    from amulet.utils import TensorData, derive_seed
+
+    m = min(params.max_members, len(ctx.member), len(ctx.adversary))
+    if m < 2:
+        from amulet.exceptions import NotApplicableError
+
+        raise NotApplicableError("LiRA needs at least two training rows and two adversary rows.")
+    members = _subsample(ctx.member, m, derive_seed(ctx.seed, "lira", "members"))
+    outsiders = _subsample(ctx.adversary, m, derive_seed(ctx.seed, "lira", "outsiders"))
+    pool = TensorData(torch.cat([members.x, outsiders.x]), torch.cat([members.y, outsiders.y]))
+    num_classes = int(getattr(ctx.dataset, "num_classes", 0) or pool.num_classes)
+    attack = LiRA(
+        ctx.target,
+        np.arange(m),
+        "custom",
+        "custom",
+        pool,
+        "cell",
+        int(np.prod(ctx.input_shape)) if ctx.input_shape else int(pool.x[0].numel()),
+        max(num_classes, 2),
+        ctx.recipe.config.batch_size,
+        params.pkeep,
+        torch.nn.CrossEntropyLoss(),
+        params.num_shadow,
+        ctx.recipe.config.epochs,
+        ctx.device,
+        None if ctx.cache_dir is None else Path(ctx.cache_dir) / "lira",
+        0,
+        recipe=ctx.recipe,
+        model_factory=ctx.model_factory,
+        fix_variance=params.fix_variance,
+        seed=derive_seed(ctx.seed, "lira"),
+        progress=ctx.progress,
+    )
+    result = attack.attack()
+    out: dict[str, float] = {"n_candidates": float(2 * m)}
+    for variant in ("online", "offline"):
+        metrics = compute_mi_metrics(result[f"lira_{variant}_preds"], result["true_labels"], params.fpr_threshold)
+        for key, value in metrics.items():
+            out[f"{key}_{variant}"] = value
+            if variant == params.scores:
+                out[key] = value
+    return out
+
+
+register_attack(
+    AttackInfo(
+        key="lira",
+        code="P1",
+        name="Likelihood-ratio attack (LiRA)",
+        risk="membership_inference",
+        cls=LiRA,
+        params=LiRAParams,
+        threat_model=ThreatModel(
+            knowledge="black-box: the target's output logits; the architecture and the full training recipe "
+            "(optimizer, epochs, defenses) are known",
+            data="the candidate records: half of them the target's training rows, half the adversary's own rows "
+            "(disjoint from training); shadows train on random halves of the candidates (online LiRA)",
+            budget="num_shadow shadow models trained with the target's recipe; one query per candidate",
+            goal="tell which candidates were in the training set",
         ),
-        HeadlineMetric(
-            key='balanced_acc',
-            name='Balanced accuracy',
-            higher_is_riskier=True,
-            unit='',
-            description='Best balanced accuracy over thresholds.',
+        run=run_lira,
+        summary="Shadow models give per-record IN/OUT Gaussians of the logit-scaled confidence; the target's "
+        "confidence is scored by their likelihood ratio (online) or a one-sided OUT test (offline).",
+        reference="N. Carlini et al. Membership Inference Attacks From First Principles. IEEE S&P 2022.",
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DP-SGD
+
+
+class DPSGDParams(BaseModel):
+    """Parameters of the ``dp_sgd`` defense (a training-loop stage)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    noise_multiplier: float = Field(
+        default=1.0, ge=0, le=1000, description="Noise multiplier sigma: noise std relative to max_grad_norm."
+    )
+    max_grad_norm: float = Field(default=1.0, gt=0, le=1e6, description="Per-sample gradient clipping norm C.")
+    delta: float = Field(default=1e-5, gt=0, lt=1, description="Target delta of the reported epsilon.")
+    accountant: Literal["rdp", "prv", "gdp"] = Field(default="rdp", description="Opacus privacy accountant.")
+    max_physical_batch_size: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Largest physical batch (memory); None: no splitting."
+    )
+
+
+def make_dp_sgd_stage(params: DPSGDParams) -> LoopStage:
+    """A loop stage training with DP-SGD (Opacus); the model it returns carries ``privacy_epsilon_``."""
+    from amulet.recipes import LoopStage
+
+    return LoopStage(
+        defense="dp_sgd",
+        params=params.model_dump(),
+        train=dp_sgd_loop(
+            noise_multiplier=params.noise_multiplier,
+            max_grad_norm=params.max_grad_norm,
+            delta=params.delta,
+            accountant=params.accountant,
+            max_physical_batch_size=params.max_physical_batch_size,
         ),
-        ),
+    )
+
+
+register_defense(
+    DefenseInfo(
+        key="dp_sgd",
+        code="PD1",
+        name="DP-SGD",
+        targets=("membership_inference", "data_reconstruction"),
+        cls=DPSGD,
+        params=DPSGDParams,
+        make_stage=make_dp_sgd_stage,
+        summary="Per-sample gradient clipping and Gaussian noise on Poisson-sampled batches (Opacus); BatchNorm "
+        "is replaced by GroupNorm. The trained model carries the spent epsilon as `privacy_epsilon_` (and "
+        "`privacy_delta_`). Batch transforms of stacked defenses (adversarial training) are applied.",
+        reference="M. Abadi et al. Deep Learning with Differential Privacy. CCS 2016.",
+    )
+)
+
+register_metric(
+    MetricInfo(
+        key="compute_mi_metrics",
+        name="Membership inference AUC, balanced accuracy, TPR at low FPR",
+        risk="membership_inference",
+        func=compute_mi_metrics,
+        summary="ROC AUC, best balanced accuracy and TPR at 1% (and 0.1%) FPR of membership scores.",
     )
 )

@@ -1,3 +1,6 @@
 """Membership inference: defenses."""
 
-__all__: list[str] = []
+from amulet.membership_inference.defenses._base import MembershipInferenceDefense
+from amulet.membership_inference.defenses._dpsgd import DPSGD, DPTrainingResult, dp_train
+
+__all__ = ["DPSGD", "DPTrainingResult", "MembershipInferenceDefense", "dp_train"]

@@ -1,3 +1,5 @@
 """Membership inference: metrics."""
 
-__all__: list[str] = []
+from amulet.membership_inference.metrics._mi_metrics import compute_mi_metrics, roc_curve_points
+
+__all__ = ["compute_mi_metrics", "roc_curve_points"]
