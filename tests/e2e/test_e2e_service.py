@@ -1,0 +1,166 @@
+"""The whole service end to end: `amulet submit` against uvicorn + a real Celery worker process.
+
+Two configurations: the embedded default (SQLite database + SQLite broker, started by `amulet serve`) and
+the distributed form (PostgreSQL + Redis, API and worker started separately). Then reliability: the
+worker is SIGKILLed in the middle of an assessment, a new one starts, and the assessment completes with
+exactly one row per cell.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import httpx
+import pytest
+from e2e_stack import CLI, Stack
+from service_testing import ADMIN_TOKEN
+
+HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def _check_reports(out: Path, junit: Path) -> None:
+    results = json.loads((out / "results.json").read_text())
+    assert results["exit_code"] == 0
+    assert (out / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    root = ET.parse(junit).getroot()
+    assert root.tag in ("testsuites", "testsuite")
+    assert int(root.find(".//property[@name='exit_code']").get("value")) == 0  # type: ignore[union-attr]
+
+
+def _submit_and_check(stack: Stack, spec: Path, tmp_path: Path) -> None:
+    out, junit = tmp_path / "reports", tmp_path / "ci" / "junit.xml"
+    done = stack.submit(spec, "--report-dir", str(out), "--junit", str(junit))
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{stack.logs()}"
+    assert "succeeded: exit code 0" in done.stdout
+    _check_reports(out, junit)
+
+
+def test_embedded_default_serve_and_submit(embedded_stack: Stack, tiny_spec: Path, tmp_path: Path) -> None:
+    """`amulet serve` (API + worker, SQLite + SQLite broker) and `amulet submit --wait`: exit code 0."""
+    embedded_stack.start("serve", [*CLI, "serve", "--no-dashboard", "--port", str(embedded_stack.port)])
+    embedded_stack.wait_healthy()
+    assert (embedded_stack.home / "amulet.db").is_file() and (embedded_stack.home / "broker.db").is_file()
+    _submit_and_check(embedded_stack, tiny_spec, tmp_path)
+    embedded_stack.kill("serve", sig=2)  # Ctrl-C stops the API and the worker together
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{embedded_stack.url}/health", timeout=2)
+
+
+@pytest.mark.integration
+def test_distributed_redis_postgres_submit(distributed_stack: Stack, tiny_spec: Path, tmp_path: Path) -> None:
+    """uvicorn + a Celery worker process + Redis + PostgreSQL, through `amulet submit`: exit code 0."""
+    distributed_stack.start_api()
+    distributed_stack.start_worker()
+    health = httpx.get(f"{distributed_stack.url}/health").json()
+    assert health["database"]["backend"] == "postgresql" and health["broker"]["transport"] == "redis"
+    _submit_and_check(distributed_stack, tiny_spec, tmp_path)
+
+
+def _detail(stack: Stack, assessment_id: str) -> dict:
+    return httpx.get(f"{stack.url}/assessments/{assessment_id}", headers=HEADERS, timeout=10).json()
+
+
+def _wait_status(stack: Stack, assessment_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        detail = _detail(stack, assessment_id)
+        if detail["status"] in ("succeeded", "failed", "cancelled"):
+            return detail
+        time.sleep(0.5)
+    raise AssertionError(f"assessment {assessment_id} did not finish in {timeout} s\n{stack.logs()}")
+
+
+def _count_cell_rows(stack: Stack, assessment_id: str) -> tuple[int, int]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(stack.env["AMULET_DATABASE_URL"])
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT count(*) FROM cells WHERE assessment_id = :a"), {"a": assessment_id})
+        keys = connection.execute(
+            text("SELECT count(DISTINCT key) FROM cells WHERE assessment_id = :a"), {"a": assessment_id}
+        )
+        result = int(rows.scalar_one()), int(keys.scalar_one())
+    engine.dispose()
+    return result
+
+
+@pytest.mark.integration
+def test_worker_sigkill_mid_assessment(distributed_stack: Stack, tmp_path: Path) -> None:
+    """SIGKILL the worker while it runs a task; a new worker finishes with exactly one row per cell."""
+    spec = tmp_path / "kill.yaml"
+    spec.write_text(
+        "name: kill test\n"
+        "dataset: {name: census, training_size: 1000, test_size: 300}\n"
+        "model: {architecture: linearnet, capacity: m1}\n"
+        "training: {epochs: 2, batch_size: 64}\n"
+        "defenses:\n  - {name: outlier, defense: outlier_removal}\n"
+        "risks:\n  - {risk: evasion}\n"
+        "seeds: [0, 1]\n"
+    )
+    stack = distributed_stack
+    stack.start_api()
+    stack.start_worker("worker-1")
+    queued = stack.submit(spec, "--no-wait")
+    assert queued.returncode == 0, queued.stderr
+    assessment_id = queued.stdout.strip().splitlines()[-1]
+    # kill the worker while a task is running (its row says so)
+    deadline = time.monotonic() + 240
+    victim: tuple[str, str] | None = None
+    while victim is None and time.monotonic() < deadline:
+        detail = _detail(stack, assessment_id)
+        running = [("training", t["key"]) for t in detail["trainings"] if t["status"] == "running"]
+        running += [("cell", c["key"]) for c in detail["cells"] if c["status"] == "running"]
+        if running:
+            victim = running[0]
+        else:
+            time.sleep(0.1)
+    assert victim is not None, f"no task was seen running\n{stack.logs()}"
+    stack.kill("worker-1")
+    assert _detail(stack, assessment_id)["status"] == "running"
+    stack.start_worker("worker-2")
+    detail = _wait_status(stack, assessment_id, timeout=400)
+    assert detail["status"] == "succeeded", (detail["errors"], stack.logs())
+    assert detail["exit_code"] == 0
+    n_cells = detail["n_cells"]
+    assert n_cells == 4
+    assert _count_cell_rows(stack, assessment_id) == (n_cells, n_cells)
+    assert all(c["status"] == "ok" for c in detail["cells"]), detail["cells"]
+    kind, key = victim
+    rows = detail["trainings"] if kind == "training" else detail["cells"]
+    killed = next(r for r in rows if r["key"] == key)
+    assert killed["attempts"] >= 2  # the killed task was redelivered and run again
+    assert {r["format"] for r in detail["reports"]} >= {"html", "pdf", "json", "junit"}
+
+
+def test_submit_exit_code_2_on_bad_spec(embedded_stack: Stack, tmp_path: Path) -> None:
+    """A spec the server refuses: exit code 2 with the field named (no worker needed)."""
+    embedded_stack.start_api()
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("dataset: {name: census}\nrisks: [{risk: no_such_risk}]\n")
+    done = embedded_stack.submit(spec)
+    assert done.returncode == 2, done.stderr
+    assert "risks[0].risk" in done.stderr
+
+
+def test_submit_uploads_local_files(embedded_stack: Stack, tmp_path: Path) -> None:
+    """`amulet submit` uploads the dataset file a spec names and references it by id."""
+    from service_testing import csv_bytes
+
+    embedded_stack.start_api()
+    (tmp_path / "people.csv").write_bytes(csv_bytes())
+    spec = tmp_path / "local.yaml"
+    spec.write_text(
+        "dataset: {path: people.csv, label: income, sensitive: [sex], training_size: 100}\n"
+        "risks: [{risk: evasion}]\nseeds: [0]\n"
+    )
+    done = embedded_stack.submit(spec, "--no-wait")
+    assert done.returncode == 0, done.stderr
+    assessment_id = done.stdout.strip().splitlines()[-1]
+    detail = _detail(embedded_stack, assessment_id)
+    assert "id" in detail["spec"]["dataset"] and "path" not in detail["spec"]["dataset"]
+    datasets = httpx.get(f"{embedded_stack.url}/datasets", headers=HEADERS).json()
+    assert datasets["data"][0]["name"] == "people.csv"
