@@ -284,6 +284,7 @@ class LiRA(MembershipInferenceAttack):
         self.keep_ = keep
         self.shadow_models_ = population.models
         self.trainer_mode_ = population.mode
+        self.n_cached_ = population.n_cached
         self.shadow_scores_ = shadow_scores
         self.target_scores_ = target_scores
         return {"lira_online_preds": online, "lira_offline_preds": offline, "true_labels": true_labels}
