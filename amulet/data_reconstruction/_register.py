@@ -55,10 +55,21 @@ class FredriksonCCS2015Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    alpha: int = Field(default=300, ge=1, le=100_000, description="Maximum gradient steps per class.")
+    alpha: int = Field(default=100, ge=1, le=100_000, description="Maximum gradient steps per class.")
     beta: int = Field(default=50, ge=1, le=100_000, description="Patience: steps without improvement before stopping.")
-    gamma: float = Field(default=0.001, ge=0, le=1, description="Stop when the cost 1 - p_class reaches this value.")
-    lamda: float = Field(default=0.1, gt=0, le=1000, description="Gradient step size.")
+    gamma: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Stop when the cost 1 - p_class reaches this value (0: run until alpha steps or patience).",
+    )
+    lamda: float = Field(
+        default=100.0,
+        gt=0,
+        le=100_000,
+        description="Gradient step size. Large steps (with inputs clipped to their valid range) give the most "
+        "recognisable reconstructions: the softmax saturates, so small steps barely leave the starting point.",
+    )
 
 
 def run_fredrikson_ccs_2015(ctx: CellContext, params: FredriksonCCS2015Params) -> dict[str, float]:

@@ -131,7 +131,7 @@ class AdversarialDebiasingParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fairness_weight: float = Field(
-        default=1.0,
+        default=3.0,
         ge=0,
         le=1000,
         description="Weight lambda of the adversary's loss, the same for every sensitive attribute (higher = "

@@ -1,0 +1,1 @@
+"""Tests of amulet.discriminatory_behavior."""
