@@ -327,7 +327,7 @@ def upsert_training(
     attempt: bool = False,
 ) -> None:
     """Write a training's status (unique by assessment and key)."""
-    values = {"status": status, "error": error, "seconds": seconds, "updated_at": utcnow()}
+    values: dict[str, Any] = {"status": status, "error": error, "seconds": seconds, "updated_at": utcnow()}
     stmt = update(Training).where(Training.assessment_id == assessment_id, Training.key == key)
     if attempt:
         values["attempts"] = Training.attempts + 1
