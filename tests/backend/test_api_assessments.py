@@ -101,3 +101,12 @@ def test_other_projects_ids_are_404(client: TestClient, admin_headers, project_h
     assert response.status_code == 422 and response.json()["detail"]["field"] == "spec.model.id"
     # and A still sees its own
     assert client.get(f"/assessments/{a_id}", headers=project_headers).status_code == 200
+
+
+def test_demo_spec_is_valid() -> None:
+    """`amulet serve --demo` seeds this spec: it must validate and plan."""
+    from amulet.assess import load_spec, plan_assessment
+    from amulet.cli._service import _demo_spec
+
+    plan = plan_assessment(load_spec(_demo_spec()))
+    assert len(plan.cells) >= 4
