@@ -55,6 +55,9 @@ class _StageBase:
 
     defense: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: Optional: turns a fresh model of the architecture into the structure this stage trains (e.g. DP-SGD
+    #: replaces BatchNorm by GroupNorm), so that cached weights of a defended model can be loaded back.
+    adapt_model: Callable[[nn.Module], nn.Module] | None = field(default=None, kw_only=True, repr=False)
 
     def describe(self) -> dict[str, Any]:
         return {"defense": self.defense, "kind": self.kind, "params": self.params}  # type: ignore[attr-defined]
@@ -160,6 +163,24 @@ class Recipe:
             separators=(",", ":"),
             default=str,
         )
+
+    def architecture(self, model_factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        """A factory of the structure of this recipe's trained models.
+
+        ``model_factory``'s model, passed through every stage's ``adapt_model`` (when a stage declares one), so
+        weights saved from a model this recipe trained load back into it.
+        """
+        adapters = [s.adapt_model for s in self.stages if s.adapt_model is not None]
+        if not adapters:
+            return model_factory
+
+        def factory() -> nn.Module:
+            model = model_factory()
+            for adapt in adapters:
+                model = adapt(model)
+            return model
+
+        return factory
 
     def stage(self, defense: str) -> Stage | None:
         """The stage contributed by ``defense``, or None."""

@@ -50,6 +50,8 @@ RESULTS_SCHEMA_VERSION = "1.0"
 
 #: Metric key under which a cell records the clean test accuracy (%) of the model it measured.
 ACCURACY_KEY = "model.test_accuracy"
+#: Prefix of per-model values (accuracy, values a defense recorded on the model) inside a cell's metrics.
+MODEL_PREFIX = "model."
 
 Direction = Literal[
     "more_susceptible", "less_susceptible", "no_significant_change", "insufficient_data", "not_measured"
@@ -135,10 +137,15 @@ class MetricSummary(StatFields):
 
 
 class AccuracySummary(StatFields):
-    """Clean test accuracy (%) of one row's models, with the cost against the baseline."""
+    """Clean test accuracy (%) of one row's models, with the cost against the baseline.
+
+    ``properties`` holds the mean of numeric values the defense recorded on its models (e.g.
+    ``privacy_epsilon`` of DP-SGD), over seeds.
+    """
 
     row: str
     delta: DeltaSummary | None = None
+    properties: dict[str, float] = Field(default_factory=dict)
 
 
 class RowInfo(BaseModel):
@@ -453,6 +460,7 @@ def aggregate_results(
     # Values per (row, risk, attack, metric) -> seed -> value.
     values: dict[tuple[str, str, str, str], dict[int, float]] = {}
     accuracy: dict[str, dict[int, float]] = {r.name: {} for r in plan.rows}
+    properties: dict[str, dict[str, dict[int, float]]] = {r.name: {} for r in plan.rows}
     for c in cells:
         if c.status != "ok":
             continue
@@ -460,6 +468,10 @@ def aggregate_results(
             if key == ACCURACY_KEY:
                 if _finite(value):
                     accuracy[c.row][c.seed] = float(value)
+                continue
+            if key.startswith(MODEL_PREFIX):
+                if _finite(value):
+                    properties[c.row].setdefault(key[len(MODEL_PREFIX) :], {})[c.seed] = float(value)
                 continue
             entry = values.setdefault((c.row, c.risk, c.attack, key), {})
             if _finite(value):
@@ -503,7 +515,10 @@ def aggregate_results(
     accuracy_rows = []
     for row in plan.rows:
         delta = None if row.name == BASELINE else _delta(accuracy[row.name], accuracy[BASELINE])
-        accuracy_rows.append(AccuracySummary(row=row.name, delta=delta, **_stat_fields(accuracy[row.name])))
+        props = {k: math.fsum(v.values()) / len(v) for k, v in sorted(properties[row.name].items()) if v}
+        accuracy_rows.append(
+            AccuracySummary(row=row.name, delta=delta, properties=props, **_stat_fields(accuracy[row.name]))
+        )
 
     lookup = {(m.row, m.risk, m.attack, m.metric): m for m in metrics}
     matrix: list[MatrixCell] = []

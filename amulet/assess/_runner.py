@@ -125,6 +125,7 @@ def run_training(
             "status": "reused",
             "model_sha256": meta["weights_sha256"],
             "test_accuracy": meta.get("test_accuracy"),
+            "model_attributes": meta.get("model_attributes", {}),
             "seconds": round(time.perf_counter() - start, 3),
         }
     if weights:
@@ -133,7 +134,9 @@ def run_training(
     else:
         model = recipe.train(factory, member, seed=training.seed, device=device, progress=progress)
         status = "trained"
+        _check_structure(model, recipe.architecture(factory), recipe.name)
     accuracy = _evaluate(model, bundle.test, device)
+    attributes = _model_attributes(model)
     seconds = round(time.perf_counter() - start, 3)
     meta = cache.save(
         cache_key,
@@ -148,6 +151,7 @@ def run_training(
             "train_seconds": seconds,
             "status": status,
             "member_rows": len(member),
+            "model_attributes": attributes,
         },
     )
     _count_training(status)
@@ -157,8 +161,35 @@ def run_training(
         "status": status,
         "model_sha256": meta["weights_sha256"],
         "test_accuracy": accuracy,
+        "model_attributes": attributes,
         "seconds": seconds,
     }
+
+
+def _check_structure(model: torch.nn.Module, structure: Any, recipe_name: str) -> None:
+    """Fail clearly when trained weights would not load back into the recipe's declared architecture."""
+    try:
+        structure().load_state_dict(model.state_dict())
+    except RuntimeError as exc:
+        raise ValueError(
+            f"The model trained by the recipe {recipe_name!r} does not fit the architecture it declares, so it "
+            f"cannot be cached and reloaded: {str(exc).splitlines()[0]} {' '.join(str(exc).split())[:300]}. A defense "
+            "that changes the model's structure must say how with its stage's 'adapt_model'."
+        ) from None
+
+
+def _model_attributes(model: torch.nn.Module) -> dict[str, float]:
+    """Public numeric attributes a defense left on the model (e.g. ``privacy_epsilon_``), for the report."""
+    out = {}
+    for name, value in vars(model).items():
+        if (
+            name.endswith("_")
+            and not name.startswith("_")
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ):
+            out[name.rstrip("_")] = float(value)
+    return out
 
 
 def run_cell(
@@ -200,10 +231,10 @@ def run_cell(
         member, adversary = split_for_seed(bundle, cell.seed, plan.spec.dataset.member_fraction)
         arch = architecture_spec(plan.spec.model, bundle)
         factory = make_model_factory(arch)
-        target = ModelCache(cache_dir).load(training["cache_key"], factory, device)
+        recipe = plan.recipe(cell.row)
+        target = ModelCache(cache_dir).load(training["cache_key"], recipe.architecture(factory), device)
         for p in target.parameters():
             p.requires_grad_(True)
-        recipe = plan.recipe(cell.row)
         attack = registry.get_attack(cell.attack)
         params = attack.params(**column.params)
         ctx = CellContext(
@@ -231,6 +262,8 @@ def run_cell(
         metrics[ACCURACY_KEY] = (
             float(training["test_accuracy"]) if training.get("test_accuracy") is not None else math.nan
         )
+        for name, value in (training.get("model_attributes") or {}).items():
+            metrics[f"model.{name}"] = float(value)
         status, reason = "ok", ""
     except NotApplicableError as exc:
         status, reason, metrics = "not_run", str(exc) or type(exc).__name__, {}

@@ -163,3 +163,33 @@ def test_progress_reports_every_unit_with_an_eta(tmp_path: Path):
     assert all(e.eta is not None and e.eta >= 0 for e in advances)
     assert overall[-1].kind == "finish"
     assert any(e.key == "train" for e in events)  # training reports through the same interface
+
+
+def _extra_buffer(model: torch.nn.Module) -> torch.nn.Module:
+    model.register_buffer("extra", torch.ones(3))
+    return model
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_a_defense_that_changes_the_structure_must_declare_it(tmp_path: Path, declared: bool):
+    from amulet import registry
+    from amulet.recipes import PostStage
+    from amulet.registry import DefenseInfo, NoParams
+
+    def stage(params: NoParams) -> PostStage:
+        return PostStage("t_restructure", {}, apply=lambda model, data, **kw: _extra_buffer(model),
+                         adapt_model=_extra_buffer if declared else None)  # fmt: skip
+
+    registry.register_defense(DefenseInfo("t_restructure", "T2", "Restructure (test)", (), None, NoParams, stage),
+                              force=True)  # fmt: skip
+    try:
+        spec = tiny_spec(defenses=[{"defense": "t_restructure"}], risks=RISKS[:1], seeds=[0])
+        results = run_assessment(spec, cache_dir=tmp_path, device="cpu")
+    finally:
+        registry._DEFENSES.pop("t_restructure", None)
+    cell = next(c for c in results.cells if c.row == "t_restructure")
+    if declared:
+        assert cell.status == "ok"
+    else:
+        assert cell.status == "error"
+        assert "does not fit the architecture" in cell.reason and "adapt_model" in cell.reason
