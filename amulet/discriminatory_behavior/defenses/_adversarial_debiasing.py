@@ -206,7 +206,10 @@ def _lambdas_tensor(lambdas: Any, n_sensitive_attrs: int, owner: str) -> torch.T
     ok = (
         values is not None
         and len(values) == n_sensitive_attrs
-        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values)
+        and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v)) and float(v) >= 0
+            for v in values
+        )
     )
     if not ok:
         raise InvalidParameterError(

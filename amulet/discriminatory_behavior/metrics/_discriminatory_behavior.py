@@ -55,6 +55,10 @@ def _as_1d(values: np.ndarray | torch.Tensor | list, name: str, owner: str, *, b
     return arr
 
 
+def _numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
+
 def _group_rates(mask_event: np.ndarray, condition: np.ndarray, attributes: np.ndarray) -> list[float]:
     """P(event | condition, a = g) for each group g present in ``attributes``; 0 when the condition is empty."""
     rates = []
@@ -191,7 +195,7 @@ class DiscriminatoryBehavior:
                     )
                 out = discriminator(main_model(batch[0].to(device))).float().cpu()
                 scores.append(out.reshape(len(out), -1).numpy())
-                trues.append(np.asarray(batch[2]).reshape(len(out), -1))
+                trues.append(_numpy(batch[2]).reshape(len(out), -1))
         if not scores:
             return []
         score = np.concatenate(scores)
@@ -216,8 +220,8 @@ class DiscriminatoryBehavior:
                     )
                 x, y, z = batch[0], batch[1], batch[2]
                 preds.append(self.model(x.to(self.device)).argmax(1).cpu().numpy().reshape(-1))
-                targets.append(np.asarray(y).reshape(-1))
-                attrs.append(np.asarray(z).reshape(len(y), -1))
+                targets.append(_numpy(y).reshape(-1))
+                attrs.append(_numpy(z).reshape(len(y), -1))
         if not preds:
             raise InvalidParameterError(
                 f"The 'test_loader' parameter of {type(self).__name__} must yield at least one batch. Got an empty "
