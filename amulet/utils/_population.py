@@ -443,11 +443,32 @@ def _model_key(arch: str, recipe_key: str, data_hash: str, seed: int, mode: str)
 _FLOAT_ATTRIBUTES = ("privacy_epsilon_", "privacy_delta_")
 
 
-def _save_model(path: Path, model: nn.Module) -> None:
+def _replacements(reference: nn.Module, model: nn.Module) -> list[dict[str, object]]:
+    """Normalisation modules that training replaced (DP-SGD: BatchNorm -> GroupNorm), as rebuild recipes."""
+    old = dict(reference.named_modules())
+    out: list[dict[str, object]] = []
+    for name, module in model.named_modules():
+        if name in old and type(old[name]) is not type(module) and isinstance(module, nn.GroupNorm):
+            out.append(
+                {"name": name, "groups": module.num_groups, "channels": module.num_channels, "affine": module.affine}
+            )
+    return out
+
+
+def _apply_replacements(model: nn.Module, replacements: list[dict[str, object]]) -> nn.Module:
+    for r in replacements:
+        name = str(r["name"])
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, nn.GroupNorm(int(r["groups"]), int(r["channels"]), affine=bool(r["affine"])))  # type: ignore[call-overload]
+    return model
+
+
+def _save_model(path: Path, model: nn.Module, reference: nn.Module) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"architecture_repr": repr(model)}
+    meta = {"architecture_repr": repr(model), "replacements": json.dumps(_replacements(reference, model))}
     for attr in _FLOAT_ATTRIBUTES:
         if getattr(model, attr, None) is not None:
             meta[attr] = repr(float(getattr(model, attr)))
@@ -468,18 +489,10 @@ def _load_model(path: Path, model_factory: Callable[[], nn.Module], device: torc
     except Exception as exc:  # a corrupt or foreign file is a cache miss
         logger.warning("ignoring unreadable cached model %s (%s)", path, exc)
         return None
-    model = model_factory()
+    # A recipe may change the architecture (DP-SGD replaces BatchNorm by GroupNorm); rebuild it.
+    model = _apply_replacements(model_factory(), json.loads(meta.get("replacements", "[]")))
     if meta.get("architecture_repr") not in (None, repr(model)):
-        # A recipe may change the architecture (DP-SGD replaces BatchNorm by GroupNorm through Opacus).
-        try:
-            from opacus.validators import ModuleValidator
-
-            fixed = ModuleValidator.fix(model_factory())
-        except Exception:
-            fixed = None
-        if fixed is None or repr(fixed) != meta["architecture_repr"]:
-            return None
-        model = fixed
+        return None
     try:
         model.load_state_dict(state)
     except RuntimeError:
@@ -595,7 +608,7 @@ def train_population(
         for k, model in zip(todo, trained):
             models[k] = model
             if paths[k] is not None:
-                _save_model(paths[k], model)  # type: ignore[arg-type]
+                _save_model(paths[k], model, probe)  # type: ignore[arg-type]
     out_mode: Literal["batched", "sequential", "cached"] = resolved if todo else "cached"  # type: ignore[assignment]
     return PopulationResult([m for m in models if m is not None], out_mode, reason, n_cached)
 

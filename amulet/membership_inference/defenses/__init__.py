@@ -1,6 +1,6 @@
 """Membership inference: defenses."""
 
 from amulet.membership_inference.defenses._base import MembershipInferenceDefense
-from amulet.membership_inference.defenses._dpsgd import DPSGD, DPTrainingResult, dp_train
+from amulet.membership_inference.defenses._dpsgd import DPSGD, DPTrainingResult, dp_train, make_dp_compatible
 
-__all__ = ["DPSGD", "DPTrainingResult", "MembershipInferenceDefense", "dp_train"]
+__all__ = ["DPSGD", "DPTrainingResult", "MembershipInferenceDefense", "dp_train", "make_dp_compatible"]

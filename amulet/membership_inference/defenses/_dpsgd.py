@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import derive_seed, make_generator
 from amulet.utils._training import BatchTransform
 
-__all__ = ["DPSGD", "DPTrainingResult", "dp_train"]
+__all__ = ["DPSGD", "DPTrainingResult", "dp_train", "make_dp_compatible"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,25 @@ def _replaced(before: nn.Module, after: nn.Module) -> list[str]:
         for name, m in after.named_modules()
         if name in old and old[name] != type(m).__name__
     ]
+
+
+def make_dp_compatible(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` that Opacus can train: BatchNorm replaced by GroupNorm (then ``ModuleValidator.fix``).
+
+    ``BatchNorm1d`` (one value per channel and sample in an MLP) becomes ``GroupNorm(1, C)``, i.e. a
+    per-sample normalisation over all features: Opacus' default ``GroupNorm(gcd(32, C), C)`` would put a
+    single value in each group for 1-d features and normalise every activation to zero. Other unsupported
+    modules (``BatchNorm2d`` ...) get Opacus' default fix.
+    """
+    from opacus.validators import ModuleValidator
+
+    fixed = copy.deepcopy(model)
+    for name, module in list(fixed.named_modules()):
+        if isinstance(module, nn.BatchNorm1d):
+            parent_name, _, child = name.rpartition(".")
+            parent = fixed.get_submodule(parent_name) if parent_name else fixed
+            setattr(parent, child, nn.GroupNorm(1, module.num_features, affine=module.affine))
+    return ModuleValidator.fix(fixed)
 
 
 def dp_train(
@@ -131,7 +151,7 @@ def dp_train(
     model = model.to(device)
     replaced: list[str] = []
     if ModuleValidator.validate(model, strict=False):
-        fixed = ModuleValidator.fix(model).to(device)
+        fixed = make_dp_compatible(model).to(device)
         replaced = _replaced(model, fixed)
         logger.info("DP-SGD replaced modules Opacus cannot train privately: %s", "; ".join(replaced))
         optimizer = type(optimizer)(fixed.parameters(), **optimizer.defaults)
@@ -189,7 +209,10 @@ def dp_train(
                     private_model.train()
                 private_optimizer.zero_grad(set_to_none=True)
                 loss = criterion(private_model(x), y)
-                loss.backward()
+                with warnings.catch_warnings():
+                    # Opacus' full backward hooks fire on the first layer, whose input needs no gradient.
+                    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+                    loss.backward()
                 private_optimizer.step()
                 if len(x):
                     total += float(loss.detach()) * len(x)

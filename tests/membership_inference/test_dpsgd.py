@@ -1,0 +1,199 @@
+"""DP-SGD through Opacus: epsilon, Poisson sampling, hook-free plain models, recipe stage and stacking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from opacus.accountants import RDPAccountant
+from torch import nn
+
+from amulet import registry
+from amulet.exceptions import InvalidParameterError, NotRunError
+from amulet.membership_inference.defenses import DPSGD, dp_train, make_dp_compatible
+from amulet.models import LinearNet
+from amulet.recipes import Recipe
+from amulet.utils import TensorData, TrainConfig, get_accuracy
+
+
+def _dpsgd(model: nn.Module, data: TensorData, **kwargs) -> DPSGD:
+    options = dict(delta=1e-5, max_per_sample_grad_norm=1.0, sigma=1.0, epochs=2)
+    options.update(kwargs)
+    return DPSGD(
+        model,
+        nn.CrossEntropyLoss(),
+        torch.optim.Adam(model.parameters(), lr=1e-2),
+        data.loader(64),
+        "cpu",
+        options.pop("delta"),
+        options.pop("max_per_sample_grad_norm"),
+        options.pop("sigma"),
+        **options,
+    )
+
+
+def test_epsilon_equals_opacus_accountant_and_poisson_loader_is_used(census_rows) -> None:
+    train, _ = census_rows
+    data = train.subset(np.arange(640))
+    model = LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[32], batch_norm=False)
+    dp = _dpsgd(model, data, sigma=1.3, epochs=2)
+    with pytest.raises(NotRunError):
+        dp.get_epsilon()
+    private = dp.train_private()
+    assert dp.sample_rate_ == pytest.approx(64 / 640)
+    assert dp.steps_ == 2 * 10
+    reference = RDPAccountant()
+    reference.history = [(1.3, 64 / 640, 20)]
+    assert dp.epsilon_ == pytest.approx(reference.get_epsilon(1e-5), rel=1e-12)
+    assert private.privacy_epsilon_ == dp.epsilon_ and private.privacy_delta_ == 1e-5
+    # Poisson sampling: logical batch sizes vary around the expected 64 (a fixed loader would give 64 x 10)
+    assert len(set(dp.batch_sizes_)) > 3 and dp.batch_sizes_ != [64] * 20
+
+
+def test_returned_model_is_plain_and_reloads(census_rows) -> None:
+    train, _ = census_rows
+    data = train.subset(np.arange(256))
+    with_bn = LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[16, 8])
+    dp = _dpsgd(with_bn, data, epochs=1)
+    private = dp.train_private()
+    assert dp.replaced_modules_ == ["features.2: BatchNorm1d -> GroupNorm", "features.5: BatchNorm1d -> GroupNorm"]
+    assert all(m.num_groups == 1 for m in private.modules() if isinstance(m, nn.GroupNorm))
+    assert type(private) is LinearNet
+    for module in private.modules():
+        assert not module._forward_hooks and not module._backward_hooks and not module._forward_pre_hooks
+    assert not any(hasattr(p, "grad_sample") for p in private.parameters())
+    fresh = make_dp_compatible(LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[16, 8]))
+    fresh.load_state_dict(private.state_dict())  # strict
+    # the caller's model is left without Opacus hooks as well
+    assert not any(m._forward_hooks for m in with_bn.modules())
+    no_bn = LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[16], batch_norm=False)
+    plain = _dpsgd(no_bn, data, epochs=1).train_private()
+    LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[16], batch_norm=False).load_state_dict(plain.state_dict())
+
+
+def test_input_gradient_attacks_run_on_the_private_model(census_rows) -> None:
+    from amulet.data_reconstruction.attacks import FredriksonCCS2015
+    from amulet.evasion.attacks import EvasionPGD
+
+    train, test = census_rows
+    data = train.subset(np.arange(256))
+    private = _dpsgd(LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[16]), data, epochs=1).train_private()
+    loader = EvasionPGD(private, test.subset(np.arange(64)).loader(32), "cpu", 32, epsilon=0.1, iterations=3).attack()
+    x_adv = torch.cat([b[0] for b in loader])
+    assert x_adv.shape == (64, data.x.shape[1])
+    assert (x_adv - test.x[:64]).abs().max() > 0
+    reconstructions = FredriksonCCS2015(private, data.x.shape[1], 2, "cpu", alpha=5).attack()
+    assert len(reconstructions) == 2 and all(torch.isfinite(r).all() for r in reconstructions)
+
+
+def test_default_stage_on_census_beats_the_majority_class(census_rows) -> None:
+    train, test = census_rows
+    data = train.subset(np.arange(1500))
+    info = registry.get_defense("dp_sgd")
+    stage = info.make_stage(info.params())
+    assert stage.kind == "loop" and stage.defense == "dp_sgd" and stage.params["noise_multiplier"] == 1.0
+    recipe = Recipe(TrainConfig(), [stage])
+    model = recipe.train(lambda: LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[64, 32]), data, seed=3)
+    accuracy = get_accuracy(model, test.loader(1000), "cpu")
+    majority = 100 * max(float(test.y.double().mean()), 1 - float(test.y.double().mean()))
+    print(f"DP-SGD (defaults) census accuracy {accuracy:.2f}% vs majority-class rate {majority:.2f}%")
+    assert accuracy > majority + 2.0, (accuracy, majority)
+    assert model.privacy_epsilon_ > 0
+    predictions = model(test.x[:1000]).argmax(1)
+    assert 0 < float(predictions.double().mean()) < 1  # not a constant predictor
+
+
+def test_stage_applies_stacked_batch_transforms(census_rows) -> None:
+    train, _ = census_rows
+    data = train.subset(np.arange(256))
+    adv = registry.get_defense("adversarial_training")
+    adv_params = (
+        adv.params.model_validate({"iterations": 2}) if "iterations" in adv.params.model_fields else adv.params()
+    )
+    dp = registry.get_defense("dp_sgd")
+    recipe = Recipe(TrainConfig(epochs=1, batch_size=64), [adv.make_stage(adv_params), dp.make_stage(dp.params())])
+    seen = []
+    batch_stage = recipe.stages[0]
+    inner = batch_stage.transform
+
+    def spy(model, x, y, gen):
+        seen.append(len(x))
+        return inner(model, x, y, gen)
+
+    batch_stage.transform = spy
+    model = recipe.train(lambda: LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[16]), data, seed=1)
+    assert len(seen) >= 2 and model.privacy_epsilon_ > 0
+
+
+def test_dp_train_sampling_is_seeded(census_rows) -> None:
+    train, _ = census_rows
+    data = train.subset(np.arange(128))
+
+    def run(seed: int) -> list[int]:
+        model = nn.Linear(data.x.shape[1], 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        result = dp_train(
+            model,
+            optimizer,
+            data.loader(32),
+            nn.CrossEntropyLoss(),
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+            delta=1e-5,
+            epochs=3,
+            seed=seed,
+        )
+        assert result.steps == 12
+        return result.batch_sizes
+
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+
+
+def test_bad_sigma_names_the_parameter(census_rows) -> None:
+    train, _ = census_rows
+    with pytest.raises(InvalidParameterError, match="'sigma'"):
+        _dpsgd(nn.Linear(train.x.shape[1], 2), train.subset(np.arange(64)), sigma=-1.0).train_private()
+
+
+@pytest.mark.slow
+def test_large_noise_lowers_lira_auc(census_rows) -> None:
+    from amulet.membership_inference.attacks import LiRA
+    from amulet.membership_inference.metrics import compute_mi_metrics
+
+    train, _ = census_rows
+    pool = train.subset(np.arange(600))
+    in_data = np.arange(300)
+
+    def factory() -> nn.Module:
+        return LinearNet(pool.x.shape[1], 2, hidden_layer_sizes=[128, 64], batch_norm=False)
+
+    dp = registry.get_defense("dp_sgd")
+    aucs = {}
+    for name, stages in {"plain": [], "dp": [dp.make_stage(dp.params(noise_multiplier=8.0))]}.items():
+        recipe = Recipe(TrainConfig(epochs=30, batch_size=64, lr=1e-2), stages)
+        target = recipe.train(factory, pool.subset(in_data), seed=11)
+        lira = LiRA(
+            target,
+            in_data,
+            "linearnet",
+            "m1",
+            pool,
+            "census",
+            pool.x.shape[1],
+            2,
+            64,
+            0.5,
+            nn.CrossEntropyLoss(),
+            8,
+            30,
+            "cpu",
+            None,
+            0,
+            recipe=recipe,
+            model_factory=factory,
+        )
+        result = lira.attack()
+        aucs[name] = compute_mi_metrics(result["lira_online_preds"], result["true_labels"])["auc"]
+    assert aucs["plain"] > 0.6
+    assert abs(aucs["dp"] - 0.5) < abs(aucs["plain"] - 0.5) - 0.05, aucs
