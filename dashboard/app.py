@@ -19,7 +19,8 @@ import streamlit as st  # noqa: E402
 
 from dashboard.state import TOKEN_KEY, URL_KEY  # noqa: E402
 
-st.set_page_config(page_title="Amulet", page_icon=":material/shield:", layout="wide")
+# A local favicon: a material-icon favicon would be fetched from a font CDN by the browser.
+st.set_page_config(page_title="Amulet", page_icon=str(Path(__file__).with_name("assets") / "icon.png"), layout="wide")
 
 PAGES = {
     "Setup": [
@@ -38,10 +39,10 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
-with st.sidebar:
+page.run()
+with st.sidebar:  # after the page, so a connection made on this run already shows
     if st.session_state.get(URL_KEY):
         token = st.session_state.get(TOKEN_KEY) or ""
         st.caption(f"Connected to {st.session_state[URL_KEY]}" + (f" · token {token[:6]}…" if token else ""))
     else:
         st.caption("Not connected")
-page.run()

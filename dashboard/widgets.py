@@ -8,7 +8,6 @@ import streamlit as st
 
 from dashboard.client import REPORT_FORMATS, ApiClient, ApiError
 from dashboard.heatmap import cell_detail
-from dashboard.progress import STATUS_ICONS
 from dashboard.state import show_api_error
 
 __all__ = ["load_results", "pick_assessment", "report_downloads", "show_cell_detail"]
@@ -43,7 +42,7 @@ def pick_assessment(client: ApiClient, label: str, key: str, default: str | None
             ids,
             key=key,
             format_func=lambda i: (
-                f"{STATUS_ICONS.get(by_id[i].get('status', ''), '')} {by_id[i].get('name')} · "
+                f"{by_id[i].get('name')} · {by_id[i].get('status', '')} · "
                 f"{str(by_id[i].get('finished_at') or by_id[i].get('created_at', ''))[:19].replace('T', ' ')} · {i[:8]}"
             ),
         )

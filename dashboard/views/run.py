@@ -38,7 +38,7 @@ selected = st.selectbox(
     ids,
     key="run.selected",
     format_func=lambda i: (
-        f"{STATUS_ICONS.get(by_id[i].get('status', ''), '')} {by_id[i].get('name')} · "
+        f"{by_id[i].get('name')} · {by_id[i].get('status', '')} · "
         f"{str(by_id[i].get('created_at', ''))[:19].replace('T', ' ')} · {i[:8]}"
     ),
 )

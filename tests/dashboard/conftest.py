@@ -57,23 +57,8 @@ def worker(api: Service) -> Iterator[subprocess.Popen[bytes]]:
     log = api.home / "worker.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_app",
-                "worker",
-                "-Q",
-                api.env.get("AMULET_TASK_QUEUE", "amulet"),
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            # `amulet worker` (the CLI the service provides): one solo Celery process on the embedded broker.
+            [sys.executable, "-c", "from amulet.cli import app; app()", "worker", "--no-migrate", "--pool", "solo"],
             cwd=REPO,
             env=api.env,
             stdout=out,
@@ -115,3 +100,41 @@ def finished(api: Service, worker: subprocess.Popen[bytes]) -> list[dict]:
     first = submit_and_wait(api, QUICK_SPEC)
     second = submit_and_wait(api, {**QUICK_SPEC, "name": "quick census (3 epochs)", "training": {"epochs": 3}})
     return [first, second]
+
+
+@pytest.fixture(scope="session")
+def dashboard_server(api: Service) -> Iterator[str]:
+    """The dashboard under ``streamlit run`` (headless, loopback, no usage statistics)."""
+    port = free_port()
+    log = api.home / "dashboard.log"
+    env = {**api.env, "AMULET_API_URL": api.url}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(REPO / "dashboard" / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/_stcore/health", timeout=90, process=process, log=log)
+        yield url
+    finally:
+        stop(process)

@@ -1,0 +1,172 @@
+"""End to end in real headless Chromium (Playwright + Debian's chromium): connect, upload the census CSV,
+start a quick assessment, follow it to completion, see the heatmap, download the PDF report.
+
+Runs against the real API (uvicorn), a real Celery worker (`amulet worker`, SQLite broker) and the
+dashboard under `streamlit run`. Every request the browser makes is recorded: anything that is not on
+the loopback interface is blocked and fails the test (no CDN, no telemetry). Screenshots go to
+``test-artifacts/dashboard/``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from dashboard_testing import REPO, Service
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import Page, expect, sync_playwright
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts" / "dashboard"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is missing (scripts/install_system.sh)"),
+]
+
+
+expect.set_options(timeout=60_000)
+
+
+def wait_idle(page: Page, timeout: float = 60_000) -> None:
+    """Wait until Streamlit finished the current script run."""
+    page.wait_for_timeout(300)
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=timeout)
+
+
+def pick(page: Page, label: str, option: str) -> None:
+    """Choose ``option`` in the Streamlit select box or multiselect labelled ``label``."""
+    box = page.locator('[data-testid="stMultiSelect"], [data-testid="stSelectbox"]').filter(has_text=label).first
+    box.locator("input").first.click()
+    box.locator("input").first.fill(option)
+    page.get_by_role("option", name=re.compile(re.escape(option), re.IGNORECASE)).first.click()
+    page.keyboard.press("Escape")
+    wait_idle(page)
+
+
+def set_number(page: Page, label: str, value: str) -> None:
+    field = page.get_by_role("spinbutton", name=label, exact=True)
+    field.fill(value)
+    field.press("Enter")
+    wait_idle(page)
+
+
+def go(page: Page, title: str) -> None:
+    page.get_by_role("link", name=title).first.click()
+    wait_idle(page)
+
+
+def test_dashboard_end_to_end_in_chromium(
+    api: Service, worker: object, dashboard_server: str, census_csv: Path
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    foreign: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+
+        def guard(route, request) -> None:
+            host = urlparse(request.url).hostname or ""
+            if request.url.startswith(("data:", "blob:")) or host in LOOPBACK:
+                route.continue_()
+            else:
+                foreign.append(request.url)
+                route.abort()
+
+        context.route("**/*", guard)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            run_scenario(page, api, dashboard_server, census_csv)
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+            raise
+        finally:
+            browser.close()
+    assert foreign == [], f"the dashboard made non-loopback requests: {foreign}"
+
+
+def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Path) -> None:
+    """The user's path through the dashboard, from connecting to the PDF report."""
+    # Connect (the URL is pre-filled from AMULET_API_URL).
+    page.goto(dashboard_server)
+    expect(page.get_by_text("Connect to Amulet")).to_be_visible()
+    expect(page.get_by_role("textbox", name="API URL")).to_have_value(api.url)
+    page.get_by_role("textbox", name="API token").fill(api.token)
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_text(f"Connected to {api.url}").first).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "01-connect.png", full_page=True)
+
+    # Upload the census CSV: label guessed from the preview, sensitive columns chosen.
+    go(page, "Models & data")
+    page.locator('[data-testid="stFileUploader"] input[type=file]').first.set_input_files(census_csv)
+    wait_idle(page)
+    expect(page.get_by_text("1,200 rows")).to_be_visible()
+    pick(page, "Sensitive columns", "race")
+    pick(page, "Sensitive columns", "sex")
+    page.get_by_role("button", name="Upload dataset").click()
+    expect(page.get_by_text("Uploaded dataset census_small")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "02-data.png", full_page=True)
+
+    # New quick assessment on the uploaded data: adversarial training x evasion, two seeds.
+    go(page, "New assessment")
+    page.get_by_text("Uploaded dataset", exact=True).click()
+    wait_idle(page)
+    set_number(page, "Training rows", "300")
+    set_number(page, "Test rows", "200")
+    pick(page, "Defenses", "Adversarial training")
+    pick(page, "Risks", "Evasion")
+    seeds = page.get_by_role("textbox", name="Seeds", exact=True)
+    seeds.fill("0, 1")
+    seeds.press("Enter")
+    wait_idle(page)
+    expect(page.locator('[data-testid="stMetric"]').filter(has_text="Cells")).to_contain_text("4")
+    page.screenshot(path=ARTIFACTS / "03-new-assessment.png", full_page=True)
+    page.get_by_role("button", name="Launch assessment").click()
+
+    # Run page: live progress until the worker is done.
+    expect(page.get_by_role("heading", name="Run")).to_be_visible()
+    expect(page.locator('[data-testid="stProgress"]').first).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "04-run.png", full_page=True)
+    expect(page.get_by_text("Finished. The interaction matrix is ready.")).to_be_visible(timeout=240_000)
+
+    # Results: the heatmap, then the PDF report.
+    page.get_by_role("link", name="Open the results").click()
+    wait_idle(page)
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    expect(chart).to_be_visible()
+    expect(chart.locator(".heatmaplayer, g.hm").first).to_be_attached()
+    expect(chart).to_contain_text("adversarial_training")
+    expect(chart).to_contain_text("evasion (pgd)")
+    expect(page.get_by_text("adversarial_training x evasion (pgd)")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "05-results-1280.png", full_page=True)
+    with page.expect_download(timeout=120_000) as download_info:
+        page.get_by_role("button", name="PDF report").click()
+    download = download_info.value
+    pdf = ARTIFACTS / "report.pdf"
+    download.save_as(pdf)
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 2000
+
+    # A narrow window: the page still renders the heatmap without a horizontal scroll bar.
+    # (A reload would start a new browser session, which must connect again: resize instead.)
+    page.set_viewport_size({"width": 420, "height": 800})
+    page.wait_for_timeout(1500)
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    expect(chart).to_be_visible()
+    box = chart.bounding_box()
+    assert box is not None and box["width"] <= 420
+    overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"horizontal overflow of {overflow}px at 420px"
+    page.screenshot(path=ARTIFACTS / "06-results-420.png", full_page=True)
