@@ -52,9 +52,7 @@ def upload_model(
         raise HTTPException(exc.status_code, {"field": exc.field, "message": exc.message}) from exc
     except UploadTooLargeError as exc:
         store.discard(directory)
-        raise HTTPException(
-            413, {"field": "weights", "message": str(exc)}
-        ) from exc
+        raise HTTPException(413, {"field": "weights", "message": str(exc)}) from exc
     except BaseException:
         store.discard(directory)
         raise
