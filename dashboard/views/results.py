@@ -26,10 +26,10 @@ except ApiError as exc:
 counts = results.get("counts") or {}
 exit_code = results.get("exit_code")
 verdict = {
-    0: "✅ every policy check passed",
-    1: "❌ a policy check failed",
-    2: "❌ a cell errored",
-    3: "⏸ a policy check could not run",
+    0: "every policy check passed",
+    1: "a policy check failed",
+    2: "a cell errored",
+    3: "a policy check could not run",
 }.get(exit_code, "")
 st.caption(
     f"{results.get('name')} · {len(results.get('seeds', []))} seeds · {counts.get('cells', 0)} cells "
