@@ -1,29 +1,220 @@
 """Registry entries of the distribution inference risk (P4): the risk, its attacks, defenses and metrics."""
 
-from amulet.registry import HeadlineMetric, RiskInfo, register_risk
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from amulet.distribution_inference.attacks import SuriEvans2022, WhiteBoxPIM
+from amulet.distribution_inference.metrics import evaluate_distinguishing_accuracy
+from amulet.registry import (
+    AttackInfo,
+    HeadlineMetric,
+    MetricInfo,
+    RiskInfo,
+    ThreatModel,
+    register_attack,
+    register_metric,
+    register_risk,
+)
+
+if TYPE_CHECKING:
+    from amulet.registry import CellContext
 
 RISK = register_risk(
     RiskInfo(
-        key='distribution_inference',
-        code='P4',
-        name='Distribution inference',
-        category='privacy',
-        description='Inferring properties of the training distribution (e.g. the share of one sex).',
+        key="distribution_inference",
+        code="P4",
+        name="Distribution inference",
+        category="privacy",
+        description="Inferring properties of the training distribution (e.g. the share of one sex).",
         headline_metrics=(
-        HeadlineMetric(
-            key='distinguishing_accuracy',
-            name='Distinguishing accuracy',
-            higher_is_riskier=True,
-            unit='',
-            description='Accuracy of telling the two training distributions apart.',
+            HeadlineMetric(
+                key="distinguishing_accuracy",
+                name="Distinguishing accuracy",
+                higher_is_riskier=True,
+                unit="",
+                description="Accuracy of telling the two training distributions apart.",
+            ),
+            HeadlineMetric(
+                key="auc",
+                name="Distinguishing AUC",
+                higher_is_riskier=True,
+                unit="",
+                description="AUC of the distinguisher.",
+            ),
         ),
-        HeadlineMetric(
-            key='auc',
-            name='Distinguishing AUC',
-            higher_is_riskier=True,
-            unit='',
-            description='AUC of the distinguisher.',
+    )
+)
+
+
+class DistributionInferenceParams(BaseModel):
+    """Parameters of the distribution inference attacks in an assessment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    property: str = Field(default="sex", min_length=1, description="Sensitive column whose share is inferred.")
+    property_value: int = Field(default=1, description="Value of the column that has the property.")
+    ratio1: float = Field(default=0.2, ge=0, le=1, description="Share of rows with the property in distribution 1.")
+    ratio2: float = Field(default=0.8, ge=0, le=1, description="Share of rows with the property in distribution 2.")
+    num_models: int = Field(default=8, ge=2, le=512, description="Adversary models per distribution.")
+    num_victim_models: int = Field(default=4, ge=1, le=512, description="Victim models per distribution.")
+    train_subsample: int = Field(default=800, ge=10, le=1_000_000, description="Training rows of each model.")
+    test_subsample: int = Field(default=400, ge=10, le=1_000_000, description="Query rows per distribution.")
+
+
+class WhiteBoxPIMParams(DistributionInferenceParams):
+    """Parameters of ``whitebox_pim``."""
+
+    meta_epochs: int = Field(default=100, ge=1, le=10_000, description="Training steps of the meta-classifier.")
+    lr: float = Field(default=0.01, gt=0, le=10, description="Learning rate of the meta-classifier.")
+
+
+def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> dict[str, float]:
+    """Shared adapter: populations trained with ``ctx.recipe`` on ratio-controlled draws.
+
+    Victim models are trained on draws from ``ctx.member`` (the target's own training rows, resampled to each
+    ratio), adversary models on draws from ``ctx.adversary``; the black-box queries come from ``ctx.test``.
+    Each population is trained by the target's recipe (defended cells get defended populations), so the
+    cell measures how much that training pipeline leaks the property's share.
+    """
+    from torch.utils.data import DataLoader
+
+    from amulet.distribution_inference.attacks._splits import _dataset, ratio_indices, sample_with_ratio
+    from amulet.exceptions import InvalidParameterError, NotApplicableError
+    from amulet.utils import derive_seed, numpy_rng
+
+    names = list(getattr(ctx.dataset, "sensitive_columns", None) or [])
+    if ctx.member.z is None or ctx.adversary.z is None or ctx.test.z is None or params.property not in names:
+        raise NotApplicableError(
+            f"Distribution inference on {params.property!r} needs that sensitive column; the dataset has {names}."
+        )
+    col = names.index(params.property)
+    rng = numpy_rng(derive_seed(ctx.seed, "distribution_inference", "splits"))
+
+    def pool(data, ratio: float) -> DataLoader:
+        x, y, z = data.x.numpy(), data.y.numpy(), data.z.numpy()
+        picked = ratio_indices(z[:, col] == params.property_value, ratio, rng)
+        return DataLoader(_dataset(x[picked], y[picked], z[picked]), batch_size=256)
+
+    def queries(ratio: float) -> DataLoader:
+        x, y, z = ctx.test.x.numpy(), ctx.test.y.numpy(), ctx.test.z.numpy()
+        picked = sample_with_ratio(z[:, col] == params.property_value, ratio, params.test_subsample, rng)
+        return DataLoader(_dataset(x[picked], y[picked], z[picked]), batch_size=256)
+
+    extra = {"meta_epochs": params.meta_epochs, "lr": params.lr} if isinstance(params, WhiteBoxPIMParams) else {}
+    attack = cls(
+        ctx.member.x.numpy(), ctx.member.y.numpy(), ctx.member.z.numpy(),
+        ctx.test.x.numpy(), ctx.test.y.numpy(), ctx.test.z.numpy(),
+        names, params.property, params.ratio1, params.ratio2, "custom", "custom",
+        int(ctx.member.x[0].numel()), int(getattr(ctx.dataset, "num_classes", 2)), params.num_models,
+        ctx.recipe.config.epochs, ctx.recipe.config.batch_size, ctx.device,
+        None if ctx.cache_dir is None else ctx.cache_dir / "distribution_inference", "cell", 0,
+        params.property_value, None, params.train_subsample, params.test_subsample,
+        recipe=ctx.recipe, model_factory=ctx.model_factory, num_victim_models=params.num_victim_models,
+        seed=derive_seed(ctx.seed, "distribution_inference"), progress=ctx.progress, **extra,
+    )  # fmt: skip
+    try:
+        pools = {
+            "adv_1": pool(ctx.adversary, params.ratio1),
+            "adv_2": pool(ctx.adversary, params.ratio2),
+            "vic_1": pool(ctx.member, params.ratio1),
+            "vic_2": pool(ctx.member, params.ratio2),
+        }
+        sizes = [len(p.dataset) for p in pools.values()]
+        if min(sizes) < params.train_subsample:
+            attack.train_subsample = max(10, min(sizes))
+        populations = {
+            tag: attack.train_model_population(
+                loader,
+                checkpoint_tag=tag,
+                num_models=params.num_models if tag.startswith("adv") else params.num_victim_models,
+            )
+            for tag, loader in pools.items()
+        }
+        given = dict(
+            models_adv_1=populations["adv_1"],
+            models_adv_2=populations["adv_2"],
+            models_target_1=populations["vic_1"],
+            models_target_2=populations["vic_2"],
+        )
+        if cls is SuriEvans2022:
+            given.update(test_loader_1=queries(params.ratio1), test_loader_2=queries(params.ratio2))
+        result = attack.attack(**given)
+    except InvalidParameterError as exc:
+        raise NotApplicableError(f"Distribution inference cannot sample the requested ratios here: {exc}") from exc
+    metrics = evaluate_distinguishing_accuracy(result["predictions"], result["ground_truth"])
+    return {
+        "distinguishing_accuracy": metrics["distinguishing_accuracy"],
+        "auc": metrics["auc_score"],
+        "n_victim_models": float(len(result["ground_truth"])),
+    }
+
+
+def run_suri_evans_2022(ctx: CellContext, params: DistributionInferenceParams) -> dict[str, float]:
+    """Layer-2 adapter of the black-box KL test (see :func:`_run`)."""
+    return _run(ctx, params, SuriEvans2022)
+
+
+def run_whitebox_pim(ctx: CellContext, params: WhiteBoxPIMParams) -> dict[str, float]:
+    """Layer-2 adapter of the white-box meta-classifier (see :func:`_run`)."""
+    return _run(ctx, params, WhiteBoxPIM)
+
+
+_DATA = (
+    "victim models: the target's training rows resampled to each ratio; adversary models: the adversary's own "
+    "rows resampled to each ratio; every model trained with the target's recipe"
+)
+
+register_attack(
+    AttackInfo(
+        key="suri_evans_2022",
+        code="P4",
+        name="KL-divergence distribution inference (Suri & Evans)",
+        risk="distribution_inference",
+        cls=SuriEvans2022,
+        params=DistributionInferenceParams,
+        threat_model=ThreatModel(
+            knowledge="black-box: output probabilities; architecture and training recipe known",
+            data=_DATA + "; queries: held-out rows at each ratio",
+            budget="num_models adversary models per ratio; test_subsample queries per ratio",
+            goal="tell whether a model's training data had the property at ratio1 or ratio2",
         ),
+        run=run_suri_evans_2022,
+        summary="Victims are scored by pairwise KL votes against the adversary's two model populations.",
+        reference="A. Suri, D. Evans. Formalizing and Estimating Distribution Inference Risks. PETS 2022.",
+        modalities=("tabular", "image"),
+    )
+)
+
+register_attack(
+    AttackInfo(
+        key="whitebox_pim",
+        code="P4",
+        name="Permutation-invariant meta-classifier (white-box)",
+        risk="distribution_inference",
+        cls=WhiteBoxPIM,
+        params=WhiteBoxPIMParams,
+        threat_model=ThreatModel(
+            knowledge="white-box: the weights of the linear layers; architecture and training recipe known",
+            data=_DATA,
+            budget="num_models adversary models per ratio; meta_epochs meta-classifier steps",
+            goal="tell whether a model's training data had the property at ratio1 or ratio2",
         ),
+        run=run_whitebox_pim,
+        summary="A DeepSets-style meta-classifier over every linear layer's neurons, trained on adversary models.",
+        reference="K. Ganju et al. Property Inference Attacks on Fully Connected Neural Networks using Permutation "
+        "Invariant Representations. CCS 2018.",
+    )
+)
+
+register_metric(
+    MetricInfo(
+        key="evaluate_distinguishing_accuracy",
+        name="Distinguishing accuracy and AUC",
+        risk="distribution_inference",
+        func=evaluate_distinguishing_accuracy,
+        summary="Accuracy (at a threshold) and ROC AUC of telling the two training distributions apart.",
     )
 )

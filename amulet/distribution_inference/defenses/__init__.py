@@ -1,3 +1,3 @@
-"""Distribution inference: defenses."""
+"""Distribution inference: defenses (none yet)."""
 
 __all__: list[str] = []

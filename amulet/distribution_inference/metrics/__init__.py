@@ -1,3 +1,5 @@
 """Distribution inference: metrics."""
 
-__all__: list[str] = []
+from amulet.distribution_inference.metrics._distinguishing import evaluate_distinguishing_accuracy
+
+__all__ = ["evaluate_distinguishing_accuracy"]

@@ -1,0 +1,159 @@
+"""White-box permutation-invariant meta-classifier (Ganju et al., CCS 2018) for distribution inference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from amulet._validation import Interval
+from amulet.distribution_inference.attacks._base import DistributionInferenceAttack
+from amulet.exceptions import NotApplicableError
+from amulet.utils._seeding import derive_seed, seeded_init
+
+__all__ = ["PermutationInvariantMetaClassifier", "WhiteBoxPIM", "linear_layer_weights"]
+
+
+def linear_layer_weights(model: nn.Module) -> list[torch.Tensor]:
+    """Per ``nn.Linear`` layer, in order, the matrix ``[W | b]`` of shape ``(out, in + 1)`` (one row per neuron)."""
+    out = []
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            w = module.weight.detach().float().cpu()
+            b = module.bias.detach().float().cpu() if module.bias is not None else torch.zeros(w.shape[0])
+            out.append(torch.cat([w, b[:, None]], dim=1))
+    return out
+
+
+class PermutationInvariantMetaClassifier(nn.Module):
+    """Ganju et al.'s meta-classifier: per layer, a shared MLP embeds every neuron's incoming weights (and the
+    previous layer's embedding); embeddings are summed over the neurons (invariant to their order) and the
+    layer summaries are concatenated into a logit.
+
+    Args:
+        layer_widths: Input width (``in + 1``) of each linear layer.
+        inside_dims: Hidden sizes of each per-layer MLP; the last one is the embedding size.
+    """
+
+    def __init__(self, layer_widths: Sequence[int], inside_dims: Sequence[int] = (64, 8)) -> None:
+        super().__init__()
+        self.embed_dim = int(inside_dims[-1])
+        self.phis = nn.ModuleList()
+        for i, width in enumerate(layer_widths):
+            layers: list[nn.Module] = []
+            prev = width + (self.embed_dim if i > 0 else 0)
+            for d in inside_dims:
+                layers += [nn.Linear(prev, d), nn.ReLU()]
+                prev = d
+            self.phis.append(nn.Sequential(*layers))
+        self.rho = nn.Linear(self.embed_dim * len(layer_widths), 1)
+
+    def forward(self, layers: list[torch.Tensor]) -> torch.Tensor:
+        """``layers[l]``: ``(batch, neurons_l, in_l + 1)``; returns ``(batch,)`` logits."""
+        summaries, previous = [], None
+        for phi, w in zip(self.phis, layers):
+            if previous is not None:
+                w = torch.cat([w, previous[:, None, :].expand(-1, w.shape[1], -1)], dim=-1)
+            summary = phi(w).sum(dim=1)
+            summaries.append(summary)
+            previous = summary
+        return self.rho(torch.cat(summaries, dim=-1)).squeeze(-1)
+
+
+class WhiteBoxPIM(DistributionInferenceAttack):
+    """White-box distribution inference: a permutation-invariant meta-classifier trained on the adversary's
+    populations (label 0 = ratio1, 1 = ratio2) and applied to the victim models' weights.
+
+    Only ``nn.Linear`` layers are read (MLPs such as LinearNet, and the classifier head of CNNs).
+
+    Reference:
+        K. Ganju et al. Property Inference Attacks on Fully Connected Neural Networks using Permutation
+        Invariant Representations. CCS 2018; used as in A. Suri, D. Evans, PETS 2022.
+
+    Args:
+        (the arguments of :class:`DistributionInferenceAttack`), plus
+        meta_epochs (int): Full-batch training steps of the meta-classifier. Default 100.
+        lr (float): Its Adam learning rate. Default 0.01.
+        inside_dims (list[int] | None): Hidden sizes of the per-layer MLPs (default [64, 8]).
+        random_seed (int | None): Seed of the meta-classifier (default: derived from ``seed``).
+    """
+
+    _parameter_constraints = {
+        **DistributionInferenceAttack._parameter_constraints,
+        "meta_epochs": [Interval(int, 1, None)],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "random_seed": [Interval(int, 0, None), None],
+    }
+
+    def __init__(
+        self,
+        *args: Any,
+        meta_epochs: int = 100,
+        lr: float = 0.01,
+        inside_dims: list[int] | None = None,
+        random_seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.meta_epochs = meta_epochs
+        self.lr = lr
+        self.inside_dims = inside_dims
+        self.random_seed = random_seed
+
+    @staticmethod
+    def _stack(models: list[nn.Module]) -> list[torch.Tensor]:
+        per_model = [linear_layer_weights(m) for m in models]
+        if not per_model[0]:
+            raise NotApplicableError("WhiteBoxPIM reads nn.Linear layers; this architecture has none.")
+        return [torch.stack([layers[i] for layers in per_model]) for i in range(len(per_model[0]))]
+
+    def attack(  # type: ignore[override]
+        self,
+        *,
+        models_adv_1: list[nn.Module] | None = None,
+        models_adv_2: list[nn.Module] | None = None,
+        models_target_1: list[nn.Module] | None = None,
+        models_target_2: list[nn.Module] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Train the meta-classifier on the adversary's models and score the victims.
+
+        Returns:
+            ``{"predictions": P(distribution 2) per victim, "ground_truth": 0/1}``.
+        """
+        from amulet._validation import validate_params
+
+        validate_params(self)
+        pops = self._populations(
+            models_adv_1=models_adv_1,
+            models_adv_2=models_adv_2,
+            models_target_1=models_target_1,
+            models_target_2=models_target_2,
+        )
+        train_layers = self._stack(pops["models_adv_1"] + pops["models_adv_2"])
+        test_layers = self._stack(pops["models_target_1"] + pops["models_target_2"])
+        # standardise each layer with the adversary's statistics
+        stats = [(w.mean(), w.std().clamp_min(1e-8)) for w in train_layers]
+        train_layers = [(w - m) / s for w, (m, s) in zip(train_layers, stats)]
+        test_layers = [(w - m) / s for w, (m, s) in zip(test_layers, stats)]
+        labels = torch.cat([torch.zeros(len(pops["models_adv_1"])), torch.ones(len(pops["models_adv_2"]))])
+        seed = self.random_seed if self.random_seed is not None else derive_seed(self.seed, "pim")
+        widths = [w.shape[-1] for w in train_layers]
+        dims = list(self.inside_dims or [64, 8])
+        meta = seeded_init(lambda: PermutationInvariantMetaClassifier(widths, dims), seed)
+        optimizer = torch.optim.Adam(meta.parameters(), lr=self.lr)
+        loss_fn = nn.BCEWithLogitsLoss()
+        meta.train()
+        for _ in range(self.meta_epochs):
+            optimizer.zero_grad()
+            loss = loss_fn(meta(train_layers), labels)
+            loss.backward()
+            optimizer.step()
+        meta.eval()
+        with torch.no_grad():
+            scores = torch.sigmoid(meta(test_layers)).double().numpy()
+        self.meta_classifier_ = meta
+        truth = np.r_[np.zeros(len(pops["models_target_1"])), np.ones(len(pops["models_target_2"]))]
+        return {"predictions": scores, "ground_truth": truth}
