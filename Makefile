@@ -26,7 +26,7 @@ system:
 	@bash scripts/install_system.sh
 
 run: install system
-	$(BIN)/amulet demo
+	$(BIN)/amulet serve --demo
 
 test: install system
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
