@@ -75,12 +75,17 @@ class FredriksonCCS2015Params(BaseModel):
 def run_fredrikson_ccs_2015(ctx: CellContext, params: FredriksonCCS2015Params) -> dict[str, float]:
     """Layer-2 adapter: invert the target for every class, compare with the class means of its training rows.
 
-    Returns ``mse`` (mean over classes) and ``ssim``. SSIM is only defined for image inputs: for tabular data
-    ``ssim`` is ``float("nan")``, which the assessment engine treats as "not measured" for this cell.
+    Iterates are clipped to ``ctx.clip_range`` or, when the dataset declares none (tabular data), to the range
+    of the training inputs. Returns ``mse`` (mean over classes) and ``ssim``. SSIM is only defined for image
+    inputs: for tabular data ``ssim`` is ``float("nan")``, which the assessment engine treats as "not measured"
+    for this cell.
     """
     if ctx.dataset.modality not in ("image", "tabular"):
         raise NotApplicableError(f"Model inversion needs image or tabular inputs; got {ctx.dataset.modality!r}.")
     input_shape = tuple(ctx.input_shape) or tuple(ctx.member.x.shape[1:])
+    # Iterates stay in the valid input range: the dataset's (images: [0, 1]) or else the training data's range.
+    low, high = float(ctx.member.x.min()), float(ctx.member.x.max())
+    clip_range = ctx.clip_range or ((low, high) if high > low else None)
     n_classes = int(ctx.dataset.num_classes)
     attack = FredriksonCCS2015(
         ctx.target,
@@ -91,7 +96,7 @@ def run_fredrikson_ccs_2015(ctx: CellContext, params: FredriksonCCS2015Params) -
         params.beta,
         params.gamma,
         params.lamda,
-        clip_range=ctx.clip_range,
+        clip_range=clip_range,
         progress=ctx.progress,
     )
     reconstructions = attack.attack()

@@ -76,8 +76,9 @@ def test_lambdas_validated_against_attributes(lambdas) -> None:
         _defense(_data(), lambdas=lambdas).train_fair()
 
 
-def test_scalar_lambda_accepted() -> None:
-    _defense(_data(), epochs=1, pre=0, lambdas=0.5).train_fair()
+@pytest.mark.parametrize("lambdas", [0.5, torch.tensor(0.5), [0.5, 0.0]])
+def test_scalar_or_per_attribute_lambdas_accepted(lambdas) -> None:
+    _defense(_data(), epochs=1, pre=0, lambdas=lambdas).train_fair()
 
 
 def test_attribute_count_mismatch_named() -> None:

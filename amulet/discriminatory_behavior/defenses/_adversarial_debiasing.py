@@ -195,7 +195,9 @@ def train_debiased(
 
 def _lambdas_tensor(lambdas: Any, n_sensitive_attrs: int, owner: str) -> torch.Tensor:
     """Validate ``lambdas`` (a number, or one non-negative finite weight per attribute) as a float tensor."""
-    if isinstance(lambdas, torch.Tensor):
+    if isinstance(lambdas, torch.Tensor) and lambdas.dim() == 0:
+        values = [float(lambdas.item())] * n_sensitive_attrs
+    elif isinstance(lambdas, torch.Tensor):
         values = lambdas.detach().cpu().reshape(-1).tolist()
     elif isinstance(lambdas, numbers.Real) and not isinstance(lambdas, bool):
         values = [float(lambdas)] * n_sensitive_attrs
