@@ -22,7 +22,7 @@ NORMS = ("linf", "l2", "l1")
 
 
 def _row_norm(z: torch.Tensor, norm: str) -> torch.Tensor:
-    flat = z.reshape(len(z), -1)
+    flat = z.flatten(1)
     if norm == "linf":
         return flat.abs().amax(1)
     if norm == "l2":
@@ -34,9 +34,9 @@ def _l1_direction(
     grad: torch.Tensor, x_curr: torch.Tensor, k: int, gap: float, bounds: tuple[float, float] | None
 ) -> torch.Tensor:
     """Signs of the ``k`` largest gradient coordinates that can still move without leaving the box."""
-    g = grad.reshape(len(grad), -1).clone()
+    g = grad.flatten(1).clone()
     if bounds is not None:
-        xc = x_curr.reshape(len(x_curr), -1)
+        xc = x_curr.flatten(1)
         blocked = ((g < 0) & (xc <= bounds[0] + gap)) | ((g > 0) & (xc >= bounds[1] - gap))
         g[blocked] = 0
     kth = g.abs().topk(min(k, g.shape[1]), dim=1).values[:, -1:]
@@ -96,13 +96,15 @@ def mingd_distances(
                 loss = F.cross_entropy(logits, targets[active], reduction="sum")
                 (grad,) = torch.autograd.grad(loss, da)
             pending = logits.argmax(1) != targets[active]
+            if not bool(pending.any()):
+                break
             descent = -grad[pending]
             d_new = da.detach()[pending]
             x_pending = xa[pending]
             if norm == "linf":
                 d_new = d_new + alpha * descent.sign()
             elif norm == "l2":
-                scale = descent.reshape(len(descent), -1).norm(dim=1).clamp_min(1e-12)
+                scale = descent.flatten(1).norm(dim=1).clamp_min(1e-12)
                 d_new = d_new + alpha * descent / scale.reshape(-1, *([1] * (descent.dim() - 1)))
             else:
                 d_new = d_new + alpha * _l1_direction(descent, x_pending + d_new, k, gap, bounds)

@@ -31,7 +31,10 @@ def generate_trigger_set(
     seed: int = 0,
     value_range: tuple[float, float] = (0.0, 1.0),
 ) -> TensorData:
-    """A secret trigger set: uniform random inputs with uniform random labels.
+    """A secret trigger set: random inputs with uniform random labels.
+
+    Images (``shape`` of length 3) are abstract patterns of random 4x4-pixel blocks; other inputs are
+    uniform noise. Values are uniform in ``value_range``.
 
     It depends only on its arguments, so the owner can regenerate it from ``(seed, shape, num_classes)``
     to verify a suspect model.
@@ -56,8 +59,15 @@ def generate_trigger_set(
     if num_classes < 2:
         raise ValueError(f"generate_trigger_set needs num_classes >= 2; got {num_classes}.")
     low, high = float(value_range[0]), float(value_range[1])
+    shape = tuple(int(s) for s in shape)
     generator = make_generator(seed)
-    x = low + (high - low) * torch.rand((n_samples, *map(int, shape)), generator=generator)
+    if len(shape) == 3:
+        # Abstract images: random blocks of 4x4 pixels, far more distinct for convolutions than pixel noise.
+        channels, height, width = shape
+        coarse = torch.rand((n_samples, channels, -(-height // 4), -(-width // 4)), generator=generator)
+        x = low + (high - low) * coarse.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)[..., :height, :width]
+    else:
+        x = low + (high - low) * torch.rand((n_samples, *shape), generator=generator)
     y = torch.randint(0, num_classes, (n_samples,), generator=generator)
     return TensorData(x, y)
 

@@ -1,0 +1,86 @@
+"""OutlierRemoval removes the LOWEST-valued points, on 1-channel images with BatchNorm and a last batch of one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from amulet.exceptions import InvalidParameterError
+from amulet.models import LinearNet, SimpleCNN
+from amulet.poisoning.defenses import OutlierRemoval, lowest_value_split, remove_low_value_points
+from amulet.utils import TensorData, TrainConfig, get_accuracy, seeded_init
+
+
+def _flip(data: TensorData, fraction: float, num_classes: int, seed: int) -> tuple[TensorData, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    n_flip = int(fraction * len(data))
+    flipped = torch.randperm(len(data), generator=gen)[:n_flip]
+    y = data.y.clone()
+    y[flipped] = (y[flipped] + torch.randint(1, num_classes, (n_flip,), generator=gen)) % num_classes
+    return TensorData(data.x, y), flipped
+
+
+def test_fmnist_cnn_with_batchnorm_and_a_last_batch_of_one(fmnist_tensors):
+    train, test = fmnist_tensors
+    train = train.subset(torch.arange(1001))  # batches of 100: the last one has a single image
+    noisy, flipped = _flip(train, 0.1, 10, seed=0)
+    model = seeded_init(lambda: SimpleCNN([(8, 3)], [32], num_classes=10, batch_norm=True), 0)
+    defense = OutlierRemoval(
+        model,
+        nn.CrossEntropyLoss(),
+        torch.optim.Adam(model.parameters(), lr=2e-3),
+        noisy.loader(100, shuffle=True, seed=0),
+        test.subset(torch.arange(500)).loader(100),
+        "cpu",
+        percent=10,
+        epochs=4,
+        batch_size=100,
+    )
+    robust = defense.train_robust()
+    assert len(defense.removed_indices_) == 100 and len(defense.kept_indices_) == 901
+    assert defense.shapley_values_.shape == (1001,)
+    # The removed points are the lowest-valued ones (upstream 0.5.0 removed the most valuable).
+    assert (
+        defense.shapley_values_[defense.removed_indices_].max() <= defense.shapley_values_[defense.kept_indices_].min()
+    )
+    hit_rate = len(set(defense.removed_indices_.tolist()) & set(flipped.tolist())) / len(defense.removed_indices_)
+    assert hit_rate > 0.4, hit_rate  # 10% of the rows are mislabelled: removal is strongly enriched in them
+    assert get_accuracy(robust, test.loader(1000), "cpu") > 50
+
+
+def test_recipe_stage_drops_the_lowest_valued_census_rows(census_tensors):
+    member, _, _ = census_tensors
+    noisy, flipped = _flip(member.subset(torch.arange(2000)), 0.1, 2, seed=1)
+    kept = remove_low_value_points(
+        lambda: LinearNet(member.x.shape[1], 2, hidden_layer_sizes=[32]),
+        noisy,
+        config=TrainConfig(epochs=3),
+        seed=0,
+        percent=10,
+    )
+    assert len(kept) == 1800
+    remaining_flipped = int(torch.isin(flipped, _row_ids(noisy, kept)).sum())
+    assert remaining_flipped < 0.75 * len(flipped), remaining_flipped
+
+
+def _row_ids(full: TensorData, part: TensorData) -> torch.Tensor:
+    """Indices in ``full`` of the rows of ``part`` (rows are kept in order by the stage)."""
+    ids, j = [], 0
+    for i in range(len(full)):
+        if j < len(part) and torch.equal(full.x[i], part.x[j]) and full.y[i] == part.y[j]:
+            ids.append(i)
+            j += 1
+    assert j == len(part)
+    return torch.tensor(ids)
+
+
+def test_percent_zero_keeps_everything_and_bad_percent_is_named():
+    assert lowest_value_split(torch.zeros(4), 0)[1].tolist() == [0, 1, 2, 3]
+    model = nn.Linear(2, 2)
+    loader = TensorData(torch.rand(4, 2), torch.zeros(4, dtype=torch.long)).loader(2)
+    defense = OutlierRemoval(
+        model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), 0.1), loader, loader, "cpu", percent=100
+    )
+    with pytest.raises(InvalidParameterError, match="'percent' parameter of OutlierRemoval"):
+        defense.train_robust()
