@@ -629,25 +629,25 @@ def _evaluate_policy(
     for index, check in enumerate(plan.spec.policy):
         risk, _, metric = check.metric.partition(".")
         rows = row_names if check.row == "*" else fnmatch.filter(row_names, check.row)
-        if check.on == "delta":
+        if check.delta:
             rows = [r for r in rows if r != BASELINE]
         attacks = [
             c.attack for c in plan.columns if c.risk == risk and (check.attack is None or c.attack == check.attack)
         ]
         clause_ids = [c.id for c in clauses_for(risk, category.get(risk, ""))]
         base_id = check.id or f"policy[{index}]:{check.metric}{check.op}{check.threshold:g}" + (
-            ":delta" if check.on == "delta" else ""
+            ":delta" if check.delta else ""
         )
         for row in rows:
             for attack in attacks:
                 m = lookup[(row, risk, attack, metric)]
-                stats = m.delta if check.on == "delta" else m
+                stats = m.delta if check.delta else m
                 n = stats.n if stats is not None else 0
                 value = stats.mean if stats is not None else None
                 low = stats.ci_low if stats is not None else None
                 high = stats.ci_high if stats is not None else None
                 check_id = f"{base_id}:{row}" + (f":{attack}" if len(attacks) > 1 else "")
-                what = ("change vs baseline of " if check.on == "delta" else "") + check.metric
+                what = ("change vs baseline of " if check.delta else "") + check.metric
                 if n == 0 or value is None:
                     reasons = sorted(
                         {
@@ -665,7 +665,7 @@ def _evaluate_policy(
                             row=row,
                             op=check.op,
                             threshold=check.threshold,
-                            on=check.on,
+                            on="delta" if check.delta else "value",
                             status="not_run",
                             n=0,
                             unit=m.unit,
@@ -700,7 +700,7 @@ def _evaluate_policy(
                         row=row,
                         op=check.op,
                         threshold=check.threshold,
-                        on=check.on,
+                        on="delta" if check.delta else "value",
                         status=status,
                         value=value,
                         ci_low=low,

@@ -187,7 +187,7 @@ class RiskEntry(BaseModel):
 class PolicyCheck(BaseModel):
     """A threshold on a headline metric, checked for every matching row (and attack).
 
-    ``on="value"`` compares the measured value, ``on="delta"`` its change against the baseline. The
+    By default the measured value is checked; ``delta: true`` checks its change against the baseline. The
     verdict uses the 95% interval over seeds: ``pass`` when the whole interval satisfies the check, ``fail``
     when none of it does, ``inconclusive`` when it straddles the threshold. ``<=``/``>=`` include the
     threshold; ``<``/``>`` exclude it.
@@ -202,7 +202,7 @@ class PolicyCheck(BaseModel):
     attack: str | None = Field(
         default=None, description="Only this attack's column (default: every attack of the risk)."
     )
-    on: Literal["value", "delta"] = Field(default="value", description="Check the value or its delta vs baseline.")
+    delta: bool = Field(default=False, description="Check the change against the baseline instead of the value.")
     id: str | None = Field(default=None, description="Stable identifier of the check (default: derived).")
 
     @field_validator("threshold")
@@ -417,8 +417,8 @@ def _registry_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
                     "message": f"{check.row!r} matches no row; allowed values: '*', " + ", ".join(map(repr, names)),
                 }
             )
-        if check.on == "delta" and check.row == BASELINE:
-            problems.append({"path": f"{path}.on", "message": "a delta check cannot apply to the baseline row"})
+        if check.delta and check.row == BASELINE:
+            problems.append({"path": f"{path}.delta", "message": "a delta check cannot apply to the baseline row"})
     return problems
 
 

@@ -25,14 +25,15 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FAST_PARAMS: dict[str, dict[str, Any]] = {
     "model_extraction": {"epochs": 3},
     "fredrikson_ccs_2015": {"alpha": 30, "beta": 10},
-    "lira": {"num_shadow": 4, "epochs": 2, "shadow_epochs": 2},
-    "suri_evans_2022": {"num_models": 4, "epochs": 2, "models_per_ratio": 4},
-    "whitebox_pim": {"num_models": 4, "epochs": 2, "meta_epochs": 20, "models_per_ratio": 4},
+    "lira": {"num_shadow": 2, "max_members": 300},
+    "suri_evans_2022": {"num_models": 3, "num_victim_models": 2, "train_subsample": 200, "test_subsample": 100},
+    "whitebox_pim": {"num_models": 3, "num_victim_models": 2, "train_subsample": 200, "test_subsample": 100,
+                     "meta_epochs": 10},
     "pgd": {"iterations": 3, "max_samples": 200},
     "duddu_cikm_2022": {"max_iter": 50},
     "fingerprint": {"num_iter": 20, "regressor_epochs": 50, "num_samples": 30},
     "watermark": {"epochs": 2},
-}
+}  # fmt: skip
 
 
 def _fast(params_model: type, key: str) -> dict[str, Any]:
@@ -45,7 +46,9 @@ def every_defense_every_risk_spec(*, fast: bool) -> dict[str, Any]:
     risks = []
     for risk in registry.risks():
         for attack in registry.attacks(risk.key):
-            risks.append({"risk": risk.key, "attack": attack.key, "params": _fast(attack.params, attack.key) if fast else {}})
+            risks.append(
+                {"risk": risk.key, "attack": attack.key, "params": _fast(attack.params, attack.key) if fast else {}}
+            )
     return {
         "name": "every defense x every risk",
         "dataset": {"name": "census", "training_size": 800 if fast else 3000, "test_size": 400 if fast else 1500},

@@ -137,7 +137,7 @@ def test_an_interval_straddling_the_threshold_is_inconclusive(op: str):
 def test_verdicts_on_values_deltas_single_seeds_and_not_run_cells():
     policy = [
         {"metric": "evasion.robust_accuracy", "op": ">=", "threshold": 50, "id": "robust"},
-        {"metric": "evasion.robust_accuracy", "op": ">=", "threshold": -5, "on": "delta", "id": "no-worse"},
+        {"metric": "evasion.robust_accuracy", "op": ">=", "threshold": -5, "delta": True, "id": "no-worse"},
         {"metric": "discriminatory_behavior.p_rule", "op": ">=", "threshold": 80, "row": "baseline", "id": "fair"},
     ]
     plan = _plan(policy=policy)
