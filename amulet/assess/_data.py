@@ -163,7 +163,7 @@ def load_bundle(spec: DatasetSpec) -> DataBundle:
         }
         if z_tr is not None and train.z is not None and test.z is not None:
             updates.update(z_train=train.z.numpy(), z_test=test.z.numpy())
-        dataset = dataclasses.replace(dataset, **{k: v for k, v in updates.items() if hasattr(dataset, k)})
+        dataset = dataclasses.replace(dataset, **{k: v for k, v in updates.items() if hasattr(dataset, k)})  # type: ignore[type-var]
     modality = str(getattr(dataset, "modality", "image" if train.x.dim() > 2 else "tabular"))
     lo = float(min(train.x.min().item(), test.x.min().item()))
     hi = float(max(train.x.max().item(), test.x.max().item()))

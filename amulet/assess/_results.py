@@ -407,18 +407,21 @@ def aggregate_results(
         by_key[result.key] = result
     cells: list[CellResult] = []
     for planned in plan.cells:
-        result = by_key.get(planned.key)
-        if result is None:
-            result = CellResult(
-                key=planned.key,
-                row=planned.row,
-                risk=planned.risk,
-                attack=planned.attack,
-                seed=planned.seed,
-                status="error",
-                reason="no result was recorded for this cell",
+        found = by_key.get(planned.key)
+        if found is not None:
+            cells.append(found)
+        else:
+            cells.append(
+                CellResult(
+                    key=planned.key,
+                    row=planned.row,
+                    risk=planned.risk,
+                    attack=planned.attack,
+                    seed=planned.seed,
+                    status="error",
+                    reason="no result was recorded for this cell",
+                )
             )
-        cells.append(result)
 
     columns: list[ColumnInfo] = []
     for col in plan.columns:
@@ -576,8 +579,8 @@ def aggregate_results(
         "cell_seconds": round(sum(c.seconds for c in cells), 3),
     }
     if trainings:
-        statuses = [t.get("status") for t in trainings]
-        reproducibility["trainings"] = {s: statuses.count(s) for s in ("trained", "reused", "imported")}
+        kinds = [t.get("status") for t in trainings]
+        reproducibility["trainings"] = {s: kinds.count(s) for s in ("trained", "reused", "imported")}
         reproducibility["devices"] = sorted({str(t.get("device")) for t in trainings if t.get("device")})
     return AssessmentResults(
         name=spec.name,

@@ -46,22 +46,10 @@ def _device(device: torch.device | str | None) -> torch.device:
 
 
 def _import_weights(arch: dict[str, Any], weights: str, factory: Any) -> torch.nn.Module:
-    """The user's trained model: through ``amulet.io`` when present (validating it), else safetensors directly."""
-    try:
-        from amulet.io import load_model  # type: ignore[attr-defined]
-    except ImportError:
-        load_model = None
-    if load_model is not None:
-        return load_model(arch, weights)
-    if not weights.endswith(".safetensors"):
-        from amulet.exceptions import UnsafeModelFileError
+    """The user's trained model through ``amulet.io`` (checked against the architecture; never unpickled)."""
+    from amulet.io import load_model
 
-        raise UnsafeModelFileError(f"Model weights must be a .safetensors file; got {weights!r}.")
-    from safetensors.torch import load_file
-
-    model = factory()
-    model.load_state_dict(load_file(weights))
-    return model
+    return load_model(arch, weights)
 
 
 def _evaluate(model: torch.nn.Module, data: Any, device: torch.device) -> float:
@@ -222,7 +210,6 @@ def run_cell(
     device = _device(device)
     progress = resolve_progress(progress)
     start = time.perf_counter()
-    base = {"key": cell.key, "row": cell.row, "risk": cell.risk, "attack": cell.attack, "seed": cell.seed}
     model_sha = data_sha = None
     try:
         training = run_training(plan, cell.training_key, cache_dir=cache_dir, device=device, progress=progress)
@@ -272,8 +259,12 @@ def run_cell(
         status, reason, metrics = "error", f"{type(exc).__name__}: {exc}", {}
         logger.warning("cell %s failed: %s\n%s", cell.key, reason, traceback.format_exc())
     return CellResult(
-        **base,
-        status=status,
+        key=cell.key,
+        row=cell.row,
+        risk=cell.risk,
+        attack=cell.attack,
+        seed=cell.seed,
+        status=status,  # type: ignore[arg-type]
         metrics=metrics,
         reason=reason,
         seconds=round(time.perf_counter() - start, 3),

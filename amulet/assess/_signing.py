@@ -69,10 +69,10 @@ def load_signing_key(key_path: str | Path | None = None, *, create: bool = True)
             fh.write(pem)
         os.replace(tmp, path)
         return key
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise ValueError(f"The report-signing key {path} is not an Ed25519 private key.")
-    return key
+    return loaded
 
 
 def _public_raw(public_key: Any) -> bytes:

@@ -350,40 +350,45 @@ def _registry_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
         seen.add(name)
 
     selected: dict[str, set[str]] = {}
-    for i, entry in enumerate(spec.risks):
+    for i, risk_entry in enumerate(spec.risks):
         path = f"risks[{i}]"
-        if entry.risk not in risk_keys:
+        if risk_entry.risk not in risk_keys:
             problems.append(
                 {
                     "path": f"{path}.risk",
-                    "message": f"unknown risk {entry.risk!r}; allowed values: {', '.join(risk_keys)}",
+                    "message": f"unknown risk {risk_entry.risk!r}; allowed values: {', '.join(risk_keys)}",
                 }
             )
             continue
-        attack_keys = [a.key for a in registry.attacks(entry.risk)]
-        if entry.attack is None:
+        attack_keys = [a.key for a in registry.attacks(risk_entry.risk)]
+        if risk_entry.attack is None:
             if not attack_keys:
                 problems.append(
-                    {"path": f"{path}.attack", "message": f"no attack is registered for the risk {entry.risk!r} yet"}
+                    {
+                        "path": f"{path}.attack",
+                        "message": f"no attack is registered for the risk {risk_entry.risk!r} yet",
+                    }
                 )
                 continue
             attack_key = attack_keys[0]
-        elif entry.attack not in attack_keys:
+        elif risk_entry.attack not in attack_keys:
             problems.append(
                 {
                     "path": f"{path}.attack",
-                    "message": f"unknown attack {entry.attack!r} for the risk {entry.risk!r}; allowed values: "
-                    + (", ".join(attack_keys) or "(none registered)"),
+                    "message": f"unknown attack {risk_entry.attack!r} for the risk {risk_entry.risk!r}; "
+                    "allowed values: " + (", ".join(attack_keys) or "(none registered)"),
                 }
             )
             continue
         else:
-            attack_key = entry.attack
-        if attack_key in selected.setdefault(entry.risk, set()):
-            problems.append({"path": path, "message": f"the attack {attack_key!r} of {entry.risk!r} is listed twice"})
-        selected[entry.risk].add(attack_key)
+            attack_key = risk_entry.attack
+        if attack_key in selected.setdefault(risk_entry.risk, set()):
+            problems.append(
+                {"path": path, "message": f"the attack {attack_key!r} of {risk_entry.risk!r} is listed twice"}
+            )
+        selected[risk_entry.risk].add(attack_key)
         try:
-            registry.get_attack(attack_key).params(**entry.params)
+            registry.get_attack(attack_key).params(**risk_entry.params)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, f"{path}.params"))
 
@@ -506,11 +511,12 @@ def load_spec(source: AssessmentSpec | Mapping[str, Any] | str | Path) -> Assess
     if isinstance(source, Path) or (
         isinstance(source, str) and "\n" not in source and not source.lstrip().startswith("{") and ":" not in source
     ):
-        path = Path(source)
-        if not path.is_file():
-            raise SpecError([{"path": "", "message": f"spec file {str(path)!r} does not exist"}])
-        base = path.resolve().parent
-        source = path.read_text(encoding="utf-8")
+        spec_path = Path(source)
+        if not spec_path.is_file():
+            raise SpecError([{"path": "", "message": f"spec file {str(spec_path)!r} does not exist"}])
+        base = spec_path.resolve().parent
+        source = spec_path.read_text(encoding="utf-8")
+    data: Any
     if isinstance(source, str):
         try:
             data = yaml.safe_load(source)

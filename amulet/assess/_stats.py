@@ -79,6 +79,6 @@ def paired_difference(values: Sequence[float], baseline: Sequence[float]) -> Sum
     else:
         from scipy import stats
 
-        t = (s.mean or 0.0) / s.se
+        t = (s.mean or 0.0) / (s.se or 1.0)
         p = float(2 * stats.t.sf(abs(t), s.n - 1))
     return Summary(s.n, s.mean, s.se, s.ci_low, s.ci_high, p)
