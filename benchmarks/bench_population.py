@@ -1,0 +1,109 @@
+"""Population training: K LinearNet models on census, sequential loop vs one batched (vmap) ensemble.
+
+Each of the K models trains on its own random ``--rows`` census rows with its own seed (the LiRA-shadow /
+distribution-inference setting). Both paths train exactly the same models (same init, batch order and
+optimizer semantics); the benchmark reports the wall time of each, the ratio sequential / batched, and the
+mean per-model test accuracy of each path (which must agree). The issue's target (at least 5x at K=64 on
+CPU) is reported, not asserted. Timings are sensitive to other load on the machine: the load average is
+recorded next to them.
+
+    python -m benchmarks.bench_population [--ks 16 64] [--epochs 2] [--rows 1000] [--batch-size 64]
+
+Results: a table on stdout and ``benchmarks/results/bench_population.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "bench_population.json"
+TARGET_RATIO_K64 = 5.0
+
+
+def _run(k: int, args: argparse.Namespace, train: Any, test: Any, factory: Any) -> dict[str, Any]:
+    from amulet.recipes import Recipe
+    from amulet.utils import TrainConfig, derive_seed, population_logits, train_population
+
+    g = torch.Generator().manual_seed(args.seed)
+    subsets = [torch.randperm(len(train), generator=g)[: args.rows] for _ in range(k)]
+    seeds = [derive_seed(args.seed, "bench", i) for i in range(k)]
+    recipe = Recipe(TrainConfig(epochs=args.epochs, batch_size=args.batch_size))
+    row: dict[str, Any] = {"k": k}
+    for mode in ("batched", "sequential"):
+        start = time.perf_counter()
+        result = train_population(factory, train, subsets, recipe=recipe, seeds=seeds, mode=mode, device=args.device)
+        row[f"{mode}_s"] = time.perf_counter() - start
+        logits = population_logits(result.models, test.x, device=args.device)
+        row[f"{mode}_mean_acc"] = float(((logits.argmax(-1) == test.y).double().mean(1) * 100).mean())
+    row["ratio"] = row["sequential_s"] / row["batched_s"]
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print a table and write the JSON results; returns them."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ks", type=int, nargs="+", default=[16, 64], help="population sizes")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=1000, help="training rows per model")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--capacity", default="m1", help="LinearNet capacity (m1 = [128, 256, 128])")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    from amulet.settings import get_settings
+    from amulet.utils import TensorData, initialize_model, load_data
+
+    data = load_data(str(get_settings().resolved_data_dir), "census")
+    train = TensorData.from_numpy(data.x_train, data.y_train)
+    test = TensorData.from_numpy(data.x_test[:5000], data.y_test[:5000])
+
+    def factory() -> torch.nn.Module:
+        return initialize_model("linearnet", args.capacity, data.num_features, data.num_classes)
+
+    rows = [_run(k, args, train, test, factory) for k in args.ks]
+    header = f"{'K':>4} {'sequential s':>13} {'batched s':>10} {'ratio':>7} {'seq acc %':>10} {'batch acc %':>12}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r['k']:>4} {r['sequential_s']:>13.2f} {r['batched_s']:>10.2f} {r['ratio']:>6.1f}x "
+            f"{r['sequential_mean_acc']:>10.2f} {r['batched_mean_acc']:>12.2f}"
+        )
+    k64 = next((r for r in rows if r["k"] == 64), None)
+    if k64 is not None:
+        verdict = "met" if k64["ratio"] >= TARGET_RATIO_K64 else "NOT met"
+        lines.append(f"target: >= {TARGET_RATIO_K64:.0f}x at K=64 -> {verdict} ({k64['ratio']:.1f}x)")
+    sys.stdout.write("\n".join(lines) + "\n")
+    result = {
+        "benchmark": "population",
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "model": f"LinearNet {args.capacity} (census, {data.num_features} features)",
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "device": args.device,
+        },
+        "rows": rows,
+        "target_ratio_k64": TARGET_RATIO_K64,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
