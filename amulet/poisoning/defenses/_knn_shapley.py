@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -10,8 +12,8 @@ from amulet.progress import Progress, resolve_progress
 
 __all__ = ["knn_shapley"]
 
-#: Bytes of working memory per (test point, training point) pair of one chunk: the distance key, the sort
-#: output (values and int64 indices), the match indicator and two float64 buffers of the recursion.
+#: Bytes of working memory per (test point, training point) pair of one chunk: the distance, the packed
+#: int64 sort key, the int64 order, the match indicator and two float64 buffers of the recursion.
 _BYTES_PER_PAIR = 48
 
 
@@ -20,6 +22,29 @@ def _as_2d(a: np.ndarray | torch.Tensor) -> torch.Tensor:
     if not t.is_floating_point():
         t = t.double()
     return t.reshape(len(t), -1)
+
+
+def _rank(q: torch.Tensor, xt: torch.Tensor, train_sq: torch.Tensor) -> torch.Tensor:
+    """Indices of the training points sorted by distance to each row of ``q`` (ties: lower index first)."""
+    # ||q - t||^2 = ||q||^2 + ||t||^2 - 2 q.t, clamped at +0.0 (rounding can make it slightly negative).
+    dist = torch.addmm(train_sq.unsqueeze(0), q, xt.T, beta=1.0, alpha=-2.0)
+    dist = dist.add_((q * q).sum(1, keepdim=True)).clamp_min_(0.0).add_(0.0)
+    n = dist.shape[1]
+    if dist.dtype != torch.float32 or n >= 2**31:
+        return torch.sort(dist, dim=1, stable=True).indices
+    # Non-negative float32 bit patterns order like the floats: pack (distance bits, index) into one int64
+    # key, so a plain sort of integers gives the distance order with ties broken by index.
+    key = (dist.view(torch.int32).to(torch.int64) << 32) | torch.arange(n, device=dist.device, dtype=torch.int64)
+    del dist
+    if key.device.type == "cpu":
+        key_np = key.numpy()
+        rows = np.array_split(np.arange(len(key_np)), max(1, min(torch.get_num_threads(), len(key_np))))
+        with ThreadPoolExecutor(len(rows)) as pool:  # NumPy's SIMD sort releases the GIL
+            list(pool.map(lambda r: key_np.__setitem__(r, np.sort(key_np[r], axis=1)), rows))
+        key = torch.from_numpy(key_np)
+    else:
+        key = torch.sort(key, dim=1).values
+    return key & 0xFFFFFFFF
 
 
 def knn_shapley(
@@ -102,26 +127,33 @@ def knn_shapley(
     chunk_size = min(chunk_size, n_test)
 
     train_sq = (xt * xt).sum(1)
-    ranks = torch.arange(1, n_train, device=device, dtype=torch.float64)  # i = 1..N-1
-    coef = torch.clamp(ranks, max=k) / (k * ranks)  # min(k, i) / (k i)
+    ranks = torch.arange(1, n_train + 1, device=device, dtype=torch.float64)  # i = 1..N
+    coef = torch.clamp(ranks, max=k) / (k * ranks)  # c_i = min(k, i) / (k i)
+    # Summation by parts: s_i = s_N + sum_{l=i}^{N-1} (m_l - m_{l+1}) c_l
+    #                         = m_i c_i + sum_{l=i+1}^{N-1} m_l (c_l - c_{l-1}) + m_N (1/N - c_{N-1}),
+    # so one product and one cumulative sum give every s_i.
+    dcoef = torch.zeros(n_train, dtype=torch.float64, device=device)
+    if n_train > 2:
+        dcoef[1 : n_train - 1] = coef[1 : n_train - 1] - coef[: n_train - 2]
+    last = 1.0 / n_train - (float(coef[n_train - 2]) if n_train > 1 else 0.0)
+    labels_train = yt.to(torch.int32)
     values = torch.zeros(n_train, dtype=torch.float64, device=device)
     progress = resolve_progress(progress)
     starts = range(0, n_test, chunk_size)
     for start in progress.track(starts, "knn_shapley", total=len(starts), description="KNN-Shapley"):
         q = xq[start : start + chunk_size].to(device=device, dtype=dtype)
-        labels = yq[start : start + chunk_size].to(device)
-        # ||q - t||^2 = ||q||^2 + ||t||^2 - 2 q.t; the first term is constant in each row and does not change ranks.
-        key = torch.addmm(train_sq.unsqueeze(0), q, xt.T, beta=1.0, alpha=-2.0)
-        order = torch.sort(key, dim=1, stable=True).indices
-        del key
-        match = (yt[order] == labels.unsqueeze(1)).to(torch.float64)
-        s = torch.empty_like(match)
+        labels = yq[start : start + chunk_size].to(device=device, dtype=torch.int32)
+        order = _rank(q, xt, train_sq)
+        match = (labels_train[order] == labels.unsqueeze(1)).to(torch.float64)
+        cum = (match * dcoef).cumsum_(1)
+        s = cum[:, -1:] - cum  # sum over l > i of m_l d_l
+        del cum
+        s.addcmul_(match, coef).add_(match[:, -1:] * last)
         s[:, -1] = match[:, -1] / n_train
-        if n_train > 1:
-            step = (match[:, :-1] - match[:, 1:]) * coef
-            s[:, :-1] = step.flip(1).cumsum(1).flip(1) + s[:, -1:]
-            del step
         del match
-        values += torch.empty_like(s).scatter_(1, order, s).sum(0)
+        if device.type == "cpu":
+            values.index_add_(0, order.reshape(-1), s.reshape(-1))  # sequential: deterministic on the CPU
+        else:
+            values += torch.empty_like(s).scatter_(1, order, s).sum(0)
         del s, order
     return (values / n_test).cpu()
