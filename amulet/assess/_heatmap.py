@@ -87,6 +87,14 @@ def _hover(results: AssessmentResults, cell: MatrixCell) -> str:
     return "<br>".join(lines)
 
 
+def _tick(results: AssessmentResults, label: str) -> str:
+    """Two-line column label: the risk's name, then the attack."""
+    for col in results.columns:
+        if col.label == label:
+            return f"{col.risk_code} {col.risk_name}<br>({col.attack})"
+    return label
+
+
 def _grid(results: AssessmentResults) -> tuple[list[str], list[str], dict[tuple[str, str], MatrixCell]]:
     rows = [r.name for r in results.rows if r.stack]
     columns = [c.label for c in results.columns]
@@ -125,9 +133,10 @@ def plotly_heatmap_html(results: AssessmentResults, *, div_id: str = "interactio
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=columns,
-            y=rows,
+            x=[_tick(results, c) for c in columns],
+            y=[r if len(r) <= 40 else r[:39] + "…" for r in rows],
             text=text,
+            textfont={"size": 12},
             customdata=hover,
             texttemplate="%{text}",
             hovertemplate="%{customdata}<extra></extra>",
@@ -152,11 +161,11 @@ def plotly_heatmap_html(results: AssessmentResults, *, div_id: str = "interactio
                     type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line={"color": "black", "width": 3}
                 )
     fig.update_layout(
-        title={"text": "Defense x risk interactions (red: more susceptible than the baseline, blue: less)"},
-        yaxis={"autorange": "reversed", "title": "defense"},
-        xaxis={"title": "risk (attack)", "side": "top"},
-        height=max(320, 110 + 70 * len(rows)),
-        margin={"l": 160, "r": 40, "t": 110, "b": 40},
+        title={"text": "Defense x risk: change in susceptibility vs the baseline (red: more, blue: less)", "y": 0.98},
+        yaxis={"autorange": "reversed", "title": {"text": "defense"}, "automargin": True},
+        xaxis={"side": "top", "tickangle": 0, "automargin": True},
+        height=max(340, 170 + 80 * len(rows)),
+        margin={"l": 40, "r": 40, "t": 110, "b": 30},
         plot_bgcolor="white",
     )
     return fig.to_html(full_html=False, include_plotlyjs=True, div_id=div_id, config={"displaylogo": False})
@@ -192,7 +201,7 @@ def heatmap_svg(results: AssessmentResults) -> str:
     scale = _scale(results.matrix)
     cw, ch = 128, 54
     left = min(260, max(110, 7 * max(len(r) for r in rows) + 20))
-    col_lines = {c: _wrap(c, 18) for c in columns}
+    col_lines = {c: [line for part in _tick(results, c).split("<br>") for line in _wrap(part, 19)] for c in columns}
     top = 26 + 14 * max(len(v) for v in col_lines.values())
     width = max(600, left + cw * len(columns) + 20)
     legend_y = top + ch * len(rows) + 18
