@@ -122,7 +122,7 @@ def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> di
             "vic_1": pool(ctx.member, params.ratio1),
             "vic_2": pool(ctx.member, params.ratio2),
         }
-        sizes = [len(p.dataset) for p in pools.values()]
+        sizes = [len(p.dataset) for p in pools.values()]  # type: ignore[arg-type]
         if min(sizes) < params.train_subsample:
             attack.train_subsample = max(10, min(sizes))
         populations = {

@@ -259,7 +259,7 @@ class StackedOptimizer:
         if all_active:
             self.steps += 1
         else:
-            self.steps += active_np
+            self.steps += active_np  # type: ignore[arg-type]
         cfg = self.config
         lo, hi = float(self.steps.min()), float(self.steps.max())
         uniform_step = lo if lo == hi and lo > 0 else None
@@ -360,7 +360,7 @@ class _StackableBatchNorm(nn.Module):
                     self.running_mean.mul_(1 - factor).add_(mean.detach() * factor)
                     self.running_var.mul_(1 - factor).add_(var.detach() * (n / max(n - 1, 1)) * factor)  # type: ignore[union-attr]
         else:
-            mean, var = self.running_mean, self.running_var
+            mean, var = self.running_mean, self.running_var  # type: ignore[assignment]
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)  # type: ignore[union-attr]
         if self.weight is not None:
             y = y * self.weight.view(shape) + self.bias.view(shape)  # type: ignore[union-attr]
@@ -454,9 +454,9 @@ def _train_batched(
         progress.advance("population", loss=round(total / max(int(sizes.sum()), 1), 5), epoch=epoch + 1)
     progress.finish("population")
     with torch.no_grad():
-        for k, model in enumerate(models):
-            state = {n: v[k].detach().clone() for n, v in params.items()}
-            state.update({n: v[k].clone() for n, v in buffers.items()})
+        for i, model in enumerate(models):
+            state = {n: v[i].detach().clone() for n, v in params.items()}
+            state.update({n: v[i].clone() for n, v in buffers.items()})
             model.load_state_dict(state)
             model.eval()
     return models
