@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from amulet.assess._compliance import clauses_for
 from amulet.assess._plan import AssessmentPlan
@@ -72,7 +72,7 @@ class CellResult(BaseModel):
         data_sha256: SHA-256 of the assessment's data (when known).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     key: str
     row: str
@@ -243,6 +243,14 @@ class AssessmentResults(BaseModel):
     checks: list[CheckResult]
     threat_model: dict[str, str] = Field(default_factory=dict)
     reproducibility: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # results.json carries "$schema" and the computed "exit_code"/"counts"; reading it back ignores them.
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k not in ("$schema", "exit_code", "counts")}
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property
