@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import json
 import typing
@@ -412,8 +413,6 @@ def _registry_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
                     + ", ".join(sorted(selected[risk_key])),
                 }
             )
-        import fnmatch
-
         names = [BASELINE, *row_names]
         if check.row != "*" and not fnmatch.filter(names, check.row):
             problems.append(

@@ -154,6 +154,14 @@ def test_baseline_is_a_reserved_row_name_and_two_loops_cannot_stack():
                     risks=[{"risk": "evasion"}])  # fmt: skip
     with pytest.raises(SpecError, match="reserved"):
         load_spec(bad)
+    loops = [d.key for d in registry.defenses() if d.make_stage(d.params()).kind == "loop"]
+    if len(loops) < 2:
+        pytest.skip("fewer than two registered defenses replace the training loop")
+    two_loops = tiny_spec(defenses=[{"stack": [{"defense": loops[0]}, {"defense": loops[1]}]}],
+                          risks=[{"risk": "evasion"}])  # fmt: skip
+    with pytest.raises(SpecError) as info:
+        load_spec(two_loops)
+    assert "at most one defense that replaces the training loop" in _problems(info.value)["defenses[0].stack"]
 
 
 def test_not_yaml_and_not_a_mapping():
