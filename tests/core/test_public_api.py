@@ -46,13 +46,27 @@ def test_all_is_sorted_and_every_name_exists(module_name: str):
         assert hasattr(module, name), f"{module_name}.__all__ names missing {name!r}"
 
 
+def _is_attack_or_defense(cls: type) -> bool:
+    """Subclasses of a risk's abstract base (``EvasionAttack``, ``MembershipInferenceDefense``...).
+
+    Helper types a sub-package also exports (result dataclasses, adversary networks) are not held to
+    the entry-point contract.
+    """
+    return any(base.__name__.endswith(("Attack", "Defense")) for base in cls.__mro__[1:] if base is not object)
+
+
 def _concrete_classes(kind: str) -> list[tuple[str, type]]:
     found = []
     for package in BUILTIN_RISK_PACKAGES:
         module = importlib.import_module(f"{package}.{kind}")
         for name in module.__all__:
             obj = getattr(module, name)
-            if inspect.isclass(obj) and not inspect.isabstract(obj) and obj.__module__.startswith("amulet."):
+            if (
+                inspect.isclass(obj)
+                and not inspect.isabstract(obj)
+                and obj.__module__.startswith("amulet.")
+                and _is_attack_or_defense(obj)
+            ):
                 found.append((f"{package}.{kind}.{name}", obj))
     return found
 
@@ -78,8 +92,12 @@ def test_docstring_arguments_match_the_signature(name: str, cls: type):
     doc = inspect.getdoc(cls) or ""
     assert doc, f"{name} has no docstring"
     params = [p for p in inspect.signature(cls.__init__).parameters if p not in {"self", "args", "kwargs"}]
-    documented = _documented_args(doc) | _documented_args(inspect.getdoc(cls.__init__) or "")
+    documented: set[str] = set()
+    for klass in cls.__mro__:  # arguments shared with the risk's base class may be documented there
+        if klass.__module__.startswith("amulet."):
+            documented |= _documented_args(inspect.getdoc(klass) or "")
+            documented |= _documented_args(inspect.getdoc(klass.__init__) or "")
     missing = [p for p in params if p not in documented]
     assert not missing, f"{name}: parameters without a docstring entry: {missing}"
-    extra = documented - set(params)
+    extra = _documented_args(doc) - set(params)
     assert not extra, f"{name}: docstring documents parameters the signature lacks: {sorted(extra)}"
