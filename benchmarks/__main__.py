@@ -1,0 +1,101 @@
+"""Run every benchmark in turn (``make bench``) and print all their tables.
+
+    python -m benchmarks                      # everything, full sizes
+    python -m benchmarks --quick              # everything, small sizes (minutes on 2 CPU cores)
+    python -m benchmarks census_matrix api    # a subset (names as listed by --list)
+    python -m benchmarks --list
+
+Each benchmark runs in this process through its ``main(argv)``, prints its table and writes its JSON under
+``benchmarks/results/``. A ``--quick`` run writes its JSON under ``benchmarks/results/quick/`` instead and
+leaves the full-size results in place. One failing benchmark does not stop the others; the exit status is
+1 when any failed. A summary table (wall time, load average before and after each) closes the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: name -> (module, full-size argv, quick argv); the order is the run order (cheapest first).
+BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
+    "knn_shapley": ("benchmarks.bench_knn_shapley", [], ["--skip-large", "--loop-test-points", "20"]),
+    "population": ("benchmarks.bench_population", [], ["--ks", "16", "--epochs", "1"]),
+    "api": ("benchmarks.bench_api", [], ["--clients", "10", "--gets", "300", "--posts", "30"]),
+    "census_matrix": ("benchmarks.bench_census_matrix", [], ["--quick"]),
+}
+
+
+def _load() -> tuple[float, float, float]:
+    return os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+
+
+def _run_one(name: str, quick: bool) -> tuple[str, float, tuple[float, ...], tuple[float, ...]]:
+    module_name, full_argv, quick_argv = BENCHMARKS[name]
+    default_json = RESULTS / f"bench_{name}.json"
+    saved = default_json.read_bytes() if quick and default_json.is_file() else None
+    load_before = _load()
+    start = time.perf_counter()
+    status = "ok"
+    try:
+        module = importlib.import_module(module_name)
+        module.main(quick_argv if quick else full_argv)
+    except SystemExit as exc:  # argparse errors
+        status = "ok" if not exc.code else f"exit {exc.code}"
+    except Exception as exc:
+        traceback.print_exc()
+        status = f"error: {type(exc).__name__}: {exc}"[:120]
+    seconds = time.perf_counter() - start
+    load_after = _load()
+    if quick and default_json.is_file():
+        # Keep the full-size figures where they were; the quick run's JSON goes under results/quick/.
+        quick_dir = RESULTS / "quick"
+        quick_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(default_json, quick_dir / default_json.name)
+        if saved is not None:
+            default_json.write_bytes(saved)
+        else:
+            default_json.unlink()
+    return status, seconds, load_before, load_after
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen benchmarks, print their tables and a summary; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
+    parser.add_argument("--quick", action="store_true", help="small sizes; JSON under benchmarks/results/quick/")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, (module, _, quick) in BENCHMARKS.items():
+            print(f"{name:<15} {module}  (--quick: {' '.join(quick) or 'same'})")
+        return 0
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    names = [n for n in BENCHMARKS if n in args.names] if args.names else list(BENCHMARKS)
+    summary = []
+    for name in names:
+        print(f"\n=== {name}{' (quick)' if args.quick else ''} ===", flush=True)
+        summary.append((name, *_run_one(name, args.quick)))
+        sys.stdout.flush()
+    print(f"\n=== summary{' (quick)' if args.quick else ''} ===")
+    header = f"{'benchmark':<15} {'status':<8} {'wall s':>8}  {'load avg before':>17}  {'load avg after':>17}"
+    print(header)
+    print("-" * len(header))
+    for name, status, seconds, before, after in summary:
+        fmt = "/".join(f"{v:.1f}" for v in before), "/".join(f"{v:.1f}" for v in after)
+        print(f"{name:<15} {status:<8} {seconds:>8.1f}  {fmt[0]:>17}  {fmt[1]:>17}")
+    return 1 if any(s[1] != "ok" for s in summary) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
