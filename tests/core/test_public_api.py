@@ -84,7 +84,11 @@ def _documented_args(doc: str) -> set[str]:
     match = re.search(r"\n\s*Args:\n(.*?)(\n\s*\n\s*[A-Z][a-z]+:|\Z)", doc, re.S)
     if not match:
         return set()
-    return set(re.findall(r"^\s{4,12}(\w+)(?: \([^)]*\))?:", match.group(1), re.M))
+    names: set[str] = set()
+    # "name (type): text" or a group "a, b, c (type): text" documenting several arguments at once
+    for group in re.findall(r"^\s{4,12}(\w+(?:, \w+)*)(?: \([^)]*\))?:", match.group(1), re.M):
+        names.update(part.strip() for part in group.split(","))
+    return names
 
 
 @pytest.mark.parametrize(("name", "cls"), _CLASSES, ids=[n for n, _ in _CLASSES])
