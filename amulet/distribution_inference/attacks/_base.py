@@ -53,9 +53,11 @@ class DistributionInferenceAttack(ABC):
         device (str | torch.device): Torch device.
         models_dir (str | Path | None): Cache directory of population models (None: no cache).
         dataset (str): Dataset name (part of the cache directory name).
-        exp_id (int): Experiment id. filter_value (int): Value with the property. drop_values (dict | None):
-            Rows to drop per column. train_subsample (int): Rows per model. test_subsample (int): Query rows
-            per ratio.
+        exp_id (int): Experiment id.
+        filter_value (int): Value of ``filter_column`` that has the property.
+        drop_values (dict | None): Rows to drop, per column.
+        train_subsample (int): Rows per model.
+        test_subsample (int): Query rows per ratio.
         recipe (Recipe | None): Keyword-only. Training recipe of every population model.
         model_factory (Callable | None): Keyword-only. Architecture (overrides ``model_arch``).
         num_victim_models (int | None): Keyword-only. Victim models per ratio (default ``num_models``).
