@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from amulet._validation import Callable_, Interval, validate_params
+from amulet._validation import Interval, IsCallable, validate_params
 from amulet.distribution_inference.attacks._splits import (
     DistributionSplits,
     prepare_distribution_splits,
@@ -74,7 +74,7 @@ class DistributionInferenceAttack(ABC):
         "train_subsample": [Interval(int, 2, None)],
         "test_subsample": [Interval(int, 2, None)],
         "num_victim_models": [Interval(int, 1, None), None],
-        "model_factory": [Callable_(), None],
+        "model_factory": [IsCallable(), None],
         "seed": [Interval(int, 0, None)],
     }
 

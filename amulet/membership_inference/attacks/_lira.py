@@ -13,7 +13,7 @@ from scipy.stats import norm
 from torch import nn
 from torch.utils.data import Dataset
 
-from amulet._validation import Callable_, InstanceOf, Interval, validate_params
+from amulet._validation import InstanceOf, Interval, IsCallable, validate_params
 from amulet.exceptions import InvalidParameterError, NotRunError
 from amulet.membership_inference.attacks._base import MembershipInferenceAttack
 from amulet.progress import Progress, resolve_progress
@@ -157,7 +157,7 @@ class LiRA(MembershipInferenceAttack):
         "lr": [Interval(float, 0, None, closed="neither")],
         "fix_variance": [InstanceOf(bool)],
         "seed": [Interval(int, 0, None)],
-        "model_factory": [Callable_(), None],
+        "model_factory": [IsCallable(), None],
     }
 
     def __init__(

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from amulet._validation import Callable_, InstanceOf, Interval, validate_params
+from amulet._validation import InstanceOf, Interval, IsCallable, validate_params
 from amulet.poisoning.defenses._base import PoisoningDefense
 from amulet.poisoning.defenses._knn_shapley import knn_shapley
 from amulet.progress import Progress, resolve_progress
@@ -77,7 +77,7 @@ class OutlierRemoval(PoisoningDefense):
         "train_loader": [InstanceOf(DataLoader)],
         "test_loader": [InstanceOf(DataLoader)],
         "device": [InstanceOf((str, torch.device))],
-        "train_function": [Callable_()],
+        "train_function": [IsCallable()],
         "percent": [Interval(float, 0, 100, closed="left")],
         "epochs": [Interval(int, 0, None)],
         "batch_size": [Interval(int, 1, None)],
