@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     warm.pop("_records", None)
     result: dict[str, Any] = {
         "benchmark": "census_matrix",
-        "spec": str(args.spec.relative_to(ROOT) if args.spec.resolve().is_relative_to(ROOT) else args.spec),
+        "spec": str(args.spec.resolve().relative_to(ROOT) if args.spec.resolve().is_relative_to(ROOT) else args.spec),
         "seeds": list(spec.seeds),
         "rows": len(plan.rows),
         "columns": len(plan.columns),
