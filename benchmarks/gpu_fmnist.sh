@@ -27,11 +27,12 @@ PYEOF
 for mod in $(cat /tmp/missing.txt); do
   case $mod in
     pydantic_settings) pkgs="pydantic-settings python-dotenv";; safetensors) pkgs=safetensors;; tqdm) pkgs=tqdm;;
-    typing_inspection) pkgs=typing-inspection;; annotated_types) pkgs=annotated-types;; *) pkgs="";;
+    typing_inspection) pkgs=typing-inspection;; annotated_types) pkgs=annotated-types;; opacus) pkgs=opacus;;
+    pydantic) pkgs="pydantic pydantic-core";; *) pkgs="";;
   esac
-  [ -n "$pkgs" ] && $PY -m pip install -q --no-index --no-deps --find-links data/wheelhouse $pkgs
+  [ -n "$pkgs" ] && $PY -m pip install -q --no-index --no-deps --target /tmp/pylibs --find-links data/wheelhouse $pkgs
 done
-export PYTHONPATH=$PWD AMULET_DATA_DIR=$PWD/data AMULET_HOME=/tmp/amulet-home
+export PYTHONPATH=$PWD:/tmp/pylibs AMULET_DATA_DIR=$PWD/data AMULET_HOME=/tmp/amulet-home
 start=$(date +%s)
 $PY -u -m benchmarks.bench_census_matrix --spec benchmarks/specs/fmnist-vgg11.yaml --device cuda -v --no-rerun \
   --output "$OUT/bench_fmnist_vgg11_gpu.json" --save-results "$OUT/fmnist_vgg11_gpu_results.json"
