@@ -85,6 +85,7 @@ def test_every_defense_against_every_risk_on_census_no_cell_crashes(tmp_path: Pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_every_defense_against_every_risk_with_default_parameters(tmp_path: Path):
     spec = every_defense_every_risk_spec(fast=False)
     results = run_assessment(load_spec(spec), cache_dir=tmp_path / "cache", device="cpu")
@@ -100,6 +101,7 @@ def _amulet(*args: str, env_home: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_census_quick_example_end_to_end_and_rerun_trains_nothing(tmp_path: Path, amulet_home: Path):
     spec = EXAMPLES / "census-quick.yaml"
     loaded = load_spec(spec)
@@ -131,6 +133,7 @@ def test_census_quick_example_end_to_end_and_rerun_trains_nothing(tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)
 @pytest.mark.parametrize("name", ["fmnist.yaml", "full-matrix.yaml"])
 def test_other_examples_run_without_crashed_cells(tmp_path: Path, name: str):
     results = run_assessment(EXAMPLES / name, cache_dir=tmp_path / "cache", device="cpu", out_dir=tmp_path / "out")
