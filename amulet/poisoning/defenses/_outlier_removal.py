@@ -169,7 +169,7 @@ class OutlierRemoval(PoisoningDefense):
 @torch.no_grad()
 def _hidden(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
     model.eval()
-    fn = model.get_hidden if hasattr(model, "get_hidden") else model
+    fn = getattr(model, "get_hidden", model)
     out = []
     for i in range(0, len(x), batch_size):
         chunk = x[i : i + batch_size].to(device)

@@ -114,9 +114,8 @@ def load_trigger_folder(wm_path: str | Path, shape: Sequence[int]) -> TensorData
     mode = "L" if channels == 1 else "RGB"
     xs, ys = [], []
     for name, label in _read_labels(labels_file):
-        with Image.open(image_dir / name) as img:
-            img = img.convert(mode).resize((width, height))
-            arr = np.asarray(img, dtype=np.float32) / 255.0
+        with Image.open(image_dir / name) as raw:
+            arr = np.asarray(raw.convert(mode).resize((width, height)), dtype=np.float32) / 255.0
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         xs.append(torch.from_numpy(np.ascontiguousarray(arr)))
         ys.append(label)
