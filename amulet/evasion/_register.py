@@ -61,11 +61,23 @@ class PGDParams(BaseModel):
 
     epsilon: float = Field(default=0.1, ge=0, le=100, description="L-inf radius of the perturbation.")
     iterations: int = Field(default=10, ge=0, le=10_000, description="PGD steps.")
-    step_size: float = Field(default=0.02, ge=0, le=100, description="Size of each signed-gradient step.")
+    step_size: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Size of each signed-gradient step; None: 2.5 * epsilon / iterations (Madry et al.).",
+    )
     max_samples: int = Field(
         default=2000, ge=1, le=10_000_000, description="Test rows attacked (a seeded subset when there are more)."
     )
     batch_size: int = Field(default=512, ge=1, le=1_000_000, description="Rows attacked together.")
+
+
+def madry_step_size(epsilon: float, iterations: int, step_size: float | None) -> float:
+    """``step_size`` when given, else 2.5 * epsilon / iterations, which lets PGD reach any point of the ball."""
+    if step_size is not None:
+        return step_size
+    return 2.5 * epsilon / max(iterations, 1)
 
 
 def run_pgd(ctx: CellContext, params: PGDParams) -> dict[str, float]:
@@ -92,7 +104,7 @@ def run_pgd(ctx: CellContext, params: PGDParams) -> dict[str, float]:
         params.batch_size,
         epsilon=params.epsilon,
         iterations=params.iterations,
-        step_size=params.step_size,
+        step_size=madry_step_size(params.epsilon, params.iterations, params.step_size),
         clip_min=clip_min,
         clip_max=clip_max,
         seed=derive_seed(ctx.seed, "pgd") % (2**62),
@@ -136,7 +148,9 @@ class AdversarialTrainingParams(BaseModel):
 
     epsilon: float = Field(default=0.1, ge=0, le=100, description="L-inf radius of the training examples.")
     iterations: int = Field(default=5, ge=0, le=1000, description="PGD steps per training batch.")
-    step_size: float = Field(default=0.03, ge=0, le=100, description="PGD step size.")
+    step_size: float | None = Field(
+        default=None, ge=0, le=100, description="PGD step size; None: 2.5 * epsilon / iterations (Madry et al.)."
+    )
     mix_clean: float = Field(default=0.0, ge=0, le=1, description="Fraction of every batch left clean.")
     clip_min: float | None = Field(
         default=None, description="Lowest valid input value (0 for images in [0, 1]); None: unbounded."
@@ -155,7 +169,7 @@ def make_adversarial_training_stage(params: AdversarialTrainingParams) -> BatchS
         params=params.model_dump(),
         transform=pgd_batch_transform(
             epsilon=params.epsilon,
-            step_size=params.step_size,
+            step_size=madry_step_size(params.epsilon, params.iterations, params.step_size),
             iterations=params.iterations,
             clip_min=params.clip_min,
             clip_max=params.clip_max,
