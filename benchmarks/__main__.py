@@ -56,7 +56,7 @@ def _run_one(name: str, quick: bool) -> tuple[str, float, tuple[float, ...], tup
         status = f"error: {type(exc).__name__}: {exc}"[:120]
     seconds = time.perf_counter() - start
     load_after = _load()
-    if quick and default_json.is_file():
+    if quick and default_json.is_file() and default_json.read_bytes() != saved:
         # Keep the full-size figures where they were; the quick run's JSON goes under results/quick/.
         quick_dir = RESULTS / "quick"
         quick_dir.mkdir(parents=True, exist_ok=True)
@@ -89,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         summary.append((name, *_run_one(name, args.quick)))
         sys.stdout.flush()
     print(f"\n=== summary{' (quick)' if args.quick else ''} ===")
-    header = f"{'benchmark':<15} {'status':<8} {'wall s':>8}  {'load avg before':>17}  {'load avg after':>17}"
+    header = f"{'benchmark':<15} {'wall s':>8}  {'load avg before':>17}  {'load avg after':>17}  status"
     print(header)
-    print("-" * len(header))
+    print("-" * (len(header) + 10))
     for name, status, seconds, before, after in summary:
         fmt = "/".join(f"{v:.1f}" for v in before), "/".join(f"{v:.1f}" for v in after)
-        print(f"{name:<15} {status:<8} {seconds:>8.1f}  {fmt[0]:>17}  {fmt[1]:>17}")
+        print(f"{name:<15} {seconds:>8.1f}  {fmt[0]:>17}  {fmt[1]:>17}  {status}")
     return 1 if any(s[1] != "ok" for s in summary) else 0
 
 
