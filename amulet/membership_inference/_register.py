@@ -124,7 +124,10 @@ def run_lira(ctx: CellContext, params: LiRAParams) -> dict[str, float]:
         raise NotApplicableError("LiRA needs at least two training rows and two adversary rows.")
     members = _subsample(ctx.member, m, derive_seed(ctx.seed, "lira", "members"))
     outsiders = _subsample(ctx.adversary, m, derive_seed(ctx.seed, "lira", "outsiders"))
-    pool = TensorData(torch.cat([members.x, outsiders.x]), torch.cat([members.y, outsiders.y]))
+    pool_z = None
+    if members.z is not None and outsiders.z is not None:  # kept so shadows of a debiased target can be debiased
+        pool_z = torch.cat([members.z, outsiders.z])
+    pool = TensorData(torch.cat([members.x, outsiders.x]), torch.cat([members.y, outsiders.y]), pool_z)
     num_classes = int(getattr(ctx.dataset, "num_classes", 0) or pool.num_classes)
     attack = LiRA(
         ctx.target,
@@ -206,6 +209,7 @@ class DPSGDParams(BaseModel):
 
 def make_dp_sgd_stage(params: DPSGDParams) -> LoopStage:
     """A loop stage training with DP-SGD (Opacus); the model it returns carries ``privacy_epsilon_``."""
+    from amulet.membership_inference.defenses._dpsgd import make_dp_compatible
     from amulet.recipes import LoopStage
 
     return LoopStage(
@@ -218,6 +222,8 @@ def make_dp_sgd_stage(params: DPSGDParams) -> LoopStage:
             accountant=params.accountant,
             max_physical_batch_size=params.max_physical_batch_size,
         ),
+        # The loop swaps BatchNorm for GroupNorm; the trained weights load back into this structure.
+        adapt_model=make_dp_compatible,
     )
 
 

@@ -113,9 +113,11 @@ def run_badnets(ctx: CellContext, params: BadNetsParams) -> dict[str, float]:
         trigger_value=value,
     )
     poisoned = attack.poison_train(ctx.member)
+    x_poisoned, y_poisoned = poisoned.tensors
     model = ctx.recipe.train(
         ctx.model_factory,
-        TensorData(*poisoned.tensors),
+        # same rows in the same order: the sensitive attributes stay aligned (defenses such as debiasing use them)
+        TensorData(x_poisoned, y_poisoned, ctx.member.z),
         seed=derive_seed(ctx.seed, "badnets", "train"),
         device=ctx.device,
         progress=ctx.progress,
