@@ -105,6 +105,29 @@ def session_scope(settings: Settings) -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """Serialise migrations of one SQLite file across processes (API workers and Celery start together).
+
+    PostgreSQL gets an advisory lock inside the migration transaction instead; SQLite has none, so two
+    processes migrating a new file at once would both try to create the tables.
+    """
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(database).with_name(Path(database).name + ".migrate.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_migrations(settings: Settings) -> None:
     """Apply every Alembic revision (``alembic upgrade head``) to ``settings``' database."""
     from alembic import command
@@ -113,7 +136,7 @@ def run_migrations(settings: Settings) -> None:
     config = Config(str(ALEMBIC_INI))
     config.set_main_option("script_location", str(ALEMBIC_INI.parent / "alembic"))
     engine = get_engine(settings)
-    with engine.begin() as connection:
+    with _sqlite_file_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # One migrator at a time when the API and the workers start together.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
