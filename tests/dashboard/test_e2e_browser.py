@@ -137,7 +137,7 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
     page.get_by_role("button", name="Launch assessment").click()
 
     # Run page: live progress until the worker is done.
-    expect(page.get_by_role("heading", name="Run")).to_be_visible()
+    expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible()
     expect(page.locator('[data-testid="stProgress"]').first).to_be_visible()
     page.screenshot(path=ARTIFACTS / "04-run.png", full_page=True)
     expect(page.get_by_text("Finished. The interaction matrix is ready.")).to_be_visible(timeout=240_000)
