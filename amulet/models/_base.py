@@ -55,14 +55,25 @@ class AmuletModel(nn.Module):
     """
 
     architecture: str = ""
+    #: Subclasses set the trunk (input -> penultimate features) and the head (features -> logits).
+    features: nn.Module
+    classifier: nn.Module
 
+    @explain_batch_of_one
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape ``(batch, num_classes)``: the ``classifier`` head applied to :meth:`get_hidden`."""
+        return self.classifier(self.get_hidden(x))
+
+    @explain_batch_of_one
     def get_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features of ``x``; subclasses override this.
+        """Penultimate features of ``x``: the ``features`` trunk (subclasses with another layout override this).
 
         Raises:
-            NotImplementedError: unless a subclass overrides it.
+            NotImplementedError: when the model has no ``features`` module and does not override this.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement `get_hidden`.")
+        if "features" not in self._modules:
+            raise NotImplementedError(f"{type(self).__name__} must implement `get_hidden` or define `features`.")
+        return self.features(x)
 
     def architecture_config(self) -> dict[str, Any]:
         """The registry configuration (without ``num_classes``/``input_shape``) that rebuilds this model."""

@@ -108,11 +108,6 @@ class SimpleCNN(AmuletModel):
         self.classifier = nn.Linear(size, self.num_classes)
 
     @explain_batch_of_one
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape ``(batch, num_classes)`` for images of shape ``(batch, input_channels, H, W)``."""
-        return self.classifier(self.get_hidden(x))
-
-    @explain_batch_of_one
     def get_hidden(self, x: torch.Tensor) -> torch.Tensor:
         """Input of the last linear layer, shape ``(batch, fc_layers[-1])`` (flattened conv features if none)."""
         return self.hidden(self.pool(self.features(x)))

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
-from amulet.models._base import AmuletModel, check_bool, check_int, check_int_list, explain_batch_of_one
+from amulet.models._base import AmuletModel, check_bool, check_int, check_int_list
 
 __all__ = ["LinearNet"]
 
@@ -69,16 +68,6 @@ class LinearNet(AmuletModel):
             width = size
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width, self.num_classes)
-
-    @explain_batch_of_one
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape ``(batch, num_classes)`` for inputs of shape ``(batch, ...)``."""
-        return self.classifier(self.features(x))
-
-    @explain_batch_of_one
-    def get_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """Output of the last hidden layer, shape ``(batch, hidden_layer_sizes[-1])``."""
-        return self.features(x)
 
     def architecture_config(self) -> dict[str, Any]:
         """``{"hidden_layer_sizes": [...], "batch_norm": bool}``."""

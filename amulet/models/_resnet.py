@@ -11,7 +11,7 @@ from torch import nn
 
 from amulet._validation import Options, check_param
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
-from amulet.models._base import AmuletModel, check_bool, check_int, explain_batch_of_one
+from amulet.models._base import AmuletModel, check_bool, check_int
 
 __all__ = ["RESNET_SIZES", "ResNet", "pretrained_weights_path"]
 
@@ -158,16 +158,6 @@ class ResNet(AmuletModel):
                 nn.Dropout(p=0.3),
                 nn.Linear(512, self.num_classes),
             )
-
-    @explain_batch_of_one
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape ``(batch, num_classes)`` for images of shape ``(batch, input_channels, H, W)``."""
-        return self.classifier(self.features(x))
-
-    @explain_batch_of_one
-    def get_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone embedding, shape ``(batch, 512)`` (resnet18/34) or ``(batch, 2048)``."""
-        return self.features(x)
 
     def architecture_config(self) -> dict[str, Any]:
         """``{"size": ..., "replace_first": bool, "batch_norm": bool}`` (``pretrained`` is not needed to rebuild)."""

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
-from amulet.models._base import AmuletModel, check_bool, check_int, explain_batch_of_one
+from amulet.models._base import AmuletModel, check_bool, check_int
 
 __all__ = ["VGG", "VGG_CONFIGS"]
 
@@ -104,16 +103,6 @@ class VGG(AmuletModel):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels, self.num_classes)
-
-    @explain_batch_of_one
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape ``(batch, num_classes)`` for images of shape ``(batch, input_channels, H, W)``."""
-        return self.classifier(self.features(x))
-
-    @explain_batch_of_one
-    def get_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled convolutional features, shape ``(batch, channels of the last convolution)``."""
-        return self.features(x)
 
     def architecture_config(self) -> dict[str, Any]:
         """``{"layer_config": [...], "batch_norm": bool}``."""
