@@ -79,7 +79,7 @@ from torch import nn
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator, seeded_init
 from amulet.utils._tensordata import TensorData
-from amulet.utils._training import TrainConfig
+from amulet.utils._training import TrainConfig, has_batchnorm
 
 if TYPE_CHECKING:
     from amulet.recipes import Recipe
@@ -320,10 +320,6 @@ class StackedOptimizer:
 # batched training
 
 
-def _has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
 class _StackableBatchNorm(nn.Module):
     """BatchNorm written with plain reductions, for ``vmap`` over stacked models.
 
@@ -394,7 +390,7 @@ def _train_batched(
     stacked_params, stacked_buffers = stack_module_state(models)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in stacked_params.items()}
     buffers = {k: v.detach().clone() for k, v in stacked_buffers.items()}
-    has_bn = _has_batchnorm(models[0])
+    has_bn = has_batchnorm(models[0])
     base = _stackable(copy.deepcopy(models[0]).to("meta")).train()
     randomness = "different" if any(isinstance(m, _DROPOUT) for m in base.modules()) else "error"
 

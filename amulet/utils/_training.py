@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 import torch
@@ -16,7 +16,15 @@ from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator
 from amulet.utils._tensordata import TensorData
 
-__all__ = ["BatchTransform", "TrainConfig", "make_optimizer", "train_classifier", "train_model"]
+__all__ = [
+    "BatchTransform",
+    "TrainConfig",
+    "has_batchnorm",
+    "make_optimizer",
+    "run_epoch",
+    "train_classifier",
+    "train_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -94,18 +102,15 @@ def train_classifier(
     stale = 0
     progress.start("train", epochs, "training")
     for epoch in range(epochs):
-        model.train()
-        total, count = 0.0, 0
-        for batch in data_loader:
-            x, y = batch[0].to(device), batch[1].to(device)
-            if len(x) < 2 and _has_batchnorm(model):
-                continue  # BatchNorm cannot train on a batch of one
-            optimizer.zero_grad()
-            loss = criterion(model(x), y)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(x)
-            count += len(x)
+        count = 0
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            nonlocal count
+            for batch in data_loader:
+                count += len(batch[0])
+                yield batch[0].to(device), batch[1].to(device)
+
+        total = run_epoch(model, batches(), optimizer=optimizer, criterion=criterion)
         if scheduler is not None:
             scheduler.step()
         epoch_loss = total / max(count, 1)
@@ -125,8 +130,48 @@ def train_classifier(
     return model.eval()
 
 
-def _has_batchnorm(model: nn.Module) -> bool:
+def has_batchnorm(model: nn.Module) -> bool:
+    """True when ``model`` contains a BatchNorm layer (which cannot train on a batch of one sample)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def run_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, ...]],
+    *,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    batch_transform: BatchTransform | None = None,
+    transform_generator: torch.Generator | None = None,
+) -> float:
+    """One training pass over ``batches`` of (x, y, ...) with cross-entropy-style ``criterion``.
+
+    ``batch_transform`` (e.g. adversarial examples) replaces each batch before its step; a batch of one is
+    skipped when the model has BatchNorm (it cannot train on it). Shared by every loop that trains a
+    classifier step by step (:func:`train_model`, adversarial debiasing's pretraining).
+
+    Returns:
+        The sum over batches of the loss times the batch's row count.
+    """
+    skip_singletons = has_batchnorm(model)
+    model.train()
+    total = 0.0
+    for batch in batches:
+        x, y = batch[0], batch[1]
+        rows = len(x)
+        if rows < 2 and skip_singletons:
+            continue
+        if batch_transform is not None:
+            if transform_generator is None:
+                raise ValueError("run_epoch needs a transform_generator when a batch_transform is given.")
+            x, y = batch_transform(model, x, y, transform_generator)
+            model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * rows
+    return total
 
 
 def train_model(
@@ -157,25 +202,19 @@ def train_model(
     transform_gen = make_generator(seed + 1, device if device.type == "cuda" else "cpu")
     x_all, y_all = data.x.to(device), data.y.to(device)
     n = len(data)
-    drop_last_one = _has_batchnorm(model)
     progress.start("train", config.epochs, "training")
     for epoch in range(config.epochs):
         model.train()
         order = torch.randperm(n, generator=shuffle_gen).to(device)
-        total = 0.0
-        for start in range(0, n, config.batch_size):
-            idx = order[start : start + config.batch_size]
-            if len(idx) < 2 and drop_last_one:
-                continue
-            x, y = x_all[idx], y_all[idx]
-            if batch_transform is not None:
-                x, y = batch_transform(model, x, y, transform_gen)
-                model.train()
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(x), y)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
+        batches = ((x_all[idx], y_all[idx]) for idx in order.split(config.batch_size))
+        total = run_epoch(
+            model,
+            batches,
+            optimizer=optimizer,
+            criterion=criterion,
+            batch_transform=batch_transform,
+            transform_generator=transform_gen,
+        )
         progress.advance("train", loss=round(total / max(n, 1), 5), epoch=epoch + 1)
     progress.finish("train")
     return model.eval()

@@ -24,7 +24,7 @@ from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError, NotApplicabl
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import derive_seed, make_generator, seeded_init
 from amulet.utils._tensordata import TensorData
-from amulet.utils._training import BatchTransform, TrainConfig, make_optimizer
+from amulet.utils._training import BatchTransform, TrainConfig, has_batchnorm, make_optimizer, run_epoch
 
 from ._base import DiscriminatoryBehaviorDefense
 
@@ -65,10 +65,6 @@ class AdversaryModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities that each sensitive attribute is 1, shape (n, n_sensitive)."""
         return torch.sigmoid(self.network(x))
-
-
-def _has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _adversary_losses(adversary: AdversaryModel, outputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -119,7 +115,7 @@ def train_debiased(
     """
     progress = resolve_progress(progress)
     device = torch.device(device)
-    skip_singletons = _has_batchnorm(model)
+    skip_singletons = has_batchnorm(model)
     if batch_transform is not None and transform_generator is None:
         transform_generator = make_generator(0, device if device.type == "cuda" else "cpu")
     counts = {"adversary_steps": 0, "classifier_steps": 0}
@@ -427,7 +423,6 @@ def debiasing_loop(
     criterion = nn.CrossEntropyLoss()
     shuffle_gen = make_generator(seed)
     transform_gen = make_generator(seed + 1, device if device.type == "cuda" else "cpu")
-    skip_singletons = _has_batchnorm(model)
 
     def batches() -> Iterator[Batch]:
         order = torch.randperm(n, generator=shuffle_gen).to(device)
@@ -438,19 +433,14 @@ def debiasing_loop(
     n_plain = min(pretrain_classifier_epochs, config.epochs - 1)
     progress.start("train", n_plain, "pretraining the classifier")
     for epoch in range(n_plain):
-        model.train()
-        total = 0.0
-        for x, y, _ in batches():
-            if len(x) < 2 and skip_singletons:
-                continue
-            if batch_transform is not None:
-                x, y = batch_transform(model, x, y, transform_gen)
-                model.train()
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(x), y)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(x)
+        total = run_epoch(
+            model,
+            batches(),
+            optimizer=optimizer,
+            criterion=criterion,
+            batch_transform=batch_transform,
+            transform_generator=transform_gen,
+        )
         progress.advance("train", loss=round(total / max(n, 1), 5), epoch=epoch + 1)
     progress.finish("train")
 
