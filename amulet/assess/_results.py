@@ -659,6 +659,19 @@ def _evaluate_policy(
                 high = stats.ci_high if stats is not None else None
                 check_id = f"{base_id}:{row}" + (f":{attack}" if len(attacks) > 1 else "")
                 what = ("change vs baseline of " if check.delta else "") + check.metric
+                common: dict[str, Any] = {
+                    "id": check_id,
+                    "metric": check.metric,
+                    "risk": risk,
+                    "attack": attack,
+                    "row": row,
+                    "op": check.op,
+                    "threshold": check.threshold,
+                    "on": "delta" if check.delta else "value",
+                    "unit": m.unit,
+                    "intended": m.intended,
+                    "clauses": clause_ids,
+                }
                 if n == 0 or value is None:
                     reasons = sorted(
                         {
@@ -669,19 +682,9 @@ def _evaluate_policy(
                     )
                     out.append(
                         CheckResult(
-                            id=check_id,
-                            metric=check.metric,
-                            risk=risk,
-                            attack=attack,
-                            row=row,
-                            op=check.op,
-                            threshold=check.threshold,
-                            on="delta" if check.delta else "value",
+                            **common,
                             status="not_run",
                             n=0,
-                            unit=m.unit,
-                            intended=m.intended,
-                            clauses=clause_ids,
                             message=f"{what} was not measured for {row!r}"
                             + (": " + "; ".join(reasons) if reasons else " (no finite value from any seed)."),
                         )
@@ -703,25 +706,7 @@ def _evaluate_policy(
                         f"{word} {check.op} {check.threshold:g}{m.unit}."
                     )
                 out.append(
-                    CheckResult(
-                        id=check_id,
-                        metric=check.metric,
-                        risk=risk,
-                        attack=attack,
-                        row=row,
-                        op=check.op,
-                        threshold=check.threshold,
-                        on="delta" if check.delta else "value",
-                        status=status,
-                        value=value,
-                        ci_low=low,
-                        ci_high=high,
-                        n=n,
-                        unit=m.unit,
-                        message=message,
-                        intended=m.intended,
-                        clauses=clause_ids,
-                    )
+                    CheckResult(**common, status=status, value=value, ci_low=low, ci_high=high, n=n, message=message)
                 )
     return out
 
