@@ -19,7 +19,10 @@ one of four kinds:
 
 So a stack such as DP-SGD + adversarial training is DP-SGD's loop running on PGD batches. Risks that
 must imitate the target's training (poisoning, LiRA shadows, distribution-inference populations) call
-:meth:`Recipe.train` with their own data and seed: a defended target gets defended shadows.
+:meth:`Recipe.train` with their own data and seed: a defended target gets defended shadows. Populations
+(:func:`amulet.utils.train_population`) train as one stacked ensemble when
+:meth:`Recipe.stacking_reason` is empty: data and post stages then run per model around the ensemble, and
+batch stages through their ``stacked_transform``.
 
 A recipe's :attr:`Recipe.key` is canonical JSON of everything that determines its output; together with
 the architecture, the data hash and the seed it keys the model cache.
@@ -34,7 +37,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,7 +47,7 @@ from torch import nn
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import seeded_init
 from amulet.utils._tensordata import TensorData
-from amulet.utils._training import BatchTransform, TrainConfig, train_model
+from amulet.utils._training import BatchTransform, StackedBatchTransform, TrainConfig, train_model
 
 __all__ = ["BatchStage", "DataStage", "LoopStage", "PostStage", "Recipe", "Stage"]
 
@@ -76,9 +79,15 @@ class DataStage(_StageBase):
 
 @dataclass
 class BatchStage(_StageBase):
-    """Transforms every training batch: ``transform(model, x, y, generator) -> (x, y)``."""
+    """Transforms every training batch: ``transform(model, x, y, generator) -> (x, y)``.
+
+    ``stacked_transform(forward, x, y, generators) -> (x, y)`` is the same transform for K models trained as
+    one stacked ensemble (x of shape (K, n, ...)); it must give model ``k`` exactly what ``transform`` gives
+    it. Without it, populations of a recipe with this stage are trained one model at a time.
+    """
 
     transform: BatchTransform | None = None
+    stacked_transform: StackedBatchTransform | None = None
     kind: Literal["batch"] = "batch"
 
 
@@ -102,6 +111,23 @@ class PostStage(_StageBase):
 
 
 Stage = DataStage | BatchStage | LoopStage | PostStage
+
+
+def _compose_stacked(transforms: list[StackedBatchTransform]) -> StackedBatchTransform | None:
+    if len(transforms) <= 1:
+        return transforms[0] if transforms else None
+
+    def composed(
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generators: Sequence[torch.Generator],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        for t in transforms:
+            x, y = t(forward, x, y, generators)
+        return x, y
+
+    return composed
 
 
 def _compose(transforms: list[BatchTransform]) -> BatchTransform | None:
@@ -151,8 +177,30 @@ class Recipe:
 
     @property
     def is_plain(self) -> bool:
-        """True for ordinary training (no stages): populations of it may be trained batched."""
+        """True for ordinary training (no defense stages)."""
         return not self.stages
+
+    def stacking_reason(self) -> str:
+        """Empty when populations of this recipe can train as one stacked ensemble, else the reason not.
+
+        Data stages run per model before the ensemble trains and post stages per model after it, so they
+        never prevent stacking; a stage that replaces the training loop, changes the model's structure, or
+        transforms batches without a ``stacked_transform`` does.
+        """
+        for s in self.stages:
+            if s.kind == "loop":
+                return f"defense {s.defense!r} replaces the training loop"
+            if s.adapt_model is not None:
+                return f"defense {s.defense!r} changes the model's structure"
+            if isinstance(s, BatchStage) and s.transform is not None and s.stacked_transform is None:
+                return f"defense {s.defense!r} transforms batches but has no stacked_transform"
+        return ""
+
+    @property
+    def stacked_batch_transform(self) -> StackedBatchTransform | None:
+        """The batch stages' stacked transforms, composed in stack order (None without batch stages)."""
+        stacked = [s.stacked_transform for s in self.stages if isinstance(s, BatchStage) and s.stacked_transform]
+        return _compose_stacked(stacked)
 
     @property
     def key(self) -> str:
@@ -205,9 +253,7 @@ class Recipe:
         """
         progress = resolve_progress(progress)
         device = torch.device(device)
-        for stage in self.stages:
-            if isinstance(stage, DataStage) and stage.apply is not None:
-                data = stage.apply(model_factory, data, config=self.config, seed=seed, device=device, progress=progress)
+        data = self.prepare_data(model_factory, data, seed=seed, device=device, progress=progress)
         transform = _compose([s.transform for s in self.stages if isinstance(s, BatchStage) and s.transform])
         model = seeded_init(model_factory, seed).to(device)
         loop = next((s for s in self.stages if isinstance(s, LoopStage)), None)
@@ -219,6 +265,35 @@ class Recipe:
             model = train_model(
                 model, data, config=self.config, seed=seed, device=device, batch_transform=transform, progress=progress
             )
+        return self.finish_model(model, data, seed=seed, device=device, progress=progress)
+
+    def prepare_data(
+        self,
+        model_factory: Callable[[], nn.Module],
+        data: TensorData,
+        *,
+        seed: int,
+        device: torch.device,
+        progress: Progress,
+    ) -> TensorData:
+        """The training data after every data stage, in stack order (the first step of :meth:`train`)."""
+        for stage in self.stages:
+            if isinstance(stage, DataStage) and stage.apply is not None:
+                data = stage.apply(model_factory, data, config=self.config, seed=seed, device=device, progress=progress)
+        return data
+
+    def finish_model(
+        self, model: nn.Module, data: TensorData, *, seed: int, device: torch.device, progress: Progress
+    ) -> nn.Module:
+        """``model`` after every post stage (the last step of :meth:`train`), in eval mode.
+
+        Args:
+            model: The trained model.
+            data: The data it trained on (what :meth:`prepare_data` returned).
+            seed: The training seed.
+            device: Torch device.
+            progress: Progress reporter.
+        """
         for stage in self.stages:
             if isinstance(stage, PostStage) and stage.apply is not None:
                 model = stage.apply(model, data, config=self.config, seed=seed, device=device, progress=progress)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from amulet.evasion.attacks import EvasionPGD
-from amulet.evasion.defenses import AdversarialTrainingPGD, pgd_batch_transform
+from amulet.evasion.defenses import AdversarialTrainingPGD, pgd_batch_transform, pgd_stacked_batch_transform
 from amulet.evasion.metrics import attack_success_rate, robust_accuracy
 from amulet.exceptions import NotApplicableError
 from amulet.registry import (
@@ -164,17 +164,19 @@ def make_adversarial_training_stage(params: AdversarialTrainingParams) -> BatchS
     """A batch stage replacing every training batch by PGD examples against the current model."""
     from amulet.recipes import BatchStage
 
+    pgd: dict[str, Any] = {
+        "epsilon": params.epsilon,
+        "step_size": madry_step_size(params.epsilon, params.iterations, params.step_size),
+        "iterations": params.iterations,
+        "clip_min": params.clip_min,
+        "clip_max": params.clip_max,
+        "mix_clean": params.mix_clean,
+    }
     return BatchStage(
         defense="adversarial_training",
         params=params.model_dump(),
-        transform=pgd_batch_transform(
-            epsilon=params.epsilon,
-            step_size=madry_step_size(params.epsilon, params.iterations, params.step_size),
-            iterations=params.iterations,
-            clip_min=params.clip_min,
-            clip_max=params.clip_max,
-            mix_clean=params.mix_clean,
-        ),
+        transform=pgd_batch_transform(**pgd),
+        stacked_transform=pgd_stacked_batch_transform(**pgd),
     )
 
 

@@ -7,14 +7,23 @@ models trained the same way. :func:`train_population` trains them as **one stack
 
 Equivalence with sequential training
 ------------------------------------
-For a plain recipe (``recipe.is_plain``), model ``k`` trained batched follows exactly the procedure of
-``recipe.train(model_factory, data.subset(subsets[k]), seed=seeds[k])`` (that is
-:func:`amulet.utils.train_model`):
+Model ``k`` trained batched follows exactly the procedure of
+``recipe.train(model_factory, data.subset(subsets[k]), seed=seeds[k])``:
+
+* the recipe's data stages (outlier removal) run first, per model, with the model's own rows and seed
+  (:meth:`~amulet.recipes.Recipe.prepare_data`), and its post stages (watermarking) run last, per model
+  (:meth:`~amulet.recipes.Recipe.finish_model`); the training in between is :func:`amulet.utils.train_model`'s:
 
 * initial weights: ``seeded_init(model_factory, seeds[k])``;
 * per epoch, the batch order is ``torch.randperm(n_k, generator=make_generator(seeds[k]))``, cut into
   mini-batches of ``config.batch_size``; with BatchNorm a final batch of one sample is skipped;
+* batch stages (adversarial training) transform each model's mini-batch through their
+  ``stacked_transform`` against the models in eval mode, with each model's own transform generator
+  (:func:`amulet.utils._training.transform_generator`), before the step;
 * loss: mean cross-entropy over the model's own mini-batch.
+
+Recipes that replace the training loop (DP-SGD, adversarial debiasing) or change the model's structure
+are trained one model at a time (:meth:`~amulet.recipes.Recipe.stacking_reason` says why).
 
 The K losses are summed before one backward pass. Models share no parameters, so the gradient of the sum
 with respect to model ``k``'s slice of a stacked parameter is exactly the gradient of model ``k``'s own
@@ -64,6 +73,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -79,7 +89,7 @@ from torch import nn
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator, seeded_init
 from amulet.utils._tensordata import TensorData
-from amulet.utils._training import TrainConfig, has_batchnorm
+from amulet.utils._training import StackedBatchTransform, TrainConfig, has_batchnorm, transform_generator
 
 if TYPE_CHECKING:
     from amulet.recipes import Recipe
@@ -381,6 +391,7 @@ def _train_batched(
     config: TrainConfig,
     device: torch.device,
     progress: Progress,
+    transform: StackedBatchTransform | None = None,
 ) -> list[nn.Module]:
     from torch.func import functional_call, stack_module_state, vmap
 
@@ -398,6 +409,11 @@ def _train_batched(
         return functional_call(base, (p, b), (x,))
 
     batched_forward = vmap(forward, randomness=randomness)
+    if transform is not None:
+        # Batch transforms (PGD) see the models in eval mode, as pgd_linf puts a single model in eval mode.
+        base_eval = _stackable(copy.deepcopy(models[0]).to("meta")).eval()
+        eval_forward = vmap(lambda p, b, x: functional_call(base_eval, (p, b), (x,)))
+        transform_gens = [transform_generator(s, device) for s in seeds]
     optimizer = StackedOptimizer(params, config, K)
     criterion = nn.CrossEntropyLoss(reduction="none")
     x_all, y_all = data.x.to(device), data.y.to(device)
@@ -434,6 +450,14 @@ def _train_batched(
                     p = {n: v.index_select(0, sel) for n, v in params.items()}
                     b = {n: v.index_select(0, sel) for n, v in buffers.items()}
                 xb, yb = x_all[idx], y_all[idx]
+                if transform is not None:
+                    frozen = {n: v.detach() for n, v in p.items()}
+                    xb, yb = transform(
+                        lambda xx, frozen=frozen, b=b: eval_forward(frozen, b, xx),  # type: ignore[misc]
+                        xb,
+                        yb,
+                        [transform_gens[k] for k in members],
+                    )
                 logits = batched_forward(p, b, xb)
                 per_model = criterion(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1)).view(len(members), size)
                 group_loss = per_model.mean(1).sum()
@@ -577,11 +601,12 @@ def train_population(
         subsets: One index array (into ``data``) per model; None trains every model on all of ``data``
             (then the models differ only by seed).
         recipe: How each model is trained. A :class:`~amulet.utils.TrainConfig` means the plain recipe.
-            Plain recipes are batched; recipes with defense stages run ``recipe.train`` in a loop.
+            Recipes whose :meth:`~amulet.recipes.Recipe.stacking_reason` is empty are batched; the others
+            (DP-SGD, adversarial debiasing) run ``recipe.train`` in a loop.
         seeds: One seed per model (same length as ``subsets``); derive them with
             :func:`amulet.utils.derive_seed`.
         device: Torch device for training and for the returned models.
-        mode: ``"auto"`` batches when the recipe is plain and the architecture allows it; ``"batched"``
+        mode: ``"auto"`` batches when the recipe and the architecture allow it; ``"batched"``
             requires it (ValueError otherwise); ``"sequential"`` always loops.
         cache_dir: When given, models are loaded from / saved to this directory, keyed by architecture,
             recipe, training rows, seed and trainer mode.
@@ -620,8 +645,8 @@ def train_population(
     reason = ""
     if mode == "sequential":
         reason = "sequential mode requested"
-    elif not recipe.is_plain:
-        reason = f"recipe {recipe.name!r} has defense stages (only plain training is batched)"
+    elif why := recipe.stacking_reason():
+        reason = f"recipe {recipe.name!r} cannot be stacked: {why}"
     else:
         reason = batchable_reason(probe) or _check_batched_forward(probe, data.x[:2], device)
     if mode == "batched" and reason:
@@ -642,10 +667,7 @@ def train_population(
     n_cached = K - len(todo)
     if todo:
         if resolved == "batched":
-            fresh = [probe if k == 0 else seeded_init(model_factory, seeds[k]) for k in todo]
-            trained = _train_batched(
-                fresh, data, [index[k] for k in todo], [seeds[k] for k in todo], recipe.config, device, progress
-            )
+            trained = _train_stacked_recipe(model_factory, probe, data, index, seeds, todo, recipe, device, progress)
         else:
             logger.info("training %d models sequentially: %s", len(todo), reason)
             trained = []
@@ -660,6 +682,49 @@ def train_population(
                 _save_model(paths[k], model, probe)  # type: ignore[arg-type]
     out_mode: Literal["batched", "sequential", "cached"] = resolved if todo else "cached"  # type: ignore[assignment]
     return PopulationResult([m for m in models if m is not None], out_mode, reason, n_cached)
+
+
+def _train_stacked_recipe(
+    model_factory: Callable[[], nn.Module],
+    probe: nn.Module,
+    data: TensorData,
+    index: list[torch.Tensor],
+    seeds: list[int],
+    todo: list[int],
+    recipe: Recipe,
+    device: torch.device,
+    progress: Progress,
+) -> list[nn.Module]:
+    """Models ``todo`` of the population, as ``recipe.train`` makes them, trained as one stacked ensemble."""
+    subsets = [index[k] for k in todo]
+    own_seeds = [seeds[k] for k in todo]
+    prepared: list[TensorData] | None = None
+    if any(s.kind == "data" for s in recipe.stages):
+        # Each model's data stages see that model's rows and seed, as in recipe.train; the ensemble then
+        # trains on the concatenation of the results, each model on its own slice.
+        prepared = [
+            recipe.prepare_data(model_factory, data.subset(idx), seed=seed, device=device, progress=progress)
+            for idx, seed in zip(subsets, own_seeds)
+        ]
+        offsets = np.cumsum([0] + [len(d) for d in prepared])
+        data = TensorData(torch.cat([d.x for d in prepared]), torch.cat([d.y for d in prepared]))
+        subsets = [torch.arange(int(a), int(b)) for a, b in itertools.pairwise(offsets)]
+    fresh = [probe if k == 0 else seeded_init(model_factory, seeds[k]) for k in todo]
+    models = _train_batched(
+        fresh, data, subsets, own_seeds, recipe.config, device, progress, transform=recipe.stacked_batch_transform
+    )
+    if any(s.kind == "post" for s in recipe.stages):
+        models = [
+            recipe.finish_model(
+                model,
+                prepared[i] if prepared is not None else data.subset(subsets[i]),
+                seed=own_seeds[i],
+                device=device,
+                progress=progress,
+            )
+            for i, model in enumerate(models)
+        ]
+    return models
 
 
 @torch.no_grad()

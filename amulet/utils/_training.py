@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -18,12 +18,14 @@ from amulet.utils._tensordata import TensorData
 
 __all__ = [
     "BatchTransform",
+    "StackedBatchTransform",
     "TrainConfig",
     "has_batchnorm",
     "make_optimizer",
     "run_epoch",
     "train_classifier",
     "train_model",
+    "transform_generator",
 ]
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,12 @@ logger = logging.getLogger(__name__)
 #: A per-batch transform applied inside any training loop: ``(model, x, y, generator) -> (x, y)``.
 #: Adversarial training is one (it replaces x by PGD examples made against the current model).
 BatchTransform = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+#: The same for K models trained as one stacked ensemble: ``(forward, x (K, n, ...), y (K, n), generators)``,
+#: where ``forward`` gives the K models' eval-mode logits and ``generators[k]`` is model k's transform generator.
+StackedBatchTransform = Callable[
+    [Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Tensor, Sequence[torch.Generator]],
+    tuple[torch.Tensor, torch.Tensor],
+]
 
 
 class TrainConfig(BaseModel):
@@ -174,6 +182,11 @@ def run_epoch(
     return total
 
 
+def transform_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The generator a training run with ``seed`` hands to its batch transform (one per model)."""
+    return make_generator(seed + 1, device if device.type == "cuda" else "cpu")
+
+
 def train_model(
     model: nn.Module,
     data: TensorData,
@@ -199,7 +212,7 @@ def train_model(
     optimizer = make_optimizer(model, config)
     criterion = nn.CrossEntropyLoss()
     shuffle_gen = make_generator(seed)
-    transform_gen = make_generator(seed + 1, device if device.type == "cuda" else "cpu")
+    transform_gen = transform_generator(seed, device)
     x_all, y_all = data.x.to(device), data.y.to(device)
     n = len(data)
     progress.start("train", config.epochs, "training")

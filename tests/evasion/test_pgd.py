@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from amulet.evasion.attacks import EvasionPGD, pgd_linf
+from amulet.evasion.attacks import EvasionPGD, pgd_linf, pgd_linf_stacked
 from amulet.evasion.metrics import attack_success_rate, robust_accuracy
 from amulet.exceptions import InvalidParameterError
 from amulet.utils import TensorData, get_accuracy
@@ -132,3 +132,33 @@ def test_census_tabular_pgd_without_clip_range(census_tensors):
     ).attack()
     assert (adv.dataset.tensors[0] - test.x).abs().max() <= 0.3 + 1e-6
     assert robust_accuracy(model, adv, "cpu") < get_accuracy(model, loader, "cpu")
+
+
+def test_stacked_pgd_gives_each_model_its_own_pgd_examples():
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    models = []
+    for k in range(3):
+        torch.manual_seed(k)  # test-only: three different toy models
+        models.append(nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)).eval())
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    forward = vmap(lambda p, b, xx: functional_call(base, (p, b), (xx,)))
+    x = torch.rand(3, 20, 6)
+    y = torch.randint(0, 3, (3, 20))
+    kwargs = dict(epsilon=0.2, step_size=0.05, iterations=5, clip_min=0.0, clip_max=1.0)
+    stacked = pgd_linf_stacked(
+        lambda xx: forward({n: v.detach() for n, v in params.items()}, buffers, xx),
+        x,
+        y,
+        generators=[torch.Generator().manual_seed(10 + k) for k in range(3)],
+        **kwargs,
+    )
+    for k, model in enumerate(models):
+        single = pgd_linf(model, x[k], y[k], generator=torch.Generator().manual_seed(10 + k), **kwargs)
+        torch.testing.assert_close(stacked[k], single, rtol=0, atol=1e-6)
+    assert (stacked - x).abs().max() > 0.1  # the examples really moved
+    with pytest.raises(ValueError, match="one generator per model"):
+        pgd_linf_stacked(lambda xx: xx, x, y, generators=[torch.Generator()], **kwargs)

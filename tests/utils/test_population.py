@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from amulet.recipes import BatchStage, Recipe
+from amulet.recipes import BatchStage, LoopStage, PostStage, Recipe
 from amulet.utils import (
     StackedOptimizer,
     TensorData,
@@ -89,7 +89,7 @@ def test_stacked_optimizer_matches_torch_optim_with_masks(optimizer: str, seed: 
         torch.testing.assert_close(stacked["w"][k].detach(), singles[k].detach(), rtol=1e-5, atol=1e-6)
 
 
-def test_non_plain_recipe_falls_back_to_recipe_train(toy: TensorData, seed: int) -> None:
+def test_batch_stage_without_stacked_transform_falls_back_to_recipe_train(toy: TensorData, seed: int) -> None:
     calls = []
 
     def identity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
@@ -98,10 +98,98 @@ def test_non_plain_recipe_falls_back_to_recipe_train(toy: TensorData, seed: int)
 
     recipe = Recipe(TrainConfig(epochs=1, batch_size=100), [BatchStage(defense="identity", transform=identity)])
     pop = train_population(_mlp, toy, [torch.arange(100), torch.arange(100, 300)], recipe=recipe, seeds=[1, 2])
-    assert pop.mode == "sequential" and "defense stages" in pop.reason
+    assert pop.mode == "sequential" and "no stacked_transform" in pop.reason
     assert calls == [100, 100, 100]  # the stage really ran, for each model
     with pytest.raises(ValueError, match="cannot batch"):
         train_population(_mlp, toy, [torch.arange(100)], recipe=recipe, seeds=[1], mode="batched")
+
+
+def test_loop_stage_recipes_train_one_model_at_a_time(toy: TensorData) -> None:
+    calls = []
+
+    def loop(model: nn.Module, data: TensorData, **kwargs) -> nn.Module:
+        calls.append(len(data))
+        return model
+
+    recipe = Recipe(TrainConfig(epochs=1), [LoopStage(defense="own_loop", train=loop)])
+    pop = train_population(_mlp, toy, [torch.arange(50), torch.arange(80)], recipe=recipe, seeds=[1, 2])
+    assert pop.mode == "sequential" and "'own_loop' replaces the training loop" in pop.reason
+    assert calls == [50, 80]
+
+
+def _plain_mlp() -> nn.Module:
+    # No BatchNorm: a Linear bias feeding BatchNorm has a zero gradient up to float noise, which Adam scales
+    # up to full steps, so only models without that layout can be compared weight by weight.
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+
+
+def _adversarial_stage(mix_clean: float = 0.25) -> BatchStage:
+    from amulet import registry
+
+    info = registry.get_defense("adversarial_training")
+    stage = info.make_stage(info.params(epsilon=0.1, iterations=3, mix_clean=mix_clean))
+    assert isinstance(stage, BatchStage) and stage.stacked_transform is not None
+    return stage
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_adversarially_trained_population_is_batched_and_equals_sequential(
+    toy: TensorData, optimizer: str, seed: int
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    sizes = [120, 97, 161, 33]  # unequal: models stop at different steps, one ends on a batch of one
+    subsets = [torch.randperm(len(toy), generator=g)[:n] for n in sizes]
+    seeds = [derive_seed(seed, "adv-pop", k) for k in range(len(sizes))]
+    recipe = Recipe(TrainConfig(epochs=3, batch_size=32, optimizer=optimizer), [_adversarial_stage()])
+    batched = train_population(_plain_mlp, toy, subsets, recipe=recipe, seeds=seeds)
+    sequential = train_population(_plain_mlp, toy, subsets, recipe=recipe, seeds=seeds, mode="sequential")
+    assert batched.mode == "batched" and sequential.mode == "sequential"
+    for a, b in zip(batched.models, sequential.models):
+        assert _max_weight_gap(a, b) < 1e-5
+    # the PGD batches mattered: plain training from the same seeds gives other weights
+    plain = train_population(_plain_mlp, toy, subsets, recipe=Recipe(recipe.config), seeds=seeds)
+    assert _max_weight_gap(plain.models[0], batched.models[0]) > 1e-4
+
+
+def test_adversarially_trained_batchnorm_population_predicts_like_sequential(toy: TensorData, seed: int) -> None:
+    subsets = [torch.arange(0, 150), torch.arange(150, 300)]
+    recipe = Recipe(TrainConfig(epochs=3, batch_size=32), [_adversarial_stage(mix_clean=0.0)])
+    batched = train_population(_mlp, toy, subsets, recipe=recipe, seeds=[seed, seed + 1])
+    sequential = train_population(_mlp, toy, subsets, recipe=recipe, seeds=[seed, seed + 1], mode="sequential")
+    assert batched.mode == "batched"
+    agree = population_logits(batched.models, toy.x).argmax(-1) == population_logits(sequential.models, toy.x).argmax(
+        -1
+    )
+    assert float(agree.double().mean()) > 0.98
+
+
+def test_data_and_post_stages_run_per_model_around_the_batched_training(toy: TensorData, seed: int) -> None:
+    from amulet import registry
+
+    info = registry.get_defense("outlier_removal")
+    removal = info.make_stage(info.params(percent=20, k=3))
+    seen: list[tuple[int, int]] = []
+
+    def record(model: nn.Module, data: TensorData, *, seed: int, **kwargs) -> nn.Module:
+        seen.append((seed, len(data)))
+        with torch.no_grad():
+            model[-1].bias.add_(1.0)  # a visible, deterministic post-training change
+        return model
+
+    recipe = Recipe(
+        TrainConfig(epochs=2, batch_size=32),
+        [removal, _adversarial_stage(), PostStage(defense="record", apply=record)],
+    )
+    subsets = [torch.arange(0, 100), torch.arange(100, 250), torch.arange(250, 300)]
+    seeds = [seed, seed + 1, seed + 2]
+    batched = train_population(_plain_mlp, toy, subsets, recipe=recipe, seeds=seeds)
+    assert batched.mode == "batched"
+    assert seen == [(seeds[0], 80), (seeds[1], 120), (seeds[2], 40)]  # 20 % of each model's rows removed
+    seen.clear()
+    sequential = train_population(_plain_mlp, toy, subsets, recipe=recipe, seeds=seeds, mode="sequential")
+    assert seen == [(seeds[0], 80), (seeds[1], 120), (seeds[2], 40)]
+    for a, b in zip(batched.models, sequential.models):
+        assert _max_weight_gap(a, b) < 1e-5
 
 
 class _Recurrent(nn.Module):

@@ -24,7 +24,14 @@ from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError, NotApplicabl
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import derive_seed, make_generator, seeded_init
 from amulet.utils._tensordata import TensorData
-from amulet.utils._training import BatchTransform, TrainConfig, has_batchnorm, make_optimizer, run_epoch
+from amulet.utils._training import (
+    BatchTransform,
+    TrainConfig,
+    has_batchnorm,
+    make_optimizer,
+    run_epoch,
+    transform_generator,
+)
 
 from ._base import DiscriminatoryBehaviorDefense
 
@@ -422,7 +429,7 @@ def debiasing_loop(
     optimizer = make_optimizer(model, config)
     criterion = nn.CrossEntropyLoss()
     shuffle_gen = make_generator(seed)
-    transform_gen = make_generator(seed + 1, device if device.type == "cuda" else "cpu")
+    transform_gen = transform_generator(seed, device)
 
     def batches() -> Iterator[Batch]:
         order = torch.randperm(n, generator=shuffle_gen).to(device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,7 +14,7 @@ from amulet.evasion.attacks._base import EvasionAttack
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator
 
-__all__ = ["EvasionPGD", "pgd_linf"]
+__all__ = ["EvasionPGD", "pgd_linf", "pgd_linf_stacked"]
 
 
 def _clamp(x: torch.Tensor, low: float | None, high: float | None) -> torch.Tensor:
@@ -62,24 +64,102 @@ def pgd_linf(
     was_training = model.training
     model.eval()
     try:
-        if random_start:
-            device = generator.device if generator is not None else x0.device
-            noise = torch.rand(x0.shape, generator=generator, device=device, dtype=x0.dtype).to(x0.device)
-            x_adv = x0 + (2 * noise - 1) * epsilon
-        else:
-            x_adv = x0.clone()
-        x_adv = _clamp(x_adv, clip_min, clip_max)
-        low, high = x0 - epsilon, x0 + epsilon
-        for _ in range(iterations):
-            x_adv.requires_grad_(True)
-            with torch.enable_grad():
-                loss = F.cross_entropy(model(x_adv), y, reduction="sum")
-                (grad,) = torch.autograd.grad(loss, x_adv)
-            x_adv = x_adv.detach() + step_size * grad.sign()
-            x_adv = torch.max(torch.min(x_adv, high), low)
-            x_adv = _clamp(x_adv, clip_min, clip_max)
+        noise = _uniform_noise(x0, generator) if random_start else None
+        return _ascend(
+            lambda xa: F.cross_entropy(model(xa), y, reduction="sum"),
+            x0,
+            noise,
+            epsilon=epsilon,
+            step_size=step_size,
+            iterations=iterations,
+            clip_min=clip_min,
+            clip_max=clip_max,
+        )
     finally:
         model.train(was_training)
+
+
+def pgd_linf_stacked(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    step_size: float,
+    iterations: int,
+    generators: Sequence[torch.Generator],
+    clip_min: float | None = 0.0,
+    clip_max: float | None = 1.0,
+    random_start: bool = True,
+) -> torch.Tensor:
+    """:func:`pgd_linf` against K models at once (a stacked ensemble), each on its own batch.
+
+    Model ``k``'s examples are what ``pgd_linf(model_k, x[k], y[k], generator=generators[k], ...)`` returns:
+    the random start of model ``k`` is drawn from ``generators[k]`` exactly as :func:`pgd_linf` draws it, and
+    the loss is the sum of every model's summed cross-entropy, whose gradient with respect to ``x[k]`` is
+    model ``k``'s own (the models share nothing).
+
+    Args:
+        forward: Eval-mode logits of the K models: ``(K, n, ...) -> (K, n, n_classes)``.
+        x: Clean inputs, shape (K, n, ...).
+        y: True labels, shape (K, n).
+        epsilon: L-inf radius (0 returns the clean inputs).
+        step_size: Size of each signed-gradient ascent step.
+        iterations: Number of ascent steps.
+        generators: One random generator per model (for its random start).
+        clip_min: Lowest valid input value (None: unbounded).
+        clip_max: Highest valid input value (None: unbounded).
+        random_start: Start from a uniform random point of each ball.
+
+    Returns:
+        Adversarial inputs, detached, shape (K, n, ...).
+    """
+    x0 = x.detach()
+    if epsilon == 0:
+        return x0.clone()
+    if len(generators) != len(x0):
+        raise ValueError(f"pgd_linf_stacked needs one generator per model: {len(x0)} models, {len(generators)} given.")
+    noise = torch.stack([_uniform_noise(x0[k], g) for k, g in enumerate(generators)]) if random_start else None
+    return _ascend(
+        lambda xa: F.cross_entropy(forward(xa).flatten(0, 1), y.flatten(), reduction="sum"),
+        x0,
+        noise,
+        epsilon=epsilon,
+        step_size=step_size,
+        iterations=iterations,
+        clip_min=clip_min,
+        clip_max=clip_max,
+    )
+
+
+def _uniform_noise(x0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform [0, 1) noise shaped like ``x0``, drawn on the generator's device (reproducible across devices)."""
+    device = generator.device if generator is not None else x0.device
+    return torch.rand(x0.shape, generator=generator, device=device, dtype=x0.dtype).to(x0.device)
+
+
+def _ascend(
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    noise: torch.Tensor | None,
+    *,
+    epsilon: float,
+    step_size: float,
+    iterations: int,
+    clip_min: float | None,
+    clip_max: float | None,
+) -> torch.Tensor:
+    """PGD's loop: start (randomly) in the ball, step along the loss gradient's sign, project, clip."""
+    x_adv = x0 + (2 * noise - 1) * epsilon if noise is not None else x0.clone()
+    x_adv = _clamp(x_adv, clip_min, clip_max)
+    low, high = x0 - epsilon, x0 + epsilon
+    for _ in range(iterations):
+        x_adv.requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(loss_fn(x_adv), x_adv)
+        x_adv = x_adv.detach() + step_size * grad.sign()
+        x_adv = torch.max(torch.min(x_adv, high), low)
+        x_adv = _clamp(x_adv, clip_min, clip_max)
     return x_adv.detach()
 
 

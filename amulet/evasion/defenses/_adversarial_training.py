@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from amulet._validation import InstanceOf, Interval, validate_params
-from amulet.evasion.attacks._pgd import _check_clip_range, pgd_linf
+from amulet.evasion.attacks._pgd import _check_clip_range, pgd_linf, pgd_linf_stacked
 from amulet.evasion.defenses._base import EvasionDefense
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator
-from amulet.utils._training import BatchTransform
+from amulet.utils._training import BatchTransform, StackedBatchTransform
 
-__all__ = ["AdversarialTrainingPGD", "pgd_batch_transform"]
+__all__ = ["AdversarialTrainingPGD", "pgd_batch_transform", "pgd_stacked_batch_transform"]
 
 
 def pgd_batch_transform(
@@ -56,13 +58,60 @@ def pgd_batch_transform(
             clip_max=clip_max,
             generator=generator,
         )
-        n_clean = round(mix_clean * len(x))
-        if n_clean > 0:
-            keep = torch.randperm(len(x), generator=generator, device=generator.device)[:n_clean].to(x.device)
-            x_adv[keep] = x.detach()[keep]
-        return x_adv, y
+        return _keep_clean(x_adv, x, mix_clean, generator), y
 
     return transform
+
+
+def pgd_stacked_batch_transform(
+    *,
+    epsilon: float,
+    step_size: float,
+    iterations: int,
+    clip_min: float | None = None,
+    clip_max: float | None = None,
+    mix_clean: float = 0.0,
+) -> StackedBatchTransform:
+    """:func:`pgd_batch_transform` for a stacked ensemble of K models (batched population training).
+
+    Model ``k``'s batch becomes exactly what :func:`pgd_batch_transform` makes of it with model ``k`` and
+    ``generators[k]`` (same random start, same clean rows), so a population of adversarially trained models
+    can be trained as one ensemble.
+
+    Returns:
+        ``transform(forward, x, y, generators) -> (x', y)`` with ``x`` of shape (K, n, ...) and ``forward``
+        the models' eval-mode logits.
+    """
+
+    def transform(
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generators: Sequence[torch.Generator],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x_adv = pgd_linf_stacked(
+            forward,
+            x,
+            y,
+            epsilon=epsilon,
+            step_size=step_size,
+            iterations=iterations,
+            clip_min=clip_min,
+            clip_max=clip_max,
+            generators=generators,
+        )
+        return torch.stack([_keep_clean(x_adv[k], x[k], mix_clean, g) for k, g in enumerate(generators)]), y
+
+    return transform
+
+
+def _keep_clean(x_adv: torch.Tensor, x: torch.Tensor, mix_clean: float, generator: torch.Generator) -> torch.Tensor:
+    """``x_adv`` with a seeded ``round(mix_clean * n)`` of its rows put back to the clean ``x``."""
+    n_clean = round(mix_clean * len(x))
+    if n_clean > 0:
+        keep = torch.randperm(len(x), generator=generator, device=generator.device)[:n_clean].to(x.device)
+        x_adv[keep] = x.detach()[keep]
+    return x_adv
 
 
 class AdversarialTrainingPGD(EvasionDefense):
