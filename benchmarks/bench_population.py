@@ -7,7 +7,13 @@ mean per-model test accuracy of each path (which must agree). The issue's target
 CPU) is reported, not asserted. Timings are sensitive to other load on the machine: the load average is
 recorded next to them.
 
-    python -m benchmarks.bench_population [--ks 16 64] [--epochs 2] [--rows 1000] [--batch-size 64]
+A second table does the same for **defended recipes** (the populations of a defended row of an assessment:
+LiRA shadows and distribution-inference populations imitate the target's recipe): adversarial training
+(PGD in every batch) and outlier removal (per-model KNN-Shapley valuation, then training) at ``--recipe-ks``.
+Their sequential path is how every defended population was trained before stacked recipes existed, so its
+ratio is that optimisation's before/after, measured side by side.
+
+    python -m benchmarks.bench_population [--ks 16 64] [--recipe-ks 4 16] [--epochs 2] [--rows 1000]
 
 Results: a table on stdout and ``benchmarks/results/bench_population.json``.
 """
@@ -30,15 +36,33 @@ RESULTS = ROOT / "benchmarks" / "results" / "bench_population.json"
 TARGET_RATIO_K64 = 5.0
 
 
-def _run(k: int, args: argparse.Namespace, train: Any, test: Any, factory: Any) -> dict[str, Any]:
+#: Defended recipes of the second table: (row name, [(defense key, parameters)]), as in the census matrix spec.
+DEFENDED_RECIPES: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = [
+    ("adversarial_training", [("adversarial_training", {"epsilon": 0.1, "iterations": 3})]),
+    ("outlier_removal", [("outlier_removal", {"percent": 10})]),
+]
+
+
+def _recipe(args: argparse.Namespace, stack: list[tuple[str, dict[str, Any]]]) -> Any:
+    from amulet import registry
     from amulet.recipes import Recipe
-    from amulet.utils import TrainConfig, derive_seed, population_logits, train_population
+    from amulet.utils import TrainConfig
+
+    stages = []
+    for key, params in stack:
+        info = registry.get_defense(key)
+        stages.append(info.make_stage(info.params(**params)))
+    return Recipe(TrainConfig(epochs=args.epochs, batch_size=args.batch_size), stages)
+
+
+def _run(k: int, args: argparse.Namespace, train: Any, test: Any, factory: Any, recipe: Any = None) -> dict[str, Any]:
+    from amulet.utils import derive_seed, population_logits, train_population
 
     g = torch.Generator().manual_seed(args.seed)
     subsets = [torch.randperm(len(train), generator=g)[: args.rows] for _ in range(k)]
     seeds = [derive_seed(args.seed, "bench", i) for i in range(k)]
-    recipe = Recipe(TrainConfig(epochs=args.epochs, batch_size=args.batch_size))
-    row: dict[str, Any] = {"k": k}
+    recipe = recipe if recipe is not None else _recipe(args, [])
+    row: dict[str, Any] = {"k": k, "recipe": recipe.name}
     for mode in ("batched", "sequential"):
         start = time.perf_counter()
         result = train_population(factory, train, subsets, recipe=recipe, seeds=seeds, mode=mode, device=args.device)
@@ -53,6 +77,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print a table and write the JSON results; returns them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ks", type=int, nargs="+", default=[16, 64], help="population sizes")
+    parser.add_argument(
+        "--recipe-ks", type=int, nargs="*", default=[4, 16], help="population sizes of the defended-recipe table"
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rows", type=int, default=1000, help="training rows per model")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -73,11 +100,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return initialize_model("linearnet", args.capacity, data.num_features, data.num_classes)
 
     rows = [_run(k, args, train, test, factory) for k in args.ks]
-    header = f"{'K':>4} {'sequential s':>13} {'batched s':>10} {'ratio':>7} {'seq acc %':>10} {'batch acc %':>12}"
+    recipe_rows = [
+        _run(k, args, train, test, factory, _recipe(args, stack))
+        for _, stack in DEFENDED_RECIPES
+        for k in args.recipe_ks
+    ]
+    header = (
+        f"{'recipe':<22}{'K':>4} {'sequential s':>13} {'batched s':>10} {'ratio':>7} {'seq acc %':>10} "
+        f"{'batch acc %':>12}"
+    )
     lines = [header, "-" * len(header)]
-    for r in rows:
+    for r in rows + recipe_rows:
         lines.append(
-            f"{r['k']:>4} {r['sequential_s']:>13.2f} {r['batched_s']:>10.2f} {r['ratio']:>6.1f}x "
+            f"{r['recipe']:<22}{r['k']:>4} {r['sequential_s']:>13.2f} {r['batched_s']:>10.2f} {r['ratio']:>6.1f}x "
             f"{r['sequential_mean_acc']:>10.2f} {r['batched_mean_acc']:>12.2f}"
         )
     k64 = next((r for r in rows if r["k"] == 64), None)
@@ -98,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "device": args.device,
         },
         "rows": rows,
+        "defended_recipe_rows": recipe_rows,
         "target_ratio_k64": TARGET_RATIO_K64,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
