@@ -48,6 +48,9 @@ class Settings(BaseSettings):
             worker's task); keep it above the longest task.
         task_time_limit: Hard time limit of one worker task, in seconds (soft limit is 95% of it).
         max_uncompressed_bytes: Zip-bomb guard: largest uncompressed size of an uploaded Parquet/NPZ file.
+        cell_cache: Reuse cached cell results: a cell whose inputs (models, data, attack and parameters,
+            device, library versions, Amulet's code) are unchanged is read from ``<cache>/cells/`` instead of
+            recomputed. ``false`` recomputes every cell (fresh results are still stored). Default ``true``.
     """
 
     model_config = SettingsConfigDict(env_prefix="AMULET_", env_file=".env", extra="ignore")
@@ -74,6 +77,7 @@ class Settings(BaseSettings):
     task_visibility_timeout: int = Field(default=3600, gt=0)
     task_time_limit: int = Field(default=6 * 3600, gt=0)
     max_uncompressed_bytes: int = Field(default=4 * 1024 * 1024 * 1024, gt=0)
+    cell_cache: bool = True
 
     @field_validator("device")
     @classmethod

@@ -3,8 +3,11 @@
 Runs ``benchmarks/specs/census-matrix.yaml`` (baseline + adversarial training + DP-SGD + outlier removal +
 adversarial debiasing against all eight risks, 3 seeds) through the engine's independent units
 (:func:`amulet.assess.run_training` for every model, then :func:`amulet.assess.run_cell` for every cell, as
-:func:`amulet.assess.run_assessment` does, minus the reports), into a fresh model cache. Then it runs the
-same plan again against the now-warm cache (the cache-hit re-run: every model is reused, every cell re-runs).
+:func:`amulet.assess.run_assessment` does, minus the reports), into a fresh cache, with ``reuse_cells=False``.
+Then it runs the same plan twice more against the now-warm cache, side by side: "re-run, cells recomputed"
+(``reuse_cells=False``: every model is reused, every cell's attack runs again; JSON key ``cache_hit``, as
+before the cell cache existed) and "re-run, cells reused" (``reuse_cells=True``: every ``ok`` cell comes from
+the cell-result cache; JSON key ``cells_reused``), and prints the ratio of the two (``rerun_ratio``).
 
 Peak memory is the process's peak resident set (``resource.getrusage().ru_maxrss``, which covers torch's
 tensors); ``--tracemalloc`` adds the Python-heap peak (tracemalloc slows Python-heavy code, so it is off by
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -49,11 +53,17 @@ def _rss_mb() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
-def _phase(plan: Any, cache_dir: Path, device: str | None, log: Any) -> dict[str, Any]:
-    """Every training, then every cell; per-unit seconds and statuses."""
+def _phase(plan: Any, cache_dir: Path, device: str | None, log: Any, *, reuse_cells: bool) -> dict[str, Any]:
+    """Every training, then every cell (``reuse_cells``: take cached cell results); per-unit seconds and statuses."""
     from amulet.assess import run_cell, run_training
 
-    out: dict[str, Any] = {"trainings": [], "cells": [], "load_before": _load(), "_records": []}
+    out: dict[str, Any] = {
+        "reuse_cells": reuse_cells,
+        "trainings": [],
+        "cells": [],
+        "load_before": _load(),
+        "_records": [],
+    }
     start = time.perf_counter()
     failed: set[str] = set()
     for t in plan.trainings:
@@ -76,7 +86,7 @@ def _phase(plan: Any, cache_dir: Path, device: str | None, log: Any) -> dict[str
     for c in plan.cells:
         if c.training_key in failed:
             continue
-        result = run_cell(plan, c.key, cache_dir=cache_dir, device=device)
+        result = run_cell(plan, c.key, cache_dir=cache_dir, device=device, reuse_cells=reuse_cells)
         results.append(result)
         out["cells"].append(
             {
@@ -87,15 +97,34 @@ def _phase(plan: Any, cache_dir: Path, device: str | None, log: Any) -> dict[str
                 "seed": c.seed,
                 "status": result.status,
                 "seconds": result.seconds,
+                "cached": result.cached,
+                "computed_seconds": result.computed_seconds,
                 "reason": result.reason[:200],
             }
         )
-        log(f"  cell  {c.row:<24} {c.risk:<24} seed {c.seed}  {result.status:<7} {result.seconds:7.2f} s")
+        how = "reused" if result.cached else ""
+        log(f"  cell  {c.row:<24} {c.risk:<24} seed {c.seed}  {result.status:<7} {result.seconds:7.2f} s {how}")
     out["cell_seconds"] = time.perf_counter() - cells_start
+    out["cells_cached"] = sum(1 for r in results if r.cached)
     out["seconds"] = time.perf_counter() - start
     out["load_after"] = _load()
     out["_cell_results"] = results
     return out
+
+
+def _skipped(reuse_cells: bool) -> dict[str, Any]:
+    """A phase that did not run (``--no-rerun``)."""
+    return {
+        "reuse_cells": reuse_cells,
+        "seconds": 0.0,
+        "training_seconds": 0.0,
+        "cell_seconds": 0.0,
+        "cells_cached": 0,
+        "trainings": [],
+        "cells": [],
+        "load_before": _load(),
+        "load_after": _load(),
+    }
 
 
 def _breakdown(phase: dict[str, Any]) -> dict[str, Any]:
@@ -118,20 +147,44 @@ def _breakdown(phase: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _same_metrics(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all((math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a)
+
+
+def _ratio(recomputed: float, reused: float) -> float | None:
+    return recomputed / reused if reused > 0 else None
+
+
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.1f}x"
+
+
 def _table(result: dict[str, Any]) -> str:
-    cold, warm = result["cold"], result["cache_hit"]
+    cold, recomputed, reused = result["cold"], result["cache_hit"], result["cells_reused"]
     b = result["breakdown"]
     lines = [
         f"Census matrix: {result['rows']} rows x {result['columns']} columns x {len(result['seeds'])} seeds "
         f"= {result['trainings']} trainings, {result['cells']} cells (device {result['machine']['device']})",
         f"{'phase':<34}{'wall s':>9}  {'load avg before':>17}  {'load avg after':>17}",
     ]
-    for name, ph in (("cold (fresh cache)", cold), ("cache-hit re-run", warm)):
+    phases = (
+        ("cold (fresh cache)", cold),
+        ("re-run, cells recomputed", recomputed),
+        ("re-run, cells reused", reused),
+    )
+    for name, ph in phases:
         fb = "/".join(f"{v:.1f}" for v in ph["load_before"])
         fa = "/".join(f"{v:.1f}" for v in ph["load_after"])
         lines.append(f"{name:<34}{ph['seconds']:>9.1f}  {fb:>17}  {fa:>17}")
         lines.append(f"{'  of which trainings':<34}{ph['training_seconds']:>9.1f}")
         lines.append(f"{'  of which cells':<34}{ph['cell_seconds']:>9.1f}")
+    if result.get("rerun_ratio") is not None:
+        lines.append(
+            f"re-run recomputed/reused: {recomputed['seconds']:.2f} s / {reused['seconds']:.2f} s = "
+            f"{result['rerun_ratio']:.1f}x (cells only: {_times(result['rerun_cell_ratio'])}); "
+            f"{reused['cells_cached']} of {len(reused['cells'])} cells reused, "
+            f"{result['reused_matches_recomputed']} with metrics identical to the recomputed re-run"
+        )
     lines.append(f"peak RSS (process) {result['peak_rss_mb']:.0f} MB; RSS before {result['rss_before_mb']:.0f} MB")
     if result.get("tracemalloc_peak_mb") is not None:
         lines.append(f"tracemalloc peak (Python heap, cold phase) {result['tracemalloc_peak_mb']:.1f} MB")
@@ -164,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="one seed (0)")
     parser.add_argument("--device", default=None, help="torch device (default: the settings' device)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: a fresh temporary one)")
-    parser.add_argument("--no-rerun", action="store_true", help="skip the cache-hit re-run")
+    parser.add_argument("--no-rerun", action="store_true", help="skip both re-runs (cells recomputed, cells reused)")
     parser.add_argument("--tracemalloc", action="store_true", help="also trace the Python-heap peak (slower)")
     parser.add_argument("--profile", action="store_true", help="profile the cold phase with pyinstrument")
     parser.add_argument("--save-results", type=Path, default=None, help="write the cold run's AssessmentResults JSON")
@@ -198,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.tracemalloc:
         tracemalloc.start()
     try:
-        cold = _phase(plan, cache_dir, args.device, log)
+        cold = _phase(plan, cache_dir, args.device, log, reuse_cells=False)
         trace_peak = None
         if args.tracemalloc:
             trace_peak = tracemalloc.get_traced_memory()[1] / (1 << 20)
@@ -206,26 +259,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if profiler is not None:
             profiler.stop()
         peak_rss = _rss_mb()
-        warm = (
-            {
-                "seconds": 0.0,
-                "training_seconds": 0.0,
-                "cell_seconds": 0.0,
-                "trainings": [],
-                "cells": [],
-                "load_before": _load(),
-                "load_after": _load(),
-            }
-            if args.no_rerun
-            else _phase(plan, cache_dir, args.device, log)
-        )
+        if args.no_rerun:
+            recomputed, reused = _skipped(False), _skipped(True)
+        else:
+            log("re-run, cells recomputed (reuse_cells=False)")
+            recomputed = _phase(plan, cache_dir, args.device, log, reuse_cells=False)
+            log("re-run, cells reused (reuse_cells=True)")
+            reused = _phase(plan, cache_dir, args.device, log, reuse_cells=True)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     cell_results = cold.pop("_cell_results")
     records = cold.pop("_records")
-    warm.pop("_cell_results", None)
-    warm.pop("_records", None)
+    matches = sum(
+        1
+        for a, b in zip(recomputed.pop("_cell_results", []), reused.pop("_cell_results", []))
+        if a.key == b.key and b.cached and a.status == b.status == "ok" and _same_metrics(a.metrics, b.metrics)
+    )
+    recomputed.pop("_records", None)
+    reused.pop("_records", None)
     result: dict[str, Any] = {
         "benchmark": "census_matrix",
         "spec": str(args.spec.resolve().relative_to(ROOT) if args.spec.resolve().is_relative_to(ROOT) else args.spec),
@@ -243,7 +295,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
         "cold": cold,
-        "cache_hit": warm,
+        "cache_hit": recomputed,  # the re-run with every cell recomputed (the meaning this key always had)
+        "cells_reused": reused,
+        "rerun_ratio": None if args.no_rerun else _ratio(recomputed["seconds"], reused["seconds"]),
+        "rerun_cell_ratio": None if args.no_rerun else _ratio(recomputed["cell_seconds"], reused["cell_seconds"]),
+        "reused_matches_recomputed": matches,
         "breakdown": _breakdown(cold),
         "rss_before_mb": rss_before,
         "peak_rss_mb": peak_rss,

@@ -10,7 +10,7 @@ The same steps as independent units (what the worker fans out)::
 
     plan = plan_assessment(spec)
     for t in plan.trainings: run_training(plan, t.key, cache_dir=cache)
-    cells = [run_cell(plan, c.key, cache_dir=cache) for c in plan.cells]
+    cells = [run_cell(plan, c.key, cache_dir=cache) for c in plan.cells]  # reuses cached cell results
     results = aggregate_results(plan, cells)
     render_reports(results, "report")
 """
@@ -18,6 +18,7 @@ The same steps as independent units (what the worker fans out)::
 from __future__ import annotations
 
 from amulet.assess._cache import ModelCache, training_counts
+from amulet.assess._cell_cache import CellCache
 from amulet.assess._plan import AssessmentPlan, PlannedCell, PlannedColumn, PlannedRow, PlannedTraining, plan_assessment
 from amulet.assess._report import render_reports
 from amulet.assess._results import (
@@ -50,6 +51,7 @@ __all__ = [
     "AssessmentPlan",
     "AssessmentResults",
     "AssessmentSpec",
+    "CellCache",
     "CellResult",
     "CheckResult",
     "DatasetSpec",

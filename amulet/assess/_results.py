@@ -67,9 +67,11 @@ class CellResult(BaseModel):
         status: ``"ok"``, ``"not_run"`` (structurally not applicable; ``reason`` says why) or ``"error"``.
         metrics: Metric key -> value (NaN = not measured); headline metrics plus any extras.
         reason: Why the cell did not run, or the error message.
-        seconds: Wall time of the cell.
+        seconds: Wall time of the cell in this run (for a reused cell: the cache lookup).
         model_sha256: SHA-256 of the measured model's weights file (when known).
         data_sha256: SHA-256 of the assessment's data (when known).
+        cached: True when the result was reused from the cell cache instead of computed in this run.
+        computed_seconds: For a reused cell, the wall time of the run that computed it; ``None`` otherwise.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -85,6 +87,8 @@ class CellResult(BaseModel):
     seconds: float = 0.0
     model_sha256: str | None = None
     data_sha256: str | None = None
+    cached: bool = False
+    computed_seconds: float | None = None
 
     @field_validator("metrics", mode="before")
     @classmethod

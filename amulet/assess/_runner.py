@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 
 from amulet.assess._cache import ModelCache, file_sha256
 from amulet.assess._cache import _count as _count_training
+from amulet.assess._cell_cache import CellCache
 from amulet.assess._data import architecture_spec, load_bundle, make_model_factory, split_for_seed, tensor_sha256
 from amulet.assess._plan import AssessmentPlan, plan_assessment
 from amulet.assess._results import ACCURACY_KEY, AssessmentResults, CellResult, aggregate_results
@@ -187,12 +189,27 @@ def run_cell(
     cache_dir: str | Path,
     device: torch.device | str | None = None,
     progress: Progress | None = None,
+    reuse_cells: bool | None = None,
 ) -> CellResult:
     """Run one cell: the column's attack against the model of the cell's row and seed.
 
     The model comes from the cache (trained first when missing). The attack gets a
     :class:`~amulet.registry.CellContext` with the member rows, the adversary's rows, the test rows, the
     recipe and the cache directory. Never raises for a failing attack.
+
+    An ``"ok"`` result is stored in the cell cache (:class:`~amulet.assess.CellCache`, under
+    ``<cache_dir>/cells/``), and a later call whose inputs are all unchanged (model weights, data, attack and
+    parameters, device, library versions, code) returns it without running the attack, with ``cached=True``,
+    ``seconds`` the time of this call and ``computed_seconds`` the time of the call that computed it.
+
+    Args:
+        plan: The assessment plan.
+        cell_key: ``plan.cells[i].key``.
+        cache_dir: Content-addressed cache directory (models and cell results; shared by every run and worker).
+        device: Torch device (default: the settings' device).
+        progress: Progress reporter (the attack reports task ``"cell/<key>"``).
+        reuse_cells: Reuse a cached result when one exists; ``False`` always runs the attack (its ``"ok"``
+            result is still stored); ``None`` (default) follows the ``cell_cache`` setting (``AMULET_CELL_CACHE``).
 
     Returns:
         A :class:`CellResult` with ``status`` ``"ok"``, ``"not_run"`` (reason: why it cannot apply) or
@@ -209,20 +226,36 @@ def run_cell(
     column = plan.column(cell.risk, cell.attack)
     device = _device(device)
     progress = resolve_progress(progress)
+    if reuse_cells is None:
+        from amulet.settings import get_settings
+
+        reuse_cells = get_settings().cell_cache
     start = time.perf_counter()
     model_sha = data_sha = None
+    cell_cache, cache_key = CellCache(cache_dir), None
     try:
         training = run_training(plan, cell.training_key, cache_dir=cache_dir, device=device, progress=progress)
         model_sha, data_sha = training["model_sha256"], training["data_sha256"]
         bundle = load_bundle(plan.spec.dataset)
-        member, adversary = split_for_seed(bundle, cell.seed, plan.spec.dataset.member_fraction)
         arch = architecture_spec(plan.spec.model, bundle)
+        attack = registry.get_attack(cell.attack)
+        cache_key = _cell_cache_key(plan, cell.key, arch, training, device)
+        if reuse_cells and cache_key is not None:
+            hit = _cached_cell(cell_cache, cache_key, cell.key, model_sha, data_sha)
+            if hit is not None:
+                return hit.model_copy(
+                    update={
+                        "cached": True,
+                        "computed_seconds": hit.seconds,
+                        "seconds": round(time.perf_counter() - start, 3),
+                    }
+                )
+        member, adversary = split_for_seed(bundle, cell.seed, plan.spec.dataset.member_fraction)
         factory = make_model_factory(arch)
         recipe = plan.recipe(cell.row)
         target = ModelCache(cache_dir).load(training["cache_key"], recipe.architecture(factory), device)
         for p in target.parameters():
             p.requires_grad_(True)
-        attack = registry.get_attack(cell.attack)
         params = attack.params(**column.params)
         ctx = CellContext(
             target=target,
@@ -258,7 +291,7 @@ def run_cell(
     except Exception as exc:
         status, reason, metrics = "error", f"{type(exc).__name__}: {exc}", {}
         logger.warning("cell %s failed: %s\n%s", cell.key, reason, traceback.format_exc())
-    return CellResult(
+    result = CellResult(
         key=cell.key,
         row=cell.row,
         risk=cell.risk,
@@ -271,6 +304,48 @@ def run_cell(
         model_sha256=model_sha,
         data_sha256=data_sha,
     )
+    if cache_key is not None:
+        cell_cache.put(cache_key, result)  # only "ok" results are stored
+    return result
+
+
+def _cell_cache_key(
+    plan: AssessmentPlan, cell_key: str, arch: dict[str, Any], training: dict[str, Any], device: torch.device
+) -> str | None:
+    """The cell-cache key of a cell (None: not cacheable, or the key could not be computed; logged)."""
+    from amulet import registry
+    from amulet.models import get_architecture
+
+    cell = plan.cell(cell_key)
+    try:
+        code: list[Callable[..., Any]] = [
+            registry.get_attack(cell.attack).run,
+            get_architecture(arch["architecture"]).factory,
+            *(registry.get_defense(e["defense"]).make_stage for e in plan.row(cell.row).stack),
+        ]
+        return CellCache.make_key(
+            plan,
+            cell_key,
+            model_sha256=training["model_sha256"],
+            data_sha256=training["data_sha256"],
+            device=device,
+            code=code,
+        )
+    except Exception as exc:  # the cache must never fail a cell: compute it uncached
+        logger.warning("cell %s: no cell-cache key (%s: %s); computing it uncached", cell_key, type(exc).__name__, exc)
+        return None
+
+
+def _cached_cell(cache: CellCache, key: str, cell_key: str, model_sha: str, data_sha: str) -> CellResult | None:
+    """The cached result of ``key`` when it is the result of this cell on this model and data, else None."""
+    hit = cache.get(key)
+    if hit is None:
+        return None
+    if (hit.key, hit.model_sha256, hit.data_sha256) != (cell_key, model_sha, data_sha):
+        logger.warning("cell %s: the cached entry %s is another cell's result; recomputing", cell_key, key[:12])
+        return None
+    logger.info("cell %s: reused the cached result %s", cell_key, key[:12])
+    return hit
 
 
 def _check_metrics(raw: Any, risk_key: str, attack_key: str) -> dict[str, float]:
@@ -303,16 +378,19 @@ def run_assessment(
     device: torch.device | str | None = None,
     progress: Progress | None = None,
     formats: tuple[str, ...] = ("html", "pdf", "json", "junit"),
+    reuse_cells: bool | None = None,
 ) -> AssessmentResults:
     """Run a whole assessment in this process: every training, every cell, then the reports.
 
     Args:
         spec: An :class:`AssessmentSpec` or anything :func:`load_spec` accepts.
         out_dir: Where to write the reports (none are written when ``None``).
-        cache_dir: Model cache (default: ``<artifact dir>/cache``).
+        cache_dir: Model and cell-result cache (default: ``<artifact dir>/cache``).
         device: Torch device (default: the settings' device).
         progress: Progress reporter; task ``"assessment"`` counts trainings + cells and carries the ETA.
         formats: Report formats to render into ``out_dir``.
+        reuse_cells: Reuse cached cell results (see :func:`run_cell`); ``False`` recomputes every cell;
+            ``None`` (default) follows the ``cell_cache`` setting.
 
     Returns:
         The :class:`AssessmentResults` (``results.exit_code`` is the CLI's exit code).
@@ -355,7 +433,9 @@ def run_assessment(
                 )
             )
         else:
-            results.append(run_cell(plan, cell.key, cache_dir=cache_dir, device=device, progress=progress))
+            results.append(
+                run_cell(plan, cell.key, cache_dir=cache_dir, device=device, progress=progress, reuse_cells=reuse_cells)
+            )
         progress.advance("assessment", cell=f"{cell.row} x {cell.risk}", status=results[-1].status)
     progress.finish("assessment")
     aggregated = aggregate_results(plan, results, trainings=trainings)

@@ -67,12 +67,17 @@ def assess_command(
         "html,pdf,json,junit"
     ),
     cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Model cache (default: <artifact dir>/cache).")
+        Path | None,
+        typer.Option("--cache-dir", help="Model and cell-result cache (default: <artifact dir>/cache)."),
     ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="Torch device (default: the AMULET_DEVICE setting).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    no_cell_cache: Annotated[
+        bool,
+        typer.Option("--no-cell-cache", help="Recompute every cell even if a cached result exists."),
+    ] = False,
 ) -> None:
     """Run an assessment: train the baseline and each defense, measure every risk, write signed reports."""
     from amulet.assess import SpecError, load_spec, run_assessment
@@ -92,7 +97,14 @@ def assess_command(
         raise typer.Exit(2) from None
     progress = SilentProgress() if quiet else TqdmProgress(leave=False)
     try:
-        results = run_assessment(loaded, out_dir=None, cache_dir=cache_dir, device=device, progress=progress)
+        results = run_assessment(
+            loaded,
+            out_dir=None,
+            cache_dir=cache_dir,
+            device=device,
+            progress=progress,
+            reuse_cells=False if no_cell_cache else None,
+        )
     except (AmuletError, ValueError, FileNotFoundError, OSError) as exc:
         typer.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
