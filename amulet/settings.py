@@ -41,7 +41,9 @@ class Settings(BaseSettings):
         max_upload_bytes: Largest accepted upload, in bytes.
         max_rows: Largest accepted number of rows in an uploaded dataset.
         max_columns: Largest accepted number of columns in an uploaded tabular dataset.
-        num_threads: Torch intra-op threads; 0 keeps torch's default.
+        num_threads: Torch intra-op threads per process; 0 = automatic: the cores shared evenly among the
+            processes that run at once (``amulet worker --concurrency``). 1 is fastest for small models on a
+            busy machine (``benchmarks/bench_threads.py``).
         api_url: Where clients (dashboard, ``amulet submit``) reach the REST API.
         task_queue: Celery queue the service sends assessment tasks to (and ``amulet worker`` consumes).
         task_visibility_timeout: Seconds before a Redis broker redelivers an unacknowledged task (a killed
@@ -51,6 +53,9 @@ class Settings(BaseSettings):
         cell_cache: Reuse cached cell results: a cell whose inputs (models, data, attack and parameters,
             device, library versions, Amulet's code) are unchanged is read from ``<cache>/cells/`` instead of
             recomputed. ``false`` recomputes every cell (fresh results are still stored). Default ``true``.
+        population_mode: How populations of models (LiRA shadows, distribution-inference populations) train:
+            ``auto`` stacks them into one vmapped ensemble whenever the recipe and architecture allow it;
+            ``sequential`` trains them one by one (same procedure, for comparison and debugging).
     """
 
     model_config = SettingsConfigDict(env_prefix="AMULET_", env_file=".env", extra="ignore")
@@ -78,6 +83,7 @@ class Settings(BaseSettings):
     task_time_limit: int = Field(default=6 * 3600, gt=0)
     max_uncompressed_bytes: int = Field(default=4 * 1024 * 1024 * 1024, gt=0)
     cell_cache: bool = True
+    population_mode: Literal["auto", "sequential"] = "auto"
 
     @field_validator("device")
     @classmethod

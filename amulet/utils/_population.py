@@ -588,7 +588,7 @@ def train_population(
     recipe: Recipe | TrainConfig,
     seeds: Sequence[int],
     device: torch.device | str = "cpu",
-    mode: Literal["auto", "batched", "sequential"] = "auto",
+    mode: Literal["auto", "batched", "sequential"] | None = None,
     cache_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> PopulationResult:
@@ -606,7 +606,8 @@ def train_population(
         seeds: One seed per model (same length as ``subsets``); derive them with
             :func:`amulet.utils.derive_seed`.
         device: Torch device for training and for the returned models.
-        mode: ``"auto"`` batches when the recipe and the architecture allow it; ``"batched"``
+        mode: None reads the ``population_mode`` setting (``AMULET_POPULATION_MODE``, default ``"auto"``);
+            ``"auto"`` batches when the recipe and the architecture allow it; ``"batched"``
             requires it (ValueError otherwise); ``"sequential"`` always loops.
         cache_dir: When given, models are loaded from / saved to this directory, keyed by architecture,
             recipe, training rows, seed and trainer mode.
@@ -622,6 +623,10 @@ def train_population(
 
     if isinstance(recipe, TrainConfig):
         recipe = Recipe(recipe)
+    if mode is None:
+        from amulet.settings import get_settings
+
+        mode = get_settings().population_mode
     progress = resolve_progress(progress)
     device = torch.device(device)
     seeds = [int(s) for s in seeds]

@@ -289,3 +289,21 @@ def test_linearnet_population_on_census_matches_sequential_accuracy(census, seed
     majority = 100 * max(float(test.y.double().mean()), 1 - float(test.y.double().mean()))
     assert abs(float(acc_b.mean()) - float(acc_s.mean())) < 1.0
     assert float(acc_b.mean()) > majority + 2
+
+
+def test_the_population_mode_setting_applies_when_no_mode_is_given(
+    toy: TensorData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amulet.settings import get_settings
+
+    subsets, recipe = [torch.arange(100), torch.arange(100, 200)], Recipe(TrainConfig(epochs=1))
+    assert train_population(_mlp, toy, subsets, recipe=recipe, seeds=[1, 2]).mode == "batched"
+    monkeypatch.setenv("AMULET_POPULATION_MODE", "sequential")
+    get_settings.cache_clear()
+    try:
+        pop = train_population(_mlp, toy, subsets, recipe=recipe, seeds=[1, 2])
+        assert pop.mode == "sequential" and pop.reason == "sequential mode requested"
+        assert train_population(_mlp, toy, subsets, recipe=recipe, seeds=[1, 2], mode="auto").mode == "batched"
+    finally:
+        monkeypatch.delenv("AMULET_POPULATION_MODE")
+        get_settings.cache_clear()
