@@ -382,6 +382,9 @@ def run_assessment(
 ) -> AssessmentResults:
     """Run a whole assessment in this process: every training, every cell, then the reports.
 
+    Torch's intra-op thread count is set from the ``num_threads`` setting first
+    (:func:`amulet.utils.configure_threads`).
+
     Args:
         spec: An :class:`AssessmentSpec` or anything :func:`load_spec` accepts.
         out_dir: Where to write the reports (none are written when ``None``).
@@ -398,6 +401,9 @@ def run_assessment(
     Raises:
         SpecError: the spec is invalid. Dataset errors (missing source, bad file) propagate before any cell runs.
     """
+    from amulet.utils._threads import configure_threads
+
+    configure_threads()
     spec = load_spec(spec)
     plan = plan_assessment(spec)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()

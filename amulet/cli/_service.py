@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -43,6 +44,13 @@ def worker_command(
         token = prestart(settings)
         if token:
             _err(f"Created the admin API token (shown once): {token}")
+    from amulet.utils._threads import configure_threads
+
+    # Tasks running at once share the cores: automatic thread counts divide them (forked pool processes
+    # inherit the count through the setting).
+    threads = configure_threads(settings.num_threads, processes=concurrency if pool != "solo" else 1)
+    os.environ["AMULET_NUM_THREADS"] = str(threads)
+    get_settings.cache_clear()
     from worker.celery_app import celery_app
 
     argv = ["worker", "-Q", settings.task_queue, "--pool", pool, "--concurrency", str(concurrency)]

@@ -37,6 +37,7 @@ _EXPORTS = {
     "architecture_fingerprint": "amulet.utils._population",
     "tensor_fingerprint": "amulet.utils._population",
     "batchable_reason": "amulet.utils._population",
+    "configure_threads": "amulet.utils._threads",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,50 @@
+"""How many threads torch uses inside one operation (intra-op threads), from the settings.
+
+Amulet's work is mostly many small models (shadow populations, attack models, tabular MLPs): their
+operations are too small to gain much from several threads, and on a machine whose cores are busy
+(a Celery worker running several tasks, a shared CI runner, the API and dashboard next to the worker)
+OpenMP threads that wait for each other waste the cores. ``benchmarks/bench_threads.py`` measures it: on
+the project's 2-core machine with two competing busy processes, a census assessment ran several times
+faster with one intra-op thread than with two, and equally fast when the machine was idle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+__all__ = ["configure_threads"]
+
+logger = logging.getLogger(__name__)
+
+
+def configure_threads(num_threads: int | None = None, *, processes: int = 1) -> int:
+    """Set torch's intra-op thread count for this process and return it.
+
+    Args:
+        num_threads: Threads to use; ``None`` reads the ``num_threads`` setting (``AMULET_NUM_THREADS``);
+            0 means automatic: the machine's cores shared evenly among ``processes``.
+        processes: How many processes (or tasks) of this kind run at once on the machine, e.g. a worker's
+            concurrency; only used when ``num_threads`` is 0.
+
+    Returns:
+        The thread count now in effect.
+
+    Raises:
+        ValueError: ``num_threads`` is negative or ``processes`` is below 1.
+    """
+    if num_threads is None:
+        from amulet.settings import get_settings
+
+        num_threads = get_settings().num_threads
+    if num_threads < 0:
+        raise ValueError(f"num_threads must be >= 0 (0 = automatic). Got {num_threads} instead.")
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1. Got {processes} instead.")
+    threads = num_threads or max(1, (os.cpu_count() or 1) // processes)
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+        logger.info("torch intra-op threads: %d", threads)
+    return threads
