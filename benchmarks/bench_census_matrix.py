@@ -9,6 +9,12 @@ Then it runs the same plan twice more against the now-warm cache, side by side: 
 before the cell cache existed) and "re-run, cells reused" (``reuse_cells=True``: every ``ok`` cell comes from
 the cell-result cache; JSON key ``cells_reused``), and prints the ratio of the two (``rerun_ratio``).
 
+``--compare-populations`` adds a fourth phase: the cold run again, into another fresh cache, with
+``AMULET_POPULATION_MODE=sequential`` (every LiRA-shadow and distribution-inference population trained one
+model at a time instead of as one stacked ensemble; JSON key ``cold_sequential_populations``), and prints
+its ratio to the cold phase (``population_ratio``). It runs after the cold phase, on a warm process, so
+the ratio does not favour the stacked run.
+
 Peak memory is the process's peak resident set (``resource.getrusage().ru_maxrss``, which covers torch's
 tensors); ``--tracemalloc`` adds the Python-heap peak (tracemalloc slows Python-heavy code, so it is off by
 default). The 1/5/15-minute load average is recorded before and after each phase: the machine is shared.
@@ -23,6 +29,7 @@ Results: a table on stdout, ``benchmarks/results/bench_census_matrix.json`` (tim
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -34,6 +41,7 @@ import tempfile
 import time
 import tracemalloc
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +167,24 @@ def _times(ratio: float | None) -> str:
     return "n/a" if ratio is None else f"{ratio:.1f}x"
 
 
+@contextlib.contextmanager
+def _population_mode(mode: str) -> Iterator[None]:
+    """Run the enclosed phase with ``AMULET_POPULATION_MODE=mode`` (the settings cache is refreshed)."""
+    from amulet.settings import get_settings
+
+    before = os.environ.get("AMULET_POPULATION_MODE")
+    os.environ["AMULET_POPULATION_MODE"] = mode
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("AMULET_POPULATION_MODE", None)
+        else:
+            os.environ["AMULET_POPULATION_MODE"] = before
+        get_settings.cache_clear()
+
+
 def _table(result: dict[str, Any]) -> str:
     cold, recomputed, reused = result["cold"], result["cache_hit"], result["cells_reused"]
     b = result["breakdown"]
@@ -184,6 +210,15 @@ def _table(result: dict[str, Any]) -> str:
             f"{result['rerun_ratio']:.1f}x (cells only: {_times(result['rerun_cell_ratio'])}); "
             f"{reused['cells_cached']} of {len(reused['cells'])} cells reused, "
             f"{result['reused_matches_recomputed']} with metrics identical to the recomputed re-run"
+        )
+    seq = result.get("cold_sequential_populations")
+    if seq:
+        fb = "/".join(f"{v:.1f}" for v in seq["load_before"])
+        fa = "/".join(f"{v:.1f}" for v in seq["load_after"])
+        lines.append(f"{'cold, populations one by one':<34}{seq['seconds']:>9.1f}  {fb:>17}  {fa:>17}")
+        lines.append(
+            f"cold, populations one by one / stacked: {seq['seconds']:.1f} s / {cold['seconds']:.1f} s = "
+            f"{result['population_ratio']:.2f}x"
         )
     lines.append(f"peak RSS (process) {result['peak_rss_mb']:.0f} MB; RSS before {result['rss_before_mb']:.0f} MB")
     if result.get("tracemalloc_peak_mb") is not None:
@@ -221,6 +256,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tracemalloc", action="store_true", help="also trace the Python-heap peak (slower)")
     parser.add_argument("--profile", action="store_true", help="profile the cold phase with pyinstrument")
     parser.add_argument("--save-results", type=Path, default=None, help="write the cold run's AssessmentResults JSON")
+    parser.add_argument(
+        "--compare-populations",
+        action="store_true",
+        help="also run the cold phase with populations trained one by one (AMULET_POPULATION_MODE=sequential)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per training and cell")
     args = parser.parse_args(argv)
@@ -266,6 +306,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             recomputed = _phase(plan, cache_dir, args.device, log, reuse_cells=False)
             log("re-run, cells reused (reuse_cells=True)")
             reused = _phase(plan, cache_dir, args.device, log, reuse_cells=True)
+        sequential = None
+        if args.compare_populations:
+            log("cold again, populations one by one (AMULET_POPULATION_MODE=sequential)")
+            with (
+                tempfile.TemporaryDirectory(prefix="amulet-bench-cache-seq-") as seq_cache,
+                _population_mode("sequential"),
+            ):
+                sequential = _phase(plan, Path(seq_cache), args.device, log, reuse_cells=False)
+            sequential.pop("_cell_results", None)
+            sequential.pop("_records", None)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -300,6 +350,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rerun_ratio": None if args.no_rerun else _ratio(recomputed["seconds"], reused["seconds"]),
         "rerun_cell_ratio": None if args.no_rerun else _ratio(recomputed["cell_seconds"], reused["cell_seconds"]),
         "reused_matches_recomputed": matches,
+        "cold_sequential_populations": sequential,
+        "population_ratio": None if sequential is None else _ratio(sequential["seconds"], cold["seconds"]),
         "breakdown": _breakdown(cold),
         "rss_before_mb": rss_before,
         "peak_rss_mb": peak_rss,

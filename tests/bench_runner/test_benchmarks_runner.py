@@ -15,7 +15,7 @@ SPECS = Path(__file__).resolve().parents[2] / "benchmarks" / "specs"
 def test_list_names_every_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--list"]) == 0
     out = capsys.readouterr().out
-    for name in ("knn_shapley", "population", "api", "census_matrix"):
+    for name in ("knn_shapley", "population", "api", "census_matrix", "threads"):
         assert name in BENCHMARKS
         assert name in out
 
@@ -63,3 +63,9 @@ def test_study_spec_sweeps() -> None:
 def test_fmnist_spec_plans() -> None:
     plan = plan_assessment(load_spec(SPECS / "fmnist-vgg11.yaml"))
     assert (len(plan.trainings), len(plan.cells)) == (9, 45)
+
+
+def test_thread_spec_is_a_small_census_assessment() -> None:
+    plan = plan_assessment(load_spec(SPECS / "census-threads.yaml"))
+    assert [r.name for r in plan.rows] == ["baseline", "adversarial_training", "dp_sgd"]
+    assert (len(plan.trainings), len(plan.cells)) == (3, 12)
