@@ -28,7 +28,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: name -> (module, full-size argv, quick argv); the order is the run order (cheapest first).
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "knn_shapley": ("benchmarks.bench_knn_shapley", [], ["--skip-large", "--loop-test-points", "20"]),
-    "population": ("benchmarks.bench_population", [], ["--ks", "16", "--recipe-ks", "4", "--epochs", "1"]),
+    "population": (
+        "benchmarks.bench_population",
+        [],
+        ["--ks", "16", "--recipe-ks", "4", "--dp-k", "4", "--epochs", "1"],
+    ),
     # One uvicorn worker in quick mode: two workers migrating one fresh SQLite file at once can race.
     "api": ("benchmarks.bench_api", [], ["--clients", "10", "--gets", "300", "--posts", "30", "--workers", "1"]),
     "census_matrix": ("benchmarks.bench_census_matrix", [], ["--quick"]),

@@ -116,7 +116,9 @@ def source_fingerprint(module_name: str) -> str | None:
     return hashlib.sha256(Path(file).read_bytes()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
 def _library_versions() -> dict[str, str | None]:
+    # Read once per process: installed versions do not change under a running process.
     out: dict[str, str | None] = {"python": platform.python_version()}
     for dist in KEY_LIBRARIES:
         try:

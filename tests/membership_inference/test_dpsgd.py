@@ -10,7 +10,7 @@ from torch import nn
 
 from amulet import registry
 from amulet.exceptions import InvalidParameterError, NotRunError
-from amulet.membership_inference.defenses import DPSGD, dp_train, make_dp_compatible
+from amulet.membership_inference.defenses import DPSGD, dp_train, make_dp_compatible, spent_epsilon
 from amulet.models import LinearNet
 from amulet.recipes import Recipe
 from amulet.utils import TensorData, TrainConfig, get_accuracy
@@ -48,6 +48,24 @@ def test_epsilon_equals_opacus_accountant_and_poisson_loader_is_used(census_rows
     assert private.privacy_epsilon_ == dp.epsilon_ and private.privacy_delta_ == 1e-5
     # Poisson sampling: logical batch sizes vary around the expected 64 (a fixed loader would give 64 x 10)
     assert len(set(dp.batch_sizes_)) > 3 and dp.batch_sizes_ != [64] * 20
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "gdp", "prv"])
+def test_spent_epsilon_is_the_accountants_and_is_computed_once(accountant: str) -> None:
+    from opacus.accountants import create_accountant
+
+    history = ((1.1, 0.05, 100), (0.8, 0.1, 30))
+    reference = create_accountant(mechanism=accountant)
+    reference.history = list(history)
+    spent_epsilon.cache_clear()
+    assert spent_epsilon(accountant, history, 1e-5) == pytest.approx(reference.get_epsilon(1e-5), rel=1e-12)
+    assert spent_epsilon(accountant, history, 1e-5) == spent_epsilon(accountant, history, 1e-5)
+    assert spent_epsilon.cache_info().hits == 2 and spent_epsilon.cache_info().misses == 1
+    # every input is part of the answer
+    assert spent_epsilon(accountant, history, 1e-6) > spent_epsilon(accountant, history, 1e-5)
+    assert spent_epsilon(accountant, ((1.1, 0.05, 100), (2.0, 0.1, 30)), 1e-5) < spent_epsilon(
+        accountant, history, 1e-5
+    )
 
 
 def test_returned_model_is_plain_and_reloads(census_rows) -> None:

@@ -16,6 +16,7 @@ What is done differently from upstream Amulet 0.6.0:
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import derive_seed, make_generator
 from amulet.utils._training import BatchTransform
 
-__all__ = ["DPSGD", "DPTrainingResult", "dp_train", "make_dp_compatible"]
+__all__ = ["DPSGD", "DPTrainingResult", "dp_train", "make_dp_compatible", "spent_epsilon"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,27 @@ def make_dp_compatible(model: nn.Module) -> nn.Module:
             parent = fixed.get_submodule(parent_name) if parent_name else fixed
             setattr(parent, child, nn.GroupNorm(1, module.num_features, affine=module.affine))
     return ModuleValidator.fix(fixed)
+
+
+@functools.lru_cache(maxsize=1024)
+def spent_epsilon(accountant: str, history: tuple[tuple[float, float, int], ...], delta: float) -> float:
+    """The epsilon that ``accountant`` reports at ``delta`` for a training ``history``, computed once per process.
+
+    The accountant's answer depends only on the history of (noise multiplier, sample rate, steps) and on
+    delta, and computing it (RDP over ~150 orders) costs about as much as training a small census model
+    privately, so a population of identically trained models (LiRA shadows, distribution-inference
+    models) asks for it once.
+
+    Args:
+        accountant: ``"rdp"``, ``"prv"`` or ``"gdp"``.
+        history: Opacus' ``accountant.history``: (noise multiplier, sample rate, number of steps) entries.
+        delta: Target delta.
+    """
+    from opacus.accountants import create_accountant
+
+    engine_accountant = create_accountant(mechanism=accountant)
+    engine_accountant.history = [tuple(entry) for entry in history]
+    return float(engine_accountant.get_epsilon(delta))
 
 
 def dp_train(
@@ -222,7 +244,7 @@ def dp_train(
                 context.__exit__(None, None, None)
         progress.advance("dp_sgd", loss=round(total / max(count, 1), 5), epoch=epoch + 1)
     progress.finish("dp_sgd")
-    epsilon = float(engine.get_epsilon(delta))
+    epsilon = spent_epsilon(accountant, tuple(engine.accountant.history), float(delta))
     steps = sum(n for _, _, n in engine.accountant.history)
     template.load_state_dict(private_model._module.state_dict())
     private_model._close()  # removes Opacus' hooks and grad_sample attributes from the trained module
