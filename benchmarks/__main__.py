@@ -35,7 +35,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     # One uvicorn worker in quick mode: two workers migrating one fresh SQLite file at once can race.
     "api": ("benchmarks.bench_api", [], ["--clients", "10", "--gets", "300", "--posts", "30", "--workers", "1"]),
-    "census_matrix": ("benchmarks.bench_census_matrix", [], ["--quick"]),
+    "census_matrix": ("benchmarks.bench_census_matrix", ["--compare-populations"], ["--quick"]),
     # Four fresh `amulet assess` processes: 1 and 2 torch threads, idle and next to busy processes.
     "threads": ("benchmarks.bench_threads", [], []),
 }
