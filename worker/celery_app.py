@@ -57,12 +57,10 @@ celery_app.conf.include = ["worker.tasks"]
 
 @worker_process_init.connect
 def _fresh_engines(**_: Any) -> None:
-    """A forked pool process must not reuse its parent's database connections; it uses its share of the cores."""
-    from amulet.utils._threads import configure_threads
+    """A forked pool process must not reuse its parent's database connections."""
     from backend.core.db import dispose_engines
 
     dispose_engines()
-    configure_threads()
 
 
 @worker_ready.connect

@@ -129,6 +129,9 @@ def start(settings: Settings, assessment_id: str) -> tuple[list[str], list[str]]
 def run_one_training(settings: Settings, assessment_id: str, key: str) -> None:
     """Train (or fetch from the cache) one planned model; engine errors are recorded on the training row."""
     from amulet.assess import run_training
+    from amulet.utils import configure_threads
+
+    configure_threads()  # this process's share of the cores (AMULET_NUM_THREADS, set by `amulet worker`)
 
     loaded = _load_plan(settings, assessment_id)
     if loaded is None or loaded[0] not in ASSESSMENT_ACTIVE:
@@ -175,6 +178,9 @@ def record_training_error(
 def run_one_cell(settings: Settings, assessment_id: str, key: str) -> bool:
     """Run one cell and upsert its row; returns True when no cell of the assessment is left to run."""
     from amulet.assess import run_cell
+    from amulet.utils import configure_threads
+
+    configure_threads()
 
     loaded = _load_plan(settings, assessment_id)
     if loaded is None or loaded[0] not in ASSESSMENT_ACTIVE:

@@ -44,11 +44,11 @@ def worker_command(
         token = prestart(settings)
         if token:
             _err(f"Created the admin API token (shown once): {token}")
-    from amulet.utils._threads import configure_threads
+    from amulet.utils._threads import thread_count
 
-    # Tasks running at once share the cores: automatic thread counts divide them (forked pool processes
-    # inherit the count through the setting).
-    threads = configure_threads(settings.num_threads, processes=concurrency if pool != "solo" else 1)
+    # Tasks running at once share the cores: an automatic thread count divides them. The jobs apply the
+    # setting when they run (worker.jobs), in whichever pool process they run; torch is not imported here.
+    threads = thread_count(settings.num_threads, processes=concurrency if pool != "solo" else 1)
     os.environ["AMULET_NUM_THREADS"] = str(threads)
     get_settings.cache_clear()
     from worker.celery_app import celery_app

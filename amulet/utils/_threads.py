@@ -13,11 +13,22 @@ from __future__ import annotations
 import logging
 import os
 
-import torch
-
-__all__ = ["configure_threads"]
+__all__ = ["configure_threads", "thread_count"]
 
 logger = logging.getLogger(__name__)
+
+
+def thread_count(num_threads: int, processes: int = 1) -> int:
+    """The intra-op thread count ``num_threads`` means (0: the cores shared evenly among ``processes``).
+
+    Raises:
+        ValueError: ``num_threads`` is negative or ``processes`` is below 1.
+    """
+    if num_threads < 0:
+        raise ValueError(f"num_threads must be >= 0 (0 = automatic). Got {num_threads} instead.")
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1. Got {processes} instead.")
+    return num_threads or max(1, (os.cpu_count() or 1) // processes)
 
 
 def configure_threads(num_threads: int | None = None, *, processes: int = 1) -> int:
@@ -35,15 +46,13 @@ def configure_threads(num_threads: int | None = None, *, processes: int = 1) -> 
     Raises:
         ValueError: ``num_threads`` is negative or ``processes`` is below 1.
     """
+    import torch
+
     if num_threads is None:
         from amulet.settings import get_settings
 
         num_threads = get_settings().num_threads
-    if num_threads < 0:
-        raise ValueError(f"num_threads must be >= 0 (0 = automatic). Got {num_threads} instead.")
-    if processes < 1:
-        raise ValueError(f"processes must be >= 1. Got {processes} instead.")
-    threads = num_threads or max(1, (os.cpu_count() or 1) // processes)
+    threads = thread_count(num_threads, processes)
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
         logger.info("torch intra-op threads: %d", threads)

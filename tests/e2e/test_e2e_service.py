@@ -43,7 +43,12 @@ def test_embedded_default_serve_and_submit(embedded_stack: Stack, tiny_spec: Pat
     """`amulet serve` (API + worker, SQLite + SQLite broker) and `amulet submit --wait`: exit code 0."""
     embedded_stack.start("serve", [*CLI, "serve", "--no-dashboard", "--port", str(embedded_stack.port)])
     embedded_stack.wait_healthy()
-    assert (embedded_stack.home / "amulet.db").is_file() and (embedded_stack.home / "broker.db").is_file()
+    assert (embedded_stack.home / "amulet.db").is_file()
+    # The worker starts next to the API and creates the broker's SQLite file when it connects.
+    deadline = time.monotonic() + 60
+    while not (embedded_stack.home / "broker.db").is_file():
+        assert time.monotonic() < deadline, f"the worker never created broker.db\n{embedded_stack.logs()}"
+        time.sleep(0.2)
     _submit_and_check(embedded_stack, tiny_spec, tmp_path)
     embedded_stack.kill("serve", sig=2)  # Ctrl-C stops the API and the worker together
     with pytest.raises(httpx.HTTPError):

@@ -92,3 +92,23 @@ def test_recover_stale_requeues_interrupted_assessments(worker_settings, planned
         queued = connection.execute(text("SELECT count(*) FROM kombu_message WHERE visible = 1")).scalar_one()
     broker.dispose()
     assert queued == 1
+
+
+def test_jobs_apply_the_thread_setting(worker_settings, planned_assessment: str, monkeypatch) -> None:
+    import torch
+
+    from amulet.settings import get_settings
+    from worker import jobs
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setenv("AMULET_NUM_THREADS", "1")  # what `amulet worker --concurrency 2` sets on 2 cores
+    get_settings.cache_clear()
+    try:
+        trainings, _ = jobs.start(worker_settings, planned_assessment)
+        jobs.run_one_training(worker_settings, planned_assessment, trainings[0])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+        monkeypatch.delenv("AMULET_NUM_THREADS")
+        get_settings.cache_clear()
