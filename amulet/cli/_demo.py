@@ -21,9 +21,10 @@ def demo_command(
     from amulet.progress import TqdmProgress
     from amulet.recipes import Recipe
     from amulet.settings import get_settings
-    from amulet.utils import TensorData, TrainConfig, get_accuracy, initialize_model, load_data
+    from amulet.utils import TensorData, TrainConfig, configure_threads, get_accuracy, initialize_model, load_data
 
     settings = get_settings()
+    configure_threads(settings.num_threads)
     device = settings.resolve_device()
     console = Console()
     data = load_data(str(settings.resolved_data_dir), "census", exp_id=seed)
