@@ -8,9 +8,13 @@
 2. Peak memory and time at 50,000 training x 10,000 test points of width 128, in a fresh process:
    peak resident memory above the inputs (``ru_maxrss`` minus the RSS after the inputs exist).
 
+3. Scaling: the vectorised kernel's time as the training set grows (n = 5k ... 50k at m = 1,000 test
+   points) and as the test set grows (m = 1k ... 10k at n = 5,000), with the time per million (n, m)
+   pairs, which stays flat when the cost is linear in n * m.
+
 Targets from the issue (reported, not asserted): the large run under 60 s and under 1 GB.
 
-    python -m benchmarks.bench_knn_shapley [--loop-test-points 100] [--skip-large]
+    python -m benchmarks.bench_knn_shapley [--loop-test-points 100] [--skip-large] [--skip-scaling]
 
 Results: a table on stdout and ``benchmarks/results/bench_knn_shapley.json``.
 """
@@ -88,6 +92,33 @@ def throughput(loop_test_points: int, seed: int = 0) -> dict[str, Any]:
     }
 
 
+#: (n training points, m test points) of the scaling table: n grows at m = 1,000, then m grows at n = 5,000.
+SCALING: list[tuple[int, int]] = [
+    *[(n, 1_000) for n in (5_000, 10_000, 20_000, 50_000)],
+    *[(5_000, m) for m in (2_000, 5_000, 10_000)],
+]
+
+
+def scaling(sizes: list[tuple[int, int]], width: int = 128, seed: int = 0) -> list[dict[str, Any]]:
+    """Wall time of the vectorised kernel at each (n, m), with the time per million (n, m) pairs."""
+    import torch
+
+    from amulet.poisoning.defenses import knn_shapley
+
+    gen = torch.Generator().manual_seed(seed)
+    knn_shapley(torch.randn(100, width), np.zeros(100, int), torch.randn(10, width), np.zeros(10, int), k=5)  # warm-up
+    rows = []
+    for n, m in sizes:
+        x_train, x_test = torch.randn(n, width, generator=gen), torch.randn(m, width, generator=gen)
+        y_train = torch.randint(0, 10, (n,), generator=gen)
+        y_test = torch.randint(0, 10, (m,), generator=gen)
+        start = time.perf_counter()
+        knn_shapley(x_train, y_train, x_test, y_test, k=5)
+        seconds = time.perf_counter() - start
+        rows.append({"n_train": n, "n_test": m, "seconds": seconds, "s_per_million_pairs": seconds / (n * m / 1e6)})
+    return rows
+
+
 _LARGE_CHILD = r"""
 import json, resource, sys, time
 import torch
@@ -133,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--loop-test-points", type=int, default=100, help="test points timed for the Python loop")
     parser.add_argument("--skip-large", action="store_true", help="skip the 50k x 10k memory run")
+    parser.add_argument("--skip-scaling", action="store_true", help="skip the scaling table in n and m")
     args = parser.parse_args(argv)
 
     import torch
@@ -149,6 +181,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if not args.skip_large:
         results["large"] = large()
+    if not args.skip_scaling:
+        results["scaling"] = scaling(SCALING)
 
     t = results["throughput"]
     rows = [
@@ -168,6 +202,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'KNN-Shapley (k=5, width 128)':<{width}}  {'value':>12}  note")
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>12}  {note}")
+    if "scaling" in results:
+        print(f"{'scaling':<12}{'n train':>9}{'m test':>9}{'seconds':>10}{'s per 1e6 (n, m) pairs':>25}")
+        for r in results["scaling"]:
+            print(f"{'':<12}{r['n_train']:>9,}{r['n_test']:>9,}{r['seconds']:>10.2f}{r['s_per_million_pairs']:>25.4f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
     print(f"written {RESULTS.relative_to(ROOT)}")
