@@ -99,6 +99,10 @@ class LoopStage(_StageBase):
     """
 
     train: Callable[..., nn.Module] | None = None
+    #: Optional: trains K fresh models at once, each exactly as ``train`` would
+    #: (``train_stacked(models, datas, *, config, seeds, device, progress) -> list[nn.Module]``); with it,
+    #: populations of the recipe train stacked (without batch stages).
+    train_stacked: Callable[..., list[nn.Module]] | None = None
     kind: Literal["loop"] = "loop"
 
 
@@ -184,17 +188,29 @@ class Recipe:
         """Empty when populations of this recipe can train as one stacked ensemble, else the reason not.
 
         Data stages run per model before the ensemble trains and post stages per model after it, so they
-        never prevent stacking; a stage that replaces the training loop, changes the model's structure, or
-        transforms batches without a ``stacked_transform`` does.
+        never prevent stacking; a loop stage without ``train_stacked`` (or with batch stages next to it), a
+        stage that changes the model's structure outside a stacked loop, or a batch stage without a
+        ``stacked_transform`` does.
         """
+        loop = self.loop_stage
         for s in self.stages:
-            if s.kind == "loop":
-                return f"defense {s.defense!r} replaces the training loop"
+            if isinstance(s, LoopStage):
+                if s.train_stacked is None:
+                    return f"defense {s.defense!r} replaces the training loop"
+                continue  # its stacked loop builds the structure it declares
             if s.adapt_model is not None:
                 return f"defense {s.defense!r} changes the model's structure"
-            if isinstance(s, BatchStage) and s.transform is not None and s.stacked_transform is None:
-                return f"defense {s.defense!r} transforms batches but has no stacked_transform"
+            if isinstance(s, BatchStage) and s.transform is not None:
+                if loop is not None:
+                    return f"defense {loop.defense!r} trains populations stacked only without batch stages"
+                if s.stacked_transform is None:
+                    return f"defense {s.defense!r} transforms batches but has no stacked_transform"
         return ""
+
+    @property
+    def loop_stage(self) -> LoopStage | None:
+        """The stage that replaces the training loop, if any."""
+        return next((s for s in self.stages if isinstance(s, LoopStage)), None)
 
     @property
     def stacked_batch_transform(self) -> StackedBatchTransform | None:
@@ -256,7 +272,7 @@ class Recipe:
         data = self.prepare_data(model_factory, data, seed=seed, device=device, progress=progress)
         transform = _compose([s.transform for s in self.stages if isinstance(s, BatchStage) and s.transform])
         model = seeded_init(model_factory, seed).to(device)
-        loop = next((s for s in self.stages if isinstance(s, LoopStage)), None)
+        loop = self.loop_stage
         if loop is not None and loop.train is not None:
             model = loop.train(
                 model, data, config=self.config, seed=seed, device=device, batch_transform=transform, progress=progress

@@ -9,14 +9,14 @@ recorded next to them.
 
 A second table does the same for **defended recipes** (the populations of a defended row of an assessment:
 LiRA shadows and distribution-inference populations imitate the target's recipe): adversarial training
-(PGD in every batch) and outlier removal (per-model KNN-Shapley valuation, then training) at ``--recipe-ks``.
+(PGD in every batch), outlier removal (per-model KNN-Shapley valuation, then training) and DP-SGD (per-sample
+gradients, clipping and noise: Opacus one by one, ``torch.func`` stacked) at ``--recipe-ks``.
 Their sequential path is how every defended population was trained before stacked recipes existed, so its
 ratio is that optimisation's before/after, measured side by side.
 
-A third table times a DP-SGD population (which trains one model at a time: Opacus' per-sample gradients
-replace the loop) with the privacy accountant's answer computed for every model (as before
-:func:`amulet.membership_inference.defenses.spent_epsilon` memoised it) and computed once for the
-population, side by side.
+A third table times a DP-SGD population trained one model at a time (Opacus) with the privacy
+accountant's answer computed for every model (as before :func:`amulet.membership_inference.defenses.
+spent_epsilon` memoised it) and computed once for the population, side by side.
 
     python -m benchmarks.bench_population [--ks 16 64] [--recipe-ks 4 16] [--dp-k 12] [--epochs 2] [--rows 1000]
 
@@ -45,6 +45,7 @@ TARGET_RATIO_K64 = 5.0
 DEFENDED_RECIPES: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = [
     ("adversarial_training", [("adversarial_training", {"epsilon": 0.1, "iterations": 3})]),
     ("outlier_removal", [("outlier_removal", {"percent": 10})]),
+    ("dp_sgd", [("dp_sgd", {"noise_multiplier": 1.0, "max_grad_norm": 1.0})]),
 ]
 
 
@@ -95,7 +96,7 @@ def _run_dp(k: int, args: argparse.Namespace, train: Any, factory: Any) -> dict[
         for subset, seed in zip(subsets, seeds):
             if per_model:
                 spent_epsilon.cache_clear()  # what every model paid before the accountant's answer was memoised
-            model = train_population(factory, train, [subset], recipe=recipe, seeds=[seed]).models[0]
+            model = train_population(factory, train, [subset], recipe=recipe, seeds=[seed], mode="sequential").models[0]
             epsilons.append(model.privacy_epsilon_)
         row[f"{label}_s"] = time.perf_counter() - start
         row[f"{label}_epsilons"] = sorted(set(epsilons))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from amulet.membership_inference.attacks import LiRA
 from amulet.membership_inference.defenses import DPSGD
 from amulet.membership_inference.defenses._dpsgd import dp_sgd_loop
+from amulet.membership_inference.defenses._stacked_dpsgd import dp_sgd_stacked_loop
 from amulet.membership_inference.metrics import compute_mi_metrics
 from amulet.registry import (
     AttackInfo,
@@ -221,6 +222,16 @@ def make_dp_sgd_stage(params: DPSGDParams) -> LoopStage:
             delta=params.delta,
             accountant=params.accountant,
             max_physical_batch_size=params.max_physical_batch_size,
+        ),
+        # Populations (LiRA shadows, distribution-inference models) of a DP-SGD row train as one ensemble;
+        # physical batch splitting exists to bound memory, so those recipes keep training one by one.
+        train_stacked=None
+        if params.max_physical_batch_size
+        else dp_sgd_stacked_loop(
+            noise_multiplier=params.noise_multiplier,
+            max_grad_norm=params.max_grad_norm,
+            delta=params.delta,
+            accountant=params.accountant,
         ),
         # The loop swaps BatchNorm for GroupNorm; the trained weights load back into this structure.
         adapt_model=make_dp_compatible,

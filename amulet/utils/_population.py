@@ -22,8 +22,10 @@ Model ``k`` trained batched follows exactly the procedure of
   (:func:`amulet.utils._training.transform_generator`), before the step;
 * loss: mean cross-entropy over the model's own mini-batch.
 
-Recipes that replace the training loop (DP-SGD, adversarial debiasing) or change the model's structure
-are trained one model at a time (:meth:`~amulet.recipes.Recipe.stacking_reason` says why).
+A recipe whose loop stage gives ``train_stacked`` (DP-SGD: :func:`~amulet.membership_inference.defenses.
+dp_train_stacked`) trains through it, after the data stages and before the post stages. Other loop stages
+(adversarial debiasing), and stages that change the model's structure outside a stacked loop, train one
+model at a time (:meth:`~amulet.recipes.Recipe.stacking_reason` says why).
 
 Same procedure is not always same bits: stacked and single-model kernels round differently (about 1e-7).
 Plain training keeps that gap at float level, but PGD takes the *sign* of input gradients, and a sign
@@ -725,9 +727,16 @@ def _train_stacked_recipe(
         data = TensorData(torch.cat([d.x for d in prepared]), torch.cat([d.y for d in prepared]))
         subsets = [torch.arange(int(a), int(b)) for a, b in itertools.pairwise(offsets)]
     fresh = [probe if k == 0 else seeded_init(model_factory, seeds[k]) for k in todo]
-    models = _train_batched(
-        fresh, data, subsets, own_seeds, recipe.config, device, progress, transform=recipe.stacked_batch_transform
-    )
+    loop = recipe.loop_stage
+    if loop is not None and loop.train_stacked is not None:
+        datas = prepared if prepared is not None else [data.subset(idx) for idx in subsets]
+        models = loop.train_stacked(
+            fresh, datas, config=recipe.config, seeds=own_seeds, device=device, progress=progress
+        )
+    else:
+        models = _train_batched(
+            fresh, data, subsets, own_seeds, recipe.config, device, progress, transform=recipe.stacked_batch_transform
+        )
     if any(s.kind == "post" for s in recipe.stages):
         models = [
             recipe.finish_model(

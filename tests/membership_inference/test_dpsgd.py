@@ -215,3 +215,56 @@ def test_large_noise_lowers_lira_auc(census_rows) -> None:
         aucs[name] = compute_mi_metrics(result["lira_online_preds"], result["true_labels"])["auc"]
     assert aucs["plain"] > 0.6
     assert abs(aucs["dp"] - 0.5) < abs(aucs["plain"] - 0.5) - 0.05, aucs
+
+
+def _dp_recipe(**params) -> Recipe:
+    info = registry.get_defense("dp_sgd")
+    return Recipe(TrainConfig(epochs=2, batch_size=64, lr=1e-2), [info.make_stage(info.params(**params))])
+
+
+def _gap(a: nn.Module, b: nn.Module) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa)
+
+
+def test_a_dp_population_trains_stacked_and_equals_one_by_one(census_rows) -> None:
+    from amulet.utils import derive_seed, train_population
+
+    train, _ = census_rows
+    # BatchNorm (replaced by GroupNorm for DP), unequal subsets (different sample rates and step counts)
+    subsets = [np.arange(0, 400), np.arange(400, 700), np.arange(700, 790)]
+    seeds = [derive_seed(0, "dp-pop", k) for k in range(3)]
+
+    def factory() -> nn.Module:
+        return LinearNet(train.x.shape[1], 2, hidden_layer_sizes=[16])
+
+    stacked = train_population(factory, train, subsets, recipe=_dp_recipe(), seeds=seeds)
+    one_by_one = train_population(factory, train, subsets, recipe=_dp_recipe(), seeds=seeds, mode="sequential")
+    assert stacked.mode == "batched" and one_by_one.mode == "sequential"
+    for a, b in zip(stacked.models, one_by_one.models):
+        assert _gap(a, b) < 1e-5
+        assert a.privacy_epsilon_ == b.privacy_epsilon_ and a.privacy_delta_ == b.privacy_delta_
+        assert not any(isinstance(m, nn.BatchNorm1d) for m in a.modules())
+    assert stacked.models[0].privacy_epsilon_ < stacked.models[2].privacy_epsilon_  # fewer rows, higher rate
+    assert _gap(stacked.models[0], stacked.models[1]) > 1e-3
+
+
+def test_dp_populations_with_batch_stages_or_physical_batches_train_one_by_one(census_rows) -> None:
+    from amulet.utils import train_population
+
+    train, _ = census_rows
+    adversarial = registry.get_defense("adversarial_training")
+    dp = registry.get_defense("dp_sgd")
+    stacked_with_pgd = Recipe(
+        TrainConfig(epochs=1, batch_size=64),
+        [dp.make_stage(dp.params()), adversarial.make_stage(adversarial.params(iterations=1))],
+    )
+    assert "'dp_sgd' trains populations stacked only without batch stages" in stacked_with_pgd.stacking_reason()
+    assert "replaces the training loop" in _dp_recipe(max_physical_batch_size=16).stacking_reason()
+
+    def factory() -> nn.Module:
+        return LinearNet(train.x.shape[1], 2, hidden_layer_sizes=[8], batch_norm=False)
+
+    pop = train_population(factory, train, [np.arange(128)] * 2, recipe=stacked_with_pgd, seeds=[1, 2])
+    assert pop.mode == "sequential" and "without batch stages" in pop.reason
