@@ -100,7 +100,7 @@ def dp_train_stacked(
     params_stacked, buffers_stacked = stack_module_state(fixed)
     if buffers_stacked:
         raise ValueError("dp_train_stacked supports models without buffers (DP-compatible models have none).")
-    params = {k: v.detach().clone().requires_grad_(False) for k, v in params_stacked.items()}
+    params = {k: v.detach().clone() for k, v in params_stacked.items()}
     names = [n for n, _ in fixed[0].named_parameters()]
     base = copy.deepcopy(fixed[0]).to("meta").train()
 
@@ -122,6 +122,7 @@ def dp_train_stacked(
     xs = [d.x.to(device) for d in datas]
     ys = [d.y.to(device) for d in datas]
     optimizer = StackedOptimizer({n: params[n] for n in names}, config, K)
+    scale = torch.tensor([float(e) for e in expected], device=device)  # Opacus divides by int(n * q)
     std = noise_multiplier * max_grad_norm
     progress.start("dp_sgd", config.epochs, f"DP-SGD training of {K} models (stacked)")
     for epoch in range(config.epochs):
@@ -147,7 +148,6 @@ def dp_train_stacked(
             grads = per_sample_grads(params, xb, yb)
             norms = torch.stack([grads[n].reshape(K, width, -1).norm(2, dim=-1) for n in names], dim=-1).norm(2, dim=-1)
             clip = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * valid.to(device)
-            scale = torch.tensor([float(e) for e in expected], device=device)
             for n in names:
                 summed = torch.einsum("ks,ks...->k...", clip, grads[n])
                 drawn = torch.stack(
