@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -91,6 +92,9 @@ class HeadlineMetric:
         higher_is_riskier: True when a higher value means the model is MORE susceptible to the risk.
         unit: ``"%"`` for percentages (0-100), ``""`` for fractions/ratios/other.
         description: One sentence.
+        bounds: ``(low, high)``: the range every value of the metric lies in (e.g. ``(0, 1)`` for an AUC
+            or a rate), so that reports keep its intervals inside it. ``None`` (default): ``(0, 100)``
+            when ``unit`` is ``"%"``, unbounded otherwise (see :attr:`value_range`).
     """
 
     key: str
@@ -98,6 +102,25 @@ class HeadlineMetric:
     higher_is_riskier: bool
     unit: str = ""
     description: str = ""
+    bounds: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.bounds is not None:
+            low, high = self.bounds
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(
+                    f"HeadlineMetric {self.key!r}: bounds must be two finite numbers (low, high) with low < high, "
+                    f"got {self.bounds!r}."
+                )
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The metric's range: ``bounds`` when given, ``(0, 100)`` for a ``"%"`` metric, else ``None``."""
+        if self.bounds is not None:
+            return (float(self.bounds[0]), float(self.bounds[1]))
+        if self.unit == "%":
+            return (0.0, 100.0)
+        return None
 
 
 @dataclass(frozen=True)
@@ -324,6 +347,7 @@ def catalog() -> dict[str, Any]:
             "higher_is_riskier": m.higher_is_riskier,
             "unit": m.unit,
             "description": m.description,
+            "bounds": list(m.value_range) if m.value_range else None,
         }
 
     return {

@@ -19,6 +19,15 @@ from __future__ import annotations
 
 from amulet.assess._cache import ModelCache, training_counts
 from amulet.assess._cell_cache import CellCache
+from amulet.assess._display import (
+    COLOUR_SCALE,
+    SATURATION,
+    cell_colour,
+    cell_label,
+    format_change,
+    format_interval,
+    format_value,
+)
 from amulet.assess._plan import AssessmentPlan, PlannedCell, PlannedColumn, PlannedRow, PlannedTraining, plan_assessment
 from amulet.assess._report import render_reports
 from amulet.assess._results import (
@@ -28,6 +37,7 @@ from amulet.assess._results import (
     CheckResult,
     MatrixCell,
     MetricSummary,
+    ResultWarning,
     aggregate_results,
     results_json_schema,
 )
@@ -47,6 +57,8 @@ from amulet.assess._spec import (
 )
 
 __all__ = [
+    "COLOUR_SCALE",
+    "SATURATION",
     "AccuracySummary",
     "AssessmentPlan",
     "AssessmentResults",
@@ -66,11 +78,17 @@ __all__ = [
     "PlannedRow",
     "PlannedTraining",
     "PolicyCheck",
+    "ResultWarning",
     "RiskEntry",
     "SpecError",
     "VerifyResult",
     "aggregate_results",
+    "cell_colour",
+    "cell_label",
     "default_cache_dir",
+    "format_change",
+    "format_interval",
+    "format_value",
     "load_spec",
     "plan_assessment",
     "render_reports",

@@ -2,88 +2,59 @@
 
 Rows are defenses, columns risks; the colour is the change in susceptibility against the baseline on the
 column's primary headline metric (red = more susceptible, blue = less), signed with the metric's direction
-so that a metric where lower is riskier still shows "more susceptible" as red. Intended cells (the defense
-targets the risk) carry a black frame and a corner mark; a ``*`` marks a significant change.
+so that a metric where lower is riskier still shows "more susceptible" as red. Colours follow
+:mod:`amulet.assess._display`: a FIXED scale (:data:`~amulet.assess._display.SATURATION`), only significant
+cells coloured, non-significant cells neutral, degenerate / errored / not-run cells grey with their label.
+Intended cells (the defense targets the risk) carry a black frame and a corner mark; a ``*`` marks a
+significant change.
 """
 
 from __future__ import annotations
 
 import html
-import math
 from typing import Any
 
+from amulet.assess._display import (
+    COLOUR_SCALE,
+    GREY,
+    NEUTRAL,
+    SATURATION,
+    cell_colour,
+    cell_label,
+    format_change,
+    format_interval,
+    format_value,
+    susceptibility_colour,
+    text_colour,
+)
 from amulet.assess._results import AssessmentResults, MatrixCell
 
-__all__ = ["heatmap_svg", "plotly_heatmap_html", "susceptibility_colour"]
-
-_BLUE = (33, 102, 172)
-_WHITE = (247, 247, 247)
-_RED = (178, 24, 43)
-_GREY = "#d9d9d9"
-SIGNIFICANT = ("more_susceptible", "less_susceptible")
-
-
-def _scale(cells: list[MatrixCell]) -> float:
-    values = [abs(c.susceptibility_change) for c in cells if c.susceptibility_change is not None]
-    return max([0.05, *values])
-
-
-def susceptibility_colour(change: float | None, scale: float) -> str:
-    """Hex colour of a change in susceptibility (fraction units) on a blue-white-red scale of +-``scale``."""
-    if change is None or not math.isfinite(change):
-        return _GREY
-    t = max(-1.0, min(1.0, change / scale))
-    end = _RED if t > 0 else _BLUE
-    a = abs(t)
-    rgb = tuple(round(w + (e - w) * a) for w, e in zip(_WHITE, end))
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
-def _unit(results: AssessmentResults, cell: MatrixCell) -> str:
-    for col in results.columns:
-        if col.risk == cell.risk and col.attack == cell.attack:
-            for m in col.headline_metrics:
-                if m["key"] == cell.metric:
-                    return str(m["unit"])
-    return ""
-
-
-def _fmt(v: float | None, digits: int = 3) -> str:
-    if v is None or not math.isfinite(v):
-        return "n/a"
-    return f"{v:+.{digits}g}" if digits else f"{v:g}"
+__all__ = ["heatmap_svg", "plotly_heatmap_html"]
 
 
 def _cell_text(results: AssessmentResults, cell: MatrixCell) -> tuple[str, str]:
-    if cell.status != "ok" or cell.delta is None:
-        label = {"not_run": "not run", "error": "error"}.get(cell.status, "n/a")
-        return label, ""
-    unit = _unit(results, cell)
-    star = "*" if cell.direction in SIGNIFICANT else ""
-    first = f"{_fmt(cell.delta)}{unit}{star}"
-    second = ""
-    if cell.delta_ci_low is not None and cell.delta_ci_high is not None:
-        second = f"[{_fmt(cell.delta_ci_low, 2)}, {_fmt(cell.delta_ci_high, 2)}]"
+    """(label, second line): the signed change and its interval, or the status and (for degenerate) why."""
+    first = cell_label(cell)
+    if cell.status != "ok":
+        return first, ("model is degenerate" if cell.status == "degenerate" else "")
+    second = format_interval(cell.delta_ci_low, cell.delta_ci_high, cell.unit, change=True)
     return first, second
 
 
 def _hover(results: AssessmentResults, cell: MatrixCell) -> str:
-    unit = _unit(results, cell)
-
-    def num(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.4g}{unit}"
-
+    unit = cell.unit
     lines = [
         f"<b>{html.escape(cell.row)}</b> vs <b>{html.escape(cell.column)}</b>",
         f"metric: {html.escape(cell.risk)}.{html.escape(cell.metric)}",
-        f"value: {num(cell.value)} [{num(cell.ci_low)}, {num(cell.ci_high)}]",
-        f"baseline: {num(cell.baseline)}",
-        f"delta: {num(cell.delta)} [{num(cell.delta_ci_low)}, {num(cell.delta_ci_high)}]",
+        f"value: {format_value(cell.value, unit)} {format_interval(cell.ci_low, cell.ci_high, unit)}",
+        f"baseline: {format_value(cell.baseline, unit)}",
+        f"change (defended - baseline): {format_change(cell.delta, unit)} "
+        f"{format_interval(cell.delta_ci_low, cell.delta_ci_high, unit, change=True)}",
         f"direction: {cell.direction.replace('_', ' ')}",
         "intended interaction" if cell.intended else "unintended interaction",
     ]
-    if cell.status != "ok":
-        lines.append(f"status: {cell.status}")
+    if cell.status != "ok" or cell.reason:
+        lines.append(f"status: {cell.status}" + (f": {html.escape(cell.reason[:300])}" if cell.reason else ""))
     return "<br>".join(lines)
 
 
@@ -112,16 +83,21 @@ def plotly_heatmap_html(results: AssessmentResults, *, div_id: str = "interactio
     rows, columns, cells = _grid(results)
     if not rows:
         return ""
-    scale = _scale(results.matrix)
+    # Each cell is drawn in exactly the colour cell_colour gives it (the same as the PDF and the dashboard):
+    # z indexes a palette of those colours, and the fixed scale is shown by a separate colour bar.
+    palette: list[str] = []
     z: list[list[float | None]] = []
     text: list[list[str]] = []
     hover: list[list[str]] = []
     for r in rows:
-        z_row, t_row, h_row = [], [], []
+        z_row: list[float | None] = []
+        t_row, h_row = [], []
         for c in columns:
             cell = cells.get((r, c))
-            change = cell.susceptibility_change if cell is not None else None
-            z_row.append(change if change is not None and math.isfinite(change) else None)
+            colour = cell_colour(cell) if cell is not None else GREY
+            if colour not in palette:
+                palette.append(colour)
+            z_row.append(float(palette.index(colour)))
             first, second = _cell_text(results, cell) if cell else ("n/a", "")
             t_row.append(
                 first + ("<br>" + second if second else "") + ("<br>◆ intended" if cell and cell.intended else "")
@@ -130,6 +106,12 @@ def plotly_heatmap_html(results: AssessmentResults, *, div_id: str = "interactio
         z.append(z_row)
         text.append(t_row)
         hover.append(h_row)
+    n = max(len(palette) - 1, 1)
+    discrete = (
+        [[i / n, colour] for i, colour in enumerate(palette)]
+        if len(palette) > 1
+        else [[0, palette[0]], [1, palette[0]]]
+    )
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -140,17 +122,33 @@ def plotly_heatmap_html(results: AssessmentResults, *, div_id: str = "interactio
             customdata=hover,
             texttemplate="%{text}",
             hovertemplate="%{customdata}<extra></extra>",
-            colorscale=[
-                [0.0, "rgb({},{},{})".format(*_BLUE)],
-                [0.5, "rgb({},{},{})".format(*_WHITE)],
-                [1.0, "rgb({},{},{})".format(*_RED)],
-            ],
-            zmin=-scale,
-            zmax=scale,
-            zmid=0,
+            colorscale=discrete,
+            zmin=0,
+            zmax=n,
+            showscale=False,
             xgap=2,
             ygap=2,
-            colorbar={"title": {"text": "change in<br>susceptibility"}, "tickformat": "+.2f"},
+        )
+    )
+    # The fixed scale (significant cells only), as a colour bar of an invisible trace.
+    fig.add_trace(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            hoverinfo="skip",
+            showlegend=False,
+            marker={
+                "colorscale": [list(stop) for stop in COLOUR_SCALE],
+                "cmin": -SATURATION,
+                "cmax": SATURATION,
+                "color": [0],
+                "showscale": True,
+                "colorbar": {
+                    "title": {"text": "change in<br>susceptibility<br>(significant)"},
+                    "tickformat": "+.2f",
+                },
+            },
         )
     )
     for i, r in enumerate(rows):
@@ -161,7 +159,12 @@ def plotly_heatmap_html(results: AssessmentResults, *, div_id: str = "interactio
                     type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line={"color": "black", "width": 3}
                 )
     fig.update_layout(
-        title={"text": "Defense x risk: change in susceptibility vs the baseline (red: more, blue: less)", "y": 0.98},
+        title={
+            "text": "Defense x risk: change vs the baseline (red: more susceptible, blue: less; "
+            "pale: not significant; grey: degenerate/error/not run)",
+            "y": 0.98,
+            "font": {"size": 14},
+        },
         yaxis={"autorange": "reversed", "title": {"text": "defense"}, "automargin": True},
         xaxis={"side": "top", "tickangle": 0, "automargin": True},
         height=max(340, 170 + 80 * len(rows)),
@@ -198,7 +201,6 @@ def heatmap_svg(results: AssessmentResults) -> str:
     rows, columns, cells = _grid(results)
     if not rows:
         return ""
-    scale = _scale(results.matrix)
     cw, ch = 128, 54
     left = min(260, max(110, 7 * max(len(r) for r in rows) + 20))
     col_lines = {c: [line for part in _tick(results, c).split("<br>") for line in _wrap(part, 19)] for c in columns}
@@ -220,14 +222,12 @@ def heatmap_svg(results: AssessmentResults) -> str:
         for j, c in enumerate(columns):
             x = left + cw * j
             cell = cells.get((r, c))
-            change = cell.susceptibility_change if cell else None
-            colour = susceptibility_colour(change if cell and cell.status == "ok" else None, scale)
+            colour = cell_colour(cell) if cell is not None else GREY
             parts.append(
                 f'<rect x="{x + 1}" y="{y + 1}" width="{cw - 2}" height="{ch - 2}" fill="{colour}" '
                 f'stroke="#ffffff" stroke-width="1"/>'
             )
-            dark = change is not None and math.isfinite(change) and abs(change) / scale > 0.6
-            fill = "#ffffff" if dark else "#111111"
+            fill = text_colour(colour)
             first, second = _cell_text(results, cell) if cell else ("n/a", "")
             parts.append(_svg_text(x + cw / 2, y + (ch / 2 - 2 if second else ch / 2 + 4), first, size=12, fill=fill))
             if second:
@@ -242,13 +242,17 @@ def heatmap_svg(results: AssessmentResults) -> str:
     lx, lw = left, min(cw * len(columns), 360)
     steps = 24
     for s in range(steps):
-        value = -scale + 2 * scale * (s + 0.5) / steps
+        value = -SATURATION + 2 * SATURATION * (s + 0.5) / steps
         parts.append(
             f'<rect x="{lx + lw * s / steps:.1f}" y="{legend_y}" width="{lw / steps + 0.5:.1f}" height="10" '
-            f'fill="{susceptibility_colour(value, scale)}"/>'
+            f'fill="{susceptibility_colour(value)}"/>'
         )
-    parts.append(_svg_text(lx, legend_y + 24, f"less susceptible ({-scale:+.2g})", size=10, anchor="start"))
-    parts.append(_svg_text(lx + lw, legend_y + 24, f"more susceptible ({scale:+.2g})", size=10, anchor="end"))
+    parts.append(
+        _svg_text(lx, legend_y + 24, f"less susceptible ({-SATURATION:+.2f} or less)", size=10, anchor="start")
+    )
+    parts.append(
+        _svg_text(lx + lw, legend_y + 24, f"more susceptible (+{SATURATION:.2f} or more)", size=10, anchor="end")
+    )
     parts.append(
         _svg_text(lx, legend_y + 39, "black frame + corner mark: intended interaction", size=10, anchor="start")
     )
@@ -256,7 +260,8 @@ def heatmap_svg(results: AssessmentResults) -> str:
         _svg_text(
             lx,
             legend_y + 53,
-            "* significant change (paired t-test across seeds, 5%); grey: not measured",
+            f"* significant change (paired t-test across seeds, 5%); pale ({NEUTRAL}): not significant; "
+            "grey: degenerate, error or not run",
             size=10,
             anchor="start",
         )

@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from amulet.assess._compliance import CLAUSES, DISCLAIMER
-from amulet.assess._heatmap import heatmap_rows, heatmap_svg, plotly_heatmap_html, susceptibility_colour
+from amulet.assess._display import cell_colour
+from amulet.assess._heatmap import heatmap_rows, heatmap_svg, plotly_heatmap_html
 from amulet.assess._results import AssessmentResults, results_json_schema
 from amulet.assess._signing import sign_report
 from amulet.assess._spec import BASELINE
@@ -92,7 +93,6 @@ def _context(results: AssessmentResults, *, interactive: bool) -> dict[str, Any]
     for check in results.checks:
         for clause in check.clauses:
             clause_use.setdefault(clause, []).append(check.id)
-    scale = max([0.05, *(abs(c.susceptibility_change) for c in results.matrix if c.susceptibility_change is not None)])
     svg = heatmap_svg(results)
     return {
         "r": results,
@@ -100,7 +100,7 @@ def _context(results: AssessmentResults, *, interactive: bool) -> dict[str, Any]
         "heatmap_html": plotly_heatmap_html(results) if interactive else "",
         "heatmap_svg_uri": "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode() if svg else "",
         "heatmap_rows": heatmap_rows(results),
-        "colour": lambda c: susceptibility_colour(c.susceptibility_change if c and c.status == "ok" else None, scale),
+        "colour": cell_colour,
         "columns": by_column,
         "baseline": baseline,
         "clauses": CLAUSES,

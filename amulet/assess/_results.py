@@ -6,7 +6,13 @@ into one :class:`AssessmentResults`, the object every report is rendered from. I
 
 Conventions:
   * A metric value of NaN means "not measured" and is left out of every statistic.
-  * Intervals are two-sided 95% t-intervals over seeds; deltas are paired by seed.
+  * Intervals are two-sided 95% t-intervals over seeds; deltas are paired by seed. The interval of a
+    bounded metric (``HeadlineMetric.value_range``: % metrics, AUCs, rates; clean accuracy) is intersected
+    with its range, and the interval of its change with ``[-(high - low), high - low]``.
+  * Utility first: each row's models are checked with :func:`amulet.utils.check_utility`'s rule; a row
+    with a degenerate model (any seed) is ``degenerate``: its matrix cells are ``degenerate``, excluded
+    from ``findings``, and every policy check on it is ``inconclusive``. A degenerate baseline makes every
+    change against it (every matrix cell, every delta check) untrustworthy in the same way.
   * ``direction`` comes from a two-sided paired t-test at the 5% level: ``more_susceptible`` /
     ``less_susceptible`` (using the metric's ``higher_is_riskier``), ``no_significant_change``,
     ``insufficient_data`` (fewer than two paired seeds) or ``not_measured``.
@@ -31,7 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validat
 from amulet.assess._compliance import clauses_for
 from amulet.assess._plan import AssessmentPlan
 from amulet.assess._spec import BASELINE
-from amulet.assess._stats import ALPHA, Summary, paired_difference, summarize
+from amulet.assess._stats import ALPHA, Summary, clip_interval, paired_difference, summarize
+from amulet.utils._utility import degenerate_reason
 
 __all__ = [
     "AccuracySummary",
@@ -41,15 +48,30 @@ __all__ = [
     "ColumnInfo",
     "MatrixCell",
     "MetricSummary",
+    "ResultWarning",
     "RowInfo",
     "aggregate_results",
     "results_json_schema",
 ]
 
-RESULTS_SCHEMA_VERSION = "1.0"
+RESULTS_SCHEMA_VERSION = "1.1"
+#: Every schema version this module reads (1.0 files get the 1.1 fields derived or defaulted).
+READABLE_SCHEMA_VERSIONS = ("1.0", "1.1")
 
 #: Metric key under which a cell records the clean test accuracy (%) of the model it measured.
 ACCURACY_KEY = "model.test_accuracy"
+#: % of the test rows in the test set's most frequent class (what a constant model scores).
+MAJORITY_KEY = "model.majority_rate"
+#: % of the model's test predictions that go to its single most-predicted class.
+TOP_CLASS_KEY = "model.top_class_share"
+#: One-sided exact binomial p-value of "test accuracy > majority rate".
+P_VALUE_KEY = "model.accuracy_p_value"
+#: The per-model utility keys (not defense properties).
+UTILITY_KEYS = (ACCURACY_KEY, MAJORITY_KEY, TOP_CLASS_KEY, P_VALUE_KEY)
+#: Range of clean accuracy (%).
+ACCURACY_RANGE = (0.0, 100.0)
+#: Directions that count as a significant change.
+SIGNIFICANT_DIRECTIONS = ("more_susceptible", "less_susceptible")
 #: Prefix of per-model values (accuracy, values a defense recorded on the model) inside a cell's metrics.
 MODEL_PREFIX = "model."
 
@@ -141,15 +163,30 @@ class MetricSummary(StatFields):
 
 
 class AccuracySummary(StatFields):
-    """Clean test accuracy (%) of one row's models, with the cost against the baseline.
+    """Clean test accuracy (%) of one row's models, with the cost against the baseline: the utility check.
 
     ``properties`` holds the mean of numeric values the defense recorded on its models (e.g.
-    ``privacy_epsilon`` of DP-SGD), over seeds.
+    ``privacy_epsilon`` and ``privacy_delta`` of DP-SGD), over seeds.
+
+    ``status`` is ``"degenerate"`` when the model of any seed is degenerate
+    (:func:`amulet.utils.check_utility`: top-class share >= 98 % or accuracy not significantly above the
+    majority rate), ``"failed"`` when no model of the row could be measured because of errors, ``"ok"``
+    otherwise; ``reason`` says why.
     """
 
     row: str
     delta: DeltaSummary | None = None
     properties: dict[str, float] = Field(default_factory=dict)
+    majority_rate: float | None = Field(default=None, description="% of test rows in the most frequent class")
+    top_class_share: float | None = Field(
+        default=None, description="% of test predictions in the most-predicted class (worst seed)"
+    )
+    accuracy_p_value: float | None = Field(
+        default=None, description="one-sided binomial p of accuracy > majority rate (worst seed)"
+    )
+    degenerate_seeds: list[int] = Field(default_factory=list)
+    status: Literal["ok", "degenerate", "failed"] = "ok"
+    reason: str = ""
 
 
 class RowInfo(BaseModel):
@@ -181,7 +218,12 @@ class ColumnInfo(BaseModel):
 
 
 class MatrixCell(BaseModel):
-    """One heatmap cell: the column's primary metric for one defense row."""
+    """One heatmap cell: the column's primary metric for one defense row.
+
+    ``status``: ``"ok"``, ``"degenerate"`` (the row's model or the baseline is degenerate: the numbers are
+    kept but mean nothing), ``"error"`` or ``"not_run"``; ``reason`` says why. ``significant``: an ``ok``
+    cell whose paired test across seeds is significant at 5%.
+    """
 
     row: str
     column: str
@@ -198,7 +240,33 @@ class MatrixCell(BaseModel):
     delta_ci_high: float | None = None
     susceptibility_change: float | None = Field(default=None, description="Scaled to fractions (% / 100).")
     direction: Direction = "not_measured"
-    status: str = "ok"
+    status: Literal["ok", "degenerate", "error", "not_run"] = "ok"
+    reason: str = ""
+    significant: bool = False
+    unit: str = Field(default="", description="The metric's unit ('%' or '')")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_significant(cls, data: Any) -> Any:
+        # Schema 1.0 cells carry no "significant": it is what their direction said.
+        if isinstance(data, dict) and "significant" not in data:
+            data = {
+                **data,
+                "significant": data.get("status", "ok") == "ok" and data.get("direction") in SIGNIFICANT_DIRECTIONS,
+            }
+        return data
+
+
+class ResultWarning(BaseModel):
+    """Something a reader must know before trusting the numbers (shown at the top of every report).
+
+    ``code``: ``"few_seeds"``, ``"baseline_degenerate"``, ``"baseline_failed"``, ``"row_degenerate"``,
+    ``"cell_errors"`` or ``"budget_exceeded"``; ``row``: the row it concerns (``None``: the assessment).
+    """
+
+    code: str
+    message: str
+    row: str | None = None
 
 
 class CheckResult(BaseModel):
@@ -245,6 +313,16 @@ class AssessmentResults(BaseModel):
     accuracy: list[AccuracySummary]
     matrix: list[MatrixCell]
     checks: list[CheckResult]
+    status: Literal["complete", "partial", "failed"] = Field(
+        default="complete",
+        description="failed: the baseline could not be measured for any seed, or no cell is ok; partial: a "
+        "training or a cell errored; complete otherwise",
+    )
+    warnings: list[ResultWarning] = Field(default_factory=list)
+    findings: list[MatrixCell] = Field(
+        default_factory=list,
+        description="The significant, non-degenerate, ok matrix cells, largest |susceptibility change| first",
+    )
     threat_model: dict[str, str] = Field(default_factory=dict)
     reproducibility: dict[str, Any] = Field(default_factory=dict)
 
@@ -254,16 +332,25 @@ class AssessmentResults(BaseModel):
         # results.json carries "$schema" and the computed "exit_code"/"counts"; reading it back ignores them.
         if isinstance(data, dict):
             data = {k: v for k, v in data.items() if k not in ("$schema", "exit_code", "counts")}
+            version = str(data.get("schema_version", RESULTS_SCHEMA_VERSION))
+            if version not in READABLE_SCHEMA_VERSIONS:
+                raise ValueError(
+                    f"schema_version {version!r} is not readable by this Amulet (it reads "
+                    f"{', '.join(READABLE_SCHEMA_VERSIONS)}); upgrade Amulet to read this file."
+                )
+            if version == "1.0":
+                data = _upgrade_1_0(data)
         return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def exit_code(self) -> int:
-        """0 every check passed; 1 a check failed or was inconclusive; 2 a cell errored; 3 a check could not run."""
+        """0 every check passed; 1 a check failed or was inconclusive; 2 an error (a cell or training errored,
+        the assessment is partial or failed); 3 a check could not run."""
         statuses = {c.status for c in self.checks}
         if statuses & {"fail", "inconclusive"}:
             return 1
-        if any(c.status == "error" for c in self.cells):
+        if any(c.status == "error" for c in self.cells) or self.status != "complete":
             return 2
         if "not_run" in statuses:
             return 3
@@ -276,6 +363,10 @@ class AssessmentResults(BaseModel):
         out: dict[str, int] = {"cells": len(self.cells)}
         for status in ("ok", "not_run", "error"):
             out[f"cells_{status}"] = sum(c.status == status for c in self.cells)
+        out["matrix_degenerate"] = sum(m.status == "degenerate" for m in self.matrix)
+        out["rows_degenerate"] = sum(a.status == "degenerate" for a in self.accuracy)
+        out["rows_failed"] = sum(a.status == "failed" for a in self.accuracy)
+        out["findings"] = len(self.findings)
         for status in ("pass", "fail", "inconclusive", "not_run"):
             out[f"checks_{status}"] = sum(c.status == status for c in self.checks)
         return out
@@ -288,15 +379,60 @@ class AssessmentResults(BaseModel):
         raise KeyError(f"No metric {risk}.{metric} for row {row!r}.")
 
 
-def _stat_fields(values: dict[int, float]) -> dict[str, Any]:
+def _upgrade_1_0(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill the fields schema 1.1 added from what a 1.0 file holds (units, status, a few-seeds warning)."""
+    data = dict(data)
+    units: dict[tuple[str, str, str], str] = {}
+    for col in data.get("columns") or []:
+        for m in col.get("headline_metrics") or []:
+            units[(col.get("risk", ""), col.get("attack", ""), m.get("key", ""))] = str(m.get("unit", ""))
+    data["matrix"] = [
+        {**cell, "unit": cell.get("unit") or units.get((cell.get("risk"), cell.get("attack"), cell.get("metric")), "")}
+        if isinstance(cell, dict)
+        else cell
+        for cell in data.get("matrix") or []
+    ]
+    cells = [c for c in data.get("cells") or [] if isinstance(c, dict)]
+    if "status" not in data:
+        if cells and not any(c.get("status") == "ok" for c in cells):
+            data["status"] = "failed"
+        elif any(c.get("status") == "error" for c in cells):
+            data["status"] = "partial"
+    if "warnings" not in data:
+        warnings = []
+        if len(data.get("seeds") or []) < MIN_SEEDS:
+            warnings.append(_few_seeds_warning(len(data.get("seeds") or [])).model_dump())
+        data["warnings"] = warnings
+    return data
+
+
+#: Fewer seeds than this gives the "few_seeds" warning.
+MIN_SEEDS = 3
+
+
+def _few_seeds_warning(n: int) -> ResultWarning:
+    return ResultWarning(
+        code="few_seeds",
+        message=f"Only {n} seed{'s' if n != 1 else ''}: with fewer than {MIN_SEEDS} seeds the 95% intervals are very "
+        "wide (or absent) and few changes can be significant; use at least 3 seeds (5 for decisions).",
+    )
+
+
+def _stat_fields(values: dict[int, float], bounds: tuple[float, float] | None = None) -> dict[str, Any]:
     s = summarize(list(values.values()))
-    return {"values": values, "n": s.n, "mean": s.mean, "se": s.se, "ci_low": s.ci_low, "ci_high": s.ci_high}
+    low, high = clip_interval(s.ci_low, s.ci_high, bounds)
+    return {"values": values, "n": s.n, "mean": s.mean, "se": s.se, "ci_low": low, "ci_high": high}
 
 
-def _delta(values: dict[int, float], baseline: dict[int, float]) -> DeltaSummary:
+def _delta(
+    values: dict[int, float], baseline: dict[int, float], bounds: tuple[float, float] | None = None
+) -> DeltaSummary:
     seeds = sorted(set(values) & set(baseline))
     d: Summary = paired_difference([values[s] for s in seeds], [baseline[s] for s in seeds])
-    return DeltaSummary(n=d.n, mean=d.mean, se=d.se, ci_low=d.ci_low, ci_high=d.ci_high, p_value=d.p_value)
+    # A change of a metric in [low, high] lies in [-(high - low), high - low].
+    span = None if bounds is None else (-(bounds[1] - bounds[0]), bounds[1] - bounds[0])
+    low, high = clip_interval(d.ci_low, d.ci_high, span)
+    return DeltaSummary(n=d.n, mean=d.mean, se=d.se, ci_low=low, ci_high=high, p_value=d.p_value)
 
 
 def _direction(delta: DeltaSummary | None, higher_is_riskier: bool | None) -> Direction:
@@ -474,15 +610,17 @@ def aggregate_results(
 
     # Values per (row, risk, attack, metric) -> seed -> value.
     values: dict[tuple[str, str, str, str], dict[int, float]] = {}
-    accuracy: dict[str, dict[int, float]] = {r.name: {} for r in plan.rows}
+    # Per row: utility key -> seed -> value. A model's figures are taken from any cell that recorded them
+    # (an attack that errors or cannot apply still ran on a trained, measured model).
+    utility: dict[str, dict[str, dict[int, float]]] = {r.name: {k: {} for k in UTILITY_KEYS} for r in plan.rows}
     properties: dict[str, dict[str, dict[int, float]]] = {r.name: {} for r in plan.rows}
     for c in cells:
-        if c.status != "ok":
-            continue
         for key, value in c.metrics.items():
-            if key == ACCURACY_KEY:
+            if key in UTILITY_KEYS:
                 if _finite(value):
-                    accuracy[c.row][c.seed] = float(value)
+                    utility[c.row][key].setdefault(c.seed, float(value))
+                continue
+            if c.status != "ok":
                 continue
             if key.startswith(MODEL_PREFIX):
                 if _finite(value):
@@ -491,6 +629,7 @@ def aggregate_results(
             entry = values.setdefault((c.row, c.risk, c.attack, key), {})
             if _finite(value):
                 entry[c.seed] = float(value)
+    accuracy = {name: figures[ACCURACY_KEY] for name, figures in utility.items()}
 
     metrics: list[MetricSummary] = []
     intended_of = {r.name: set(r.targets) for r in plan.rows}
@@ -502,9 +641,10 @@ def aggregate_results(
             for key in [*headline, *extra]:
                 vals = values.get((row.name, col.risk, col.attack, key), {})
                 hm = headline.get(key)
+                bounds = hm.value_range if hm else None
                 delta = None
                 if row.name != BASELINE:
-                    delta = _delta(vals, values.get((BASELINE, col.risk, col.attack, key), {}))
+                    delta = _delta(vals, values.get((BASELINE, col.risk, col.attack, key), {}), bounds)
                 direction = _direction(delta, hm.higher_is_riskier if hm else None)
                 change = None
                 if delta is not None and delta.mean is not None and hm is not None:
@@ -523,17 +663,25 @@ def aggregate_results(
                         delta=delta,
                         direction=direction,
                         susceptibility_change=change,
-                        **_stat_fields(vals),
+                        **_stat_fields(vals, bounds),
                     )
                 )
 
     accuracy_rows = []
     for row in plan.rows:
-        delta = None if row.name == BASELINE else _delta(accuracy[row.name], accuracy[BASELINE])
+        delta = None if row.name == BASELINE else _delta(accuracy[row.name], accuracy[BASELINE], ACCURACY_RANGE)
         props = {k: math.fsum(v.values()) / len(v) for k, v in sorted(properties[row.name].items()) if v}
         accuracy_rows.append(
-            AccuracySummary(row=row.name, delta=delta, properties=props, **_stat_fields(accuracy[row.name]))
+            AccuracySummary(
+                row=row.name,
+                delta=delta,
+                properties=props,
+                **_utility_fields(row.name, utility[row.name], cells),
+                **_stat_fields(accuracy[row.name], ACCURACY_RANGE),
+            )
         )
+    row_state = {a.row: a for a in accuracy_rows}
+    base_state = row_state[BASELINE]
 
     lookup = {(m.row, m.risk, m.attack, m.metric): m for m in metrics}
     matrix: list[MatrixCell] = []
@@ -543,8 +691,8 @@ def aggregate_results(
         for col, info in zip(plan.columns, columns):
             m = lookup[(row.name, col.risk, col.attack, info.primary_metric)]
             base = lookup[(BASELINE, col.risk, col.attack, info.primary_metric)]
-            statuses = {c.status for c in cells if (c.row, c.risk, c.attack) == (row.name, col.risk, col.attack)}
-            status = "ok" if "ok" in statuses else "error" if "error" in statuses else "not_run"
+            own = [c for c in cells if (c.row, c.risk, c.attack) == (row.name, col.risk, col.attack)]
+            status, reason = _cell_status(own, row_state[row.name], base_state)
             scale = 100.0 if m.unit == "%" else 1.0
             matrix.append(
                 MatrixCell(
@@ -564,10 +712,17 @@ def aggregate_results(
                     susceptibility_change=None if m.susceptibility_change is None else m.susceptibility_change / scale,
                     direction=m.direction,
                     status=status,
+                    reason=reason,
+                    significant=status == "ok" and m.direction in SIGNIFICANT_DIRECTIONS,
+                    unit=m.unit,
                 )
             )
+    findings = sorted((c for c in matrix if c.significant), key=lambda c: -abs(c.susceptibility_change or 0.0))
 
     checks = _evaluate_policy(plan, lookup, cells, columns)
+    checks = [_distrust(check, row_state[check.row], base_state) for check in checks]
+    warnings = _warnings(plan, cells, accuracy_rows)
+    status = _assessment_status(cells, base_state, accuracy_rows)
 
     model_hashes: dict[str, str] = {}
     training_of = {(t.row, t.seed): t.key for t in plan.trainings}
@@ -610,9 +765,151 @@ def aggregate_results(
         accuracy=accuracy_rows,
         matrix=matrix,
         checks=checks,
+        status=status,
+        warnings=warnings,
+        findings=findings,
         threat_model={"data_split": _data_split_text(plan), "model": _model_text(plan)},
         reproducibility=reproducibility,
     )
+
+
+def _distinct_reasons(cells: Iterable[CellResult], status: str, limit: int = 3) -> str:
+    reasons = sorted({c.reason for c in cells if c.status == status and c.reason})
+    text = "; ".join(reasons[:limit])
+    return text + (f"; and {len(reasons) - limit} more" if len(reasons) > limit else "")
+
+
+def _utility_fields(row: str, figures: dict[str, dict[int, float]], cells: list[CellResult]) -> dict[str, Any]:
+    """Majority rate, worst top-class share and p-value, and the row's status under the degenerate rule."""
+    accuracy, majority = figures[ACCURACY_KEY], figures[MAJORITY_KEY]
+    top, p_value = figures[TOP_CLASS_KEY], figures[P_VALUE_KEY]
+    seeds = sorted(set(accuracy) | set(top) | set(p_value))
+    per_seed = {
+        seed: degenerate_reason(accuracy.get(seed), majority.get(seed), top.get(seed), p_value.get(seed))
+        for seed in seeds
+    }
+    bad = [seed for seed in seeds if per_seed[seed]]
+    out: dict[str, Any] = {
+        "majority_rate": math.fsum(majority.values()) / len(majority) if majority else None,
+        "top_class_share": max(top.values()) if top else None,
+        "accuracy_p_value": max(p_value.values()) if p_value else None,
+        "degenerate_seeds": bad,
+        "status": "ok",
+        "reason": "",
+    }
+    own = [c for c in cells if c.row == row]
+    if bad:
+        out["status"] = "degenerate"
+        out["reason"] = "degenerate model (" + "; ".join(f"seed {seed}: {per_seed[seed]}" for seed in bad) + ")"
+    elif not seeds and any(c.status == "error" for c in own):
+        out["status"] = "failed"
+        out["reason"] = "no model of this row could be measured: " + _distinct_reasons(own, "error")
+    elif any(c.status == "error" for c in own) and not any(c.status == "ok" for c in own):
+        # The model was measured but every attack on it errored: report the row, but say so.
+        out["reason"] = "every cell of this row errored: " + _distinct_reasons(own, "error")
+    return out
+
+
+def _cell_status(own: list[CellResult], row: AccuracySummary, baseline: AccuracySummary) -> tuple[str, str]:
+    """(status, reason) of a matrix cell from its cells, its row's utility and the baseline's."""
+    if not any(c.status == "ok" for c in own):
+        status = "error" if any(c.status == "error" for c in own) else "not_run"
+        return status, _distinct_reasons(own, status) or "no result was recorded"
+    if row.status == "degenerate":
+        return "degenerate", f"the model of row {row.row!r} is a {row.reason}"
+    if baseline.status == "degenerate":
+        return "degenerate", f"the baseline is a {baseline.reason}: a change against it means nothing"
+    if baseline.status == "failed":
+        return "error", f"the baseline could not be measured, so there is no change to report ({baseline.reason})"
+    errors = [c for c in own if c.status == "error"]
+    if errors:
+        seeds = ", ".join(str(c.seed) for c in errors)
+        return "ok", f"seed(s) {seeds} errored and are left out: {_distinct_reasons(own, 'error')}"
+    return "ok", ""
+
+
+def _distrust(check: CheckResult, row: AccuracySummary, baseline: AccuracySummary) -> CheckResult:
+    """A check on a degenerate model (or a change against a degenerate baseline) is inconclusive, never pass."""
+    if row.status == "degenerate":
+        why = f"row {row.row!r} has a {row.reason}"
+    elif check.on == "delta" and baseline.status == "degenerate":
+        why = f"the baseline it is compared with has a {baseline.reason}"
+    else:
+        return check
+    measured = check.message if check.status != "not_run" else ""
+    return check.model_copy(
+        update={
+            "status": "inconclusive",
+            "message": f"Inconclusive: {why}; a verdict on a degenerate model means nothing. "
+            + (f"(As measured: {measured})" if measured else ""),
+        }
+    )
+
+
+def _warnings(plan: AssessmentPlan, cells: list[CellResult], rows: list[AccuracySummary]) -> list[ResultWarning]:
+    out: list[ResultWarning] = []
+    base = next(a for a in rows if a.row == BASELINE)
+    if base.status == "failed":
+        out.append(
+            ResultWarning(
+                code="baseline_failed",
+                row=BASELINE,
+                message=f"The baseline failed: {base.reason}. No change against it can be measured; the matrix is "
+                "empty and the assessment has failed.",
+            )
+        )
+    elif base.status == "degenerate":
+        out.append(
+            ResultWarning(
+                code="baseline_degenerate",
+                row=BASELINE,
+                message=f"The baseline is a {base.reason}. Every change against it (every matrix cell, every delta "
+                "check) is untrustworthy and flagged degenerate; fix the baseline's training before reading them.",
+            )
+        )
+    for a in rows:
+        if a.row != BASELINE and a.status == "degenerate":
+            out.append(
+                ResultWarning(
+                    code="row_degenerate",
+                    row=a.row,
+                    message=f"Row {a.row!r} is a {a.reason}. Its cells are greyed out, excluded from the findings, "
+                    "and every check on it is inconclusive.",
+                )
+            )
+    if len(plan.spec.seeds) < MIN_SEEDS:
+        out.append(_few_seeds_warning(len(plan.spec.seeds)))
+    for row in plan.rows:
+        errors = [c for c in cells if c.row == row.name and c.status == "error"]
+        if errors:
+            out.append(
+                ResultWarning(
+                    code="cell_errors",
+                    row=row.name,
+                    message=f"{len(errors)} of {sum(c.row == row.name for c in cells)} cells of row {row.name!r} "
+                    f"errored: {_distinct_reasons(errors, 'error')}",
+                )
+            )
+    over = [c for c in cells if c.status == "error" and "AttackBudgetError" in c.reason]
+    if over:
+        out.append(
+            ResultWarning(
+                code="budget_exceeded",
+                message=f"{len(over)} cell(s) produced examples outside the attack's stated budget and report no "
+                f"numbers: {_distinct_reasons(over, 'error', 2)}",
+            )
+        )
+    return out
+
+
+def _assessment_status(
+    cells: list[CellResult], baseline: AccuracySummary, rows: list[AccuracySummary]
+) -> Literal["complete", "partial", "failed"]:
+    if baseline.status == "failed" or (cells and not any(c.status == "ok" for c in cells)):
+        return "failed"
+    if any(c.status == "error" for c in cells) or any(a.status == "failed" for a in rows):
+        return "partial"
+    return "complete"
 
 
 def _model_text(plan: AssessmentPlan) -> str:

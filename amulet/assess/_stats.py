@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Summary", "paired_difference", "summarize"]
+__all__ = ["Summary", "clip_interval", "paired_difference", "summarize"]
 
 #: Two-sided significance level of the direction test and (1 - coverage) of every interval.
 ALPHA = 0.05
@@ -82,3 +82,24 @@ def paired_difference(values: Sequence[float], baseline: Sequence[float]) -> Sum
         t = (s.mean or 0.0) / (s.se or 1.0)
         p = float(2 * stats.t.sf(abs(t), s.n - 1))
     return Summary(s.n, s.mean, s.se, s.ci_low, s.ci_high, p)
+
+
+def clip_interval(
+    low: float | None, high: float | None, bounds: tuple[float, float] | None
+) -> tuple[float | None, float | None]:
+    """The interval ``[low, high]`` intersected with a metric's range ``bounds`` (unchanged when ``None``).
+
+    Every value of a bounded metric (and so its true mean) lies inside its range, so removing the part of
+    a t-interval that lies outside keeps exactly the same coverage: the clipped interval contains the true
+    mean whenever the t-interval does.
+
+    Example:
+        >>> clip_interval(-86.0, 206.0, (0.0, 100.0))
+        (0.0, 100.0)
+        >>> clip_interval(0.4, 0.6, None)
+        (0.4, 0.6)
+    """
+    if bounds is None or low is None or high is None:
+        return low, high
+    lo, hi = bounds
+    return min(max(low, lo), hi), max(min(high, hi), lo)

@@ -38,6 +38,8 @@ _EXPORTS = {
     "tensor_fingerprint": "amulet.utils._population",
     "batchable_reason": "amulet.utils._population",
     "configure_threads": "amulet.utils._threads",
+    "check_utility": "amulet.utils._utility",
+    "UtilityCheck": "amulet.utils._utility",
 }
 
 __all__ = sorted(_EXPORTS)

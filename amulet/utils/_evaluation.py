@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 __all__ = ["get_accuracy", "get_fidelity", "get_intermediate_features", "get_predictions_numpy", "predict_logits"]
+
+logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -21,15 +25,48 @@ def predict_logits(
 
 
 @torch.no_grad()
-def get_accuracy(model: nn.Module, data_loader: DataLoader, device: torch.device | str) -> float:
-    """Accuracy of ``model`` on ``data_loader``, in percent (0-100)."""
+def get_accuracy(
+    model: nn.Module, data_loader: DataLoader, device: torch.device | str, *, warn_degenerate: bool = True
+) -> float:
+    """Accuracy of ``model`` on ``data_loader``, in percent (0-100).
+
+    When the model is degenerate on these rows (:func:`amulet.utils.check_utility`: (near-)constant
+    predictions, or accuracy not significantly above the majority rate) a warning is logged through
+    ``logging`` (logger ``amulet.utils._evaluation``), since any risk measured on such a model describes a
+    constant function. The return value is unchanged.
+
+    Args:
+        model: The classifier (put in eval mode).
+        data_loader: Batches of ``(x, y, ...)``.
+        device: Torch device.
+        warn_degenerate: Log the degenerate-model warning (``False`` where a collapse is the expected
+            outcome, e.g. accuracy on adversarial examples).
+    """
     model.eval().to(device)
     correct, total = 0, 0
+    truths, preds = [], []
     for batch in data_loader:
         x, y = batch[0].to(device), batch[1].to(device)
-        correct += (model(x).argmax(1) == y).sum().item()
+        pred = model(x).argmax(1)
+        correct += (pred == y).sum().item()
         total += len(y)
-    return 100.0 * correct / total if total else 0.0
+        truths.append(y.reshape(-1).cpu())
+        preds.append(pred.reshape(-1).cpu())
+    if not total:
+        return 0.0
+    if warn_degenerate:
+        from amulet.utils._utility import check_utility
+
+        utility = check_utility(torch.cat(truths), torch.cat(preds))
+        if utility.degenerate:
+            logger.warning(
+                "get_accuracy: the %s model is degenerate on these %d rows: %s. Metrics measured on it describe "
+                "a (near-)constant model; check its training (epochs, learning rate, noise).",
+                type(model).__name__,
+                total,
+                utility.reason,
+            )
+    return 100.0 * correct / total
 
 
 @torch.no_grad()

@@ -100,9 +100,9 @@ def test_lower_is_riskier_metric_lowered_by_a_defense_is_more_susceptible():
     cell = next(m for m in results.matrix if m.row == "outlier_removal" and m.risk == "evasion")
     assert cell.susceptibility_change == pytest.approx(-worse.delta.mean / 100)
     assert cell.direction == "more_susceptible"
-    from amulet.assess._heatmap import susceptibility_colour
+    from amulet.assess import cell_colour
 
-    red = susceptibility_colour(cell.susceptibility_change, 0.3)
+    red = cell_colour(cell)
     assert int(red[1:3], 16) > int(red[5:7], 16)  # more red than blue
 
 
@@ -202,7 +202,7 @@ def test_results_json_round_trips_and_matches_its_schema():
     import json
 
     data = json.loads(text)
-    assert data["schema_version"] == "1.0" and data["exit_code"] == results.exit_code
+    assert data["schema_version"] == "1.1" and data["exit_code"] == results.exit_code
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(data, results_json_schema())
     again = AssessmentResults.model_validate(data)  # the file as written reads back (derived fields ignored)
