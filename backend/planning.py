@@ -3,6 +3,13 @@
 Clients reference their uploads by id (``{"dataset": {"id": ...}}``, ``{"model": {"id": ...}}``); server
 paths in a submitted spec are refused, so no client can make the worker read a file of its choosing.
 Validation is the engine's (:func:`amulet.assess.load_spec`); planning is cheap (no training).
+
+Before anything is queued, :func:`preflight` checks that the model fits the data: the dataset is loaded the
+way the worker loads it (``amulet.assess`` ``load_bundle``), the architecture is built for its input shape and
+class count (``architecture_spec`` and ``amulet.io.build_model`` on the meta device, so nothing is
+allocated), one forward pass on meta tensors checks the output, an uploaded model's declared input shape and
+class count are compared with the dataset's and its weights are checked against the architecture
+(``amulet.io.load_model``), and the model's size is bounded. Each mismatch is a 422 naming it and the fix.
 """
 
 from __future__ import annotations
@@ -16,10 +23,31 @@ from sqlalchemy.orm import Session
 from backend import crud
 from backend.intake import IntakeError
 
-__all__ = ["PlannedAssessment", "plan_submission", "resolve_spec"]
+__all__ = [
+    "MAX_LAYER_WIDTH",
+    "MAX_MODEL_PARAMETERS",
+    "PlannedAssessment",
+    "plan_submission",
+    "preflight",
+    "resolve_spec",
+]
 
 #: amulet.io architecture names whose assessment-spec name differs.
 _SPEC_ARCHITECTURES = {"simplecnn": "cnn"}
+#: Largest model an assessment may train (parameters): 500 M float32 parameters are 2 GB per copy, and an
+#: assessment holds several copies (shadow models, defended rows) on one worker.
+MAX_MODEL_PARAMETERS = 500_000_000
+#: Widest fully connected layer accepted in a model config (``hidden_layer_sizes``, ``fc_layers``).
+MAX_LAYER_WIDTH = 65_536
+_WIDTH_FIELDS = ("hidden_layer_sizes", "fc_layers")
+
+
+@dataclass
+class UploadedModel:
+    """What pre-flight needs to know about an uploaded model: its name and its declared architecture spec."""
+
+    name: str
+    spec: dict[str, Any]
 
 
 @dataclass
@@ -77,8 +105,157 @@ def resolve_spec(session: Session, *, project_id: str, spec: dict[str, Any]) -> 
     return resolved
 
 
+def _uploads(session: Session, *, project_id: str, spec: dict[str, Any]) -> tuple[str | None, UploadedModel | None]:
+    """The submitted spec's dataset name (an upload's file name) and uploaded model, for pre-flight messages."""
+    dataset_name: str | None = None
+    dataset = spec.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("id") is not None:
+        row = crud.get_dataset(session, project_id=project_id, dataset_id=str(dataset["id"]))
+        dataset_name = row.name if row is not None else None
+    uploaded: UploadedModel | None = None
+    model = spec.get("model")
+    if isinstance(model, dict) and model.get("id") is not None:
+        row_m = crud.get_model(session, project_id=project_id, model_id=str(model["id"]))
+        if row_m is not None:
+            uploaded = UploadedModel(name=row_m.name or str(row_m.id), spec=dict(row_m.spec or {}))
+    return dataset_name, uploaded
+
+
+def _shape_text(shape: tuple[int, ...] | list[int]) -> str:
+    return "[" + ", ".join(str(int(v)) for v in shape) + "]"
+
+
+def _check_widths(config: dict[str, Any]) -> None:
+    for name in _WIDTH_FIELDS:
+        widths = config.get(name)
+        if not isinstance(widths, (list, tuple)):
+            continue
+        too_wide = [w for w in widths if isinstance(w, int) and not isinstance(w, bool) and w > MAX_LAYER_WIDTH]
+        if too_wide:
+            raise IntakeError(
+                f"spec.model.config.{name}",
+                f"model.config.{name}: layer widths must be positive and at most {MAX_LAYER_WIDTH}; "
+                f"got {too_wide[0]} in {list(widths)}. Use smaller layers (e.g. the capacities m1..m4).",
+            )
+
+
+def _check_upload(uploaded: UploadedModel, bundle: Any, dataset: str) -> None:
+    """The uploaded model's declared input shape and class count against the dataset's (checked at upload
+    against the weights by a forward pass, so they are what the weights expect)."""
+    declared = tuple(int(v) for v in uploaded.spec.get("input_shape") or ())
+    want = tuple(int(v) for v in bundle.input_shape)
+    if declared and declared != want:
+        if len(declared) == 1 and len(want) == 1:
+            encoding = " after encoding (categorical columns one-hot encoded)" if bundle.modality == "tabular" else ""
+            message = (
+                f"model.weights: the first layer of the uploaded model {uploaded.name!r} expects {declared[0]} input "
+                f"features but dataset {dataset!r} has {want[0]}{encoding}. Upload a model trained on this "
+                f"dataset's features (input_shape {_shape_text(want)}), or assess the model on the data it was "
+                "trained on."
+            )
+        else:
+            message = (
+                f"model.weights: the uploaded model {uploaded.name!r} expects inputs of shape {_shape_text(declared)} "
+                f"but dataset {dataset!r} has inputs of shape {_shape_text(want)}. Upload a model built for this "
+                "input shape, or assess the model on the data it was trained on."
+            )
+        raise IntakeError("spec.model.id", message)
+    classes = uploaded.spec.get("num_classes")
+    if isinstance(classes, int) and classes != bundle.num_classes:
+        raise IntakeError(
+            "spec.model.id",
+            f"model.weights: the uploaded model {uploaded.name!r} has {classes} outputs but dataset {dataset!r} has "
+            f"{bundle.num_classes} classes. Upload a model with one output per class of this dataset's label, or "
+            "assess the model on the data it was trained on.",
+        )
+
+
+def preflight(spec: Any, *, dataset_name: str | None = None, uploaded: UploadedModel | None = None) -> None:
+    """Check that the spec's model fits its dataset, before anything is queued (no training, nothing allocated).
+
+    Args:
+        spec: A validated :class:`amulet.assess.AssessmentSpec` (server paths resolved).
+        dataset_name: How messages name the dataset (an upload's file name; default: the spec's source).
+        uploaded: The uploaded model the spec references, if any (its declared input shape and classes).
+
+    Raises:
+        IntakeError: 422 naming the field, the mismatch and the fix: a dataset that cannot be loaded, a
+            model config out of bounds, an architecture that cannot take the dataset's inputs or does not give
+            one output per class, an uploaded model built for another input shape or class count, weights that
+            do not fit the architecture, or a model larger than :data:`MAX_MODEL_PARAMETERS`.
+    """
+    import torch
+
+    from amulet.assess._data import architecture_spec, load_bundle
+    from amulet.exceptions import AmuletError, ModelSpecError, UnsafeModelFileError
+    from amulet.io import build_model, load_model
+
+    dataset = dataset_name or str(spec.dataset.source)
+    try:
+        bundle = load_bundle(spec.dataset)  # what the worker will load (cached per process)
+    except (AmuletError, ValueError, KeyError, OSError) as exc:
+        raise IntakeError("spec.dataset", f"dataset: {dataset!r} could not be loaded: {exc}") from exc
+    arch = architecture_spec(spec.model, bundle)
+    _check_widths(arch["config"])
+    if uploaded is not None:
+        _check_upload(uploaded, bundle, dataset)
+    where = "spec.model.config" if spec.model.config else "spec.model"
+    try:
+        model = build_model(arch, device="meta")
+    except (RuntimeError, NotImplementedError):  # a factory that cannot build on the meta device
+        model = None
+    except ModelSpecError as exc:
+        if "input_shape" in str(exc):  # the architecture cannot take this dataset's inputs at all
+            raise _modality_error(arch, bundle, dataset, exc) from exc
+        raise IntakeError(where, f"model: {exc}") from exc
+    if model is not None:
+        n_parameters = sum(p.numel() for p in model.parameters())
+        if n_parameters > MAX_MODEL_PARAMETERS:
+            raise IntakeError(
+                where,
+                f"model: architecture {arch['architecture']!r} with config {arch['config']} has {n_parameters:,} "
+                f"parameters for dataset {dataset!r}, more than the limit of {MAX_MODEL_PARAMETERS:,}. "
+                "Use smaller layers (e.g. the capacities m1..m4).",
+            )
+        _check_forward(model, arch, bundle, dataset, torch)
+    weights = spec.model.weights
+    if weights:
+        try:
+            load_model(arch, weights)
+        except (ModelSpecError, UnsafeModelFileError) as exc:
+            raise IntakeError("spec.model.id", f"model.weights: {exc}") from exc
+
+
+def _modality_error(arch: dict[str, Any], bundle: Any, dataset: str, exc: Exception) -> IntakeError:
+    return IntakeError(
+        "spec.model.architecture",
+        f"model.architecture: {arch['architecture']!r} cannot take dataset {dataset!r}'s inputs of shape "
+        f"{_shape_text(tuple(bundle.input_shape))} ({bundle.modality}): {exc} Pick an architecture for this "
+        "modality (linearnet for tabular data; cnn, vgg or resnet for images).",
+    )
+
+
+def _check_forward(model: Any, arch: dict[str, Any], bundle: Any, dataset: str, torch: Any) -> None:
+    """One forward pass on meta tensors of the dataset's input shape: it runs and gives one logit per class."""
+    shape = tuple(bundle.input_shape)
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *shape, device="meta"))
+    except NotImplementedError:  # an operation without a meta kernel: the worker's run will tell
+        return
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise _modality_error(arch, bundle, dataset, exc) from exc
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, bundle.num_classes):
+        got = _shape_text(tuple(out.shape)) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise IntakeError(
+            "spec.model.architecture",
+            f"model.architecture: {arch['architecture']!r} gives outputs of shape {got} for 2 inputs, but dataset "
+            f"{dataset!r} has {bundle.num_classes} classes (expected [2, {bundle.num_classes}]).",
+        )
+
+
 def plan_submission(session: Session, *, project_id: str, spec: dict[str, Any], name: str | None) -> PlannedAssessment:
-    """Resolve, validate (422 naming the field path) and plan a submitted spec."""
+    """Resolve, validate (422 naming the field), pre-flight (:func:`preflight`) and plan a submitted spec."""
     from amulet.assess import SpecError, load_spec, plan_assessment
 
     resolved = resolve_spec(session, project_id=project_id, spec=spec)
@@ -89,6 +266,8 @@ def plan_submission(session: Session, *, project_id: str, spec: dict[str, Any], 
         raise IntakeError(f"spec.{first}".rstrip("."), str(exc)) from exc
     except ValueError as exc:
         raise IntakeError("spec", str(exc)) from exc
+    dataset_name, uploaded = _uploads(session, project_id=project_id, spec=spec)
+    preflight(loaded, dataset_name=dataset_name, uploaded=uploaded)
     plan = plan_assessment(loaded)
     cells = [{"key": c.key, "row": c.row, "risk": c.risk, "attack": c.attack, "seed": c.seed} for c in plan.cells]
     return PlannedAssessment(

@@ -90,7 +90,14 @@ def make_settings(home: Path, *, database_url: str = "", broker_url: str = "", *
 N_FEATURES = 6
 
 
-def model_files(tmp_path: Path, *, hidden: list[int] | None = None, seed: int = 0) -> tuple[bytes, bytes]:
+def model_files(
+    tmp_path: Path,
+    *,
+    hidden: list[int] | None = None,
+    seed: int = 0,
+    n_features: int = N_FEATURES,
+    n_classes: int = 2,
+) -> tuple[bytes, bytes]:
     """(architecture spec JSON, safetensors weights) of a small LinearNet written by amulet.io.save_model."""
     import torch
 
@@ -98,8 +105,9 @@ def model_files(tmp_path: Path, *, hidden: list[int] | None = None, seed: int = 
     from amulet.models import LinearNet
     from amulet.utils import seeded_init
 
-    model = seeded_init(lambda: LinearNet(N_FEATURES, 2, hidden_layer_sizes=hidden or [4]), seed)
-    spec_path, weights_path = save_model(model, tmp_path / f"model-{seed}-{'-'.join(map(str, hidden or [4]))}")
+    model = seeded_init(lambda: LinearNet(n_features, n_classes, hidden_layer_sizes=hidden or [4]), seed)
+    stem = f"model-{seed}-{'-'.join(map(str, hidden or [4]))}-{n_features}x{n_classes}"
+    spec_path, weights_path = save_model(model, tmp_path / stem)
     del torch
     return Path(spec_path).read_bytes(), Path(weights_path).read_bytes()
 

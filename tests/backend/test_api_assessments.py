@@ -52,11 +52,63 @@ def test_uploaded_ids_are_resolved(client: TestClient, project_headers, tmp_path
     spec = census_spec(dataset={"id": dataset["id"], "training_size": 100})
     created = _submit(client, project_headers, spec)
     assert created["n_cells"] == 2
-    # the model's architecture replaces the spec's
-    model = upload_model(client, project_headers, *model_files(tmp_path)).json()
-    spec = census_spec(model={"id": model["id"]}, defenses=[])
+    # the model's architecture replaces the spec's (a model built for the CSV's encoded features)
+    n_features = dataset["summary"]["num_features"]
+    model = upload_model(client, project_headers, *model_files(tmp_path, n_features=n_features)).json()
+    spec = census_spec(dataset={"id": dataset["id"], "training_size": 100}, model={"id": model["id"]}, defenses=[])
     created = _submit(client, project_headers, spec)
     assert created["n_cells"] == 1
+
+
+def _refused(client: TestClient, headers, spec) -> dict:
+    """POST the spec, expect a 422, and check that nothing was stored or queued."""
+    before = client.get("/assessments", headers=headers).json()["count"]
+    response = client.post("/assessments", json={"spec": spec}, headers=headers)
+    assert response.status_code == 422, response.text
+    assert client.get("/assessments", headers=headers).json()["count"] == before
+    return response.json()["detail"]
+
+
+def test_preflight_uploaded_model_with_too_few_inputs_is_422(
+    client: TestClient, project_headers, tmp_path: Path
+) -> None:
+    """A model with one input too few for the CSV's features after encoding (6 vs 7 without a sensitive column)
+    is refused at submit, naming both numbers and the fix."""
+    dataset = upload_dataset(client, project_headers, csv_bytes(), "people.csv", label="income").json()
+    n = dataset["summary"]["num_features"]
+    model = upload_model(client, project_headers, *model_files(tmp_path, n_features=n - 1)).json()
+    detail = _refused(
+        client, project_headers, census_spec(dataset={"id": dataset["id"]}, model={"id": model["id"]}, defenses=[])
+    )
+    assert detail["field"] == "spec.model.id"
+    message = detail["message"]
+    assert message.startswith("model.weights: the first layer")
+    assert f"expects {n - 1} input features" in message and f"'people.csv' has {n} after encoding" in message
+    assert f"input_shape [{n}]" in message  # the fix
+    # the class count is checked too: 3 outputs on a binary label
+    model3 = upload_model(client, project_headers, *model_files(tmp_path, n_features=n, n_classes=3)).json()
+    detail = _refused(
+        client, project_headers, census_spec(dataset={"id": dataset["id"]}, model={"id": model3["id"]}, defenses=[])
+    )
+    assert (
+        detail["field"] == "spec.model.id"
+        and "has 3 outputs but dataset 'people.csv' has 2 classes" in (detail["message"])
+    )
+
+
+def test_preflight_model_config_and_architecture_are_checked(client: TestClient, project_headers) -> None:
+    """Config bounds and an architecture that cannot take the dataset's inputs: 422 before anything is queued."""
+    detail = _refused(
+        client, project_headers, census_spec(model={"architecture": "linearnet", "config": {"hidden_layer_sizes": [0]}})
+    )
+    assert detail["field"] == "spec.model.config" and "hidden_layer_sizes" in detail["message"]
+    wide = census_spec(model={"architecture": "linearnet", "config": {"hidden_layer_sizes": [64, 10_000_000]}})
+    detail = _refused(client, project_headers, wide)
+    assert detail["field"] == "spec.model.config.hidden_layer_sizes"
+    assert "at most 65536" in detail["message"] and "10000000" in detail["message"]
+    detail = _refused(client, project_headers, census_spec(model={"architecture": "cnn", "capacity": "m1"}))
+    assert detail["field"] == "spec.model.architecture"
+    assert "'census'" in detail["message"] and "linearnet for tabular data" in detail["message"]
 
 
 def test_cancel(client: TestClient, project_headers) -> None:
