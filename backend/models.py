@@ -55,8 +55,10 @@ __all__ = [
     "utcnow",
 ]
 
-#: Assessment life cycle: queued -> running -> finalizing -> succeeded | failed; cancelled at any point.
-ASSESSMENT_STATUSES = ("queued", "running", "finalizing", "succeeded", "failed", "cancelled")
+#: Assessment life cycle: queued -> running -> finalizing -> succeeded | partial | failed; cancelled at any
+#: point. ``partial``: some training or cell errored (the rest was measured and reported); ``failed``: the
+#: baseline could not be trained or measured, nothing could be measured, or the reports could not be made.
+ASSESSMENT_STATUSES = ("queued", "running", "finalizing", "succeeded", "partial", "failed", "cancelled")
 #: Statuses of an assessment the worker still has to finish.
 ASSESSMENT_ACTIVE = ("queued", "running", "finalizing")
 #: Terminal cell statuses (from the engine's CellResult) ; "pending" and "running" are not.

@@ -17,6 +17,8 @@ from amulet.cli._app import app
 
 #: Exit codes of ``amulet submit`` (the same as ``amulet assess``).
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_NOT_RUN = 0, 1, 2, 3
+#: Statuses of a finished assessment on the server (``partial``: some cells errored, the rest is reported).
+FINISHED_STATUSES = ("succeeded", "partial", "failed", "cancelled")
 #: Report formats ``amulet submit`` downloads: URL suffix -> file name.
 REPORT_FILES = {"html": "report.html", "pdf": "report.pdf", "json": "results.json", "xml": "junit.xml"}
 DEMO_NAME = "demo: census"
@@ -331,7 +333,7 @@ def wait_for(client: Any, assessment_id: str, *, poll: float, timeout: float, qu
             bar.update(
                 task, description=detail["status"], total=progress["cells_total"], completed=progress["cells_done"]
             )
-            if detail["status"] in ("succeeded", "failed", "cancelled"):
+            if detail["status"] in FINISHED_STATUSES:
                 return detail  # type: ignore[no-any-return]
             if time.monotonic() > deadline:
                 raise _SubmitError(f"Gave up waiting after {timeout:.0f} s; the assessment {assessment_id} goes on.")
@@ -352,8 +354,9 @@ def submit_command(
 ) -> None:
     """Submit an assessment to an Amulet server (for CI pipelines).
 
-    Exit code: 0 every policy check passed, 1 a check failed, 2 error, 3 a check could not run
-    (with --no-wait: 0 once queued).
+    Exit code: 0 every policy check passed, 1 a check failed, 2 error (the server refused the spec, e.g. a
+    model that does not fit the dataset; a training or cell errored; the assessment failed), 3 a check could
+    not run (with --no-wait: 0 once queued).
     """
     import httpx
 
@@ -397,7 +400,24 @@ def submit_command(
         raise typer.Exit(EXIT_ERROR) from exc
     for error in detail.get("errors", [])[:10]:
         _err(f"error: {error}")
-    code = detail.get("exit_code")
-    code = EXIT_ERROR if code is None or detail["status"] != "succeeded" else int(code)
+    for warning in (detail.get("summary") or {}).get("warnings") or []:
+        if isinstance(warning, dict) and warning.get("message"):
+            _err(f"warning: {warning['message']}")
+    code = submit_exit_code(detail)
     typer.echo(f"assessment {assessment_id} {detail['status']}: exit code {code}")
     raise typer.Exit(code)
+
+
+def submit_exit_code(detail: dict[str, Any]) -> int:
+    """The exit code of ``amulet submit --wait`` for a finished assessment (``GET /assessments/{id}``).
+
+    ``succeeded``: the assessment's own code (0 pass, 1 a check failed, 3 a check could not run); ``partial``
+    (some cell or training errored): its code when that is 1 or 2, else 2, so an error never exits 0;
+    ``failed``, ``cancelled`` or anything else: 2.
+    """
+    status, code = detail.get("status"), detail.get("exit_code")
+    if code is None or status not in ("succeeded", "partial"):
+        return EXIT_ERROR
+    if status == "partial" and int(code) not in (EXIT_FAIL, EXIT_ERROR):
+        return EXIT_ERROR
+    return int(code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import func, select, text
 
 
@@ -112,3 +114,96 @@ def test_jobs_apply_the_thread_setting(worker_settings, planned_assessment: str,
         torch.set_num_threads(before)
         monkeypatch.delenv("AMULET_NUM_THREADS")
         get_settings.cache_clear()
+
+
+def _api(settings):
+    """A TestClient of the real app on the worker's database, authenticated with the admin token."""
+    from fastapi.testclient import TestClient
+    from service_testing import ADMIN_TOKEN
+
+    from backend.main import create_app
+
+    return TestClient(create_app(settings, migrate=False)), {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def test_an_errored_cell_ends_partial_not_succeeded(worker_settings, planned_assessment: str) -> None:
+    """One cell of the defended row hits the task time limit (the path tasks.run_cell takes on
+    SoftTimeLimitExceeded): the assessment ends `partial` with exit code 2 and the error, everywhere."""
+    from backend import crud
+    from backend.core.db import get_sessionmaker
+    from worker import jobs
+
+    settings, assessment_id = worker_settings, planned_assessment
+    trainings, cells = jobs.start(settings, assessment_id)
+    for key in trainings:
+        jobs.run_one_training(settings, assessment_id, key)
+    with get_sessionmaker(settings)() as session:
+        rows = {c.key: c.row for c in crud.list_cells(session, assessment_id=assessment_id)}
+    defended = next(k for k in cells if rows[k] != "baseline")
+    jobs.run_one_cell(settings, assessment_id, next(k for k in cells if rows[k] == "baseline"))
+    assert jobs.record_cell_error(settings, assessment_id, defended, "time limit exceeded (AMULET_TASK_TIME_LIMIT)")
+    assert jobs.finalize(settings, assessment_id) is True
+    client, headers = _api(settings)
+    with client:
+        detail = client.get(f"/assessments/{assessment_id}", headers=headers).json()
+        assert detail["status"] == "partial" and detail["exit_code"] == 2
+        assert detail["error"].startswith("partial: 1 of 2 cells errored")
+        assert any(defended in e and "time limit exceeded" in e for e in detail["errors"])
+        listed = client.get("/assessments", params={"status": "partial"}, headers=headers).json()
+        assert [a["id"] for a in listed["data"]] == [assessment_id]
+        assert listed["data"][0]["error"] == detail["error"]
+        # the measured cell is still reported
+        results = client.get(f"/assessments/{assessment_id}/results", headers=headers)
+        assert results.status_code == 200
+        assert {c["status"] for c in results.json()["cells"]} == {"ok", "error"}
+
+
+def test_a_model_that_does_not_fit_the_data_at_run_time_fails(worker_settings, tmp_path) -> None:
+    """The issue's case, queued without pre-flight (an older server; a weights file replaced after submit): a
+    6-input model on census. Every cell raises ModelSpecError; the assessment is `failed`, never `succeeded`."""
+    from service_testing import census_spec, model_files
+    from sqlalchemy import select
+
+    from amulet.assess import load_spec, plan_assessment
+    from backend import crud
+    from backend.core.db import get_sessionmaker
+    from backend.models import Project
+    from worker import jobs
+
+    spec_bytes, weights_bytes = model_files(tmp_path, n_features=6)
+    weights = tmp_path / "six-inputs.safetensors"
+    weights.write_bytes(weights_bytes)
+    config = json.loads(spec_bytes)["config"]
+    spec = census_spec(model={"architecture": "linearnet", "config": config, "weights": str(weights)}, defenses=[])
+    loaded = load_spec(spec)
+    plan = plan_assessment(loaded)
+    with get_sessionmaker(worker_settings)() as session:
+        project = session.scalar(select(Project))
+        row = crud.create_assessment(
+            session,
+            project_id=project.id,
+            name=loaded.name,
+            spec=spec,
+            resolved_spec=loaded.model_dump(mode="json"),
+            training_keys=[t.key for t in plan.trainings],
+            cells=[
+                {"key": c.key, "row": c.row, "risk": c.risk, "attack": c.attack, "seed": c.seed} for c in plan.cells
+            ],
+        )
+        session.commit()
+        assessment_id = row.id
+    trainings, cells = jobs.start(worker_settings, assessment_id)
+    for key in trainings:
+        jobs.run_one_training(worker_settings, assessment_id, key)
+    for key in cells:
+        jobs.run_one_cell(worker_settings, assessment_id, key)
+    assert jobs.finalize(worker_settings, assessment_id) is True
+    client, headers = _api(worker_settings)
+    with client:
+        detail = client.get(f"/assessments/{assessment_id}", headers=headers).json()
+    assert detail["status"] == "failed" and detail["exit_code"] == 2
+    assert "the baseline model could not be trained for any seed" in detail["error"]
+    assert "ModelSpecError" in detail["error"]
+    assert any(e.startswith("training ") and "ModelSpecError" in e for e in detail["errors"])
+    assert any(e.startswith("cell ") and "ModelSpecError" in e for e in detail["errors"])
+    assert detail["events"][-1]["kind"] == "failed"
