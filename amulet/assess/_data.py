@@ -27,6 +27,7 @@ from amulet.utils._tensordata import TensorData
 __all__ = [
     "DataBundle",
     "architecture_spec",
+    "clip_range_of",
     "load_bundle",
     "make_model_factory",
     "split_for_seed",
@@ -165,9 +166,7 @@ def load_bundle(spec: DatasetSpec) -> DataBundle:
             updates.update(z_train=train.z.numpy(), z_test=test.z.numpy())
         dataset = dataclasses.replace(dataset, **{k: v for k, v in updates.items() if hasattr(dataset, k)})  # type: ignore[type-var]
     modality = str(getattr(dataset, "modality", "image" if train.x.dim() > 2 else "tabular"))
-    lo = float(min(train.x.min().item(), test.x.min().item()))
-    hi = float(max(train.x.max().item(), test.x.max().item()))
-    clip = (0.0, 1.0) if modality == "image" and lo >= 0 and hi <= 1 else (lo, hi)
+    clip = clip_range_of(train.x, test.x)
     num_classes = int(getattr(dataset, "num_classes", 0) or max(train.num_classes, test.num_classes))
     bundle = DataBundle(
         dataset=dataset,
@@ -185,6 +184,23 @@ def load_bundle(spec: DatasetSpec) -> DataBundle:
     with _LOCK:
         _BUNDLES[key] = bundle
     return bundle
+
+
+def clip_range_of(*parts: torch.Tensor) -> tuple[float, float]:
+    """The value range attacks must keep their examples in, derived from the data (train and test).
+
+    Data inside [0, 1] (images, the built-in min-max scaled tabular datasets, uploaded tables, which are
+    min-max scaled too) gets (0, 1): the range its features were scaled to, not the subsample's observed
+    extremes. Other data (for example an uploaded ``.npz`` table, used as is) gets its observed (min, max),
+    so every clean input lies inside the range and a bounded attack never has to move one by more than
+    its budget to bring it into range.
+    """
+    filled = [p for p in parts if p.numel()]
+    if not filled:
+        return (0.0, 1.0)
+    lo = float(min(p.min().item() for p in filled))
+    hi = float(max(p.max().item() for p in filled))
+    return (0.0, 1.0) if lo >= 0 and hi <= 1 else (lo, hi)
 
 
 def split_indices(bundle: DataBundle, seed: int, member_fraction: float) -> tuple[np.ndarray, np.ndarray]:

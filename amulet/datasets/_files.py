@@ -97,7 +97,9 @@ def load_tabular_file(
     """Load a CSV or Parquet table as a classification dataset.
 
     The rows are split with a seeded stratified split; then categorical (non-numeric and boolean) feature
-    columns are one-hot encoded and numeric ones standard-scaled, both fitted on the training split only.
+    columns are one-hot encoded and numeric ones min-max scaled into [0, 1], both fitted on the training split
+    only; test values beyond the training split's min/max are clipped to 0 or 1, so every feature lies in
+    [0, 1] (the value range attacks such as PGD assume by default).
     The fitted encoding, the label mapping, the sensitive-attribute rule of each column (see the module
     docstring) and the file's SHA-256 are recorded in ``preprocessing``.
 

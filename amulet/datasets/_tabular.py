@@ -1,7 +1,9 @@
 """Tabular fairness datasets with sensitive attributes: census (UCI Adult), COMPAS and German credit.
 
 Every loader splits the rows with a seeded stratified split, then fits the one-hot encoding and the
-standard scaling on the training split only (:class:`~amulet.datasets._tabular_prep.TabularEncoding`).
+min-max scaling into [0, 1] on the training split only
+(:class:`~amulet.datasets._tabular_prep.TabularEncoding`): every feature of ``x_train`` and ``x_test`` lies in
+[0, 1], as in upstream Amulet (test values beyond the training split's min/max are clipped to 0 or 1).
 Sensitive attributes are returned in ``z`` (binary, one column each) and, by default, are NOT among the
 features; pass ``include_sensitive=True`` to keep them in ``x`` as well.
 """
@@ -102,7 +104,8 @@ def load_census(
     The full table (48,842 rows) is filtered to race in {White, Black}; the label is income > 50K; ``z``
     holds ``[race (1 = White), sex (1 = Male)]``. Features: the remaining UCI columns except ``fnlwgt``
     (a sampling weight), with missing values as an ``"Unknown"`` category; categorical columns one-hot,
-    numeric columns standard-scaled, both fitted on the training split only.
+    numeric columns min-max scaled into [0, 1], both fitted on the training split only (test values beyond
+    the training split's min/max are clipped to 0 or 1).
 
     Args:
         path: Local cache folder holding ``adult.data`` and ``adult.test`` (looked at first).
@@ -306,7 +309,7 @@ def load_german(
 
     The label is 1 for good credit (code 1) and 0 for bad (code 2). ``z`` holds ``[sex (1 = Male, from
     the personal-status code A91/A93/A94), age (1 = age >= 25)]``. Features: the other 18 attributes
-    (coded values one-hot, numeric values standard-scaled); personal status and age are features only
+    (coded values one-hot, numeric values min-max scaled into [0, 1]); personal status and age are features only
     with ``include_sensitive=True``.
 
     Args:

@@ -1,4 +1,5 @@
-"""Shared tabular preprocessing: stratified split, then one-hot + standard scaling fitted on the train split."""
+"""Shared tabular preprocessing: stratified split, then one-hot + min-max scaling into [0, 1] fitted on the train
+split (test rows clipped into [0, 1])."""
 
 from __future__ import annotations
 
@@ -39,15 +40,23 @@ def stratified_indices(
 
 
 class TabularEncoding:
-    """One-hot encoding of categorical columns and standard scaling of numeric columns.
+    """One-hot encoding of categorical columns and min-max scaling of numeric columns into [0, 1].
 
-    Both are fitted on the training rows only (``fit``) and then applied to any rows (``transform``).
-    Categories that occur only outside the training rows encode as all zeros. One-hot columns stay 0/1;
-    only numeric columns are scaled.
+    Both are fitted on the training rows only (``fit``) and then applied to any rows (``transform``), so
+    every encoded feature lies in [0, 1], as upstream Amulet's tabular data does: one-hot columns are 0/1
+    and each numeric column maps the training split's minimum to 0 and its maximum to 1. Attacks whose
+    budgets are stated on that scale (PGD's ``epsilon`` with its default clip range [0, 1]) then mean the
+    same thing on every built-in dataset.
+
+    Rows outside the training split (the test split, or any later rows) can hold values below the training
+    minimum or above the training maximum; those are clipped to 0 and 1 after scaling. Without the clip a
+    test row could lie outside [0, 1], and an attack restricted to [0, 1] would move it further than its
+    budget just to bring it back into range. Categories that occur only outside the training rows encode
+    as all zeros. A numeric column that is constant on the training rows encodes as 0.
 
     Args:
         categorical: Names of the categorical columns (one-hot encoded, in this order).
-        numeric: Names of the numeric columns (standard-scaled, in this order, after the one-hot block).
+        numeric: Names of the numeric columns (min-max scaled, in this order, after the one-hot block).
     """
 
     def __init__(self, categorical: Sequence[str], numeric: Sequence[str]):
@@ -55,18 +64,24 @@ class TabularEncoding:
         self.numeric = list(numeric)
 
     def fit(self, frame: pd.DataFrame) -> TabularEncoding:
-        """Learn categories and means/scales from ``frame`` (the training rows)."""
+        """Learn categories and per-column minima/maxima from ``frame`` (the training rows)."""
         self.categories_ = {c: sorted(frame[c].astype(str).unique().tolist()) for c in self.categorical}
         values = frame[self.numeric].to_numpy(dtype=np.float64) if self.numeric else np.zeros((len(frame), 0))
-        self.mean_ = values.mean(axis=0)
-        scale = values.std(axis=0)
-        self.scale_ = np.where(scale > 0, scale, 1.0)
+        if len(values):
+            self.min_ = values.min(axis=0)
+            self.max_ = values.max(axis=0)
+        else:
+            self.min_ = np.zeros(values.shape[1])
+            self.max_ = np.zeros(values.shape[1])
+        span = self.max_ - self.min_
+        # A constant column has no range to scale by; dividing by 1 maps it to 0.
+        self.range_ = np.where(span > 0, span, 1.0)
         self.n_fit_rows_ = len(frame)
         self.feature_names_ = [f"{c}={v}" for c in self.categorical for v in self.categories_[c]] + list(self.numeric)
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Encode ``frame`` into a float32 matrix with columns :attr:`feature_names_`."""
+        """Encode ``frame`` into a float32 matrix in [0, 1] with columns :attr:`feature_names_`."""
         blocks = []
         for c in self.categorical:
             cats = pd.Categorical(frame[c].astype(str), categories=self.categories_[c])
@@ -77,7 +92,9 @@ class TabularEncoding:
             blocks.append(block)
         if self.numeric:
             values = frame[self.numeric].to_numpy(dtype=np.float64)
-            blocks.append(((values - self.mean_) / self.scale_).astype(np.float32))
+            # Clip: rows outside the training split may exceed the training min/max (see the class docstring).
+            scaled = np.clip((values - self.min_) / self.range_, 0.0, 1.0)
+            blocks.append(scaled.astype(np.float32))
         if not blocks:
             return np.zeros((len(frame), 0), dtype=np.float32)
         return np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
@@ -86,13 +103,19 @@ class TabularEncoding:
         """A JSON-serialisable record of the fitted encoding."""
         return {
             "fitted_on": f"training split only ({self.n_fit_rows_} rows)",
+            "value_range": [0.0, 1.0],
             "categorical": {
                 c: {"encoding": "one-hot (unseen categories -> all zeros)", "categories": self.categories_[c]}
                 for c in self.categorical
             },
             "numeric": {
-                c: {"encoding": "standard scaling", "mean": float(m), "scale": float(s)}
-                for c, m, s in zip(self.numeric, self.mean_, self.scale_)
+                c: {
+                    "encoding": "min-max scaling to [0, 1]: (value - min) / (max - min); values outside the "
+                    "training split's [min, max] are clipped to 0 or 1",
+                    "min": float(lo),
+                    "max": float(hi),
+                }
+                for c, lo, hi in zip(self.numeric, self.min_, self.max_)
             },
             "feature_names": list(self.feature_names_),
         }

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from amulet.evasion.attacks import EvasionPGD
 from amulet.evasion.defenses import AdversarialTrainingPGD, pgd_batch_transform, pgd_stacked_batch_transform
 from amulet.evasion.metrics import attack_success_rate, robust_accuracy
-from amulet.exceptions import NotApplicableError
+from amulet.exceptions import AmuletError, NotApplicableError
 from amulet.registry import (
     AttackInfo,
     DefenseInfo,
@@ -24,6 +24,8 @@ from amulet.registry import (
 )
 
 if TYPE_CHECKING:
+    import torch
+
     from amulet.recipes import BatchStage
     from amulet.registry import CellContext
 
@@ -80,10 +82,41 @@ def madry_step_size(epsilon: float, iterations: int, step_size: float | None) ->
     return 2.5 * epsilon / max(iterations, 1)
 
 
+#: Float tolerance of the L-inf budget check (float32 rounding of ``x0 +- epsilon``).
+BUDGET_TOLERANCE = 1e-6
+
+
+class AttackBudgetError(AmuletError, RuntimeError):
+    """An attack's examples left its perturbation budget: its numbers would not measure the stated threat."""
+
+
+def linf_perturbation(x_adv: torch.Tensor, x: torch.Tensor) -> float:
+    """The largest ``||x_adv - x||_inf`` over all rows (0 for no rows)."""
+    if x.numel() == 0:
+        return 0.0
+    return float((x_adv.reshape(len(x), -1) - x.reshape(len(x), -1)).abs().max())
+
+
+def check_linf_budget(owner: str, measured: float, epsilon: float) -> None:
+    """Raise :class:`AttackBudgetError` when ``measured`` exceeds ``epsilon`` (+ :data:`BUDGET_TOLERANCE`)."""
+    if not measured <= epsilon + BUDGET_TOLERANCE:
+        raise AttackBudgetError(
+            f"{owner}: the adversarial examples moved inputs by up to {measured:.6g} in L-inf, more than "
+            f"epsilon={epsilon:g}; the attack did not respect its budget and its numbers are not reported. "
+            "Check that the dataset lies inside the clip range the attack uses (the assessment derives it from "
+            "the data) and report this as a bug if it does."
+        )
+
+
 def run_pgd(ctx: CellContext, params: PGDParams) -> dict[str, float]:
     """Layer-2 adapter: PGD on (a seeded subset of) the test rows, within the data's clip range.
 
-    Returns ``robust_accuracy``, ``attack_success_rate`` and ``clean_accuracy`` (percent).
+    Returns ``robust_accuracy``, ``attack_success_rate``, ``clean_accuracy`` (percent) and
+    ``linf_perturbation``, the largest ``||x_adv - x||_inf`` measured over the attacked rows, so a report can
+    show that the budget held.
+
+    Raises:
+        AttackBudgetError: ``linf_perturbation`` exceeds ``epsilon`` (+1e-6): no number is reported then.
     """
     import torch
 
@@ -111,12 +144,16 @@ def run_pgd(ctx: CellContext, params: PGDParams) -> dict[str, float]:
         progress=ctx.progress,
     )
     adversarial = attack.attack()
+    # The clean loader is unshuffled, so the examples are aligned with test.x row by row.
+    measured = linf_perturbation(attack.adversarial_examples_, test.x)
+    check_linf_budget("pgd", measured, params.epsilon)
     from amulet.utils import get_accuracy
 
     return {
         "robust_accuracy": robust_accuracy(ctx.target, adversarial, ctx.device),
         "attack_success_rate": attack_success_rate(ctx.target, clean_loader, adversarial, ctx.device),
         "clean_accuracy": get_accuracy(ctx.target, clean_loader, ctx.device),
+        "linf_perturbation": measured,
     }
 
 

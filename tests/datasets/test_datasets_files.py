@@ -36,8 +36,13 @@ def test_tabular_file_encodes_on_train_split_and_records_it(tmp_path, table, suf
     assert data.sensitive_columns == ["female", "race", "region", "age"] and data.num_classes == 2
     assert data.feature_names == ["job=clerk", "job=farmer", "job=nurse", "income"]  # sensitive columns excluded
     train = table.iloc[data.index_train]
-    assert prep["numeric"]["income"]["mean"] == pytest.approx(train["income"].mean())
-    assert data.x_train[:, 3].mean() == pytest.approx(0.0, abs=1e-5)
+    low, high = train["income"].min(), train["income"].max()
+    assert (prep["numeric"]["income"]["min"], prep["numeric"]["income"]["max"]) == (low, high)
+    np.testing.assert_allclose(data.x_train[:, 3], (train["income"] - low) / (high - low), atol=1e-6)
+    test = table.iloc[data.index_test]
+    np.testing.assert_allclose(data.x_test[:, 3], ((test["income"] - low) / (high - low)).clip(0, 1), atol=1e-6)
+    for part in (data.x_train, data.x_test):  # uploaded tables lie in [0, 1] like the built-in ones
+        assert part.min() >= 0.0 and part.max() <= 1.0
     assert prep["label"]["classes"] == ["no", "yes"] and len(prep["sha256"]) == 64
     np.testing.assert_array_equal(data.y_train, train["label"] == "yes")
     z = data.z_train

@@ -56,18 +56,22 @@ def test_census_rows_labels_and_sensitive_attributes_are_aligned(census, adult_r
     assert abs(census.y_train.mean() - census.y_test.mean()) < 1e-3  # stratified on the label
 
 
-def test_census_scaling_is_fitted_on_the_training_split_only(census, adult_raw):
+def test_census_min_max_scaling_is_fitted_on_the_training_split_only(census, adult_raw):
     numeric = census.preprocessing["numeric"]
     train_rows = adult_raw.loc[census.index_train]
-    all_rows = adult_raw.loc[np.concatenate([census.index_train, census.index_test])]
+    test_rows = adult_raw.loc[census.index_test]
     for column in ("age", "hours-per-week", "capital-gain"):
-        assert numeric[column]["mean"] == pytest.approx(train_rows[column].mean(), rel=1e-9)
-        assert numeric[column]["scale"] == pytest.approx(train_rows[column].std(ddof=0), rel=1e-9)
-        assert numeric[column]["mean"] != pytest.approx(all_rows[column].mean(), rel=1e-9)
+        low, high = float(train_rows[column].min()), float(train_rows[column].max())
+        assert (numeric[column]["min"], numeric[column]["max"]) == (low, high)
+        assert numeric[column]["encoding"].startswith("min-max scaling to [0, 1]")
         col = census.feature_names.index(column)
-        assert census.x_train[:, col].mean() == pytest.approx(0.0, abs=1e-4)
-        assert census.x_train[:, col].std() == pytest.approx(1.0, abs=1e-4)
-        assert abs(census.x_test[:, col].mean()) > 1e-5  # test rows were not used to fit
+        expected = (train_rows[column].to_numpy(dtype=np.float64) - low) / (high - low)
+        np.testing.assert_allclose(census.x_train[:, col], expected, atol=1e-6)
+        assert census.x_train[:, col].min() == 0.0 and census.x_train[:, col].max() == 1.0
+        # Test rows use the training min/max, clipped into [0, 1].
+        expected_test = np.clip((test_rows[column].to_numpy(dtype=np.float64) - low) / (high - low), 0, 1)
+        np.testing.assert_allclose(census.x_test[:, col], expected_test, atol=1e-6)
+    assert census.preprocessing["value_range"] == [0.0, 1.0]
     categories = census.preprocessing["categorical"]["native-country"]["categories"]
     assert set(categories) == set(train_rows["native-country"].fillna("Unknown"))
     assert census.preprocessing["fitted_on"].startswith("training split only")
@@ -124,3 +128,36 @@ def test_german_codes_labels_and_sensitive_attributes():
     assert data.sensitive_columns == ["sex", "age"]
     assert "age" not in data.feature_names and not any(n.startswith("personal") for n in data.feature_names)
     assert (data.y_train.mean(), data.y_test.mean()) == (0.7, 0.7)
+
+
+@pytest.mark.parametrize("name", ["census", "compas", "german"])
+def test_load_data_gives_every_tabular_feature_in_0_1_on_train_and_test(amulet_home, name):
+    from amulet.utils import load_data
+
+    data = load_data(str(amulet_home / "data"), name)
+    for part in (data.x_train, data.x_test):
+        assert part.dtype == np.float32
+        assert part.min() >= 0.0 and part.max() <= 1.0, (name, float(part.min()), float(part.max()))
+    # Each numeric column spans exactly [0, 1] on the training split (min-max fitted on it).
+    for column in data.preprocessing["numeric"]:
+        col = data.x_train[:, data.feature_names.index(column)]
+        if data.preprocessing["numeric"][column]["max"] > data.preprocessing["numeric"][column]["min"]:
+            assert (col.min(), col.max()) == (0.0, 1.0), column
+
+
+def test_min_max_encoding_uses_the_training_range_and_clips_other_rows():
+    import pandas as pd
+
+    from amulet.datasets._tabular_prep import TabularEncoding
+
+    train = pd.DataFrame({"job": ["a", "b", "a"], "age": [20, 30, 40], "flat": [5, 5, 5]})
+    other = pd.DataFrame({"job": ["b", "c", "a"], "age": [10, 35, 90], "flat": [5, 7, 1]})
+    encoding = TabularEncoding(["job"], ["age", "flat"]).fit(train)
+    assert encoding.feature_names_ == ["job=a", "job=b", "age", "flat"]
+    np.testing.assert_array_equal(encoding.transform(train)[:, 2:], [[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]])
+    # Below the training minimum -> 0, above the maximum -> 1; an unseen category -> all zeros; a column
+    # constant on the training rows -> 0 (and 0/1 by clipping elsewhere).
+    np.testing.assert_array_equal(encoding.transform(other), [[0, 1, 0.0, 0.0], [0, 0, 0.75, 1.0], [1, 0, 1.0, 0.0]])
+    described = encoding.describe()
+    assert described["numeric"]["age"]["min"] == 20.0 and described["numeric"]["age"]["max"] == 40.0
+    assert described["value_range"] == [0.0, 1.0]

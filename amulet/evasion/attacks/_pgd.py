@@ -11,10 +11,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from amulet._validation import InstanceOf, Interval, check_param, validate_params
 from amulet.evasion.attacks._base import EvasionAttack
+from amulet.exceptions import InvalidParameterError
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator
 
-__all__ = ["EvasionPGD", "pgd_linf", "pgd_linf_stacked"]
+__all__ = ["EvasionPGD", "check_inputs_in_clip_range", "pgd_linf", "pgd_linf_stacked"]
 
 
 def _clamp(x: torch.Tensor, low: float | None, high: float | None) -> torch.Tensor:
@@ -49,16 +50,20 @@ def pgd_linf(
         epsilon: L-inf radius of the perturbation ball (0 returns the clean inputs).
         step_size: Size of each signed-gradient ascent step.
         iterations: Number of ascent steps.
-        clip_min: Lowest valid input value (None: unbounded).
-        clip_max: Highest valid input value (None: unbounded).
+        clip_min: Lowest valid input value (None: unbounded); ``x`` must not lie below it.
+        clip_max: Highest valid input value (None: unbounded); ``x`` must not lie above it.
         random_start: Start from a uniform random point of the ball (Madry et al.).
         generator: Random generator for the start point (reproducible results).
 
     Returns:
         Adversarial inputs, detached, same shape, dtype and device as ``x``; every element is within
         ``epsilon`` of ``x`` and inside [clip_min, clip_max].
+
+    Raises:
+        InvalidParameterError: (a ``ValueError``) ``x`` has values outside [clip_min, clip_max].
     """
     x0 = x.detach()
+    check_inputs_in_clip_range("pgd_linf", x0, clip_min, clip_max)
     if epsilon == 0:
         return x0.clone()
     was_training = model.training
@@ -107,14 +112,20 @@ def pgd_linf_stacked(
         step_size: Size of each signed-gradient ascent step.
         iterations: Number of ascent steps.
         generators: One random generator per model (for its random start).
-        clip_min: Lowest valid input value (None: unbounded).
-        clip_max: Highest valid input value (None: unbounded).
+        clip_min: Lowest valid input value (None: unbounded); ``x`` must not lie below it.
+        clip_max: Highest valid input value (None: unbounded); ``x`` must not lie above it.
         random_start: Start from a uniform random point of each ball.
 
     Returns:
-        Adversarial inputs, detached, shape (K, n, ...).
+        Adversarial inputs, detached, shape (K, n, ...); every element is within ``epsilon`` of ``x`` and
+        inside [clip_min, clip_max].
+
+    Raises:
+        InvalidParameterError: (a ``ValueError``) ``x`` has values outside [clip_min, clip_max].
+        ValueError: Not one generator per model.
     """
     x0 = x.detach()
+    check_inputs_in_clip_range("pgd_linf_stacked", x0, clip_min, clip_max)
     if epsilon == 0:
         return x0.clone()
     if len(generators) != len(x0):
@@ -149,10 +160,16 @@ def _ascend(
     clip_min: float | None,
     clip_max: float | None,
 ) -> torch.Tensor:
-    """PGD's loop: start (randomly) in the ball, step along the loss gradient's sign, project, clip."""
-    x_adv = x0 + (2 * noise - 1) * epsilon if noise is not None else x0.clone()
-    x_adv = _clamp(x_adv, clip_min, clip_max)
+    """PGD's loop: start (randomly) in the ball, step along the loss gradient's sign, project, clip.
+
+    Every iterate is first projected onto the epsilon-ball around ``x0`` and then clamped into
+    [clip_min, clip_max]. As ``x0`` itself lies in [clip_min, clip_max] (the callers check it), the ball and
+    the clip range intersect and the clamp keeps the point in the ball: ``|x_adv - x0| <= epsilon`` holds
+    element-wise after every step.
+    """
     low, high = x0 - epsilon, x0 + epsilon
+    x_adv = x0 + (2 * noise - 1) * epsilon if noise is not None else x0.clone()
+    x_adv = _clamp(torch.max(torch.min(x_adv, high), low), clip_min, clip_max)
     for _ in range(iterations):
         x_adv.requires_grad_(True)
         with torch.enable_grad():
@@ -161,6 +178,48 @@ def _ascend(
         x_adv = torch.max(torch.min(x_adv, high), low)
         x_adv = _clamp(x_adv, clip_min, clip_max)
     return x_adv.detach()
+
+
+def check_inputs_in_clip_range(
+    owner: str,
+    x: torch.Tensor,
+    clip_min: float | None,
+    clip_max: float | None,
+    *,
+    value_range: tuple[float, float] | None = None,
+) -> None:
+    """Raise when clean inputs lie outside the clip range PGD keeps its examples in.
+
+    PGD clamps every example into [clip_min, clip_max]; an input outside that range would be moved into it,
+    further than the attack's epsilon, and the result would no longer be an epsilon-bounded attack. So such
+    inputs are refused instead of silently moved.
+
+    Args:
+        owner: Name of the attack or function, for the message.
+        x: The clean inputs (ignored when ``value_range`` is given).
+        clip_min: Lowest valid input value (None: unbounded below).
+        clip_max: Highest valid input value (None: unbounded above).
+        value_range: The inputs' (min, max), when already known (e.g. over a whole loader).
+
+    Raises:
+        InvalidParameterError: (a ``ValueError``) naming both bounds, the data's range and the fix.
+    """
+    if (clip_min is None and clip_max is None) or (value_range is None and x.numel() == 0):
+        return
+    low, high = value_range if value_range is not None else (float(x.min()), float(x.max()))
+    below = clip_min is not None and low < clip_min
+    above = clip_max is not None and high > clip_max
+    if not (below or above):
+        return
+    cover_min = "None" if clip_min is None else f"{min(low, clip_min):.6g}"
+    cover_max = "None" if clip_max is None else f"{max(high, clip_max):.6g}"
+    raise InvalidParameterError(
+        f"{owner}: the inputs lie in [{low:.6g}, {high:.6g}], outside the clip range "
+        f"[clip_min={clip_min}, clip_max={clip_max}]. PGD keeps its examples inside [clip_min, clip_max], so "
+        "it would move these inputs further than epsilon. Fix: scale the data into [clip_min, clip_max] "
+        "(the built-in datasets lie in [0, 1]), or pass a clip range that covers the data "
+        f"(clip_min={cover_min}, clip_max={cover_max}), or clip_min=None, clip_max=None for unbounded features."
+    )
 
 
 class EvasionPGD(EvasionAttack):
@@ -178,10 +237,16 @@ class EvasionPGD(EvasionAttack):
         epsilon: L-inf radius (default 0.1); 0 gives back the clean inputs.
         iterations: Number of PGD steps (default 40).
         step_size: Step size of each signed-gradient step (default 0.01).
-        clip_min: Lowest valid input value (default 0.0; None for unbounded tabular features).
-        clip_max: Highest valid input value (default 1.0; None for unbounded tabular features).
+        clip_min: Lowest valid input value (default 0.0, the lower end of every built-in dataset's range; None:
+            unbounded). The inputs must not lie below it.
+        clip_max: Highest valid input value (default 1.0, the upper end of every built-in dataset's range; None:
+            unbounded). The inputs must not lie above it.
         seed: Seed of the random start (default 0); the same seed gives the same examples.
         progress: Progress reporter (task ``"pgd"``, one unit per batch); silent when None.
+
+    Every adversarial example lies within ``epsilon`` of its clean input (L-inf) and inside
+    [clip_min, clip_max]. Inputs outside [clip_min, clip_max] are refused (:meth:`attack` raises): clamping
+    them into the range would move them further than ``epsilon``.
 
     Attributes:
         adversarial_examples_: Tensor of all adversarial inputs after :meth:`attack`.
@@ -245,6 +310,10 @@ class EvasionPGD(EvasionAttack):
 
         Returns:
             An unshuffled loader of (x_adv, y_true) with ``batch_size``, aligned with ``test_loader``.
+
+        Raises:
+            InvalidParameterError: (a ``ValueError``) a bad parameter, or inputs outside [clip_min, clip_max];
+                the message names both bounds, the inputs' range and the fix.
         """
         validate_params(self)
         _check_clip_range(type(self).__name__, self.clip_min, self.clip_max)
@@ -252,9 +321,17 @@ class EvasionPGD(EvasionAttack):
         progress = resolve_progress(self.progress)
         generator = make_generator(self.seed, device if device.type == "cuda" else "cpu")
         self.model.to(device)
+        # The whole loader's range is checked before any work, so the error names the data's actual range.
+        batches = [(batch[0].float(), batch[1].long()) for batch in self.test_loader]
+        filled = [x for x, _ in batches if x.numel()]
+        if filled:
+            value_range = (min(float(x.min()) for x in filled), max(float(x.max()) for x in filled))
+            check_inputs_in_clip_range(
+                type(self).__name__, filled[0], self.clip_min, self.clip_max, value_range=value_range
+            )
         xs, ys = [], []
-        for batch in progress.track(self.test_loader, "pgd", description="PGD attack"):
-            x, y = batch[0].to(device).float(), batch[1].to(device).long()
+        for x, y in progress.track(batches, "pgd", description="PGD attack"):
+            x, y = x.to(device), y.to(device)
             x_adv = pgd_linf(
                 self.model,
                 x,
