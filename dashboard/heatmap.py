@@ -1,18 +1,22 @@
-"""The interaction heatmap and its drill-down, from an ``AssessmentResults`` JSON document.
+"""The interaction heatmap, the utility table and the drill-down, from an ``AssessmentResults`` JSON document.
 
-Rows are defenses, columns are risks (one per attack), colour is the change in susceptibility against the
-undefended baseline (``matrix[].susceptibility_change``: positive = the defense made the model MORE
-susceptible; diverging scale centred at 0), intended cells (the defense targets that risk) are outlined.
-Everything here is pure (plotly figures and pandas frames); the Results and Compare pages draw them.
+Rows are defenses, columns are risks (one per attack). Every number and colour follows the engine's one
+display convention (``amulet.assess``: ``format_value``, ``format_change``, ``cell_label``, ``cell_colour``),
+the same as the HTML and PDF reports: a change is *defended - baseline* in the metric's own unit ("+6.45 pts"
+for a % metric, "-0.035" for an AUC); a cell's fill is grey when its numbers must not be read (degenerate,
+error, not run), neutral when the change is not significant, and otherwise red (more susceptible) or blue
+(less) on a FIXED scale saturating at ``amulet.assess.SATURATION``. Intended cells (the defense targets that
+risk) are outlined. Everything here is pure (plotly figures and plain rows); the Results and Compare pages
+draw them.
 
 Example:
     >>> results = {"rows": [{"name": "baseline"}, {"name": "dp"}], "columns": [{"label": "mi (lira)"}],
     ...            "matrix": [{"row": "dp", "column": "mi (lira)", "risk": "mi", "attack": "lira",
-    ...                        "metric": "auc", "intended": True, "susceptibility_change": -0.1,
-    ...                        "direction": "less_susceptible", "status": "ok"}]}
+    ...                        "metric": "auc", "intended": True, "susceptibility_change": -0.1, "delta": -0.1,
+    ...                        "direction": "less_susceptible", "status": "ok", "significant": True}]}
     >>> grid = matrix_grid(results)
-    >>> grid.rows, grid.columns, grid.z
-    (['dp'], ['mi (lira)'], [[-0.1]])
+    >>> grid.rows, grid.columns, grid.z, grid.labels
+    (['dp'], ['mi (lira)'], [[-0.1]], [['-0.100*']])
 """
 
 from __future__ import annotations
@@ -22,20 +26,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from amulet.assess import SATURATION, cell_colour, cell_label, format_change, format_interval, format_value
+
 __all__ = [
     "DIRECTION_LABELS",
+    "MIN_SEEDS",
     "MatrixGrid",
-    "accuracy_table",
+    "assessment_warnings",
     "baseline_table",
     "cell_detail",
     "checks_table",
     "compare_grids",
+    "findings_table",
     "heatmap_figure",
     "matrix_grid",
+    "scale_caption",
     "selected_cell",
+    "utility_table",
 ]
 
 BASELINE = "baseline"
+#: Fewer seeds than this give intervals too wide to read (the engine's "few_seeds" warning says the same).
+MIN_SEEDS = 3
 
 DIRECTION_LABELS = {
     "more_susceptible": "▲ more susceptible",
@@ -44,37 +56,43 @@ DIRECTION_LABELS = {
     "insufficient_data": "? too few seeds",
     "not_measured": "- not measured",
 }
-_DIRECTION_MARK = {
-    "more_susceptible": "▲",
-    "less_susceptible": "▼",
-    "no_significant_change": "=",
-    "insufficient_data": "?",
-    "not_measured": "-",
-}
 VERDICT_LABELS = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive", "not_run": "⏸ not run"}
-
-# Red = more susceptible, blue = less; white at 0.
-COLORSCALE = [[0.0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1.0, "#b2182b"]]
+ROW_STATUS_LABELS = {"ok": "✅ ok", "degenerate": "⚠️ degenerate", "failed": "❌ failed"}
+_SIGNIFICANT = ("more_susceptible", "less_susceptible")
+#: Fill of a grid position with no matrix cell at all.
+_EMPTY = "#ffffff"
 
 
 def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else None
+    )
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    number = _num(value)
-    return "—" if number is None else f"{number:+.{digits}g}" if digits < 0 else f"{number:.{digits}f}"
+def _with_significance(cell: Mapping[str, Any]) -> dict[str, Any]:
+    """The cell, with ``significant`` derived from its direction when results that predate it lack it."""
+    if "significant" in cell:
+        return dict(cell)
+    return {**cell, "significant": cell.get("status", "ok") == "ok" and cell.get("direction") in _SIGNIFICANT}
 
 
 @dataclass
 class MatrixGrid:
-    """The heatmap's data: ``z[i][j]`` for ``rows[i]`` x ``columns[j]`` (``None`` where not measured)."""
+    """The heatmap's data for ``rows[i]`` x ``columns[j]``.
+
+    ``z``: the change in susceptibility (``None`` where not measured); ``colours``/``labels``: each cell's
+    fill and text from the engine's ``cell_colour``/``cell_label``; ``cells``: the matrix cells themselves.
+    """
 
     rows: list[str]
     columns: list[str]
     z: list[list[float | None]]
     intended: list[list[bool]]
     cells: list[list[dict[str, Any] | None]]
+    colours: list[list[str]]
+    labels: list[list[str]]
 
     def cell(self, row: str, column: str) -> dict[str, Any] | None:
         """The matrix cell at ``row`` x ``column``."""
@@ -85,7 +103,7 @@ def matrix_grid(results: Mapping[str, Any]) -> MatrixGrid:
     """Lay ``results["matrix"]`` out as a grid (defense rows in plan order, columns in spec order)."""
     rows = [r["name"] for r in results.get("rows", []) if r.get("name") != BASELINE]
     columns = [c["label"] for c in results.get("columns", [])]
-    by_key = {(m["row"], m["column"]): m for m in results.get("matrix", [])}
+    by_key = {(m["row"], m["column"]): _with_significance(m) for m in results.get("matrix", [])}
     for m in results.get("matrix", []):  # tolerate matrices naming rows/columns the lists miss
         if m["row"] not in rows:
             rows.append(m["row"])
@@ -94,76 +112,89 @@ def matrix_grid(results: Mapping[str, Any]) -> MatrixGrid:
     z: list[list[float | None]] = []
     intended: list[list[bool]] = []
     cells: list[list[dict[str, Any] | None]] = []
+    colours: list[list[str]] = []
+    labels: list[list[str]] = []
     for row in rows:
         cell_row = [by_key.get((row, column)) for column in columns]
         cells.append(cell_row)
         z.append([_num(c.get("susceptibility_change")) if c else None for c in cell_row])
         intended.append([bool(c and c.get("intended")) for c in cell_row])
-    return MatrixGrid(rows=rows, columns=columns, z=z, intended=intended, cells=cells)
-
-
-def _cell_text(cell: Mapping[str, Any] | None) -> str:
-    if not cell:
-        return ""
-    if cell.get("status") == "error":
-        return "error"
-    value = _num(cell.get("susceptibility_change"))
-    if value is None:
-        return "n/a"
-    mark = _DIRECTION_MARK.get(str(cell.get("direction")), "")
-    return f"{value:+.3f} {mark}"
+        colours.append([cell_colour(c) if c else _EMPTY for c in cell_row])
+        labels.append([cell_label(c) if c else "" for c in cell_row])
+    return MatrixGrid(rows=rows, columns=columns, z=z, intended=intended, cells=cells, colours=colours, labels=labels)
 
 
 def _hover(cell: Mapping[str, Any] | None, row: str, column: str) -> str:
     if not cell:
         return f"{row} x {column}<br>not measured"
+    unit = str(cell.get("unit") or "")
     lines = [
         f"<b>{row}</b> x <b>{column}</b>" + (" (intended)" if cell.get("intended") else " (unintended)"),
-        f"{cell.get('metric')}: {_fmt(cell.get('value'))} (baseline {_fmt(cell.get('baseline'))})",
-        f"delta {_fmt(cell.get('delta'))} [{_fmt(cell.get('delta_ci_low'))}, {_fmt(cell.get('delta_ci_high'))}]",
-        f"change in susceptibility {_fmt(cell.get('susceptibility_change'))}",
+        f"{cell.get('metric')}: {format_value(cell.get('value'), unit)} "
+        f"{format_interval(cell.get('ci_low'), cell.get('ci_high'), unit)}",
+        f"baseline: {format_value(cell.get('baseline'), unit)}",
+        f"change (defended - baseline): {format_change(cell.get('delta'), unit)} "
+        f"{format_interval(cell.get('delta_ci_low'), cell.get('delta_ci_high'), unit, change=True)}",
         DIRECTION_LABELS.get(str(cell.get("direction")), str(cell.get("direction"))),
     ]
-    if cell.get("status") != "ok":
-        lines.append(f"status: {cell.get('status')}")
+    if cell.get("status", "ok") != "ok":
+        lines.append(f"<b>{cell.get('status')}</b>: {cell.get('reason') or 'no reason recorded'}")
     return "<br>".join(lines)
 
 
+def _discrete_scale(colours: list[str]) -> list[list[Any]]:
+    """A step colour scale giving each index ``i`` of ``colours`` exactly ``colours[i]`` (z = i)."""
+    n = len(colours)
+    scale: list[list[Any]] = []
+    for i, colour in enumerate(colours):
+        scale.append([i / n, colour])
+        scale.append([(i + 1) / n, colour])
+    return scale
+
+
+def scale_caption() -> str:
+    """The legend of the heatmap's colours (the fixed scale every report uses)."""
+    return (
+        "Cell text: change defended - baseline in the metric's unit (pts = percentage points), * = significant at "
+        "5% across seeds. Colour: red more susceptible, blue less, on a fixed scale that saturates at a change "
+        f"in susceptibility of {SATURATION * 100:.0f} pts (or {SATURATION:.2f} for unitless metrics such as AUC); "
+        "neutral: not significant; grey: degenerate model, error or not run (hover for the reason)."
+    )
+
+
 def heatmap_figure(grid: MatrixGrid, *, title: str = "", height: int | None = None) -> Any:
-    """A Plotly heatmap of ``grid``: diverging colours centred at 0, intended cells outlined.
+    """A Plotly heatmap of ``grid``: each cell drawn in its ``cell_colour``, labelled ``cell_label``, intended
+    cells outlined.
 
     Each cell's ``customdata`` is ``[row, column]`` so a click (Streamlit's ``on_select``) identifies it.
     """
     import plotly.graph_objects as go
 
-    values = [abs(v) for r in grid.z for v in r if v is not None]
-    bound = max(values) if values and max(values) > 0 else 1.0
-    text = [[_cell_text(c) for c in row] for row in grid.cells]
+    palette = sorted({c for row in grid.colours for c in row}) or [_EMPTY]
+    index = {colour: i for i, colour in enumerate(palette)}
     hover = [[_hover(c, r, col) for c, col in zip(row, grid.columns)] for row, r in zip(grid.cells, grid.rows)]
     customdata = [[[r, col] for col in grid.columns] for r in grid.rows]
-    figure = go.Figure(
-        go.Heatmap(
-            z=[[v if v is not None else float("nan") for v in r] for r in grid.z],
-            x=grid.columns,
-            y=grid.rows,
-            zmin=-bound,
-            zmax=bound,
-            zmid=0,
-            colorscale=COLORSCALE,
-            text=text,
-            texttemplate="%{text}",
-            hovertext=hover,
-            hoverinfo="text",
-            customdata=customdata,
-            xgap=2,
-            ygap=2,
-            colorbar={"title": {"text": "Δ susceptibility"}, "thickness": 12},
-        )
+    figure = go.Heatmap(
+        z=[[index[c] + 0.5 for c in row] for row in grid.colours],
+        x=grid.columns,
+        y=grid.rows,
+        zmin=0,
+        zmax=len(palette),
+        colorscale=_discrete_scale(palette),
+        showscale=False,
+        text=grid.labels,
+        texttemplate="%{text}",
+        hovertext=hover,
+        hoverinfo="text",
+        customdata=customdata,
+        xgap=2,
+        ygap=2,
     )
+    fig = go.Figure(figure)
     for i, row in enumerate(grid.intended):
         for j, intended in enumerate(row):
             if intended:
-                figure.add_shape(
+                fig.add_shape(
                     type="rect",
                     x0=j - 0.5,
                     x1=j + 0.5,
@@ -173,7 +204,7 @@ def heatmap_figure(grid: MatrixGrid, *, title: str = "", height: int | None = No
                     xref="x",
                     yref="y",
                 )
-    figure.update_layout(
+    fig.update_layout(
         title={"text": title} if title else None,
         height=height or max(260, 110 + 60 * len(grid.rows)),
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
@@ -181,7 +212,7 @@ def heatmap_figure(grid: MatrixGrid, *, title: str = "", height: int | None = No
         yaxis={"autorange": "reversed", "automargin": True},
         clickmode="event+select",
     )
-    return figure
+    return fig
 
 
 def selected_cell(event: Any) -> tuple[str, str] | None:
@@ -209,38 +240,44 @@ def _column(results: Mapping[str, Any], label: str) -> dict[str, Any]:
     raise KeyError(f"No column {label!r} in these results.")
 
 
+def _accuracy(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(a.get("row")): dict(a) for a in results.get("accuracy", [])}
+
+
 def cell_detail(results: Mapping[str, Any], row: str, column: str) -> dict[str, Any]:
     """Everything the drill-down of one cell shows.
 
     Returns:
-        A dict with ``cell`` (the matrix cell), ``column`` (risk/attack info with ``threat_model`` and
-        ``params``), ``per_seed`` (list of ``{seed, metric, value, baseline, delta}``), ``summaries`` (one
-        per headline metric with mean, interval, delta, its interval, p-value and direction),
-        ``accuracy`` (the row's clean accuracy and its cost against the baseline) and ``errors`` (reasons
-        of cells that did not run).
+        A dict with ``cell`` (the matrix cell), ``label`` (its ``cell_label``), ``column`` (risk/attack info
+        with ``threat_model`` and ``params``), ``per_seed`` (list of ``{seed, metric, value, baseline,
+        change}``), ``summaries`` (one per headline metric with mean, interval, change, its interval, p-value
+        and direction), ``accuracy`` (the row's clean accuracy, its change against the baseline and the
+        majority rate, formatted), ``degenerate`` (the reason when the row or the cell is degenerate, else
+        ``""``) and ``errors`` (reasons of cells that did not run).
     """
     info = _column(results, column)
     risk, attack = info.get("risk"), info.get("attack")
     cell = next((m for m in results.get("matrix", []) if m.get("row") == row and m.get("column") == column), None)
     summaries = []
+    units: dict[str, str] = {}
     for m in results.get("metrics", []):
         if m.get("row") == row and m.get("risk") == risk and m.get("attack") == attack and m.get("headline", True):
             delta = m.get("delta") or {}
+            unit = str(m.get("unit") or "")
+            units[str(m.get("metric"))] = unit
             summaries.append(
                 {
                     "metric": m.get("name") or m.get("metric"),
                     "key": m.get("metric"),
-                    "unit": m.get("unit", ""),
                     "higher is riskier": m.get("higher_is_riskier"),
-                    "mean": _num(m.get("mean")),
-                    "95% CI": f"[{_fmt(m.get('ci_low'))}, {_fmt(m.get('ci_high'))}]",
-                    "delta vs baseline": _num(delta.get("mean")),
-                    "delta 95% CI": f"[{_fmt(delta.get('ci_low'))}, {_fmt(delta.get('ci_high'))}]",
+                    "mean": format_value(m.get("mean"), unit),
+                    "95% CI": format_interval(m.get("ci_low"), m.get("ci_high"), unit),
+                    "change vs baseline": format_change(delta.get("mean"), unit),
+                    "change 95% CI": format_interval(delta.get("ci_low"), delta.get("ci_high"), unit, change=True),
                     "p-value": _num(delta.get("p_value")),
                     "direction": DIRECTION_LABELS.get(str(m.get("direction")), m.get("direction")),
                 }
             )
-    headline_keys = [s["key"] for s in summaries]
     per_seed = []
     own = {
         c["seed"]: c
@@ -257,38 +294,147 @@ def cell_detail(results: Mapping[str, Any], row: str, column: str) -> dict[str, 
         c = own[seed]
         if c.get("status") != "ok":
             errors.append({"seed": seed, "status": c.get("status"), "reason": c.get("reason", "")})
-        for key in headline_keys:
+        for key, unit in units.items():
             value = _num((c.get("metrics") or {}).get(key))
             baseline = _num((base.get(seed, {}).get("metrics") or {}).get(key))
             per_seed.append(
                 {
                     "seed": seed,
                     "metric": key,
-                    "value": value,
-                    "baseline": baseline,
-                    "delta": None if value is None or baseline is None else value - baseline,
+                    "value": format_value(value, unit),
+                    "baseline": format_value(baseline, unit),
+                    "change": format_change(None if value is None or baseline is None else value - baseline, unit),
                 }
             )
-    accuracy = {}
-    for a in results.get("accuracy", []):
-        if a.get("row") in (row, BASELINE):
-            accuracy[a["row"]] = a
+    accuracy = _accuracy(results)
     own_acc, base_acc = accuracy.get(row, {}), accuracy.get(BASELINE, {})
     delta = own_acc.get("delta") or {}
+    degenerate = ""
+    if cell and cell.get("status") == "degenerate":
+        degenerate = str(cell.get("reason") or "the model is degenerate")
+    elif own_acc.get("status") == "degenerate":
+        degenerate = str(own_acc.get("reason") or "the model is degenerate")
     return {
         "cell": cell,
+        "label": cell_label(cell) if cell else "n/a",
         "column": info,
         "per_seed": per_seed,
         "summaries": summaries,
         "accuracy": {
-            "accuracy (%)": _num(own_acc.get("mean")),
-            "baseline accuracy (%)": _num(base_acc.get("mean")),
-            "accuracy cost (points)": None if _num(delta.get("mean")) is None else -float(delta["mean"]),
-            "cost 95% CI": f"[{_fmt(-delta['ci_high'] if _num(delta.get('ci_high')) is not None else None)}, "
-            f"{_fmt(-delta['ci_low'] if _num(delta.get('ci_low')) is not None else None)}]",
+            "accuracy": format_value(own_acc.get("mean"), "%"),
+            "accuracy 95% CI": format_interval(own_acc.get("ci_low"), own_acc.get("ci_high"), "%"),
+            "baseline accuracy": format_value(base_acc.get("mean"), "%"),
+            "change vs baseline": format_change(delta.get("mean"), "%"),
+            "change 95% CI": format_interval(delta.get("ci_low"), delta.get("ci_high"), "%", change=True),
+            "majority rate": format_value(own_acc.get("majority_rate", base_acc.get("majority_rate")), "%"),
         },
+        "degenerate": degenerate,
         "errors": errors,
     }
+
+
+def utility_table(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Utility first: per row, clean accuracy with its interval, its change against the baseline, the test
+    set's majority-class rate, the top-class share of the predictions, the privacy budget of DP rows, and the
+    row's status (ok, degenerate, failed) with the reason. The baseline comes first."""
+    out = []
+    rows = [r.get("name") for r in results.get("rows", [])]
+    accuracy = _accuracy(results)
+    order = [r for r in rows if r in accuracy] + [r for r in accuracy if r not in rows]
+    order.sort(key=lambda r: r != BASELINE)
+    for name in order:
+        a = accuracy[name]
+        delta = a.get("delta") or {}
+        props = a.get("properties") or {}
+        epsilon, delta_dp = _num(props.get("privacy_epsilon")), _num(props.get("privacy_delta"))
+        status = str(a.get("status") or "ok")
+        out.append(
+            {
+                "row": name,
+                "status": ROW_STATUS_LABELS.get(status, status),
+                "clean accuracy": format_value(a.get("mean"), "%"),
+                "95% CI": format_interval(a.get("ci_low"), a.get("ci_high"), "%"),
+                "change vs baseline": "" if name == BASELINE else format_change(delta.get("mean"), "%"),
+                "change 95% CI": ""
+                if name == BASELINE
+                else format_interval(delta.get("ci_low"), delta.get("ci_high"), "%", change=True),
+                "majority rate": format_value(a.get("majority_rate"), "%"),
+                "top-class share": format_value(a.get("top_class_share"), "%"),
+                "epsilon": "" if epsilon is None else f"{epsilon:.2f}",
+                "delta (DP)": "" if delta_dp is None else f"{delta_dp:.1e}",
+                "reason": str(a.get("reason") or ""),
+            }
+        )
+    return out
+
+
+def assessment_warnings(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """What a reader must know before trusting the numbers, for the top of the page: ``{"level", "message"}``.
+
+    The results' status (partial: some cells errored; failed: nothing trustworthy was measured), every
+    assessment-level warning the engine recorded (few seeds, degenerate or failed baseline, degenerate rows,
+    cell errors), and a few-seeds warning for results that predate it.
+    """
+    out: list[dict[str, str]] = []
+    status = results.get("status")
+    counts = results.get("counts") or {}
+    if status == "failed":
+        out.append(
+            {
+                "level": "error",
+                "message": "This assessment FAILED: the baseline could not be measured or no cell could be "
+                "measured. No number below is a finding.",
+            }
+        )
+    elif status == "partial":
+        out.append(
+            {
+                "level": "warning",
+                "message": f"This assessment is PARTIAL: {counts.get('cells_error', 'some')} cell(s) errored; "
+                "their columns are grey and their checks could not pass.",
+            }
+        )
+    codes = set()
+    for warning in results.get("warnings") or []:
+        codes.add(warning.get("code"))
+        prefix = f"{warning['row']}: " if warning.get("row") and warning["row"] not in str(warning["message"]) else ""
+        level = "error" if warning.get("code") in ("baseline_degenerate", "baseline_failed") else "warning"
+        out.append({"level": level, "message": prefix + str(warning.get("message", ""))})
+    seeds = len(results.get("seeds") or [])
+    if "few_seeds" not in codes and 0 < seeds < MIN_SEEDS:
+        out.append(
+            {
+                "level": "warning",
+                "message": f"Only {seeds} seed(s): intervals are too wide to support a finding; use at least "
+                f"{MIN_SEEDS} seeds.",
+            }
+        )
+    return out
+
+
+def findings_table(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The findings: significant, non-degenerate, ok cells, largest change in susceptibility first (the
+    engine's ``findings``; recomputed the same way for results that predate it)."""
+    findings = results.get("findings")
+    if findings is None:
+        matrix = [_with_significance(m) for m in results.get("matrix", [])]
+        findings = [m for m in matrix if m.get("status", "ok") == "ok" and m["significant"]]
+        findings.sort(key=lambda m: -abs(_num(m.get("susceptibility_change")) or 0.0))
+    return [
+        {
+            "row": m.get("row"),
+            "column": m.get("column"),
+            "metric": m.get("metric"),
+            "change": cell_label(m),
+            "change 95% CI": format_interval(
+                m.get("delta_ci_low"), m.get("delta_ci_high"), str(m.get("unit") or ""), change=True
+            ),
+            "direction": DIRECTION_LABELS.get(str(m.get("direction")), m.get("direction")),
+            "intended": bool(m.get("intended")),
+        }
+        for m in findings
+        if m.get("status", "ok") == "ok"
+    ]
 
 
 def baseline_table(results: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -298,9 +444,8 @@ def baseline_table(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             "risk": m.get("risk"),
             "attack": m.get("attack"),
             "metric": m.get("name") or m.get("metric"),
-            "mean": _num(m.get("mean")),
-            "95% CI": f"[{_fmt(m.get('ci_low'))}, {_fmt(m.get('ci_high'))}]",
-            "unit": m.get("unit", ""),
+            "mean": format_value(m.get("mean"), str(m.get("unit") or "")),
+            "95% CI": format_interval(m.get("ci_low"), m.get("ci_high"), str(m.get("unit") or "")),
             "higher is riskier": m.get("higher_is_riskier"),
             "seeds": m.get("n"),
         }
@@ -309,32 +454,20 @@ def baseline_table(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def accuracy_table(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Clean test accuracy per row and its cost against the baseline."""
-    out = []
-    for a in results.get("accuracy", []):
-        delta = a.get("delta") or {}
-        out.append(
-            {
-                "row": a.get("row"),
-                "accuracy (%)": _num(a.get("mean")),
-                "95% CI": f"[{_fmt(a.get('ci_low'))}, {_fmt(a.get('ci_high'))}]",
-                "cost vs baseline (points)": None if _num(delta.get("mean")) is None else -float(delta["mean"]),
-            }
-        )
-    return out
-
-
 def checks_table(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The policy verdicts: one row per check and matching row."""
+    """The policy verdicts: one row per check and matching row (an inconclusive one says why)."""
     return [
         {
             "verdict": VERDICT_LABELS.get(str(c.get("status")), c.get("status")),
             "check": f"{c.get('metric')} {c.get('op')} {c.get('threshold')}"
             + (" (delta)" if c.get("on") == "delta" else ""),
             "row": c.get("row"),
-            "value": _num(c.get("value")),
-            "95% CI": f"[{_fmt(c.get('ci_low'))}, {_fmt(c.get('ci_high'))}]",
+            "value": format_change(c.get("value"), str(c.get("unit") or ""))
+            if c.get("on") == "delta"
+            else format_value(c.get("value"), str(c.get("unit") or "")),
+            "95% CI": format_interval(
+                c.get("ci_low"), c.get("ci_high"), str(c.get("unit") or ""), change=c.get("on") == "delta"
+            ),
             "message": c.get("message", ""),
         }
         for c in results.get("checks", [])
@@ -342,7 +475,8 @@ def checks_table(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def compare_grids(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Cells present in both results, with each one's change in susceptibility and their difference."""
+    """Cells present in both results: each one's change (``cell_label``) and B's change minus A's, in the
+    metric's unit (blank unless both cells are ok and in the same unit)."""
     a, b = matrix_grid(first), matrix_grid(second)
     out = []
     for row in a.rows:
@@ -350,15 +484,17 @@ def compare_grids(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[d
             if row not in b.rows or column not in b.columns:
                 continue
             ca, cb = a.cell(row, column), b.cell(row, column)
-            za = _num(ca.get("susceptibility_change")) if ca else None
-            zb = _num(cb.get("susceptibility_change")) if cb else None
+            da = _num(ca.get("delta")) if ca and ca.get("status", "ok") == "ok" else None
+            db = _num(cb.get("delta")) if cb and cb.get("status", "ok") == "ok" else None
+            unit_a = str((ca or {}).get("unit") or "")
+            same_unit = unit_a == str((cb or {}).get("unit") or "")
             out.append(
                 {
                     "row": row,
                     "column": column,
-                    "A: change": za,
-                    "B: change": zb,
-                    "B - A": None if za is None or zb is None else zb - za,
+                    "A: change": cell_label(ca) if ca else "not measured",
+                    "B: change": cell_label(cb) if cb else "not measured",
+                    "B - A": format_change(db - da, unit_a) if da is not None and db is not None and same_unit else "",
                     "A: direction": DIRECTION_LABELS.get(str(ca.get("direction")) if ca else "not_measured"),
                     "B: direction": DIRECTION_LABELS.get(str(cb.get("direction")) if cb else "not_measured"),
                 }

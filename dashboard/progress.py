@@ -18,7 +18,15 @@ from typing import Any
 
 from dashboard.specs import format_duration
 
-__all__ = ["ACTIVE_STATUSES", "STATUS_ICONS", "cell_grid", "current_step", "is_active", "summarize_progress"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "STATUS_ICONS",
+    "cell_grid",
+    "current_step",
+    "finish_message",
+    "is_active",
+    "summarize_progress",
+]
 
 ACTIVE_STATUSES = ("queued", "running", "finalizing")
 STATUS_ICONS = {
@@ -26,6 +34,7 @@ STATUS_ICONS = {
     "running": "⏳",
     "finalizing": "📝",
     "succeeded": "✅",
+    "partial": "⚠️",
     "failed": "❌",
     "cancelled": "⏹",
     "pending": "🕓",
@@ -94,3 +103,30 @@ def current_step(detail: Mapping[str, Any]) -> str:
     if latest.get("total"):
         message += f" ({latest.get('completed', 0)}/{latest['total']})"
     return message
+
+
+def finish_message(detail: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(level, text)`` the Run page shows once the assessment is over (``None`` while it is active).
+
+    ``succeeded``: success; ``partial`` (some training or cell errored, the rest is reported) and
+    ``cancelled``: warning; ``failed``: error. The text names the assessment's error when there is one.
+
+    Example:
+        >>> level, text = finish_message({"status": "partial", "error": "partial: 8 of 16 cells errored"})
+        >>> level, text.startswith("Finished with errors (partial): partial: 8 of 16 cells errored.")
+        ('warning', True)
+    """
+    status, error = detail.get("status"), detail.get("error")
+    if status == "succeeded":
+        return "success", "Finished. The interaction matrix is ready."
+    if status == "partial":
+        return (
+            "warning",
+            f"Finished with errors (partial): {error or 'some cells errored'}. The results show what was measured; "
+            "errored cells are grey and their checks could not pass.",
+        )
+    if status == "failed":
+        return "error", f"This assessment failed: {error or 'the errors above say why'}."
+    if status == "cancelled":
+        return "warning", "This assessment was cancelled."
+    return None

@@ -10,7 +10,7 @@ from dashboard.client import REPORT_FORMATS, ApiClient, ApiError
 from dashboard.heatmap import cell_detail
 from dashboard.state import show_api_error
 
-__all__ = ["load_results", "pick_assessment", "report_downloads", "show_cell_detail"]
+__all__ = ["FINISHED_STATUSES", "load_results", "pick_assessment", "report_downloads", "show_cell_detail"]
 
 RESULTS_CACHE = "results.cache"
 
@@ -23,10 +23,14 @@ def load_results(client: ApiClient, assessment_id: str) -> dict[str, Any]:
     return dict(cache[assessment_id])
 
 
+#: Statuses of the assessments whose results can be opened (a failed one may have rendered reports too).
+FINISHED_STATUSES = ("succeeded", "partial", "failed")
+
+
 def pick_assessment(client: ApiClient, label: str, key: str, default: str | None = None) -> str | None:
-    """A select box of the project's succeeded assessments (newest first)."""
+    """A select box of the project's finished assessments: succeeded, partial and failed (newest first)."""
     try:
-        finished = client.list_assessments(status="succeeded", limit=100)
+        finished = [a for a in client.list_assessments(limit=200) if a.get("status") in FINISHED_STATUSES]
     except ApiError as exc:
         show_api_error(exc)
         return None
@@ -56,13 +60,16 @@ def show_cell_detail(results: dict[str, Any], row: str, column: str) -> None:
     kind = "intended" if cell.get("intended") else "unintended"
     st.subheader(f"{row} x {column}")
     st.caption(f"{kind} interaction · {info.get('risk_name', info.get('risk'))} measured by {info.get('attack_name')}")
-    cols = st.columns(3)
-    change = cell.get("susceptibility_change")
-    cols[0].metric("Change in susceptibility", "—" if change is None else f"{change:+.3f}")
+    if detail["degenerate"]:
+        st.warning(f"Degenerate model: {detail['degenerate']} These numbers are not a finding.")
+    elif cell.get("status") not in (None, "ok"):
+        st.warning(f"{cell.get('status')}: {cell.get('reason') or 'no reason recorded'}")
     acc = detail["accuracy"]
-    cols[1].metric("Accuracy", "—" if acc["accuracy (%)"] is None else f"{acc['accuracy (%)']:.1f} %")
-    cost = acc["accuracy cost (points)"]
-    cols[2].metric("Accuracy cost", "—" if cost is None else f"{cost:+.2f} pts", help=f"95% CI {acc['cost 95% CI']}")
+    cols = st.columns(4)
+    cols[0].metric("Change (defended - baseline)", detail["label"], help=f"{cell.get('metric', '')}")
+    cols[1].metric("Clean accuracy", acc["accuracy"], help=f"95% CI {acc['accuracy 95% CI']}")
+    cols[2].metric("Accuracy change", acc["change vs baseline"], help=f"95% CI {acc['change 95% CI']}")
+    cols[3].metric("Majority rate", acc["majority rate"], help="Accuracy of always predicting the most frequent class")
     st.markdown("**Headline metrics** (mean over seeds, 95% intervals, paired delta against the baseline)")
     st.dataframe(detail["summaries"], hide_index=True, width="stretch")
     st.markdown("**Per-seed values**")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.client import ApiError
-from dashboard.heatmap import accuracy_table, compare_grids, heatmap_figure, matrix_grid
+from dashboard.heatmap import compare_grids, heatmap_figure, matrix_grid, utility_table
 from dashboard.state import require_client, show_api_error
 from dashboard.widgets import load_results, pick_assessment
 
@@ -27,18 +27,19 @@ except ApiError as exc:
 
 for col, results, tag in ((cols[0], a, "A"), (cols[1], b, "B")):
     with col:
+        st.dataframe(utility_table(results), hide_index=True, width="stretch")
         grid = matrix_grid(results)
         if grid.rows:
             st.plotly_chart(heatmap_figure(grid, title=f"{tag}: {results.get('name')}"), key=f"compare.heatmap.{tag}")
         else:
             st.caption(f"{tag} has no defense rows.")
-        st.dataframe(accuracy_table(results), hide_index=True, width="stretch")
 
 st.header("Cell by cell", divider="gray")
 rows = compare_grids(a, b)
 if rows:
     st.caption(
-        "Change in susceptibility of each cell both assessments measured; B - A > 0 means B is more susceptible."
+        "Change (defended - baseline, in the metric's unit) of each cell both assessments measured, and B's change "
+        "minus A's."
     )
     st.dataframe(rows, hide_index=True, width="stretch")
 else:

@@ -11,7 +11,7 @@ from dashboard.history import filter_assessments, history_rows
 from dashboard.progress import ACTIVE_STATUSES
 from dashboard.state import remember_assessment, require_client, show_api_error
 
-STATUSES = ["queued", "running", "finalizing", "succeeded", "failed", "cancelled"]
+STATUSES = ["queued", "running", "finalizing", "succeeded", "partial", "failed", "cancelled"]
 
 client = require_client()
 st.title("History")

@@ -1,11 +1,22 @@
-"""Results page: interaction heatmap with drill-down, baseline table, policy verdicts, report downloads."""
+"""Results page: warnings and utility first, then the interaction heatmap with drill-down, the findings, the
+baseline's risk, policy verdicts and report downloads."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard.client import ApiError
-from dashboard.heatmap import accuracy_table, baseline_table, checks_table, heatmap_figure, matrix_grid, selected_cell
+from dashboard.heatmap import (
+    assessment_warnings,
+    baseline_table,
+    checks_table,
+    findings_table,
+    heatmap_figure,
+    matrix_grid,
+    scale_caption,
+    selected_cell,
+    utility_table,
+)
 from dashboard.state import current_assessment, remember_assessment, require_client, show_api_error
 from dashboard.widgets import load_results, pick_assessment, report_downloads, show_cell_detail
 
@@ -20,14 +31,23 @@ remember_assessment(selected)
 try:
     results = load_results(client, selected)
 except ApiError as exc:
-    show_api_error(exc)
+    try:  # a failed assessment may have no results: say why it failed
+        detail = client.get_assessment(selected)
+    except ApiError:
+        detail = {}
+    if detail.get("status") == "failed":
+        st.error(f"This assessment failed and has no results: {detail.get('error') or 'see its errors.'}")
+        for error in (detail.get("errors") or [])[:20]:
+            st.caption(error)
+    else:
+        show_api_error(exc)
     st.stop()
 
 counts = results.get("counts") or {}
 exit_code = results.get("exit_code")
 verdict = {
     0: "every policy check passed",
-    1: "a policy check failed",
+    1: "a policy check failed or was inconclusive",
     2: "a cell errored",
     3: "a policy check could not run",
 }.get(exit_code, "")
@@ -36,18 +56,24 @@ st.caption(
     f"({counts.get('cells_ok', 0)} ok, {counts.get('cells_not_run', 0)} not run, {counts.get('cells_error', 0)} errors)"
     + (f" · {verdict}" if verdict else "")
 )
+for warning in assessment_warnings(results):
+    (st.error if warning["level"] == "error" else st.warning)(warning["message"])
 report_downloads(client, selected)
+
+st.header("Utility", divider="gray")
+st.caption(
+    "Clean test accuracy of each row's model (mean over seeds, 95% interval), its change against the baseline, "
+    "and the majority-class rate of the test set: a model at the majority rate has learnt nothing, and its risk "
+    "numbers describe a constant function (degenerate rows are greyed out below and never pass a check)."
+)
+st.dataframe(utility_table(results), hide_index=True, width="stretch")
 
 st.header("Interaction matrix", divider="gray")
 grid = matrix_grid(results)
 if not grid.rows:
     st.info("This assessment has no defense rows: only the baseline was measured (see the table below).")
 else:
-    st.caption(
-        "Colour = change in susceptibility against the undefended baseline (red: more susceptible, blue: less; "
-        "▲/▼ significant at 5%, = no significant change). Outlined cells are intended interactions. "
-        "Click a cell for its detail."
-    )
+    st.caption(scale_caption() + " Outlined cells are intended interactions. Click a cell for its detail.")
     event = st.plotly_chart(
         heatmap_figure(grid),
         key="results.heatmap",
@@ -64,11 +90,17 @@ else:
     with st.container(border=True):
         show_cell_detail(results, row, column)
 
+st.header("Findings", divider="gray")
+findings = findings_table(results)
+if findings:
+    st.caption("Significant changes on models that are not degenerate, largest first.")
+    st.dataframe(findings, hide_index=True, width="stretch")
+else:
+    st.caption("No significant change on a non-degenerate model.")
+
 st.header("Baseline", divider="gray")
 st.caption("The undefended model's susceptibility: what every cell's change is measured against.")
 st.dataframe(baseline_table(results), hide_index=True, width="stretch")
-st.markdown("**Clean accuracy per row**")
-st.dataframe(accuracy_table(results), hide_index=True, width="stretch")
 
 st.header("Policy verdicts", divider="gray")
 checks = checks_table(results)

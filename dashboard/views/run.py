@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.client import ApiError
-from dashboard.progress import STATUS_ICONS, cell_grid, current_step, is_active, summarize_progress
+from dashboard.progress import STATUS_ICONS, cell_grid, current_step, finish_message, is_active, summarize_progress
 from dashboard.state import current_assessment, remember_assessment, require_client, show_api_error
 
 POLL_SECONDS = 2.0
@@ -77,7 +77,7 @@ def live_progress() -> None:
     step = current_step(detail)
     if step and is_active(detail):
         st.caption(f"Now: {step}")
-    for error in detail.get("errors") or []:
+    for error in (detail.get("errors") or [])[:50]:
         st.error(error)
     grid = cell_grid(detail)
     if grid:
@@ -105,13 +105,15 @@ def live_progress() -> None:
                 hide_index=True,
                 width="stretch",
             )
-    if status == "succeeded":
-        st.success("Finished. The interaction matrix is ready.")
-        st.page_link("views/results.py", label="Open the results", icon=":material/grid_on:")
-    elif status == "cancelled":
-        st.warning("This assessment was cancelled.")
-    elif status == "failed":
-        st.error("This assessment failed; the errors above say why.")
+    message = finish_message(detail)
+    if message is not None:
+        level, text = message
+        {"success": st.success, "warning": st.warning, "error": st.error}[level](text)
+        for warning in (detail.get("summary") or {}).get("warnings") or []:
+            if isinstance(warning, dict) and warning.get("message"):
+                st.warning(str(warning["message"]))
+        if detail.get("reports"):
+            st.page_link("views/results.py", label="Open the results", icon=":material/grid_on:")
     if is_active(first) and not is_active(detail):
         st.rerun()  # stop polling: redraw the page once without the timer
 

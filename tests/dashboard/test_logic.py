@@ -84,7 +84,7 @@ RESULTS = {
     "matrix": [
         {"row": "dp", "column": "mi (lira)", "intended": True, "susceptibility_change": -0.2, "direction": "x"},
         {"row": "adv", "column": "evasion (pgd)", "intended": True, "susceptibility_change": -0.3},
-        {"row": "adv", "column": "mi (lira)", "intended": False, "susceptibility_change": 0.1},
+        {"row": "adv", "column": "mi (lira)", "intended": False, "susceptibility_change": 0.1, "delta": 0.1},
     ],
 }
 
@@ -94,13 +94,129 @@ def test_matrix_grid_and_comparison() -> None:
     assert grid.rows == ["dp", "adv"]
     assert grid.z == [[-0.2, None], [0.1, -0.3]]
     assert grid.intended == [[True, False], [False, True]]
-    other = {**RESULTS, "matrix": [{**RESULTS["matrix"][2], "susceptibility_change": 0.25}]}
+    other = {**RESULTS, "matrix": [{**RESULTS["matrix"][2], "susceptibility_change": 0.25, "delta": 0.25}]}
     rows = {(r["row"], r["column"]): r for r in compare_grids(RESULTS, other)}
-    assert rows[("adv", "mi (lira)")]["B - A"] == pytest.approx(0.15)
-    assert rows[("dp", "mi (lira)")]["B - A"] is None
+    assert rows[("adv", "mi (lira)")]["A: change"] == "+0.100"  # the AUC's own unit: no "pts", no rescaling
+    assert rows[("adv", "mi (lira)")]["B - A"] == "+0.150"
+    assert rows[("dp", "mi (lira)")]["B - A"] == "" and rows[("dp", "mi (lira)")]["B: change"] == "not measured"
 
 
 def test_selected_cell_reads_plotly_events() -> None:
     event = {"selection": {"points": [{"customdata": ["adv", "evasion (pgd)"], "x": "evasion (pgd)", "y": "adv"}]}}
     assert selected_cell(event) == ("adv", "evasion (pgd)")
     assert selected_cell({"selection": {"points": []}}) is None
+
+
+# -- utility first, degenerate rows, one display convention ---------------------------------------------
+
+#: Per row: robust accuracy (%) and clean accuracy (%) around which the seeds vary.
+_ROBUST = {"baseline": 20.0, "outlier": 20.0, "dp": 8.0, "adv": 60.0}
+_CLEAN = {"baseline": 84.0, "outlier": 83.8, "dp": 82.0, "adv": 76.0}
+_NOISE = [0.0, 0.6, -0.5]
+
+
+def _engine_results(seeds: list[int]) -> dict:
+    """Results JSON from the real engine (plan + aggregate) over cells with chosen metrics: `outlier` changes
+    nothing (noise only), `dp` lowers robust accuracy by 12 points (significant) at epsilon 4, and `adv`
+    predicts one class for every row at the majority rate (degenerate) with a large apparent change."""
+    from amulet.assess import CellResult, aggregate_results, plan_assessment
+
+    spec = {
+        "name": "display",
+        "dataset": {"name": "census"},
+        "defenses": [
+            {"name": "outlier", "defense": "outlier_removal"},
+            {"name": "dp", "defense": "dp_sgd"},
+            {"name": "adv", "defense": "adversarial_training"},
+        ],
+        "risks": [{"risk": "evasion"}],
+        "policy": [{"metric": "evasion.robust_accuracy", "op": ">=", "threshold": 10}],
+        "seeds": seeds,
+    }
+    plan = plan_assessment(spec)
+    cells = []
+    for c in plan.cells:
+        noise = _NOISE[c.seed % 3]
+        metrics = {
+            "robust_accuracy": _ROBUST[c.row] + noise * (3 if c.row == "outlier" else 0.2),
+            "attack_success_rate": 100 - _ROBUST[c.row],
+            "model.test_accuracy": _CLEAN[c.row] + noise * 0.1,
+            "model.majority_rate": 76.0,
+            "model.top_class_share": 100.0 if c.row == "adv" else 70.0,
+            "model.accuracy_p_value": 0.5 if c.row == "adv" else 1e-9,
+        }
+        if c.row == "dp":
+            metrics.update({"model.privacy_epsilon": 4.0, "model.privacy_delta": 1e-5})
+        cells.append(
+            CellResult(
+                key=c.key,
+                row=c.row,
+                risk=c.risk,
+                attack=c.attack,
+                seed=c.seed,
+                status="ok",
+                metrics=metrics,
+                seconds=0.1,
+            )
+        )
+    return aggregate_results(plan, cells).model_dump(mode="json")
+
+
+def test_utility_table_comes_with_interval_change_majority_rate_and_epsilon() -> None:
+    from dashboard.heatmap import utility_table
+
+    table = {r["row"]: r for r in utility_table(_engine_results([0, 1, 2]))}
+    assert list(table) == ["baseline", "outlier", "dp", "adv"]  # the baseline first
+    base, dp, adv = table["baseline"], table["dp"], table["adv"]
+    assert base["clean accuracy"] == "84.00 %" and base["change vs baseline"] == ""
+    assert base["95% CI"].startswith("[") and base["95% CI"].endswith(" %]")
+    assert base["majority rate"] == "76.00 %" and base["status"] == "✅ ok"
+    assert dp["change vs baseline"] == "-2.00 pts"  # defended - baseline, in percentage points
+    assert dp["epsilon"] == "4.00" and dp["delta (DP)"] == "1.0e-05"
+    assert base["epsilon"] == ""
+    assert adv["status"] == "⚠️ degenerate" and "predicts one class for 100.0% of the rows" in adv["reason"]
+    assert adv["top-class share"] == "100.00 %"
+
+
+def test_degenerate_cells_are_grey_non_significant_neutral_and_labels_match_the_reports() -> None:
+    from amulet.assess import MatrixCell, cell_colour, cell_label
+    from amulet.assess._display import GREY, NEUTRAL
+    from dashboard.heatmap import findings_table, heatmap_figure, matrix_grid
+
+    results = _engine_results([0, 1, 2])
+    grid = matrix_grid(results)
+    assert grid.rows == ["outlier", "dp", "adv"]
+    colours = {row: grid.colours[i][0] for i, row in enumerate(grid.rows)}
+    labels = {row: grid.labels[i][0] for i, row in enumerate(grid.rows)}
+    assert colours["adv"] == GREY and labels["adv"] == "degenerate"  # never "+40.00 pts"
+    assert colours["outlier"] == NEUTRAL  # not significant: neutral, whatever its size
+    assert colours["dp"] not in (GREY, NEUTRAL)
+    assert labels["dp"] == "-12.00 pts*"  # the change in the metric's unit, not a susceptibility fraction
+    # the dashboard's text and fill are exactly the reports' (the engine's display functions on the same cell)
+    for cell in results["matrix"]:
+        engine_cell = MatrixCell.model_validate(cell)
+        i = grid.rows.index(cell["row"])
+        assert grid.labels[i][0] == cell_label(engine_cell) and grid.colours[i][0] == cell_colour(engine_cell)
+    # the figure draws each cell in that colour (a step scale: z = index of the colour)
+    heat = heatmap_figure(grid).to_plotly_json()["data"][0]
+    scale = {round(float(stop), 6): colour for stop, colour in heat["colorscale"]}
+    for i, row in enumerate(grid.rows):
+        z = heat["z"][i][0]
+        lower = max(stop for stop in scale if stop <= z / heat["zmax"])
+        assert scale[lower] == colours[row]
+    assert heat["text"] == grid.labels and not heat["showscale"]
+    # findings: the significant, non-degenerate cell only
+    assert [(f["row"], f["change"]) for f in findings_table(results)] == [("dp", "-12.00 pts*")]
+
+
+def test_warnings_at_the_top_few_seeds_and_status() -> None:
+    from dashboard.heatmap import assessment_warnings
+
+    warnings = assessment_warnings(_engine_results([0, 1]))
+    messages = " ".join(w["message"] for w in warnings)
+    assert "seed" in messages and "adv" in messages  # few seeds, and the degenerate row
+    # results that predate the engine's warnings still get the few-seeds warning, and a status banner
+    old = {"seeds": [0], "status": "partial", "counts": {"cells_error": 3}}
+    levels = [(w["level"], w["message"].split(":")[0]) for w in assessment_warnings(old)]
+    assert levels == [("warning", "This assessment is PARTIAL"), ("warning", "Only 1 seed(s)")]
+    assert assessment_warnings({"seeds": [0, 1, 2], "status": "failed"})[0]["level"] == "error"
