@@ -104,6 +104,15 @@ class ModelCache:
         model.load_state_dict(load_file(str(weights)))
         return model.to(device).eval()
 
+    def update_meta(self, key: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """Add ``extra`` to the sidecar of ``key`` (atomically; the weights are untouched); returns the sidecar."""
+        _, sidecar = self.paths(key)
+        meta = {**self.meta(key), **extra}
+        tmp_meta = sidecar.with_name(sidecar.name + f".tmp{os.getpid()}.{threading.get_ident()}")
+        tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str), encoding="utf-8")
+        os.replace(tmp_meta, sidecar)
+        return meta
+
     def save(self, key: str, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
         """Write ``model``'s state dict (safetensors) and ``meta`` (+ the weights' SHA-256); returns the sidecar."""
         from safetensors.torch import save_file

@@ -58,6 +58,17 @@ def _hover(results: AssessmentResults, cell: MatrixCell) -> str:
     return "<br>".join(lines)
 
 
+def _utility_line(results: AssessmentResults, row: str) -> str:
+    """Utility first: the row's clean accuracy and its change vs the baseline (or its degenerate/failed status)."""
+    acc = next((a for a in results.accuracy if a.row == row), None)
+    if acc is None:
+        return ""
+    if acc.status != "ok":
+        return acc.status.upper()
+    change = f" ({format_change(acc.delta.mean, '%')})" if acc.delta is not None and acc.delta.mean is not None else ""
+    return f"acc {format_value(acc.mean, '%')}{change}"
+
+
 def _tick(results: AssessmentResults, label: str) -> str:
     """Two-line column label: the risk's name, then the attack."""
     for col in results.columns:
@@ -116,7 +127,7 @@ def plotly_heatmap_html(results: AssessmentResults, *, div_id: str = "interactio
         go.Heatmap(
             z=z,
             x=[_tick(results, c) for c in columns],
-            y=[r if len(r) <= 40 else r[:39] + "…" for r in rows],
+            y=[(r if len(r) <= 40 else r[:39] + "…") + f"<br>{_utility_line(results, r)}" for r in rows],
             text=text,
             textfont={"size": 12},
             customdata=hover,
@@ -202,7 +213,7 @@ def heatmap_svg(results: AssessmentResults) -> str:
     if not rows:
         return ""
     cw, ch = 128, 54
-    left = min(260, max(110, 7 * max(len(r) for r in rows) + 20))
+    left = min(260, max(150, 7 * max(len(r) for r in rows) + 20))
     col_lines = {c: [line for part in _tick(results, c).split("<br>") for line in _wrap(part, 19)] for c in columns}
     top = 26 + 14 * max(len(v) for v in col_lines.values())
     width = max(600, left + cw * len(columns) + 20)
@@ -218,7 +229,8 @@ def heatmap_svg(results: AssessmentResults) -> str:
     for i, r in enumerate(rows):
         y = top + ch * i
         label = r if len(r) <= 36 else r[:35] + "…"
-        parts.append(_svg_text(left - 8, y + ch / 2 + 4, label, size=11, anchor="end", weight="bold"))
+        parts.append(_svg_text(left - 8, y + ch / 2 - 3, label, size=11, anchor="end", weight="bold"))
+        parts.append(_svg_text(left - 8, y + ch / 2 + 11, _utility_line(results, r), size=9, anchor="end"))
         for j, c in enumerate(columns):
             x = left + cw * j
             cell = cells.get((r, c))

@@ -20,7 +20,15 @@ from typing import Any
 import yaml
 
 from amulet.assess._compliance import CLAUSES, DISCLAIMER
-from amulet.assess._display import cell_colour
+from amulet.assess._display import (
+    SATURATION,
+    cell_colour,
+    cell_label,
+    format_change,
+    format_interval,
+    format_value,
+    text_colour,
+)
 from amulet.assess._heatmap import heatmap_rows, heatmap_svg, plotly_heatmap_html
 from amulet.assess._results import AssessmentResults, results_json_schema
 from amulet.assess._signing import sign_report
@@ -34,8 +42,14 @@ REPORT_FILES = {"html": "report.html", "pdf": "report.pdf", "json": "results.jso
 EXIT_MEANING = {
     0: "every policy check passed",
     1: "a policy check failed or was inconclusive",
-    2: "a cell raised an error",
+    2: "an error: a training or a cell raised one (the assessment is partial or failed)",
     3: "a policy check could not run",
+}
+
+STATUS_MEANING = {
+    "complete": "every training and every cell ran (cells that cannot apply are listed as not run).",
+    "partial": "some trainings or cells raised errors; the numbers below leave them out.",
+    "failed": "the baseline could not be measured (or no cell produced a value): there is nothing to compare.",
 }
 
 
@@ -69,7 +83,12 @@ def _environment():
     )
     env.filters["num"] = _num
     env.filters["signed"] = _signed
+    env.filters["value"] = format_value
+    env.filters["change"] = format_change
     env.globals["interval"] = _interval
+    env.globals["finterval"] = format_interval
+    env.globals["label"] = cell_label
+    env.globals["text_colour"] = text_colour
     env.filters["words"] = lambda s: str(s).replace("_", " ")
     return env
 
@@ -94,6 +113,22 @@ def _context(results: AssessmentResults, *, interactive: bool) -> dict[str, Any]
         for clause in check.clauses:
             clause_use.setdefault(clause, []).append(check.id)
     svg = heatmap_svg(results)
+    matrix_of: dict[str, dict[str, Any]] = {}
+    for cell in results.matrix:
+        matrix_of.setdefault(cell.row, {})[cell.column] = cell
+    baseline_primary = {}
+    for col in results.columns:
+        for m in baseline:
+            if (m.risk, m.attack, m.metric) == (col.risk, col.attack, col.primary_metric):
+                baseline_primary[col.label] = m
+    errors = [c for c in results.cells if c.status == "error"]
+    summary: dict[str, list[str]] = {}
+    for c in errors:
+        summary.setdefault(c.reason, []).append(f"{c.row} x {c.risk}, seed {c.seed}")
+    error_summary = [
+        (reason, "; ".join(where[:4]) + (f"; and {len(where) - 4} more" if len(where) > 4 else ""))
+        for reason, where in sorted(summary.items(), key=lambda kv: -len(kv[1]))
+    ]
     return {
         "r": results,
         "interactive": interactive,
@@ -107,6 +142,14 @@ def _context(results: AssessmentResults, *, interactive: bool) -> dict[str, Any]
         "clause_use": clause_use,
         "disclaimer": DISCLAIMER,
         "exit_meaning": EXIT_MEANING[results.exit_code],
+        "status_meaning": STATUS_MEANING[results.status],
+        "error_cells": errors,
+        "error_summary": error_summary,
+        "matrix_of": matrix_of,
+        "baseline_primary": baseline_primary,
+        "row_status": {a.row: a for a in results.accuracy},
+        "saturation": SATURATION,
+        "any_privacy": any("privacy_epsilon" in a.properties for a in results.accuracy),
         "spec_yaml": yaml.safe_dump(results.spec, sort_keys=False, allow_unicode=True),
         "problem_cells": [c for c in results.cells if c.status != "ok"],
     }
@@ -125,9 +168,9 @@ def render_junit(results: AssessmentResults) -> str:
         suites,
         "testsuite",
         name="amulet.policy",
-        tests=str(len(results.checks)),
+        tests=str(len(results.checks) + 1),
         failures=str(counts["checks_fail"] + counts["checks_inconclusive"]),
-        errors="0",
+        errors=str(int(results.status != "complete")),
         skipped=str(counts["checks_not_run"]),
         timestamp=results.created,
     )
@@ -137,8 +180,21 @@ def render_junit(results: AssessmentResults) -> str:
         ("data_sha256", results.data_sha256 or ""),
         ("seeds", ",".join(map(str, results.seeds))),
         ("exit_code", str(results.exit_code)),
+        ("status", results.status),
+        ("warnings", ",".join(w.code for w in results.warnings)),
     ):
         ET.SubElement(props, "property", name=name, value=value)
+    # The assessment itself is a test case: a partial or failed assessment is an <error>, never a silent pass.
+    status_case = ET.SubElement(suite, "testcase", classname="amulet.assessment", name="status", time="0.000")
+    if results.status != "complete":
+        reasons = sorted({c.reason for c in results.cells if c.status == "error" and c.reason})
+        message = f"assessment {results.status}: " + "; ".join(reasons[:5])
+        error = ET.SubElement(status_case, "error", message=message[:2000], type=results.status)
+        error.text = "\n".join(
+            f"{c.row} x {c.risk} seed {c.seed}: {c.reason}" for c in results.cells if c.status == "error"
+        )
+    status_out = ET.SubElement(status_case, "system-out")
+    status_out.text = f"status={results.status}; " + "; ".join(f"{w.code}: {w.message}" for w in results.warnings)
     seconds = {(c.row, c.risk, c.attack): 0.0 for c in results.cells}
     for c in results.cells:
         seconds[(c.row, c.risk, c.attack)] += c.seconds

@@ -799,8 +799,18 @@ def _utility_fields(row: str, figures: dict[str, dict[int, float]], cells: list[
     }
     own = [c for c in cells if c.row == row]
     if bad:
+        # Seeds with the same reason are named together (a constant model says so once, not once per seed).
+        grouped: dict[str, list[int]] = {}
+        for seed in bad:
+            grouped.setdefault(per_seed[seed], []).append(seed)
         out["status"] = "degenerate"
-        out["reason"] = "degenerate model (" + "; ".join(f"seed {seed}: {per_seed[seed]}" for seed in bad) + ")"
+        out["reason"] = (
+            "degenerate model ("
+            + "; ".join(
+                f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}: {why}" for why, s in grouped.items()
+            )
+            + ")"
+        )
     elif not seeds and any(c.status == "error" for c in own):
         out["status"] = "failed"
         out["reason"] = "no model of this row could be measured: " + _distinct_reasons(own, "error")
@@ -923,10 +933,10 @@ def _model_text(plan: AssessmentPlan) -> str:
     return text + "; the baseline and every defended model are trained with the spec's training config and seed."
 
 
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4g}{unit}"
+def _fmt(value: float | None, unit: str, change: bool = False) -> str:
+    from amulet.assess._display import format_change, format_value
+
+    return format_change(value, unit) if change else format_value(value, unit)
 
 
 def _evaluate_policy(
@@ -994,17 +1004,19 @@ def _evaluate_policy(
                 if low is None or high is None:  # one seed: the interval is the value itself
                     low = high = value
                 status = _verdict(check.op, check.threshold, low, high)
-                interval = f"[{_fmt(low, m.unit)}, {_fmt(high, m.unit)}]"
+                d = bool(check.delta)
+                interval = f"[{_fmt(low, m.unit, d)}, {_fmt(high, m.unit, d)}]"
+                threshold = f"{check.op} {_fmt(check.threshold, m.unit, d)}"
                 if status == "inconclusive":
                     message = (
-                        f"{what} = {_fmt(value, m.unit)}, 95% CI {interval} straddles the threshold "
-                        f"{check.op} {check.threshold:g}{m.unit} over {n} seeds; add seeds to decide."
+                        f"{what} = {_fmt(value, m.unit, d)}, 95% CI {interval} straddles the threshold "
+                        f"{threshold} over {n} seeds; add seeds to decide."
                     )
                 else:
                     word = "satisfies" if status == "pass" else "violates"
                     message = (
-                        f"{what} = {_fmt(value, m.unit)}, 95% CI {interval} over {n} seed{'s' if n > 1 else ''} "
-                        f"{word} {check.op} {check.threshold:g}{m.unit}."
+                        f"{what} = {_fmt(value, m.unit, d)}, 95% CI {interval} over {n} seed{'s' if n > 1 else ''} "
+                        f"{word} {threshold}."
                     )
                 out.append(
                     CheckResult(**common, status=status, value=value, ci_low=low, ci_high=high, n=n, message=message)

@@ -24,7 +24,15 @@ from amulet.assess._cache import _count as _count_training
 from amulet.assess._cell_cache import CellCache
 from amulet.assess._data import architecture_spec, load_bundle, make_model_factory, split_for_seed, tensor_sha256
 from amulet.assess._plan import AssessmentPlan, plan_assessment
-from amulet.assess._results import ACCURACY_KEY, AssessmentResults, CellResult, aggregate_results
+from amulet.assess._results import (
+    ACCURACY_KEY,
+    MAJORITY_KEY,
+    P_VALUE_KEY,
+    TOP_CLASS_KEY,
+    AssessmentResults,
+    CellResult,
+    aggregate_results,
+)
 from amulet.assess._spec import AssessmentSpec, load_spec
 from amulet.exceptions import NotApplicableError
 from amulet.progress import Progress, resolve_progress
@@ -54,10 +62,31 @@ def _import_weights(arch: dict[str, Any], weights: str, factory: Any) -> torch.n
     return load_model(arch, weights)
 
 
-def _evaluate(model: torch.nn.Module, data: Any, device: torch.device) -> float:
-    from amulet.utils._evaluation import get_accuracy
+#: The utility figures a training records (record / model-cache sidecar key -> cell metric key).
+UTILITY_FIELDS = {
+    "test_accuracy": ACCURACY_KEY,
+    "majority_rate": MAJORITY_KEY,
+    "top_class_share": TOP_CLASS_KEY,
+    "accuracy_p_value": P_VALUE_KEY,
+}
 
-    return float(get_accuracy(model, data.loader(1024), device))
+
+def _evaluate(model: torch.nn.Module, data: Any, device: torch.device) -> dict[str, Any]:
+    """The model's utility on the test rows (:func:`amulet.utils.check_utility`), as record fields."""
+    from amulet.utils._evaluation import predict_logits
+    from amulet.utils._utility import check_utility
+
+    utility = check_utility(data.y, predict_logits(model, data.x, device=device).argmax(1))
+    if utility.degenerate:
+        logger.warning("the model is degenerate on the %d test rows: %s", utility.n, utility.reason)
+    return {
+        "test_accuracy": utility.accuracy,
+        "majority_rate": utility.majority_rate,
+        "top_class_share": utility.top_class_share,
+        "accuracy_p_value": utility.p_value,
+        "degenerate": utility.degenerate,
+        "degenerate_reason": utility.reason,
+    }
 
 
 def run_training(
@@ -79,8 +108,10 @@ def run_training(
 
     Returns:
         A JSON-able record: ``key``, ``row``, ``seed``, ``status`` (``"trained"``, ``"reused"`` or
-        ``"imported"``), ``cache_key``, ``model_sha256``, ``data_sha256``, ``test_accuracy`` (%),
-        ``seconds``, ``device``.
+        ``"imported"``), ``cache_key``, ``model_sha256``, ``data_sha256``, the utility check on the test
+        rows (``test_accuracy``, ``majority_rate``, ``top_class_share`` in %, ``accuracy_p_value``,
+        ``degenerate``, ``degenerate_reason``; a reused model whose sidecar predates them is evaluated
+        again and its sidecar completed), ``model_attributes``, ``seconds``, ``device``.
 
     Raises:
         KeyError: unknown training key. Errors of data loading or training propagate.
@@ -108,13 +139,17 @@ def run_training(
     }
     if cache.has(cache_key):
         meta = cache.meta(cache_key)
+        if any(meta.get(name) is None for name in UTILITY_FIELDS):
+            # A model cached before the utility check existed: measure it now, once.
+            model = cache.load(cache_key, recipe.architecture(factory), device)
+            meta = cache.update_meta(cache_key, _evaluate(model, bundle.test, device))
         _count_training("reused")
         logger.info("training %s: reused %s", training_key, cache_key[:12])
         return {
             **record,
             "status": "reused",
             "model_sha256": meta["weights_sha256"],
-            "test_accuracy": meta.get("test_accuracy"),
+            **{name: meta.get(name) for name in (*UTILITY_FIELDS, "degenerate", "degenerate_reason")},
             "model_attributes": meta.get("model_attributes", {}),
             "seconds": round(time.perf_counter() - start, 3),
         }
@@ -125,7 +160,8 @@ def run_training(
         model = recipe.train(factory, member, seed=training.seed, device=device, progress=progress)
         status = "trained"
         _check_structure(model, recipe.architecture(factory), recipe.name)
-    accuracy = _evaluate(model, bundle.test, device)
+    utility = _evaluate(model, bundle.test, device)
+    accuracy = utility["test_accuracy"]
     attributes = _model_attributes(model)
     seconds = round(time.perf_counter() - start, 3)
     meta = cache.save(
@@ -137,7 +173,7 @@ def run_training(
             "row": training.row,
             "seed": training.seed,
             "data_sha256": bundle.sha256,
-            "test_accuracy": accuracy,
+            **utility,
             "train_seconds": seconds,
             "status": status,
             "member_rows": len(member),
@@ -150,7 +186,7 @@ def run_training(
         **record,
         "status": status,
         "model_sha256": meta["weights_sha256"],
-        "test_accuracy": accuracy,
+        **utility,
         "model_attributes": attributes,
         "seconds": seconds,
     }
@@ -233,9 +269,12 @@ def run_cell(
     start = time.perf_counter()
     model_sha = data_sha = None
     cell_cache, cache_key = CellCache(cache_dir), None
+    # The model's own figures: recorded in every cell of a trained model, whatever the attack does.
+    model_metrics: dict[str, float] = {}
     try:
         training = run_training(plan, cell.training_key, cache_dir=cache_dir, device=device, progress=progress)
         model_sha, data_sha = training["model_sha256"], training["data_sha256"]
+        model_metrics = _model_metrics(training)
         bundle = load_bundle(plan.spec.dataset)
         arch = architecture_spec(plan.spec.model, bundle)
         attack = registry.get_attack(cell.attack)
@@ -245,6 +284,9 @@ def run_cell(
             if hit is not None:
                 return hit.model_copy(
                     update={
+                        # The model's figures come from its training record (a cell cached before a
+                        # figure existed still reports it).
+                        "metrics": {**hit.metrics, **model_metrics},
                         "cached": True,
                         "computed_seconds": hit.seconds,
                         "seconds": round(time.perf_counter() - start, 3),
@@ -278,18 +320,13 @@ def run_cell(
             raw = attack.run(ctx, params)
         finally:
             progress.finish(f"cell/{cell.key}")
-        metrics = _check_metrics(raw, cell.risk, cell.attack)
-        metrics[ACCURACY_KEY] = (
-            float(training["test_accuracy"]) if training.get("test_accuracy") is not None else math.nan
-        )
-        for name, value in (training.get("model_attributes") or {}).items():
-            metrics[f"model.{name}"] = float(value)
+        metrics = {**_check_metrics(raw, cell.risk, cell.attack), **model_metrics}
         status, reason = "ok", ""
     except NotApplicableError as exc:
-        status, reason, metrics = "not_run", str(exc) or type(exc).__name__, {}
+        status, reason, metrics = "not_run", str(exc) or type(exc).__name__, dict(model_metrics)
         logger.info("cell %s not run: %s", cell.key, reason)
     except Exception as exc:
-        status, reason, metrics = "error", f"{type(exc).__name__}: {exc}", {}
+        status, reason, metrics = "error", f"{type(exc).__name__}: {exc}", dict(model_metrics)
         logger.warning("cell %s failed: %s\n%s", cell.key, reason, traceback.format_exc())
     result = CellResult(
         key=cell.key,
@@ -307,6 +344,17 @@ def run_cell(
     if cache_key is not None:
         cell_cache.put(cache_key, result)  # only "ok" results are stored
     return result
+
+
+def _model_metrics(training: dict[str, Any]) -> dict[str, float]:
+    """``model.*`` metrics of a training record: its utility figures and the attributes its defense left."""
+    out = {}
+    for name, key in UTILITY_FIELDS.items():
+        value = training.get(name)
+        out[key] = float(value) if value is not None else math.nan
+    for name, value in (training.get("model_attributes") or {}).items():
+        out[f"model.{name}"] = float(value)
+    return out
 
 
 def _cell_cache_key(

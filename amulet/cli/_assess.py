@@ -1,7 +1,8 @@
 """``amulet assess``, ``amulet spec-schema`` and ``amulet verify-report``.
 
-Exit codes of ``amulet assess``: 0 every policy check passed; 1 a check failed (or was inconclusive);
-2 error (invalid spec, bad data, a cell that raised); 3 a check could not run.
+Exit codes of ``amulet assess``: 0 every policy check passed; 1 a check failed (or was inconclusive, e.g. on
+a degenerate model); 2 error (invalid spec, bad data, a training or cell that raised: the assessment is
+partial or failed); 3 a check could not run.
 """
 
 from __future__ import annotations
@@ -19,39 +20,81 @@ logger = logging.getLogger(__name__)
 
 
 def _summary(results, paths) -> None:
+    """Status and warnings first, then utility (clean accuracy) before any risk column, then the verdicts."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    from amulet.assess import cell_label, format_change, format_interval, format_value
+
     console = Console(stderr=True)
-    table = Table(title=f"{results.name}: defense x risk (change in the primary metric; * significant)")
-    table.add_column("row")
+    style = {"complete": "green", "partial": "yellow", "failed": "bold red"}[results.status]
+    console.print(f"[{style}]assessment {results.status.upper()}[/{style}]: {escape(results.name)}")
+    for warning in results.warnings:
+        where = f" ({escape(warning.row)})" if warning.row else ""
+        console.print(f"[yellow]WARNING[/yellow] {warning.code}{where}: {escape(warning.message)}")
+    table = Table(
+        title=f"{escape(results.name)}: utility, then defense x risk (change defended - baseline; * significant)"
+    )
+    for name in ("row", "utility", "clean accuracy [95% CI]", "vs baseline", "majority", "eps / delta"):
+        table.add_column(name)
     for col in results.columns:
-        table.add_column(col.label)
+        table.add_column(escape(col.label))
     cells = {(m.row, m.column): m for m in results.matrix}
-    for row in results.rows:
-        if not row.stack:
-            continue
-        values = []
+    for acc in results.accuracy:
+        props = acc.properties
+        privacy = (
+            f"{props['privacy_epsilon']:.3g} / {props.get('privacy_delta', float('nan')):.2g}"
+            if "privacy_epsilon" in props
+            else "-"
+        )
+        utility = "ok" if acc.status == "ok" else f"[bold]{acc.status.upper()}[/bold]"
+        row_values = [
+            escape(acc.row),
+            utility,
+            f"{format_value(acc.mean, '%')} {format_interval(acc.ci_low, acc.ci_high, '%')}",
+            format_change(acc.delta.mean, "%") if acc.delta is not None else "-",
+            format_value(acc.majority_rate, "%"),
+            privacy,
+        ]
         for col in results.columns:
-            m = cells.get((row.name, col.label))
-            if m is None or m.delta is None:
-                values.append(m.status if m else "-")
+            if acc.row == "baseline":
+                m = next(
+                    (
+                        x
+                        for x in results.metrics
+                        if (x.row, x.risk, x.attack, x.metric) == ("baseline", col.risk, col.attack, col.primary_metric)
+                    ),
+                    None,
+                )
+                row_values.append(format_value(m.mean, m.unit) if m else "-")
                 continue
-            star = "*" if m.direction in ("more_susceptible", "less_susceptible") else ""
-            colour = {"more_susceptible": "red", "less_susceptible": "blue"}.get(m.direction, "")
-            text = f"{m.delta:+.3g}{star}{' (intended)' if m.intended else ''}"
-            values.append(f"[{colour}]{text}[/{colour}]" if colour else text)
-        table.add_row(row.name, *values)
+            cell = cells.get((acc.row, col.label))
+            if cell is None:
+                row_values.append("-")
+                continue
+            text = cell_label(cell) + (" (intended)" if cell.intended else "")
+            colour = {"more_susceptible": "red", "less_susceptible": "blue"}.get(cell.direction, "")
+            if cell.status != "ok":
+                row_values.append(f"[dim]{escape(text)}[/dim]")
+            elif cell.significant and colour:
+                row_values.append(f"[{colour}]{escape(text)}[/{colour}]")
+            else:
+                row_values.append(escape(text))
+        table.add_row(*row_values, style="dim" if acc.status != "ok" else None)
     console.print(table)
     for check in results.checks:
-        style = {"pass": "green", "fail": "red", "inconclusive": "yellow", "not_run": "dim"}[check.status]
-        console.print(f"[{style}]{check.status.upper():>12}[/{style}] {check.row}: {check.message}")
+        colour = {"pass": "green", "fail": "red", "inconclusive": "yellow", "not_run": "dim"}[check.status]
+        console.print(f"[{colour}]{check.status.upper():>12}[/{colour}] {escape(check.row)}: {escape(check.message)}")
     for cell in results.cells:
         if cell.status == "error":
-            console.print(f"[red]ERROR[/red] {cell.row} x {cell.risk} (seed {cell.seed}): {cell.reason}")
+            console.print(
+                f"[red]ERROR[/red] {escape(cell.row)} x {escape(cell.risk)} (seed {cell.seed}): {escape(cell.reason)}"
+            )
     c = results.counts
     console.print(
-        f"cells: {c['cells_ok']} ok, {c['cells_not_run']} not run, {c['cells_error']} error; "
+        f"status {results.status}; cells: {c['cells_ok']} ok, {c['cells_not_run']} not run, {c['cells_error']} error; "
+        f"degenerate rows: {c['rows_degenerate']}; findings: {c['findings']}; "
         f"checks: {c['checks_pass']} pass, {c['checks_fail']} fail, {c['checks_inconclusive']} inconclusive, "
         f"{c['checks_not_run']} not run; exit code {results.exit_code}"
     )

@@ -60,8 +60,10 @@ def get_accuracy(
         utility = check_utility(torch.cat(truths), torch.cat(preds))
         if utility.degenerate:
             logger.warning(
-                "get_accuracy: the %s model is degenerate on these %d rows: %s. Metrics measured on it describe "
-                "a (near-)constant model; check its training (epochs, learning rate, noise).",
+                "get_accuracy: the %s model is degenerate on these %d rows: %s. On clean test rows this means "
+                "risk metrics measured on it describe a (near-)constant model: check its training (epochs, "
+                "learning rate, noise). On adversarial or triggered rows it may be the attack working "
+                "(pass warn_degenerate=False there).",
                 type(model).__name__,
                 total,
                 utility.reason,

@@ -27,7 +27,8 @@ TINY: dict[str, Any] = {
     "name": "tiny census",
     "dataset": {"name": "census", "training_size": 1000, "test_size": 500},
     "model": {"architecture": "linearnet", "config": {"hidden_layer_sizes": [32, 16]}},
-    "training": {"epochs": 3, "batch_size": 128, "lr": 0.01},
+    # Enough training that every seed's model is clearly above the majority rate (not degenerate).
+    "training": {"epochs": 5, "batch_size": 64, "lr": 0.01},
     "seeds": [0, 1],
 }
 
@@ -93,6 +94,20 @@ def _shrink_stage(params: ShrinkParams) -> PostStage:
     return PostStage("t_shrink", params.model_dump(), apply=apply)
 
 
+def _constant_stage(params: _NoParams) -> PostStage:
+    """A real, deliberately broken defense: the last layer is zeroed and biased, so every prediction is class 0."""
+
+    def apply(model, data, *, config, seed, device, progress):
+        last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+            last.bias[0] = 5.0
+        return model
+
+    return PostStage("t_constant", {}, apply=apply)
+
+
 _TM = ThreatModel(knowledge="black-box: losses", data="member and test rows", budget="one query per row")
 
 TEST_ATTACKS = [
@@ -104,6 +119,7 @@ TEST_ATTACKS = [
 ]  # fmt: skip
 TEST_DEFENSES = [
     DefenseInfo("t_shrink", "T1", "Shrink logits (test)", ("membership_inference",), None, ShrinkParams, _shrink_stage),
+    DefenseInfo("t_constant", "T2", "Constant model (test)", ("evasion",), None, _NoParams, _constant_stage),
 ]
 
 
@@ -139,13 +155,19 @@ def assess_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("assess-cache")
 
 
-#: The shared real run: real modules (PGD, adversarial training, subgroup metrics) plus test-only cells that
-#: are not applicable, fail, and measure nothing, with checks that pass, fail, straddle and cannot run.
+#: The shared real run (3 seeds): real modules (PGD, adversarial training that keeps utility and makes the
+#: model significantly more robust, subgroup metrics), a deliberately degenerate (constant) row, and test-only
+#: cells that are not applicable, fail, and measure nothing, with checks that pass, fail, cannot run, and are
+#: inconclusive because their row's model is degenerate.
 SHARED_SPEC = tiny_spec(
     name="shared tiny run",
-    defenses=[{"defense": "adversarial_training", "params": {"epsilon": 0.2, "iterations": 3}}],
+    seeds=[0, 1, 2],
+    defenses=[
+        {"defense": "adversarial_training", "params": {"epsilon": 0.01, "iterations": 3}},
+        {"defense": "t_constant"},
+    ],
     risks=[
-        {"risk": "evasion", "attack": "pgd", "params": {"iterations": 5, "max_samples": 300, "epsilon": 0.2}},
+        {"risk": "evasion", "attack": "pgd", "params": {"iterations": 5, "max_samples": 300, "epsilon": 0.05}},
         {"risk": "discriminatory_behavior", "attack": "subgroup_metrics"},
         {"risk": "data_reconstruction", "attack": "t_image_only"},
         {"risk": "poisoning", "attack": "t_broken"},
@@ -154,6 +176,7 @@ SHARED_SPEC = tiny_spec(
         {"metric": "evasion.robust_accuracy", "op": ">=", "threshold": 1, "row": "baseline", "id": "robust-pass"},
         {"metric": "evasion.robust_accuracy", "op": "<=", "threshold": 1, "row": "baseline", "id": "robust-fail"},
         {"metric": "data_reconstruction.mse", "op": ">=", "threshold": 0.1, "id": "recon-not-run"},
+        {"metric": "evasion.robust_accuracy", "op": ">=", "threshold": 0, "row": "t_constant", "id": "constant"},
     ],
 )
 

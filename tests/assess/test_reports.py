@@ -87,7 +87,8 @@ def test_html_and_pdf_carry_every_section(shared_run: dict[str, Any]):
     html = shared_run["paths"]["html"].read_text()
     results = shared_run["results"]
     for text in (
-        "Interaction matrix", "Policy verdicts", "Accuracy cost of each defense", "Baseline (undefended model)",
+        "Interaction matrix", "Policy verdicts", "Utility first: clean accuracy of each row", "Findings",
+        "Baseline (undefended model)", "Assessment status: PARTIAL", "DEGENERATE", "majority rate",
         "Results per risk", "Scope and threat model", "Regulatory crosswalk", "Reproducibility",
         "EU AI Act", "Art. 15", "GDPR", "Art. 35", "NIST AI RMF", "MEASURE 2.7", "ISO/IEC 42001",
         "not legal advice", "white-box: weights and gradients of the target", "adversary",
@@ -105,20 +106,29 @@ def test_json_matches_its_versioned_schema(shared_run: dict[str, Any]):
     jsonschema.validate(data, results_json_schema())
 
 
-def test_junit_has_one_testcase_per_check(shared_run: dict[str, Any]):
+def test_junit_has_one_testcase_per_check_and_one_for_the_status(shared_run: dict[str, Any]):
     results = shared_run["results"]
     root = ET.fromstring(shared_run["paths"]["junit"].read_text())
     cases = root.findall("./testsuite/testcase")
-    assert len(cases) == len(results.checks) == 1 + 1 + 2
-    by_status = {c.status: c for c in results.checks}
-    assert set(by_status) == {"pass", "fail", "not_run"}
+    # robust-pass, robust-fail, recon-not-run x 3 rows, constant; plus the assessment's status.
+    assert len(cases) == len(results.checks) + 1 == 1 + 1 + 3 + 1 + 1
+    assert {c.status for c in results.checks} == {"pass", "fail", "not_run", "inconclusive"}
     suite = root.find("testsuite")
-    assert suite.get("failures") == "1" and suite.get("skipped") == "2" and suite.get("tests") == "4"
+    assert suite.get("failures") == "3" and suite.get("skipped") == "2" and suite.get("tests") == "7"
     failed = [c for c in cases if c.find("failure") is not None]
-    assert len(failed) == 1 and "robust_accuracy" in failed[0].get("name")
-    assert "violates" in failed[0].find("failure").get("message")
+    assert len(failed) == 3
+    (violated,) = [c for c in failed if c.find("failure").get("type") == "fail"]
+    assert "robust_accuracy" in violated.get("name") and "violates" in violated.find("failure").get("message")
+    # The checks on the degenerate (constant) row are inconclusive failures, never passes.
+    degenerate = [c for c in failed if c.get("classname") == "amulet.policy.t_constant"]
+    assert len(degenerate) == 2 and all(c.find("failure").get("type") == "inconclusive" for c in degenerate)
+    assert all("degenerate" in c.find("failure").get("message") for c in degenerate)
     assert len([c for c in cases if c.find("skipped") is not None]) == 2
-    assert results.exit_code == 1
+    # The errored cells make the assessment partial: an <error> test case, not a silent pass.
+    (status,) = [c for c in cases if c.get("classname") == "amulet.assessment"]
+    assert status.find("error").get("type") == "partial" and "boom" in status.find("error").get("message")
+    assert suite.get("errors") == "1"
+    assert results.status == "partial" and results.exit_code == 1
 
 
 def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
