@@ -87,6 +87,20 @@ def test_catalog_is_json_serialisable_and_lists_everything():
     assert len(catalog["defenses"]) == len(registry.defenses())
     for attack in catalog["attacks"]:
         assert attack["params_schema"]["type"] == "object"
+    # Every % metric is bounded to [0, 100] (reports keep its intervals there), listed with its range.
+    for risk in catalog["risks"]:
+        for metric in risk["headline_metrics"]:
+            if metric["unit"] == "%":
+                assert metric["bounds"] == [0.0, 100.0], (risk["key"], metric["key"])
+
+
+def test_headline_metric_bounds_are_validated_and_default_from_the_unit():
+    assert HeadlineMetric("auc", "AUC", True, bounds=(0, 1)).value_range == (0.0, 1.0)
+    assert HeadlineMetric("acc", "Accuracy", False, unit="%").value_range == (0.0, 100.0)
+    assert HeadlineMetric("mse", "MSE", False).value_range is None
+    for bad in ((1.0, 0.0), (0.0, float("inf")), (0.5, 0.5)):
+        with pytest.raises(ValueError, match="bounds must be two finite numbers"):
+            HeadlineMetric("x", "x", True, bounds=bad)
 
 
 def test_duplicate_registration_is_refused_unless_forced():
