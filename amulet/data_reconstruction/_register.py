@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from amulet.data_reconstruction._layout import TabularLayout
 from amulet.data_reconstruction.attacks import FredriksonCCS2015
 from amulet.data_reconstruction.metrics import evaluate_similarity
 from amulet.exceptions import NotApplicableError
@@ -30,20 +31,26 @@ RISK = register_risk(
         name="Data reconstruction",
         category="privacy",
         description="Reconstructing representative training inputs (model inversion).",
+        # The primary (first) metric has one meaning per modality, the same for every row of an assessment
+        # (an assessment has one dataset): how much of each class's typical input the reconstruction recovers.
         headline_metrics=(
+            HeadlineMetric(
+                key="similarity",
+                name="Reconstruction similarity",
+                higher_is_riskier=True,
+                unit="",
+                description="Images: mean SSIM between each class's reconstruction and its class mean, in [-1, 1]. "
+                "Tables: share of categorical columns whose most likely category in the reconstruction is the "
+                "class's most frequent one, in [0, 1]. Higher = more susceptible.",
+                bounds=(-1.0, 1.0),
+            ),
             HeadlineMetric(
                 key="mse",
                 name="Reconstruction MSE",
                 higher_is_riskier=False,
                 unit="",
-                description="Mean squared error between reconstructions and class means (lower = more susceptible).",
-            ),
-            HeadlineMetric(
-                key="ssim",
-                name="Reconstruction SSIM",
-                higher_is_riskier=True,
-                unit="",
-                description="Structural similarity to class means (images only).",
+                description="Mean squared error between each class's reconstruction and its class mean over every "
+                "input element, on the data's encoded scale (lower = closer reconstructions).",
             ),
         ),
     )
@@ -75,10 +82,21 @@ class FredriksonCCS2015Params(BaseModel):
 def run_fredrikson_ccs_2015(ctx: CellContext, params: FredriksonCCS2015Params) -> dict[str, float]:
     """Layer-2 adapter: invert the target for every class, compare with the class means of its training rows.
 
-    Iterates are clipped to ``ctx.clip_range`` or, when the dataset declares none (tabular data), to the range
-    of the training inputs. Returns ``mse`` (mean over classes) and ``ssim``. SSIM is only defined for image
-    inputs: for tabular data ``ssim`` is ``float("nan")``, which the assessment engine treats as "not measured"
-    for this cell.
+    Iterates are clipped to ``ctx.clip_range`` or, when the dataset declares none, to the range of the
+    training inputs. On tables the one-hot block of every categorical column is also projected onto the
+    probability simplex after each step, using the column layout the dataset records (its fitted encoding;
+    :meth:`TabularLayout.from_dataset`). A table without a recorded encoding has all its columns treated as
+    numeric (a warning is logged) and ``similarity`` is then not measured (NaN): there is no category to
+    recover.
+
+    Returns (all on the data's encoded scale):
+        ``similarity`` (headline, higher = more susceptible): images: mean SSIM over classes, in [-1, 1];
+        tables: mean category recovery accuracy over classes, in [0, 1] (see :func:`evaluate_similarity`).
+        ``mse`` (headline, lower = closer reconstructions): mean over classes of the MSE over every input element.
+        Tables also get ``numeric_mse`` (MSE over the numeric columns; with min-max scaled data each squared
+        error is at most 1) and ``category_accuracy_prior`` (the recovery accuracy of guessing every column's
+        overall most frequent category: ``similarity`` above it is class information, not just population
+        statistics).
     """
     if ctx.dataset.modality not in ("image", "tabular"):
         raise NotApplicableError(f"Model inversion needs image or tabular inputs; got {ctx.dataset.modality!r}.")
@@ -87,6 +105,9 @@ def run_fredrikson_ccs_2015(ctx: CellContext, params: FredriksonCCS2015Params) -
     low, high = float(ctx.member.x.min()), float(ctx.member.x.max())
     clip_range = ctx.clip_range or ((low, high) if high > low else None)
     n_classes = int(ctx.dataset.num_classes)
+    layout = None
+    if ctx.dataset.modality == "tabular" and len(input_shape) == 1:
+        layout = TabularLayout.from_dataset(ctx.dataset, n_features=int(input_shape[0]))
     attack = FredriksonCCS2015(
         ctx.target,
         input_shape,
@@ -97,11 +118,21 @@ def run_fredrikson_ccs_2015(ctx: CellContext, params: FredriksonCCS2015Params) -
         params.gamma,
         params.lamda,
         clip_range=clip_range,
+        layout=layout if layout is not None and layout.categorical else None,
         progress=ctx.progress,
     )
     reconstructions = attack.attack()
-    result = evaluate_similarity(ctx.member.loader(1024), reconstructions, input_shape, n_classes, ctx.device)
-    return {"mse": result["mean_mse"], "ssim": result["mean_ssim"]}
+    result = evaluate_similarity(
+        ctx.member.loader(1024), reconstructions, input_shape, n_classes, ctx.device, layout=layout
+    )
+    if result["modality"] == "image":
+        return {"similarity": result["mean_ssim"], "mse": result["mean_mse"]}
+    out = {"similarity": result.get("mean_category_accuracy", float("nan")), "mse": result["mean_mse"]}
+    if "mean_numeric_mse" in result:
+        out["numeric_mse"] = result["mean_numeric_mse"]
+    if "category_accuracy_prior" in result:
+        out["category_accuracy_prior"] = result["category_accuracy_prior"]
+    return out
 
 
 register_attack(
@@ -128,9 +159,10 @@ register_attack(
 register_metric(
     MetricInfo(
         key="evaluate_similarity",
-        name="Reconstruction similarity (MSE, SSIM)",
+        name="Reconstruction similarity (MSE; SSIM on images; category recovery on tables)",
         risk="data_reconstruction",
         func=evaluate_similarity,
-        summary="Per-class MSE and SSIM (images only) between reconstructions and class means.",
+        summary="Per-class MSE on every modality, SSIM on images, numeric-column MSE and one-hot category "
+        "recovery accuracy on tables, between reconstructions and class means.",
     )
 )

@@ -61,7 +61,9 @@ def test_census_inversion_runs_mse_only(census_model) -> None:
         assert [int(model(r[None]).argmax()) for r in recs] == [0, 1]
     res = evaluate_similarity(data.loader(7), recs, (n_features,), 2, "cpu")
     assert math.isfinite(res["mean_mse"]) and all(math.isfinite(v) for v in res["class_mse"].values())
-    assert math.isnan(res["mean_ssim"]) and all(math.isnan(v) for v in res["class_ssim"].values())
+    # no layout given: every column numeric, no SSIM (not defined for tables)
+    assert res["modality"] == "tabular" and "mean_ssim" not in res
+    assert res["mean_numeric_mse"] == pytest.approx(res["mean_mse"]) and "mean_category_accuracy" not in res
 
 
 def _cell(model, data: TensorData, dataset, shape, clip) -> CellContext:
@@ -87,7 +89,8 @@ def test_adapter_image_and_tabular(fmnist_mlp, fmnist_train, fmnist_small, censu
     assert info.risk == "data_reconstruction" and info.cls is FredriksonCCS2015
     params = info.params(alpha=30)
     image = info.run(_cell(fmnist_mlp, fmnist_train, fmnist_small, (1, 28, 28), (0.0, 1.0)), params)
-    assert math.isfinite(image["mse"]) and math.isfinite(image["ssim"])
+    assert set(image) == {"similarity", "mse"} and all(math.isfinite(v) for v in image.values())
+    assert -1 <= image["similarity"] <= 1
     model, data = census_model
     tabular = info.run(_cell(model, data, census, (data.x.shape[1],), None), params)
-    assert math.isfinite(tabular["mse"]) and math.isnan(tabular["ssim"])
+    assert all(math.isfinite(v) for v in tabular.values()) and 0 <= tabular["similarity"] <= 1

@@ -133,8 +133,8 @@ def test_similarity_tabular_mse_only_and_empty_class() -> None:
     recs = [torch.tensor([1.0, 2.0, 3.0]), torch.zeros(3)]
     res = evaluate_similarity(DataLoader(TensorDataset(x, y), batch_size=1), recs, (3,), 2, "cpu")
     assert res["class_mse"][0] == 0.0 and math.isnan(res["class_mse"][1])
-    assert res["mean_mse"] == 0.0
-    assert math.isnan(res["mean_ssim"]) and all(math.isnan(v) for v in res["class_ssim"].values())
+    assert res["mean_mse"] == 0.0 and res["mean_numeric_mse"] == 0.0
+    assert "mean_ssim" not in res and "all treated as numeric" in res["layout"]
 
 
 def test_similarity_shape_mismatch_named() -> None:

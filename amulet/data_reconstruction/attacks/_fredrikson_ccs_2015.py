@@ -16,6 +16,7 @@ and Basic Countermeasures", CCS 2015, Algorithm 1.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 
 import torch
@@ -25,6 +26,7 @@ from amulet._validation import InstanceOf, Interval, Options, validate_params
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
 from amulet.progress import Progress, resolve_progress
 
+from .._layout import TabularLayout
 from ._base import DataReconstructionAttack
 
 __all__ = ["FredriksonCCS2015"]
@@ -48,6 +50,11 @@ class FredriksonCCS2015(DataReconstructionAttack):
         output_type: ``"logits"`` (apply a softmax), ``"probabilities"`` (use as is) or ``"auto"`` (probabilities
             when the output at the start is non-negative and sums to 1), keyword-only.
         clip_range: Optional ``(min, max)`` to clip every iterate to (e.g. ``(0, 1)`` for images), keyword-only.
+        layout: Optional :class:`~amulet.data_reconstruction.TabularLayout` of 1-D tabular inputs, keyword-only.
+            When given, every iterate's one-hot blocks are projected onto the probability simplex (after the
+            clip), so each block stays a distribution over its categories, the continuous counterpart of the
+            valid one-hot inputs; without it a large step drives every category of a block to the clip
+            bound and the block no longer names one category.
         progress: Progress reporter (task ``"inversion"``, one unit per class), keyword-only.
 
     Attributes:
@@ -75,6 +82,7 @@ class FredriksonCCS2015(DataReconstructionAttack):
         "lamda": [Interval(float, 0, None, closed="neither")],
         "output_type": [Options({"auto", "logits", "probabilities"})],
         "clip_range": [InstanceOf(tuple, "a (min, max) tuple"), None],
+        "layout": [InstanceOf(TabularLayout), None],
     }
 
     def __init__(
@@ -90,6 +98,7 @@ class FredriksonCCS2015(DataReconstructionAttack):
         *,
         output_type: str = "auto",
         clip_range: tuple[float, float] | None = None,
+        layout: TabularLayout | None = None,
         progress: Progress | None = None,
     ):
         super().__init__(target_model, input_size, output_size, device)
@@ -99,6 +108,7 @@ class FredriksonCCS2015(DataReconstructionAttack):
         self.lamda = lamda
         self.output_type = output_type
         self.clip_range = clip_range
+        self.layout = layout
         self.progress = progress
 
     def _batched_shape(self, device: torch.device) -> tuple[int, ...]:
@@ -153,6 +163,8 @@ class FredriksonCCS2015(DataReconstructionAttack):
                 x_next = x - self.lamda * grad
                 if self.clip_range is not None:
                     x_next = x_next.clamp(float(self.clip_range[0]), float(self.clip_range[1]))
+                if self.layout is not None:
+                    x_next = self.layout.project(x_next)
             x = x_next.requires_grad_(True)
             cost = 1.0 - self._probabilities(self.target_model(x))[0, label]
             value = float(cost.item())
@@ -185,6 +197,16 @@ class FredriksonCCS2015(DataReconstructionAttack):
                     owner=type(self).__name__,
                     expected="a (min, max) tuple with min < max",
                     value=self.clip_range,
+                )
+            )
+        n_elements = self.input_size if isinstance(self.input_size, int) else math.prod(self.input_size)
+        if self.layout is not None and self.layout.n_features != n_elements:
+            raise InvalidParameterError(
+                PARAM_MESSAGE.format(
+                    name="layout",
+                    owner=type(self).__name__,
+                    expected=f"the layout of the {n_elements} input features",
+                    value=f"a layout of {self.layout.n_features} columns",
                 )
             )
         progress = resolve_progress(self.progress)
