@@ -106,3 +106,56 @@ def submit_and_wait(api: Service, spec: dict, *, timeout: float = 240) -> dict:
             return detail
         time.sleep(1.0)
     pytest.fail(f"assessment {assessment_id} did not finish within {timeout} s")
+
+
+def finish_with_an_errored_cell(api: Service, name: str) -> str:
+    """An assessment of the API's database that ends `partial`, run by the worker's own jobs in this process.
+
+    A tiny census assessment (baseline + outlier removal, one evasion column, one seed) is planned as
+    ``POST /assessments`` plans it, without queueing it; its trainings and its baseline cell run for real;
+    the defended cell is recorded as hitting the task time limit (what ``worker.tasks.run_cell`` records on
+    ``SoftTimeLimitExceeded``); the finalizer aggregates and renders the reports. Returns its id.
+    """
+    from sqlalchemy import select
+
+    from amulet.settings import Settings
+    from backend import crud
+    from backend.core.db import get_sessionmaker
+    from backend.models import Project
+    from backend.planning import plan_submission
+    from worker import jobs
+
+    settings = Settings(home=api.home, device="cpu", admin_token=api.token, database_url="", broker_url="")
+    spec = {
+        "name": name,
+        "dataset": {"name": "census", "training_size": 400, "test_size": 200},
+        "training": {"epochs": 1, "batch_size": 128},
+        "defenses": [{"name": "outlier", "defense": "outlier_removal", "params": {}}],
+        "risks": [{"risk": "evasion", "attack": "pgd", "params": {"iterations": 3, "max_samples": 64}}],
+        "seeds": [0],
+    }
+    with get_sessionmaker(settings)() as session:
+        project = session.scalars(select(Project).order_by(Project.created_at)).first()
+        assert project is not None
+        planned = plan_submission(session, project_id=project.id, spec=spec, name=None)
+        row = crud.create_assessment(
+            session,
+            project_id=project.id,
+            name=planned.name,
+            spec=spec,
+            resolved_spec=planned.resolved_spec,
+            training_keys=planned.training_keys,
+            cells=planned.cells,
+        )
+        session.commit()
+        assessment_id = row.id
+    trainings, _cells = jobs.start(settings, assessment_id) or ([], [])
+    for key in trainings:
+        jobs.run_one_training(settings, assessment_id, key)
+    for cell in planned.cells:
+        if cell["row"] == "baseline":
+            jobs.run_one_cell(settings, assessment_id, cell["key"])
+        else:
+            jobs.record_cell_error(settings, assessment_id, cell["key"], "time limit exceeded (AMULET_TASK_TIME_LIMIT)")
+    assert jobs.finalize(settings, assessment_id)
+    return assessment_id

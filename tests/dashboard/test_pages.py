@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from dashboard_testing import QUICK_SPEC, REPO, Service, free_port
+from dashboard_testing import QUICK_SPEC, REPO, Service, finish_with_an_errored_cell, free_port
 from streamlit.testing.v1 import AppTest
 
 from dashboard.state import CURRENT_KEY, TOKEN_KEY, URL_KEY
@@ -229,6 +229,19 @@ def test_spec_rejected_by_the_api_is_explained(api: Service) -> None:
     assert "no-such-row" in texts(at.error)
 
 
+def test_launch_preflight_names_the_model_problem_and_queues_nothing(api: Service) -> None:
+    """A model config out of bounds is refused by the API's pre-flight; the message appears under Model."""
+    before = httpx.get(f"{api.url}/assessments", headers=headers(api), timeout=60).json()["count"]
+    at = open_page(app(api), "new_assessment")
+    _fill_quick_assessment(at)
+    at.text_input(key="new.model_config").input('{"hidden_layer_sizes": [64, 1000000]}').run()
+    at.button(key="new.launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = texts(at.error)
+    assert "model.config.hidden_layer_sizes" in errors and "at most 65536" in errors
+    assert httpx.get(f"{api.url}/assessments", headers=headers(api), timeout=60).json()["count"] == before
+
+
 # -- run, history ---------------------------------------------------------------------------------------
 
 
@@ -264,6 +277,42 @@ def test_history_filters(api: Service) -> None:
     assert "No assessment matches" in texts(at.info)
 
 
+def test_partial_assessment_is_shown_with_its_errors_on_history_run_and_results(api: Service) -> None:
+    """An assessment with an errored cell is `partial` (never "succeeded, the matrix is ready") on every page."""
+    assessment_id = finish_with_an_errored_cell(api, "history partial")
+    detail = httpx.get(f"{api.url}/assessments/{assessment_id}", headers=headers(api), timeout=60).json()
+    assert detail["status"] == "partial", detail["errors"]
+    # History: the status and the error, and the status filter knows `partial`
+    at = open_page(app(api), "history")
+    at.multiselect(key="history.status").set_value(["partial"]).run()
+    table = at.dataframe[0].value
+    assert table["name"].tolist() == ["history partial"]
+    assert table["status"].tolist() == ["⚠️ partial"]
+    assert table["error"].tolist()[0].startswith("partial: 1 of 2 cells errored")
+    # Run: a warning that names the error, the errored cell, and no success message
+    at = app(api)
+    at.session_state[CURRENT_KEY] = assessment_id
+    open_page(at, "run")
+    assert "Finished with errors (partial)" in texts(at.warning)
+    assert "time limit exceeded" in texts(at.error)
+    assert "The interaction matrix is ready" not in texts(at.success)
+    # Results: the partial banner at the top, the utility table before the matrix, the errored cell grey
+    at = app(api)
+    at.session_state[CURRENT_KEY] = assessment_id
+    open_page(at, "results")
+    assert at.selectbox(key="results.selected").value == assessment_id
+    assert "This assessment is PARTIAL" in texts(at.warning)
+    heads = [str(h.value) for h in at.header]
+    assert heads.index("Utility") < heads.index("Interaction matrix")
+    assert at.dataframe[0].value["row"].tolist() == ["baseline", "outlier"]
+    import json
+
+    from amulet.assess._display import GREY
+
+    heat = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert heat["text"] == [["error"]] and {c for _, c in heat["colorscale"]} == {GREY}
+
+
 # -- results, compare (need the worker) -----------------------------------------------------------------
 
 
@@ -280,7 +329,7 @@ def test_results_page_heatmap_and_drill_down(api: Service, finished: list[dict])
 
     figure = json.loads(chart[0].proto.spec)
     heat = figure["data"][0]
-    assert heat["type"] == "heatmap" and heat["zmid"] == 0
+    assert heat["type"] == "heatmap" and not heat["showscale"]  # each cell in the engine's cell_colour
     assert heat["y"] == ["adversarial_training"]
     assert heat["x"] == ["evasion (pgd)", "discriminatory_behavior (subgroup_metrics)"]
     # Intended cell (adversarial training targets evasion) is outlined.
@@ -288,11 +337,12 @@ def test_results_page_heatmap_and_drill_down(api: Service, finished: list[dict])
     # Drill-down of the intended cell: per-seed values for both seeds, the threat model, the accuracy cost.
     at.selectbox(key="results.column").set_value("evasion (pgd)").run()
     assert "adversarial_training x evasion (pgd)" in texts(at.subheader)
-    per_seed = at.dataframe[1].value
+    per_seed = at.dataframe[2].value  # after the utility table and the drill-down's headline metrics
     assert sorted(set(per_seed["seed"])) == [0, 1]
     assert "Threat model" in texts(at.markdown)
     labels = [m.label for m in at.metric]
-    assert "Accuracy cost" in labels
+    assert {"Clean accuracy", "Accuracy change", "Majority rate"} <= set(labels)
+    assert "Only 2 seed(s)" in texts(at.warning) or "seeds" in texts(at.warning)
     # Baseline and policy verdict tables.
     assert "Policy verdicts" in texts(at.header)
     verdicts = at.dataframe[-1].value["verdict"].tolist()

@@ -73,7 +73,7 @@ def _wait_status(stack: Stack, assessment_id: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         detail = _detail(stack, assessment_id)
-        if detail["status"] in ("succeeded", "failed", "cancelled"):
+        if detail["status"] in ("succeeded", "partial", "failed", "cancelled"):
             return detail
         time.sleep(0.5)
     raise AssertionError(f"assessment {assessment_id} did not finish in {timeout} s\n{stack.logs()}")
@@ -169,3 +169,29 @@ def test_submit_uploads_local_files(embedded_stack: Stack, tmp_path: Path) -> No
     assert "id" in detail["spec"]["dataset"] and "path" not in detail["spec"]["dataset"]
     datasets = httpx.get(f"{embedded_stack.url}/datasets", headers=HEADERS).json()
     assert datasets["data"][0]["name"] == "people.csv"
+
+
+def test_submit_preflight_refuses_a_model_that_does_not_fit_the_data(embedded_stack: Stack, tmp_path: Path) -> None:
+    """`amulet submit` of a model with one input too few for the CSV's encoded features: the server's
+    pre-flight answers 422 naming both numbers, nothing is queued, and submit exits 2 (no worker needed)."""
+    from service_testing import csv_bytes, model_files
+
+    from amulet.datasets import load_tabular_file
+
+    embedded_stack.start_api()
+    (tmp_path / "people.csv").write_bytes(csv_bytes())
+    n = load_tabular_file(tmp_path / "people.csv", label="income").num_features
+    spec_bytes, weights_bytes = model_files(tmp_path, n_features=n - 1)
+    (tmp_path / "model.json").write_bytes(spec_bytes)
+    (tmp_path / "model.safetensors").write_bytes(weights_bytes)
+    spec = tmp_path / "mismatch.yaml"
+    spec.write_text(
+        "dataset: {path: people.csv, label: income}\nmodel: {weights: model.safetensors}\n"
+        "risks: [{risk: evasion}]\nseeds: [0]\n"
+    )
+    done = embedded_stack.submit(spec)
+    assert done.returncode == 2, done.stderr
+    assert "(422)" in done.stderr and f"expects {n - 1} input features" in done.stderr
+    assert f"'people.csv' has {n} after encoding" in done.stderr
+    listed = httpx.get(f"{embedded_stack.url}/assessments", headers=HEADERS, timeout=10).json()
+    assert listed["count"] == 0
