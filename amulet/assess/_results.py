@@ -387,7 +387,11 @@ def _upgrade_1_0(data: dict[str, Any]) -> dict[str, Any]:
         for m in col.get("headline_metrics") or []:
             units[(col.get("risk", ""), col.get("attack", ""), m.get("key", ""))] = str(m.get("unit", ""))
     data["matrix"] = [
-        {**cell, "unit": cell.get("unit") or units.get((cell.get("risk"), cell.get("attack"), cell.get("metric")), "")}
+        {
+            **cell,
+            "unit": cell.get("unit")
+            or units.get((str(cell.get("risk")), str(cell.get("attack")), str(cell.get("metric"))), ""),
+        }
         if isinstance(cell, dict)
         else cell
         for cell in data.get("matrix") or []
@@ -722,7 +726,7 @@ def aggregate_results(
     checks = _evaluate_policy(plan, lookup, cells, columns)
     checks = [_distrust(check, row_state[check.row], base_state) for check in checks]
     warnings = _warnings(plan, cells, accuracy_rows)
-    status = _assessment_status(cells, base_state, accuracy_rows)
+    assessment_status = _assessment_status(cells, base_state, accuracy_rows)
 
     model_hashes: dict[str, str] = {}
     training_of = {(t.row, t.seed): t.key for t in plan.trainings}
@@ -765,7 +769,7 @@ def aggregate_results(
         accuracy=accuracy_rows,
         matrix=matrix,
         checks=checks,
-        status=status,
+        status=assessment_status,
         warnings=warnings,
         findings=findings,
         threat_model={"data_split": _data_split_text(plan), "model": _model_text(plan)},
@@ -820,10 +824,13 @@ def _utility_fields(row: str, figures: dict[str, dict[int, float]], cells: list[
     return out
 
 
-def _cell_status(own: list[CellResult], row: AccuracySummary, baseline: AccuracySummary) -> tuple[str, str]:
+CellStatus = Literal["ok", "degenerate", "error", "not_run"]
+
+
+def _cell_status(own: list[CellResult], row: AccuracySummary, baseline: AccuracySummary) -> tuple[CellStatus, str]:
     """(status, reason) of a matrix cell from its cells, its row's utility and the baseline's."""
     if not any(c.status == "ok" for c in own):
-        status = "error" if any(c.status == "error" for c in own) else "not_run"
+        status: CellStatus = "error" if any(c.status == "error" for c in own) else "not_run"
         return status, _distinct_reasons(own, status) or "no result was recorded"
     if row.status == "degenerate":
         return "degenerate", f"the model of row {row.row!r} is a {row.reason}"
