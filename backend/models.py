@@ -196,6 +196,11 @@ class Assessment(Base):
 
     __table_args__ = (Index("ix_assessments_project_created", "project_id", "created_at"),)
 
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """The results' assessment-level warnings (few seeds, degenerate baseline, ...), kept in the summary."""
+        return [w for w in (self.summary or {}).get("warnings") or [] if isinstance(w, dict)]
+
 
 class Training(Base):
     """One model training the plan needs (baseline or a defended recipe, per seed)."""

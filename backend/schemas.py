@@ -163,6 +163,10 @@ class AssessmentPublic(_Orm):
     n_cells: int
     exit_code: int | None
     error: str | None
+    warnings: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="What a reader must know before trusting the results: {code, message, row} (results' warnings).",
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -51,7 +51,7 @@ def filter_assessments(
 
 
 def history_rows(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One table row per assessment: status, name, dates, size, duration, exit code, id."""
+    """One table row per assessment: status, name, dates, size, duration, exit code, error, warnings, id."""
     return [
         {
             "status": f"{STATUS_ICONS.get(str(a.get('status')), '')} {a.get('status')}",
@@ -62,6 +62,7 @@ def history_rows(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "duration": format_duration(elapsed_seconds(a)) if a.get("finished_at") else "",
             "exit code": a.get("exit_code"),
             "error": (a.get("error") or "")[:120],
+            "warnings": "; ".join(str(w.get("message", "")) for w in a.get("warnings") or [])[:160],
             "id": a.get("id"),
         }
         for a in items

@@ -289,6 +289,7 @@ def test_partial_assessment_is_shown_with_its_errors_on_history_run_and_results(
     assert table["name"].tolist() == ["history partial"]
     assert table["status"].tolist() == ["⚠️ partial"]
     assert table["error"].tolist()[0].startswith("partial: 1 of 2 cells errored")
+    assert "seed" in table["warnings"].tolist()[0]  # the results' few-seeds warning
     # Run: a warning that names the error, the errored cell, and no success message
     at = app(api)
     at.session_state[CURRENT_KEY] = assessment_id

@@ -152,6 +152,8 @@ def test_an_errored_cell_ends_partial_not_succeeded(worker_settings, planned_ass
         listed = client.get("/assessments", params={"status": "partial"}, headers=headers).json()
         assert [a["id"] for a in listed["data"]] == [assessment_id]
         assert listed["data"][0]["error"] == detail["error"]
+        # the results' warnings travel with the listing (one seed is too few to read an interval)
+        assert "few_seeds" in {w["code"] for w in listed["data"][0]["warnings"]}
         # the measured cell is still reported
         results = client.get(f"/assessments/{assessment_id}/results", headers=headers)
         assert results.status_code == 200
