@@ -195,3 +195,16 @@ def test_submit_preflight_refuses_a_model_that_does_not_fit_the_data(embedded_st
     assert f"'people.csv' has {n} after encoding" in done.stderr
     listed = httpx.get(f"{embedded_stack.url}/assessments", headers=HEADERS, timeout=10).json()
     assert listed["count"] == 0
+
+
+def test_submit_exit_codes_of_finished_statuses() -> None:
+    """`amulet submit --wait` never exits 0 for an assessment in which something errored."""
+    from amulet.cli._service import submit_exit_code
+
+    def code(status: str, exit_code: int | None) -> int:
+        return submit_exit_code({"status": status, "exit_code": exit_code})
+
+    assert [code("succeeded", c) for c in (0, 1, 3)] == [0, 1, 3]
+    assert [code("partial", c) for c in (0, 1, 2, 3)] == [2, 1, 2, 2]  # a failed check still says 1
+    assert [code("failed", c) for c in (0, 2, None)] == [2, 2, 2]
+    assert code("cancelled", 2) == 2 and code("succeeded", None) == 2
