@@ -189,7 +189,7 @@ def test_submit_preflight_refuses_a_model_that_does_not_fit_the_data(embedded_st
         "dataset: {path: people.csv, label: income}\nmodel: {weights: model.safetensors}\n"
         "risks: [{risk: evasion}]\nseeds: [0]\n"
     )
-    done = embedded_stack.submit(spec)
+    done = embedded_stack.submit(spec, "--timeout", "60")  # without pre-flight it would be queued and wait
     assert done.returncode == 2, done.stderr
     assert "(422)" in done.stderr and f"expects {n - 1} input features" in done.stderr
     assert f"'people.csv' has {n} after encoding" in done.stderr
