@@ -39,6 +39,7 @@ RISK = register_risk(
                 name="Balanced attack accuracy",
                 higher_is_riskier=True,
                 unit="",
+                bounds=(0.0, 1.0),
                 description="Worst case over sensitive attributes of the attack's balanced accuracy.",
             ),
             HeadlineMetric(
@@ -46,6 +47,7 @@ RISK = register_risk(
                 name="Attack AUC",
                 higher_is_riskier=True,
                 unit="",
+                bounds=(0.0, 1.0),
                 description="Worst case over sensitive attributes of the attack's AUC.",
             ),
         ),

@@ -41,6 +41,7 @@ RISK = register_risk(
                 name="Demographic parity difference",
                 higher_is_riskier=True,
                 unit="",
+                bounds=(0.0, 1.0),
                 description="Worst case over sensitive attributes of |P(yhat=1|a=1) - P(yhat=1|a=0)|.",
             ),
             HeadlineMetric(
@@ -48,6 +49,7 @@ RISK = register_risk(
                 name="Equalized odds",
                 higher_is_riskier=True,
                 unit="",
+                bounds=(0.0, 2.0),  # the sum of two parity gaps, each in [0, 1]
                 description="Worst case of TPR parity + FPR parity.",
             ),
             HeadlineMetric(

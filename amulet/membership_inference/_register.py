@@ -43,6 +43,7 @@ RISK = register_risk(
                 name="AUC",
                 higher_is_riskier=True,
                 unit="",
+                bounds=(0.0, 1.0),
                 description="Area under the ROC curve of the membership scores.",
             ),
             HeadlineMetric(
@@ -50,6 +51,7 @@ RISK = register_risk(
                 name="TPR at 1% FPR",
                 higher_is_riskier=True,
                 unit="",
+                bounds=(0.0, 1.0),
                 description="True-positive rate at a 1% false-positive rate.",
             ),
             HeadlineMetric(
@@ -57,6 +59,7 @@ RISK = register_risk(
                 name="Balanced accuracy",
                 higher_is_riskier=True,
                 unit="",
+                bounds=(0.0, 1.0),
                 description="Best balanced accuracy over thresholds.",
             ),
         ),

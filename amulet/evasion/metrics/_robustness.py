@@ -22,7 +22,7 @@ def robust_accuracy(model: nn.Module, adversarial_loader: DataLoader, device: st
     Returns:
         Robust accuracy in percent (0-100); 0 for an empty loader.
     """
-    return get_accuracy(model, adversarial_loader, device)
+    return get_accuracy(model, adversarial_loader, device, warn_degenerate=False)
 
 
 @torch.no_grad()

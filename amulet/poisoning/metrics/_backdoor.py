@@ -23,4 +23,4 @@ def backdoor_success_rate(model: nn.Module, triggered_loader: DataLoader, device
     Returns:
         Attack success rate in percent (0-100); 0 for an empty loader.
     """
-    return get_accuracy(model, triggered_loader, device)
+    return get_accuracy(model, triggered_loader, device, warn_degenerate=False)

@@ -44,8 +44,8 @@ def generate_trigger_set(
         num_classes: Labels are drawn from 0..num_classes-1 (valid for any model with that many outputs).
         n_samples: Number of trigger inputs (default 100).
         seed: The owner's secret seed.
-        value_range: (low, high) of the input values (default (0, 1): images in [0, 1]; for one-hot plus
-            standard-scaled tabular features it lies inside the data's range too).
+        value_range: (low, high) of the input values (default (0, 1): built-in images and tabular features,
+            one-hot blocks and min-max scaled numeric columns, all lie in [0, 1]).
 
     Returns:
         ``TensorData`` with x of shape (n_samples, *shape) (float32) and y of shape (n_samples,).
@@ -337,5 +337,5 @@ class WatermarkNN(WatermarkDefense):
         """Whether ``model``'s accuracy on the trigger set exceeds ``threshold`` (a fraction, default 0.9)."""
         validate_params(self)
         loader = getattr(self, "wm_loader", None) or self.get_wm_loader()
-        self.watermark_accuracy_ = get_accuracy(model, loader, self.device)
+        self.watermark_accuracy_ = get_accuracy(model, loader, self.device, warn_degenerate=False)
         return self.watermark_accuracy_ > 100.0 * threshold
