@@ -189,11 +189,13 @@ class AdversarialTrainingParams(BaseModel):
         default=None, ge=0, le=100, description="PGD step size; None: 2.5 * epsilon / iterations (Madry et al.)."
     )
     mix_clean: float = Field(default=0.0, ge=0, le=1, description="Fraction of every batch left clean.")
+    # Every built-in dataset and every uploaded table lies in [0, 1], so the training examples stay valid
+    # inputs by default; data outside the range gets a ValueError that names it (set the bounds, or None).
     clip_min: float | None = Field(
-        default=None, description="Lowest valid input value (0 for images in [0, 1]); None: unbounded."
+        default=0.0, description="Lowest valid input value (built-in data lies in [0, 1]); None: unbounded."
     )
     clip_max: float | None = Field(
-        default=None, description="Highest valid input value (1 for images in [0, 1]); None: unbounded."
+        default=1.0, description="Highest valid input value (built-in data lies in [0, 1]); None: unbounded."
     )
 
 
