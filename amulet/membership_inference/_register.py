@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from amulet.membership_inference.attacks import LiRA
 from amulet.membership_inference.defenses import DPSGD
@@ -196,19 +196,66 @@ register_attack(
 
 
 class DPSGDParams(BaseModel):
-    """Parameters of the ``dp_sgd`` defense (a training-loop stage)."""
+    """Parameters of the ``dp_sgd`` defense (a training-loop stage).
+
+    DP-SGD trains with its own ``epochs``, ``batch_size``, ``lr`` and ``optimizer``: they replace the spec's
+    training config for this stage only (weight decay and momentum still come from the spec), in the target
+    and in every model trained with the row's recipe (LiRA shadows, poisoning retraining, distribution-
+    inference populations). ``null`` keeps the spec's value. The spec's config is tuned for non-private
+    training; with DP noise it can end at the majority class (on census, 5 epochs of Adam at lr 0.005 did),
+    so the defaults here are ones that keep utility: on census (1,500 training rows) about 83 % clean
+    accuracy at epsilon 4.8 (RDP, delta 1e-5).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     noise_multiplier: float = Field(
-        default=1.0, ge=0, le=1000, description="Noise multiplier sigma: noise std relative to max_grad_norm."
+        default=1.0,
+        ge=0,
+        le=1000,
+        description="Noise multiplier sigma: noise std relative to max_grad_norm (ignored with target_epsilon).",
     )
     max_grad_norm: float = Field(default=1.0, gt=0, le=1e6, description="Per-sample gradient clipping norm C.")
     delta: float = Field(default=1e-5, gt=0, lt=1, description="Target delta of the reported epsilon.")
+    target_epsilon: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="If set, the noise multiplier is chosen (Opacus' accountant utilities) so that each trained "
+        "model spends at most this epsilon at delta; noise_multiplier must then be left unset.",
+    )
     accountant: Literal["rdp", "prv", "gdp"] = Field(default="rdp", description="Opacus privacy accountant.")
     max_physical_batch_size: int | None = Field(
         default=None, ge=1, le=1_000_000, description="Largest physical batch (memory); None: no splitting."
     )
+    epochs: int | None = Field(
+        default=10, ge=1, le=10_000, description="DP-SGD training epochs (null: the spec's training.epochs)."
+    )
+    batch_size: int | None = Field(
+        default=64,
+        ge=1,
+        le=1_000_000,
+        description="Expected (Poisson) batch size of DP-SGD (null: the spec's training.batch_size).",
+    )
+    lr: float | None = Field(
+        default=0.01, gt=0, le=10, description="DP-SGD learning rate (null: the spec's training.lr)."
+    )
+    optimizer: Literal["adam", "sgd"] | None = Field(
+        default="adam", description="DP-SGD optimizer (null: the spec's training.optimizer)."
+    )
+
+    @model_validator(mode="after")
+    def _one_noise_source(self) -> DPSGDParams:
+        if self.target_epsilon is not None and "noise_multiplier" in self.model_fields_set:
+            raise ValueError(
+                "give either 'noise_multiplier' or 'target_epsilon' for dp_sgd, not both: target_epsilon picks "
+                "the noise multiplier"
+            )
+        return self
+
+    def training_overrides(self) -> dict[str, Any]:
+        """The stage's own training parameters (None: keep the spec's)."""
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "optimizer": self.optimizer}
 
 
 def make_dp_sgd_stage(params: DPSGDParams) -> LoopStage:
@@ -225,6 +272,8 @@ def make_dp_sgd_stage(params: DPSGDParams) -> LoopStage:
             delta=params.delta,
             accountant=params.accountant,
             max_physical_batch_size=params.max_physical_batch_size,
+            target_epsilon=params.target_epsilon,
+            training=params.training_overrides(),
         ),
         # Populations (LiRA shadows, distribution-inference models) of a DP-SGD row train as one ensemble;
         # physical batch splitting exists to bound memory, so those recipes keep training one by one.
@@ -235,6 +284,8 @@ def make_dp_sgd_stage(params: DPSGDParams) -> LoopStage:
             max_grad_norm=params.max_grad_norm,
             delta=params.delta,
             accountant=params.accountant,
+            target_epsilon=params.target_epsilon,
+            training=params.training_overrides(),
         ),
         # The loop swaps BatchNorm for GroupNorm; the trained weights load back into this structure.
         adapt_model=make_dp_compatible,
@@ -251,8 +302,11 @@ register_defense(
         params=DPSGDParams,
         make_stage=make_dp_sgd_stage,
         summary="Per-sample gradient clipping and Gaussian noise on Poisson-sampled batches (Opacus); BatchNorm "
-        "is replaced by GroupNorm. The trained model carries the spent epsilon as `privacy_epsilon_` (and "
-        "`privacy_delta_`). Batch transforms of stacked defenses (adversarial training) are applied.",
+        "is replaced by GroupNorm. Trains with its own epochs, batch size, learning rate and optimizer "
+        "(defaults that keep utility; they override the spec's training config for this stage only); "
+        "`target_epsilon` picks the noise multiplier. The trained model carries the spent epsilon as "
+        "`privacy_epsilon_` (and `privacy_delta_`, `privacy_noise_multiplier_`). Batch transforms of stacked "
+        "defenses (adversarial training) are applied.",
         reference="M. Abadi et al. Deep Learning with Differential Privacy. CCS 2016.",
     )
 )

@@ -10,7 +10,13 @@ What is done differently from upstream Amulet 0.6.0:
   state dict reloads into the architecture (``ModuleValidator.fix(architecture)`` when modules were
   replaced), and attacks that need input gradients (PGD, model inversion, dataset inference) run on it;
 * the spent epsilon is exposed as :attr:`DPSGD.epsilon_` and, on the returned model, as the attribute
-  ``privacy_epsilon_`` (with ``privacy_delta_``); the interaction engine reads it from the model.
+  ``privacy_epsilon_`` (with ``privacy_delta_`` and ``privacy_noise_multiplier_``); the interaction engine
+  reads it from the model;
+* an optional ``target_epsilon`` picks the noise multiplier through Opacus' accountant utilities
+  (``get_noise_multiplier``) for the sampling rate and number of steps the training will take;
+* the recipe stage trains with its own epochs, batch size, learning rate and optimizer (DP-SGD needs more
+  noisy steps and a larger step size than the non-private training a spec configures), see
+  :func:`dp_stage_config`.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import copy
 import functools
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,19 +34,34 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from amulet._validation import InstanceOf, Interval, Options, validate_params
-from amulet.exceptions import NotRunError
+from amulet.exceptions import InvalidParameterError, NotRunError
 from amulet.membership_inference.defenses._base import MembershipInferenceDefense
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import derive_seed, make_generator
-from amulet.utils._training import BatchTransform
+from amulet.utils._training import BatchTransform, TrainConfig
 
-__all__ = ["DPSGD", "DPTrainingResult", "dp_train", "make_dp_compatible", "spent_epsilon"]
+__all__ = [
+    "DPSGD",
+    "DPTrainingResult",
+    "dp_stage_config",
+    "dp_train",
+    "make_dp_compatible",
+    "noise_for_epsilon",
+    "poisson_schedule",
+    "spent_epsilon",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Attribute names under which a DP-trained model carries its privacy guarantee.
 EPSILON_ATTRIBUTE = "privacy_epsilon_"
 DELTA_ATTRIBUTE = "privacy_delta_"
+NOISE_ATTRIBUTE = "privacy_noise_multiplier_"
+#: Largest noise multiplier a target epsilon may pick (DPSGDParams.noise_multiplier has the same bound).
+MAX_NOISE_MULTIPLIER = 1000.0
+
+#: Fields of :class:`~amulet.utils.TrainConfig` the DP-SGD stage sets for itself (see :func:`dp_stage_config`).
+STAGE_TRAINING_FIELDS = ("epochs", "batch_size", "lr", "optimizer")
 
 
 @dataclass
@@ -56,6 +78,7 @@ class DPTrainingResult:
         replaced_modules: ``"name: OldType -> NewType"`` for each module ``ModuleValidator.fix`` replaced.
         accountant: The accountant's name (``"rdp"``, ``"prv"`` or ``"gdp"``).
         batch_sizes: Size of every logical batch drawn (shows the Poisson sampling).
+        noise_multiplier: The noise multiplier trained with (the one ``target_epsilon`` picked, if given).
     """
 
     model: nn.Module
@@ -66,6 +89,7 @@ class DPTrainingResult:
     replaced_modules: list[str] = field(default_factory=list)
     accountant: str = "rdp"
     batch_sizes: list[int] = field(default_factory=list)
+    noise_multiplier: float = 0.0
 
 
 def _replaced(before: nn.Module, after: nn.Module) -> list[str]:
@@ -117,16 +141,99 @@ def spent_epsilon(accountant: str, history: tuple[tuple[float, float, int], ...]
     return float(engine_accountant.get_epsilon(delta))
 
 
+def poisson_schedule(num_rows: int, batch_size: int) -> tuple[float, int]:
+    """Opacus' Poisson sampling rate and steps per epoch for ``num_rows`` rows and an expected batch size.
+
+    ``DPDataLoader.from_data_loader`` samples with rate ``1 / len(loader)`` (``len(loader) = ceil(n / B)``)
+    and takes ``int(1 / rate)`` steps per epoch.
+    """
+    rate = 1.0 / -(-num_rows // max(1, min(batch_size, num_rows)))
+    return rate, int(1 / rate)
+
+
+@functools.lru_cache(maxsize=256)
+def noise_for_epsilon(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
+    """The smallest noise multiplier (to Opacus' search tolerance) whose epsilon after ``steps`` is <= the target.
+
+    Opacus' ``get_noise_multiplier`` (a bisection over the accountant), computed once per process for a
+    given schedule, since every model of a population asks the same question.
+
+    Raises:
+        InvalidParameterError: the target cannot be reached with this schedule (budget too low).
+    """
+    from opacus.accountants.utils import get_noise_multiplier
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha", category=UserWarning)
+        # Opacus searches up to sigma 1e6, and the accountant slows down as sigma grows (minutes for an
+        # unreachable target); noise beyond MAX_NOISE_MULTIPLIER leaves no utility, so check that bound first.
+        floor = spent_epsilon(accountant, ((MAX_NOISE_MULTIPLIER, sample_rate, steps),), delta)
+    if floor > target_epsilon:
+        raise InvalidParameterError(
+            f"target_epsilon={target_epsilon} cannot be reached at delta={delta} with {steps} steps at sampling "
+            f"rate {sample_rate:.4g}: even noise multiplier {MAX_NOISE_MULTIPLIER:g} spends epsilon {floor:.3g} "
+            f"({accountant} accountant); raise 'target_epsilon' or 'delta'."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha", category=UserWarning)
+            return float(
+                get_noise_multiplier(
+                    target_epsilon=target_epsilon,
+                    target_delta=delta,
+                    sample_rate=sample_rate,
+                    steps=steps,
+                    accountant=accountant,
+                )
+            )
+    except ValueError as err:
+        raise InvalidParameterError(
+            f"target_epsilon={target_epsilon} cannot be reached at delta={delta} with {steps} steps at sampling "
+            f"rate {sample_rate:.4g} ({err}); raise 'target_epsilon' or lower 'epochs' / 'batch_size'."
+        ) from err
+
+
+def dp_stage_config(config: TrainConfig, overrides: Mapping[str, Any] | None) -> TrainConfig:
+    """The training config of a DP-SGD stage: ``config`` with the stage's own training parameters applied.
+
+    A spec's training config is tuned for non-private training; DP-SGD adds per-step noise of std
+    ``sigma * C / B`` and needs more steps and a larger step size to leave the majority-class plateau (on
+    census, 5 epochs of Adam at lr 0.005 end at the majority rate, 10 epochs at lr 0.01 reach ~83 %).
+
+    Args:
+        config: The recipe's config (weight decay and momentum are always taken from it).
+        overrides: ``epochs``, ``batch_size``, ``lr``, ``optimizer``; a missing or None entry keeps ``config``'s.
+
+    Raises:
+        InvalidParameterError: an unknown field, or a value :class:`~amulet.utils.TrainConfig` rejects.
+    """
+    updates = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(updates) - set(STAGE_TRAINING_FIELDS))
+    if unknown:
+        raise InvalidParameterError(
+            f"DP-SGD training parameters {unknown} are not supported; use {list(STAGE_TRAINING_FIELDS)}."
+        )
+    if not updates:
+        return config
+    from pydantic import ValidationError
+
+    try:
+        return TrainConfig.model_validate({**config.model_dump(), **updates})
+    except ValidationError as err:
+        raise InvalidParameterError(f"Invalid DP-SGD training parameters {updates}: {err}") from err
+
+
 def dp_train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     train_loader: DataLoader,
     criterion: nn.Module,
     *,
-    noise_multiplier: float,
+    noise_multiplier: float | None = None,
     max_grad_norm: float,
     delta: float,
     epochs: int,
+    target_epsilon: float | None = None,
     device: torch.device | str = "cpu",
     secure_rng: bool = False,
     accountant: str = "rdp",
@@ -145,10 +252,14 @@ def dp_train(
         train_loader: Loader of (x, y) or (x, y, z); its dataset and batch size define the Poisson loader
             (sample rate = batch_size / len(dataset)).
         criterion: Loss with mean reduction (e.g. ``nn.CrossEntropyLoss()``).
-        noise_multiplier: Gaussian noise std relative to ``max_grad_norm`` (sigma).
+        noise_multiplier: Gaussian noise std relative to ``max_grad_norm`` (sigma); required unless
+            ``target_epsilon`` is given.
         max_grad_norm: Per-sample gradient clipping norm (C).
         delta: Target delta for the reported epsilon.
         epochs: Passes (in expectation) over the data.
+        target_epsilon: If given, the noise multiplier is the smallest whose epsilon after this training
+            (its sampling rate and steps, at ``delta``, with ``accountant``) is at most ``target_epsilon``
+            (:func:`noise_for_epsilon`); ``noise_multiplier`` is then ignored.
         device: Torch device.
         secure_rng: Use Opacus' cryptographically secure generator (needs ``torchcsprng``); otherwise the
             sampling and noise come from generators seeded by ``seed``.
@@ -162,6 +273,10 @@ def dp_train(
 
     Returns:
         A :class:`DPTrainingResult`.
+
+    Raises:
+        InvalidParameterError: neither ``noise_multiplier`` nor ``target_epsilon`` given, or an unreachable
+            ``target_epsilon``.
     """
     from opacus import PrivacyEngine
     from opacus.data_loader import DPDataLoader
@@ -170,6 +285,14 @@ def dp_train(
 
     progress = resolve_progress(progress)
     device = torch.device(device)
+    if target_epsilon is not None:
+        # DPDataLoader.from_data_loader: rate 1 / len(loader), int(1 / rate) steps per epoch.
+        rate = 1.0 / len(train_loader)
+        noise_multiplier = noise_for_epsilon(
+            float(target_epsilon), float(delta), rate, int(1 / rate) * epochs, accountant
+        )
+    if noise_multiplier is None:
+        raise InvalidParameterError("dp_train needs 'noise_multiplier' or 'target_epsilon'; give one of them.")
     model = model.to(device)
     replaced: list[str] = []
     if ModuleValidator.validate(model, strict=False):
@@ -250,6 +373,7 @@ def dp_train(
     private_model._close()  # removes Opacus' hooks and grad_sample attributes from the trained module
     setattr(template, EPSILON_ATTRIBUTE, epsilon)
     setattr(template, DELTA_ATTRIBUTE, float(delta))
+    setattr(template, NOISE_ATTRIBUTE, float(noise_multiplier))
     return DPTrainingResult(
         model=template.eval(),
         epsilon=epsilon,
@@ -259,6 +383,7 @@ def dp_train(
         replaced_modules=replaced,
         accountant=accountant,
         batch_sizes=batch_sizes,
+        noise_multiplier=float(noise_multiplier),
     )
 
 
@@ -276,16 +401,21 @@ class DPSGD(MembershipInferenceDefense):
         device (str | torch.device): Torch device.
         delta (float): Target delta, in (0, 1).
         max_per_sample_grad_norm (float): Per-sample clipping norm C, > 0.
-        sigma (float): Noise multiplier, >= 0.
+        sigma (float): Noise multiplier, >= 0 (ignored when ``target_epsilon`` is given).
         secure_rng (bool): Cryptographically secure sampling and noise (needs ``torchcsprng``). Default False.
         epochs (int): Training epochs, >= 1. Default 5.
         max_physical_batch_size (int | None): Largest physical batch (memory), or None. Default None.
         accountant (str): Keyword-only. ``"rdp"`` (default), ``"prv"`` or ``"gdp"``.
         seed (int): Keyword-only. Seed of Poisson sampling and noise (ignored with ``secure_rng``). Default 0.
+        target_epsilon (float | None): Keyword-only. If given, the noise multiplier is the smallest whose
+            epsilon after this training is at most ``target_epsilon`` (Opacus' ``get_noise_multiplier`` for
+            the loader's sampling rate and ``epochs``); ``sigma`` is then ignored. Default None.
         progress (Progress | None): Keyword-only. Progress reporter.
 
     Attributes:
         epsilon_ (float): Spent epsilon at ``delta`` (also ``privacy_epsilon_`` on the returned model).
+        noise_multiplier_ (float): The noise multiplier trained with (``sigma``, or the one ``target_epsilon``
+            picked; also ``privacy_noise_multiplier_`` on the returned model).
         sample_rate_ (float): Poisson sampling rate.
         steps_ (int): Optimizer steps taken.
         replaced_modules_ (list[str]): Modules replaced by ``ModuleValidator.fix`` (e.g. BatchNorm -> GroupNorm).
@@ -318,6 +448,7 @@ class DPSGD(MembershipInferenceDefense):
         "max_physical_batch_size": [Interval(int, 1, None), None],
         "accountant": [Options({"rdp", "prv", "gdp"})],
         "seed": [Interval(int, 0, None)],
+        "target_epsilon": [Interval(float, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -336,6 +467,7 @@ class DPSGD(MembershipInferenceDefense):
         *,
         accountant: str = "rdp",
         seed: int = 0,
+        target_epsilon: float | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.model = model
@@ -351,6 +483,7 @@ class DPSGD(MembershipInferenceDefense):
         self.max_physical_batch_size = max_physical_batch_size
         self.accountant = accountant
         self.seed = seed
+        self.target_epsilon = target_epsilon
         self.progress = progress
 
     def train_private(self) -> nn.Module:
@@ -370,9 +503,11 @@ class DPSGD(MembershipInferenceDefense):
             accountant=self.accountant,
             max_physical_batch_size=self.max_physical_batch_size,
             seed=self.seed,
+            target_epsilon=self.target_epsilon,
             progress=self.progress,
         )
         self.epsilon_ = result.epsilon
+        self.noise_multiplier_ = result.noise_multiplier
         self.sample_rate_ = result.sample_rate
         self.steps_ = result.steps
         self.replaced_modules_ = result.replaced_modules
@@ -388,19 +523,35 @@ class DPSGD(MembershipInferenceDefense):
 
 def dp_sgd_loop(
     *,
-    noise_multiplier: float,
+    noise_multiplier: float | None,
     max_grad_norm: float,
     delta: float,
     accountant: str = "rdp",
     max_physical_batch_size: int | None = None,
+    target_epsilon: float | None = None,
+    training: Mapping[str, Any] | None = None,
 ) -> Any:
     """The training loop of the ``dp_sgd`` recipe stage (:class:`amulet.recipes.LoopStage`).
 
-    The loop uses the recipe's optimizer (class, learning rate, weight decay), epochs and batch size (as the
-    expected Poisson batch size) and applies the recipe's batch transforms (so DP-SGD + adversarial training
-    trains privately on PGD examples). The returned model carries ``privacy_epsilon_`` and ``privacy_delta_``.
+    The loop trains with the recipe's config updated by the stage's own ``training`` parameters
+    (:func:`dp_stage_config`: epochs, batch size as the expected Poisson batch size, learning rate,
+    optimizer) and applies the recipe's batch transforms (so DP-SGD + adversarial training trains privately
+    on PGD examples). The returned model carries ``privacy_epsilon_``, ``privacy_delta_`` and
+    ``privacy_noise_multiplier_``.
+
+    Args:
+        noise_multiplier: Noise multiplier sigma (ignored when ``target_epsilon`` is given).
+        max_grad_norm: Per-sample clipping norm C.
+        delta: Target delta.
+        accountant: ``"rdp"``, ``"prv"`` or ``"gdp"``.
+        max_physical_batch_size: Largest physical batch, or None.
+        target_epsilon: If given, picks the noise multiplier for each trained model's schedule.
+        training: Overrides of the recipe's config for this stage (see :func:`dp_stage_config`).
     """
     from amulet.utils._training import make_optimizer
+
+    own = dict(training or {})
+    dp_stage_config(TrainConfig(), own)  # unknown or invalid fields fail when the stage is built
 
     def train(
         model: nn.Module,
@@ -412,6 +563,7 @@ def dp_sgd_loop(
         batch_transform: BatchTransform | None = None,
         progress: Progress | None = None,
     ) -> nn.Module:
+        config = dp_stage_config(config, own)
         result = dp_train(
             model,
             make_optimizer(model, config),
@@ -421,6 +573,7 @@ def dp_sgd_loop(
             max_grad_norm=max_grad_norm,
             delta=delta,
             epochs=config.epochs,
+            target_epsilon=target_epsilon,
             device=device,
             accountant=accountant,
             max_physical_batch_size=max_physical_batch_size,

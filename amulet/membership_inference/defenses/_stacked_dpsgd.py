@@ -9,6 +9,9 @@ through Opacus for it (same seeds, same random draws, in the same order):
   DataLoader draws from the same generator when each epoch's iterator starts;
 * per-sample gradients of the per-sample cross-entropy, clipped to ``max_grad_norm`` with Opacus' factor
   ``min(1, C / (||g_i|| + 1e-6))`` (the norm over all parameters), summed;
+* the noise multiplier given, or the one ``target_epsilon`` picks for model ``k``'s own sampling rate and
+  steps (:func:`noise_for_epsilon`, as :func:`dp_train` does);
+* the training config updated by the stage's own training parameters (:func:`dp_stage_config`);
 * Gaussian noise of std ``noise_multiplier * C`` drawn from ``noise_k``, one ``torch.normal`` per parameter
   in parameter order, then division by Opacus' expected batch size ``int(n * q)``;
 * the recipe's optimizer step (Adam / SGD semantics, :class:`~amulet.utils.StackedOptimizer`), taken on
@@ -23,17 +26,22 @@ at a step is smaller than the largest are padded with their first row, whose cli
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from amulet.exceptions import InvalidParameterError
 from amulet.membership_inference.defenses._dpsgd import (
     DELTA_ATTRIBUTE,
     EPSILON_ATTRIBUTE,
+    NOISE_ATTRIBUTE,
+    dp_stage_config,
     make_dp_compatible,
+    noise_for_epsilon,
+    poisson_schedule,
     spent_epsilon,
 )
 from amulet.progress import Progress, resolve_progress
@@ -59,10 +67,11 @@ def dp_train_stacked(
     *,
     config: Any,
     seeds: Sequence[int],
-    noise_multiplier: float,
+    noise_multiplier: float | None = None,
     max_grad_norm: float,
     delta: float,
     accountant: str = "rdp",
+    target_epsilon: float | None = None,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
 ) -> list[nn.Module]:
@@ -74,16 +83,21 @@ def dp_train_stacked(
         config: The recipe's :class:`~amulet.utils.TrainConfig` (optimizer, learning rate, epochs, batch size
             = expected Poisson batch size).
         seeds: One seed per model (sampling and noise generators derive from it, as in :func:`dp_train`).
-        noise_multiplier: Noise std relative to ``max_grad_norm``.
+        noise_multiplier: Noise std relative to ``max_grad_norm``; required unless ``target_epsilon`` is given.
         max_grad_norm: Per-sample clipping norm C.
         delta: Target delta of the reported epsilon.
         accountant: ``"rdp"``, ``"prv"`` or ``"gdp"``.
+        target_epsilon: If given, model ``k``'s noise multiplier is the smallest whose epsilon after its
+            training is at most this (``noise_multiplier`` is then ignored).
         device: Torch device.
         progress: Progress reporter (task ``"dp_sgd"``).
 
     Returns:
-        The K trained, DP-compatible models in eval mode, each carrying ``privacy_epsilon_`` and
-        ``privacy_delta_``.
+        The K trained, DP-compatible models in eval mode, each carrying ``privacy_epsilon_``,
+        ``privacy_delta_`` and ``privacy_noise_multiplier_``.
+
+    Raises:
+        InvalidParameterError: neither ``noise_multiplier`` nor ``target_epsilon``, or an unreachable target.
     """
     from torch.func import functional_call, grad, stack_module_state, vmap
 
@@ -112,18 +126,26 @@ def dp_train_stacked(
     per_sample_grads = vmap(inner, in_dims=(0, 0, 0), randomness="different")
 
     sizes = [len(d) for d in datas]
-    batch = [min(config.batch_size, n) for n in sizes]
-    steps_per_epoch = [-(-n // b) for n, b in zip(sizes, batch)]  # len(DataLoader) with drop_last=False
-    rates = [1 / s for s in steps_per_epoch]
-    steps = [int(1 / q) for q in rates]  # UniformWithReplacementSampler.steps
+    schedules = [poisson_schedule(n, config.batch_size) for n in sizes]
+    rates = [q for q, _ in schedules]
+    steps = [per_epoch for _, per_epoch in schedules]  # UniformWithReplacementSampler.steps
     expected = [int(n * q) for n, q in zip(sizes, rates)]
+    if target_epsilon is not None:
+        sigmas = [
+            noise_for_epsilon(float(target_epsilon), float(delta), q, s * config.epochs, accountant)
+            for q, s in zip(rates, steps)
+        ]
+    elif noise_multiplier is not None:
+        sigmas = [float(noise_multiplier)] * K
+    else:
+        raise InvalidParameterError("dp_train_stacked needs 'noise_multiplier' or 'target_epsilon'; give one of them.")
     sampling = [make_generator(derive_seed(s, "dp", "sampling")) for s in seeds]
     noise = [make_generator(derive_seed(s, "dp", "noise"), device) for s in seeds]
     xs = [d.x.to(device) for d in datas]
     ys = [d.y.to(device) for d in datas]
     optimizer = StackedOptimizer({n: params[n] for n in names}, config, K)
     scale = torch.tensor([float(e) for e in expected], device=device)  # Opacus divides by int(n * q)
-    std = noise_multiplier * max_grad_norm
+    stds = [sigma * max_grad_norm for sigma in sigmas]
     progress.start("dp_sgd", config.epochs, f"DP-SGD training of {K} models (stacked)")
     for epoch in range(config.epochs):
         for gen in sampling:
@@ -152,8 +174,8 @@ def dp_train_stacked(
                 summed = torch.einsum("ks,ks...->k...", clip, grads[n])
                 drawn = torch.stack(
                     [
-                        torch.normal(0.0, std, size=params[n].shape[1:], device=device, generator=noise[k])
-                        if std > 0 and active[k]
+                        torch.normal(0.0, stds[k], size=params[n].shape[1:], device=device, generator=noise[k])
+                        if stds[k] > 0 and active[k]
                         else torch.zeros(params[n].shape[1:], device=device)
                         for k in range(K)
                     ]
@@ -166,15 +188,29 @@ def dp_train_stacked(
     out = []
     for k, model in enumerate(fixed):
         model.load_state_dict({n: params[n][k].detach().clone() for n in names})
-        history = _accountant_history(accountant, noise_multiplier, rates[k], steps[k] * config.epochs)
+        history = _accountant_history(accountant, sigmas[k], rates[k], steps[k] * config.epochs)
         setattr(model, EPSILON_ATTRIBUTE, spent_epsilon(accountant, history, float(delta)))
         setattr(model, DELTA_ATTRIBUTE, float(delta))
+        setattr(model, NOISE_ATTRIBUTE, sigmas[k])
         out.append(model.eval())
     return out
 
 
-def dp_sgd_stacked_loop(*, noise_multiplier: float, max_grad_norm: float, delta: float, accountant: str = "rdp") -> Any:
-    """The ``train_stacked`` of the ``dp_sgd`` loop stage: :func:`dp_train_stacked` with the stage's parameters."""
+def dp_sgd_stacked_loop(
+    *,
+    noise_multiplier: float | None,
+    max_grad_norm: float,
+    delta: float,
+    accountant: str = "rdp",
+    target_epsilon: float | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> Any:
+    """The ``train_stacked`` of the ``dp_sgd`` loop stage: :func:`dp_train_stacked` with the stage's parameters.
+
+    The recipe's config is updated by the stage's own ``training`` parameters (:func:`dp_stage_config`), as
+    the one-by-one loop does, so a population of a DP-SGD row (LiRA shadows) trains like its target.
+    """
+    own = dict(training or {})
 
     def train_stacked(
         models: Sequence[nn.Module],
@@ -188,12 +224,13 @@ def dp_sgd_stacked_loop(*, noise_multiplier: float, max_grad_norm: float, delta:
         return dp_train_stacked(
             models,
             datas,
-            config=config,
+            config=dp_stage_config(config, own),
             seeds=seeds,
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
             delta=delta,
             accountant=accountant,
+            target_epsilon=target_epsilon,
             device=device,
             progress=progress,
         )
