@@ -35,14 +35,19 @@ RISK = register_risk(
                 name="Distinguishing accuracy",
                 higher_is_riskier=True,
                 unit="",
-                description="Accuracy of telling the two training distributions apart.",
+                description="Share of victim models whose training distribution (ratio1 or ratio2) the attack "
+                "names correctly, deciding at a threshold chosen on the adversary's own models; 0.5 = chance, "
+                "higher = more susceptible.",
+                bounds=(0.0, 1.0),
             ),
             HeadlineMetric(
                 key="auc",
                 name="Distinguishing AUC",
                 higher_is_riskier=True,
                 unit="",
-                description="AUC of the distinguisher.",
+                description="ROC AUC of the attack's scores of the victim models (threshold-free); 0.5 = chance, "
+                "higher = more susceptible.",
+                bounds=(0.0, 1.0),
             ),
         ),
     )
@@ -78,6 +83,13 @@ def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> di
     ratio), adversary models on draws from ``ctx.adversary``; the black-box queries come from ``ctx.test``.
     Each population is trained by the target's recipe (defended cells get defended populations), so the
     cell measures how much that training pipeline leaks the property's share.
+
+    Returns:
+        ``distinguishing_accuracy`` (headline, in [0, 1], 0.5 = chance, higher = more susceptible): the share of
+        victim models assigned to the right distribution, at the decision threshold the attack chose on the
+        adversary's own models (never on the victims); ``auc`` (headline, in [0, 1], higher = more susceptible):
+        the ROC AUC of the victims' scores; ``adversary_accuracy``: the accuracy of that threshold on the
+        adversary's own models (held-out scores); ``n_victim_models``.
     """
     from torch.utils.data import DataLoader
 
@@ -144,10 +156,12 @@ def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> di
         result = attack.attack(**given)
     except InvalidParameterError as exc:
         raise NotApplicableError(f"Distribution inference cannot sample the requested ratios here: {exc}") from exc
+    # predictions are calibrated by the attack: 0.5 is the threshold it chose on the adversary's own models
     metrics = evaluate_distinguishing_accuracy(result["predictions"], result["ground_truth"])
     return {
         "distinguishing_accuracy": metrics["distinguishing_accuracy"],
         "auc": metrics["auc_score"],
+        "adversary_accuracy": float(result["adversary_accuracy"]),
         "n_victim_models": float(len(result["ground_truth"])),
     }
 

@@ -73,21 +73,47 @@ def test_splits_have_the_requested_ratios(census) -> None:
         )
 
 
-def test_kl_test_distinguishes_0_2_from_0_8_and_not_0_5_from_0_5(census) -> None:
-    far = _attack(census, SuriEvans2022, 0.2, 0.8)
+def _scores(attack) -> dict[str, float]:
+    result = attack.attack()
+    return evaluate_distinguishing_accuracy(result["predictions"], result["ground_truth"])
+
+
+def test_kl_test_distinguishes_0_2_from_0_8_and_accuracy_agrees_with_auc(census) -> None:
+    far = _attack(census, SuriEvans2022, 0.2, 0.8, num_victim_models=16, train_subsample=1100, seed=2)
     with pytest.raises(NotRunError):
         far.attack()
     far.prepare_model_populations()
     result = far.attack()
-    assert result["predictions"].shape == (16,) and set(result["ground_truth"]) == {0.0, 1.0}
-    m_far = evaluate_distinguishing_accuracy(result["predictions"], result["ground_truth"])
-    same = _attack(census, SuriEvans2022, 0.5, 0.5)
+    assert result["predictions"].shape == (32,) and set(result["ground_truth"]) == {0.0, 1.0}
+    m = evaluate_distinguishing_accuracy(result["predictions"], result["ground_truth"])
+    assert m["distinguishing_accuracy"] >= 0.7 and m["auc_score"] >= 0.75, m
+    assert abs(m["distinguishing_accuracy"] - m["auc_score"]) <= 0.25, m
+    # the decision is "raw score >= the adversary's threshold", and that threshold comes from the adversary's
+    # own models: other victims (here: only the distribution-2 victims, twice) do not move it
+    threshold = float(result["threshold"])
+    assert ((result["predictions"] >= 0.5) == (result["raw_scores"] >= threshold)).all()
+    assert 0.5 <= float(result["adversary_accuracy"]) <= 1
+    again = far.attack(models_target_1=far.models_vic_2, models_target_2=far.models_vic_2)
+    assert float(again["threshold"]) == threshold
+
+
+def test_kl_test_null_setting_stays_near_chance(census) -> None:
+    same = _attack(census, SuriEvans2022, 0.5, 0.5, num_victim_models=16, train_subsample=1100, seed=1)
     same.prepare_model_populations()
-    result = same.attack()
-    m_same = evaluate_distinguishing_accuracy(result["predictions"], result["ground_truth"])
-    print(f"KL test: 0.2 vs 0.8 {m_far}, 0.5 vs 0.5 {m_same}")
-    assert m_far["distinguishing_accuracy"] >= 0.65 and m_far["auc_score"] >= 0.7, m_far
-    assert abs(m_same["distinguishing_accuracy"] - 0.5) <= 0.25, m_same
+    m = _scores(same)
+    assert abs(m["distinguishing_accuracy"] - 0.5) <= 0.2 and abs(m["auc_score"] - 0.5) <= 0.2, m
+
+
+def test_kl_test_with_undertrained_models_decides_at_the_adversary_threshold(census) -> None:
+    """Upstream's documented call trains each model for one epoch at batch size 256: the vote shares of the
+    victims are then biased towards one side of 0.5 while still ranking them (AUC > 0.65); deciding at 0.5
+    was a coin flip (accuracy 0.5), deciding at the adversary's threshold is not."""
+    weak = _attack(census, SuriEvans2022, 0.2, 0.8, num_victim_models=16, train_subsample=1100, seed=3)
+    weak.epochs, weak.batch_size = 1, 256
+    weak.prepare_model_populations()
+    m = _scores(weak)
+    assert m["auc_score"] > 0.65, m
+    assert m["distinguishing_accuracy"] > 0.55, m
 
 
 def test_whitebox_pim_scores_victims(census) -> None:
@@ -98,6 +124,9 @@ def test_whitebox_pim_scores_victims(census) -> None:
     result = attack.attack()
     assert result["predictions"].shape == (6,)
     assert ((result["predictions"] >= 0) & (result["predictions"] <= 1)).all()
+    # out-of-fold scores of the adversary's 12 models choose the threshold; 5 fold meta-classifiers
+    assert np.isfinite(result["adversary_scores"]).all() and len(attack.meta_classifiers_) == 5
+    assert ((result["predictions"] >= 0.5) == (result["raw_scores"] >= float(result["threshold"]))).all()
     conv_only = [nn.Sequential(nn.Conv1d(1, 2, 3))]
     with pytest.raises(NotApplicableError):
         attack.attack(
@@ -131,6 +160,7 @@ def test_registered_adapters_run_on_a_census_cell(census, tmp_path) -> None:
         params = info.params(num_models=4, num_victim_models=2, train_subsample=300, test_subsample=200)
         out = info.run(ctx, params)
         assert headline <= set(out) and 0 <= out["distinguishing_accuracy"] <= 1, key
+        assert 0 <= out["adversary_accuracy"] <= 1, key
     with pytest.raises(NotApplicableError):
         registry.get_attack("suri_evans_2022").run(ctx, registry.get_attack("suri_evans_2022").params(property="age"))
     lira = registry.get_attack("lira")

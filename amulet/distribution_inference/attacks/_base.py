@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from amulet.distribution_inference.attacks._splits import (
     prepare_distribution_splits,
     sample_with_ratio,
 )
+from amulet.distribution_inference.attacks._threshold import adversary_threshold, calibrate_scores
 from amulet.exceptions import InvalidParameterError, NotRunError
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._population import train_population
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from amulet.recipes import Recipe
 
 __all__ = ["DistributionInferenceAttack"]
+
+logger = logging.getLogger(__name__)
 
 
 class DistributionInferenceAttack(ABC):
@@ -271,6 +275,36 @@ class DistributionInferenceAttack(ABC):
             out[arg] = list(value)
         return out
 
+    def _decide(
+        self, scores: np.ndarray, truth: np.ndarray, adversary_scores: np.ndarray, adversary_labels: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The result of :meth:`attack`: victim scores calibrated so that the adversary's threshold is 0.5.
+
+        The threshold is the one that best classifies the adversary's own models from their held-out scores
+        (:func:`adversary_threshold`); the victims' scores and labels are not used to choose it.
+        """
+        threshold, adv_accuracy = adversary_threshold(adversary_scores, adversary_labels)
+        if not np.isfinite(adv_accuracy):
+            logger.warning(
+                "%s: no held-out score of an adversary model (each population needs at least 2 models); the "
+                "decision threshold stays at 0.5.",
+                type(self).__name__,
+            )
+            threshold = 0.5
+        self.threshold_ = threshold
+        self.adversary_accuracy_ = adv_accuracy
+        raw = np.asarray(scores, dtype=np.float64)
+        return {
+            "predictions": calibrate_scores(raw, threshold),
+            "ground_truth": truth,
+            "raw_scores": raw,
+            "threshold": np.asarray(threshold),
+            "adversary_accuracy": np.asarray(adv_accuracy),
+            "adversary_scores": np.asarray(adversary_scores, dtype=np.float64),
+            "adversary_labels": np.asarray(adversary_labels, dtype=np.float64),
+        }
+
     @abstractmethod
     def attack(self, **kwargs: Any) -> dict[str, np.ndarray]:
-        """Score every victim model: ``{"predictions": [0, 1] scores, "ground_truth": 0/1}``."""
+        """Score every victim model: ``{"predictions": [0, 1] scores (>= 0.5: distribution 2), "ground_truth":
+        0/1, ...}``; the 0.5 cut is the threshold chosen on the adversary's own models."""

@@ -14,11 +14,41 @@ from amulet.exceptions import NotRunError
 from amulet.utils._population import population_logits
 from amulet.utils._tensordata import TensorData
 
-__all__ = ["SuriEvans2022", "kl_vote_scores"]
+__all__ = ["SuriEvans2022", "adversary_vote_scores", "kl_vote_scores"]
 
 
 def _log_probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.double(), dim=-1)
+
+
+def _selected_points(adv_1: torch.Tensor, adv_2: torch.Tensor, keep_fraction: float) -> torch.Tensor:
+    """The query points on which the two adversary populations disagree most (mean |log-prob difference|)."""
+    gap = (_log_probs(adv_1).mean(0) - _log_probs(adv_2).mean(0)).abs().sum(-1)
+    n_keep = max(1, round(keep_fraction * gap.numel()))
+    return torch.argsort(gap, descending=True)[:n_keep]
+
+
+def _kl_to(reference_log: torch.Tensor, models_log: torch.Tensor) -> torch.Tensor:
+    """Mean over points of KL(reference model || model), shape ``(n_models, n_reference)``."""
+    p = reference_log.exp()
+    n_points = reference_log.shape[1]
+    return (
+        torch.einsum("apc,apc->a", p, reference_log)[None, :] / n_points
+        - torch.einsum("apc,vpc->va", p, models_log) / n_points
+    )
+
+
+def _votes(
+    kl_a: torch.Tensor, kl_b: torch.Tensor, valid_a: torch.Tensor | None = None, valid_b: torch.Tensor | None = None
+) -> np.ndarray:
+    """Share of the (adv-1, adv-2) pairs, among the valid ones, for which a model is closer to the adv-2 model."""
+    votes = (kl_a[:, :, None] > kl_b[:, None, :]).double()
+    if valid_a is None or valid_b is None:
+        return votes.mean(dim=(1, 2)).numpy()
+    valid = (valid_a[:, :, None] & valid_b[:, None, :]).double()
+    counts = valid.sum(dim=(1, 2))
+    shares = (votes * valid).sum(dim=(1, 2)) / counts.clamp_min(1.0)
+    return torch.where(counts > 0, shares, torch.full_like(shares, float("nan"))).numpy()
 
 
 def kl_vote_scores(
@@ -33,25 +63,31 @@ def kl_vote_scores(
             difference of log-probabilities) are used; this fraction of them.
 
     Returns:
-        ``(n_victims,)`` scores in [0, 1]; above 0.5 means "closer to distribution 2".
+        ``(n_victims,)`` raw scores in [0, 1]; higher means "closer to distribution 2". They are not centred:
+        :func:`adversary_vote_scores` gives the adversary's own models' scores to choose the threshold on.
     """
-    la, lb, lv = _log_probs(adv_1), _log_probs(adv_2), _log_probs(victims)
-    gap = (la.mean(0) - lb.mean(0)).abs().sum(-1)
-    n_keep = max(1, round(keep_fraction * gap.numel()))
-    points = torch.argsort(gap, descending=True)[:n_keep]
-    la, lb, lv = la[:, points], lb[:, points], lv[:, points]
+    points = _selected_points(adv_1, adv_2, keep_fraction)
+    la, lb, lv = (_log_probs(t)[:, points] for t in (adv_1, adv_2, victims))
+    return _votes(_kl_to(la, lv), _kl_to(lb, lv))
 
-    def kl(p_log: torch.Tensor) -> torch.Tensor:
-        # mean over points of KL(adversary model || victim), shape (n_victims, n_adv)
-        p = p_log.exp()
-        return (
-            torch.einsum("apc,apc->a", p, p_log)[None, :] / p_log.shape[1]
-            - torch.einsum("apc,vpc->va", p, lv) / p_log.shape[1]
-        )
 
-    kl_a, kl_b = kl(la), kl(lb)
-    votes = (kl_a[:, :, None] > kl_b[:, None, :]).double()  # victim closer to the adv-2 model than the adv-1 model
-    return votes.mean(dim=(1, 2)).numpy()
+def adversary_vote_scores(
+    adv_1: torch.Tensor, adv_2: torch.Tensor, *, keep_fraction: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out KL votes of the adversary's own models, with their labels (0: adv-1, 1: adv-2).
+
+    Each adversary model is scored like a victim against every other adversary model (the pairs that
+    involve the model itself are left out), on the same points as :func:`kl_vote_scores`. A model whose
+    population has no other member gets NaN.
+    """
+    points = _selected_points(adv_1, adv_2, keep_fraction)
+    la, lb = (_log_probs(t)[:, points] for t in (adv_1, adv_2))
+    models = torch.cat([la, lb])
+    n1, n2 = len(la), len(lb)
+    eye = torch.eye(n1 + n2, dtype=torch.bool)
+    valid_a, valid_b = ~eye[:, :n1], ~eye[:, n1:]
+    scores = _votes(_kl_to(la, models), _kl_to(lb, models), valid_a, valid_b)
+    return scores, np.r_[np.zeros(n1), np.ones(n2)]
 
 
 class SuriEvans2022(DistributionInferenceAttack):
@@ -61,6 +97,12 @@ class SuriEvans2022(DistributionInferenceAttack):
     (KL divergence, averaged over the points where the adversary's two populations disagree most) with every
     adversary model of distribution 1 and of distribution 2; the score is the share of (model-1, model-2)
     pairs for which the victim is closer to the distribution-2 model.
+
+    The decision threshold is chosen on the adversary's own models: each is scored the same way against
+    the other adversary models (leave-one-out), and the threshold between their two groups of scores is mapped to
+    0.5 (see :mod:`amulet.distribution_inference.attacks._threshold`). ``predictions`` are therefore
+    calibrated scores whose 0.5 cut is the adversary's decision, and the vote shares themselves are in
+    ``raw_scores``. Victim models never influence the threshold.
 
     Reference:
         A. Suri, D. Evans. Formalizing and Estimating Distribution Inference Risks. PETS 2022; the KL test of
@@ -82,7 +124,10 @@ class SuriEvans2022(DistributionInferenceAttack):
         """Score the victim (target) models; populations and loaders default to the prepared ones.
 
         Returns:
-            ``{"predictions": (n_1 + n_2,) scores in [0, 1], "ground_truth": 0 for target_1, 1 for target_2}``.
+            ``{"predictions": (n_1 + n_2,) calibrated scores in [0, 1] (>= 0.5: distribution 2),
+            "ground_truth": 0 for target_1, 1 for target_2, "raw_scores": the vote shares, "threshold": the
+            adversary's threshold on the vote shares (a 0-d array), "adversary_accuracy": the accuracy of
+            that threshold on the adversary's own models (leave-one-out)}``.
         """
         pops = self._populations(
             models_adv_1=models_adv_1,
@@ -106,5 +151,6 @@ class SuriEvans2022(DistributionInferenceAttack):
         adv_1, adv_2 = logits(pops["models_adv_1"]), logits(pops["models_adv_2"])
         victims = [pops["models_target_1"], pops["models_target_2"]]
         scores = kl_vote_scores(adv_1, adv_2, torch.cat([logits(victims[0]), logits(victims[1])]))
+        adv_scores, adv_labels = adversary_vote_scores(adv_1, adv_2)
         truth = np.r_[np.zeros(len(victims[0])), np.ones(len(victims[1]))]
-        return {"predictions": scores, "ground_truth": truth}
+        return self._decide(scores, truth, adv_scores, adv_labels)

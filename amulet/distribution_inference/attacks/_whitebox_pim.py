@@ -67,6 +67,11 @@ class WhiteBoxPIM(DistributionInferenceAttack):
     """White-box distribution inference: a permutation-invariant meta-classifier trained on the adversary's
     populations (label 0 = ratio1, 1 = ratio2) and applied to the victim models' weights.
 
+    The meta-classifier is trained in up to 5 stratified folds over the adversary's models; the decision
+    threshold is chosen on the adversary's models' out-of-fold scores (:func:`adversary_threshold`), and the
+    victims are scored by the mean of the fold meta-classifiers (``meta_classifiers_``). Victim models never
+    influence the threshold.
+
     Only ``nn.Linear`` layers are read (MLPs such as LinearNet, and the classifier head of CNNs).
 
     Reference:
@@ -121,7 +126,9 @@ class WhiteBoxPIM(DistributionInferenceAttack):
         """Train the meta-classifier on the adversary's models and score the victims.
 
         Returns:
-            ``{"predictions": P(distribution 2) per victim, "ground_truth": 0/1}``.
+            ``{"predictions": calibrated scores in [0, 1] (>= 0.5: distribution 2), "ground_truth": 0/1,
+            "raw_scores": the mean fold meta-classifier logit of distribution 2, "threshold": the cut on
+            those chosen on the adversary's held-out (out-of-fold) scores, "adversary_accuracy"}``.
         """
         from amulet._validation import validate_params
 
@@ -142,18 +149,58 @@ class WhiteBoxPIM(DistributionInferenceAttack):
         seed = self.random_seed if self.random_seed is not None else derive_seed(self.seed, "pim")
         widths = [w.shape[-1] for w in train_layers]
         dims = list(self.inside_dims or [64, 8])
+        # k-fold over the adversary's models: every adversary model is scored by a meta-classifier that did
+        # not train on it, and the decision threshold is chosen on those held-out scores (a meta-classifier's
+        # scores of its own training models are overfitted and say nothing about where to cut). The victims
+        # are scored by the mean of the fold meta-classifiers, the same ones that produced the held-out scores.
+        # Scores are logits: a fold's sigmoid saturates at 0 or 1 on its held-out models, and a mean of
+        # probabilities would not be on the scale the threshold was chosen on.
+        folds = _stratified_folds(labels.numpy(), seed)
+        held_out = np.full(len(labels), np.nan)
+        victim_scores = []
+        self.meta_classifiers_: list[PermutationInvariantMetaClassifier] = []
+        for k, test_idx in enumerate(folds):
+            train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
+            meta = self._train_meta(
+                [w[train_idx] for w in train_layers], labels[train_idx], widths, dims, derive_seed(seed, "fold", k)
+            )
+            with torch.no_grad():
+                if len(test_idx):
+                    held_out[test_idx] = meta([w[test_idx] for w in train_layers]).double().numpy()
+                victim_scores.append(meta(test_layers).double().numpy())
+            self.meta_classifiers_.append(meta)
+        self.meta_classifier_ = self.meta_classifiers_[0]
+        scores = np.mean(victim_scores, axis=0)
+        truth = np.r_[np.zeros(len(pops["models_target_1"])), np.ones(len(pops["models_target_2"]))]
+        return self._decide(scores, truth, held_out, labels.numpy())
+
+    def _train_meta(
+        self, layers: list[torch.Tensor], labels: torch.Tensor, widths: list[int], dims: list[int], seed: int
+    ) -> PermutationInvariantMetaClassifier:
+        """One meta-classifier, trained full-batch with Adam on ``layers`` (label 1: distribution 2)."""
         meta = seeded_init(lambda: PermutationInvariantMetaClassifier(widths, dims), seed)
         optimizer = torch.optim.Adam(meta.parameters(), lr=self.lr)
         loss_fn = nn.BCEWithLogitsLoss()
         meta.train()
         for _ in range(self.meta_epochs):
             optimizer.zero_grad()
-            loss = loss_fn(meta(train_layers), labels)
+            loss = loss_fn(meta(layers), labels)
             loss.backward()
             optimizer.step()
         meta.eval()
-        with torch.no_grad():
-            scores = torch.sigmoid(meta(test_layers)).double().numpy()
-        self.meta_classifier_ = meta
-        truth = np.r_[np.zeros(len(pops["models_target_1"])), np.ones(len(pops["models_target_2"]))]
-        return {"predictions": scores, "ground_truth": truth}
+        return meta
+
+
+def _stratified_folds(labels: np.ndarray, seed: int, max_folds: int = 5) -> list[np.ndarray]:
+    """Up to ``max_folds`` seeded folds, each holding models of both labels; one empty fold when a label has
+    fewer than 2 models (nothing can be held out then)."""
+    per_label = [np.flatnonzero(labels == v) for v in (0, 1)]
+    n_folds = min(max_folds, *(len(p) for p in per_label))
+    if n_folds < 2:
+        return [np.array([], dtype=np.int64)]
+    rng = np.random.default_rng(seed)
+    folds: list[list[int]] = [[] for _ in range(n_folds)]
+    for rows in per_label:
+        for i, row in enumerate(rng.permutation(rows)):
+            folds[i % n_folds].append(int(row))
+    return [np.sort(np.asarray(f, dtype=np.int64)) for f in folds]

@@ -15,6 +15,11 @@ def evaluate_distinguishing_accuracy(
 ) -> dict[str, float]:
     """Accuracy and AUC of distinguishing distribution 1 (label 0) from distribution 2 (label 1).
 
+    The attacks of this package return ``predictions`` calibrated so that 0.5 is the decision threshold they
+    chose on the adversary's own models (:class:`SuriEvans2022`, :class:`WhiteBoxPIM`): the default
+    ``threshold`` is the adversary's decision, and the accuracy agrees with the AUC. Pass another threshold
+    only for scores that are not calibrated that way.
+
     Args:
         predictions: Scores in [0, 1], one per victim model; >= ``threshold`` means "distribution 2".
         ground_truth: 0/1 per victim model.
