@@ -6,12 +6,24 @@
 * :func:`read_weights`: weights from a path, bytes or stream (safetensors, or a flat state dict in a torch
   zip checkpoint read with ``weights_only=True``); pickle streams raise :class:`UnsafeModelFileError`.
 * :func:`export_model` (``amulet export-model``): trusted code or a weights-only checkpoint -> the safe format.
+* Graph uploads (any architecture, no pickle): :func:`inspect_model_file`, :func:`load_graph_model`,
+  :func:`preflight_graph_model` for torch.export archives (``.pt2``) and ONNX files; :func:`export_graph_model`
+  writes them from trusted code.
 """
 
 from __future__ import annotations
 
 from amulet.exceptions import ModelSpecError, UnsafeModelFileError
 from amulet.io._export import export_model, load_entry
+from amulet.io._graph import (
+    GRAPH_FORMATS,
+    GraphModel,
+    GraphModelInfo,
+    inspect_model_file,
+    load_graph_model,
+    preflight_graph_model,
+    reinitialize_parameters,
+)
 from amulet.io._serialize import SPEC_FILENAME, WEIGHTS_FILENAME, load_model, save_model
 from amulet.io._spec import FORMAT_VERSION, ArchitectureSpec, build_model, read_spec, spec_from_model
 from amulet.io._weights import (
@@ -23,8 +35,11 @@ from amulet.io._weights import (
 )
 
 __all__ = [
+    "GRAPH_FORMATS",
     "ArchitectureSpec",
     "FORMAT_VERSION",
+    "GraphModel",
+    "GraphModelInfo",
     "ModelSpecError",
     "SPEC_FILENAME",
     "UnsafeModelFileError",
@@ -33,10 +48,14 @@ __all__ = [
     "check_weights",
     "detect_weights_format",
     "export_model",
+    "inspect_model_file",
     "load_entry",
+    "load_graph_model",
     "load_model",
+    "preflight_graph_model",
     "read_spec",
     "read_weights",
+    "reinitialize_parameters",
     "save_model",
     "sha256_bytes",
     "sha256_file",
