@@ -1,4 +1,9 @@
-"""``amulet export-model``: turn a model into the safe format (model.json + model.safetensors)."""
+"""``amulet export-model``: turn a model into a file Amulet loads without pickle.
+
+* ``OUTPUT`` ending in ``.pt2`` (or ``.onnx``): any PyTorch architecture, as a torch.export archive (and
+  ONNX with ``--onnx``), from ``--entry`` and the input shape (``--dataset`` or ``--input-shape``);
+* otherwise a directory: a registered architecture as model.json + model.safetensors.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +39,13 @@ def _parse_config(text: str) -> dict:
 
 @app.command("export-model")
 def export_model_command(
-    output: Annotated[Path, typer.Argument(help="Directory to write model.json and model.safetensors into.")],
+    output: Annotated[
+        Path,
+        typer.Argument(
+            help="model.pt2 (any architecture, torch.export; model.onnx for ONNX only), or a directory for "
+            "model.json + model.safetensors (registered architectures)."
+        ),
+    ],
     entry: Annotated[
         str | None,
         typer.Option(
@@ -59,6 +70,11 @@ def export_model_command(
         str | None,
         typer.Option("--input-shape", help="Input shape without the batch axis: 108 (tabular) or 1,28,28 (images)."),
     ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Built-in dataset whose input shape and classes to export for (.pt2/.onnx)."),
+    ] = None,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also write an ONNX file next to the .pt2.")] = False,
     num_classes: Annotated[int | None, typer.Option("--num-classes", min=1, help="Number of classes.")] = None,
     weights: Annotated[
         Path | None,
@@ -69,14 +85,43 @@ def export_model_command(
         ),
     ] = None,
 ) -> None:
-    """Write an architecture spec and safetensors weights that Amulet (and its service) load without pickle.
+    """Write your model as a file Amulet (and its service) load without pickle.
 
-    Either run your own trusted code that builds the model (--entry), or give an architecture name, its
-    config, the input shape, the number of classes and a weights-only checkpoint.
+    Any architecture: `amulet export-model model.pt2 --entry my_model.py:build --dataset census [--onnx]`
+    runs your trusted function, exports the model it returns with torch.export (dynamic batch axis) and checks
+    the file as an upload is checked. Registered architectures: an OUTPUT directory gets model.json +
+    model.safetensors, from --entry or from --architecture, --config, --input-shape, --num-classes, --weights.
     """
     from amulet.exceptions import AmuletError
-    from amulet.io import export_model, sha256_file
+    from amulet.io import export_graph_model, export_model, inspect_model_file, sha256_file
 
+    if output.suffix.lower() in (".pt2", ".onnx"):
+        if architecture is not None or config is not None:
+            typer.echo("error: --architecture/--config are for the safetensors format; a .pt2 takes --entry.", err=True)
+            raise typer.Exit(2)
+        try:
+            written = export_graph_model(
+                output,
+                entry=entry,
+                input_shape=_parse_shape(input_shape) if input_shape is not None else None,
+                dataset=dataset,
+                num_classes=num_classes,
+                weights=weights,
+                onnx=onnx,
+            )
+        except AmuletError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        for path in written:
+            info = inspect_model_file(path)
+            typer.echo(
+                f"{info.format}: {path} (input shape {list(info.input_shape)}, {info.num_classes} classes, "
+                f"{info.num_parameters} parameters, sha256 {info.sha256})"
+            )
+        return
+    if dataset is not None or onnx:
+        typer.echo("error: --dataset/--onnx export a graph: give an OUTPUT ending in .pt2 (e.g. model.pt2).", err=True)
+        raise typer.Exit(2)
     try:
         spec_path, weights_path = export_model(
             output,

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from amulet.exceptions import ModelSpecError, UnsafeModelFileError
-from amulet.io._export import export_model, load_entry
+from amulet.io._export import export_graph_model, export_model, load_entry
 from amulet.io._graph import (
     GRAPH_FORMATS,
     GraphModel,
@@ -47,6 +47,7 @@ __all__ = [
     "build_model",
     "check_weights",
     "detect_weights_format",
+    "export_graph_model",
     "export_model",
     "inspect_model_file",
     "load_entry",

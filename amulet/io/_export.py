@@ -16,7 +16,7 @@ from amulet.io._serialize import load_model, save_model
 from amulet.io._spec import ArchitectureSpec, read_spec, spec_from_model
 from amulet.io._weights import check_weights, read_weights
 
-__all__ = ["export_model", "load_entry"]
+__all__ = ["export_graph_model", "export_model", "load_entry"]
 
 
 def load_entry(entry: str) -> Any:
@@ -137,3 +137,136 @@ def export_model(
     else:
         spec = spec_from_model(model, input_shape=tuple(input_shape) if input_shape else None, num_classes=num_classes)
     return save_model(model, output, spec)
+
+
+def _dataset_shape(dataset: str) -> tuple[tuple[int, ...], int]:
+    """Input shape and number of classes of a built-in dataset (loaded offline)."""
+    from amulet.assess._data import load_bundle
+    from amulet.assess._spec import DatasetSpec
+
+    try:
+        bundle = load_bundle(DatasetSpec(name=dataset))
+    except ValueError as exc:  # pydantic: unknown dataset name
+        raise ModelSpecError(f"Unknown dataset {dataset!r}: {exc}") from exc
+    return tuple(bundle.input_shape), int(bundle.num_classes)
+
+
+def export_graph_model(
+    output: str | Path,
+    *,
+    entry: str | None = None,
+    model: nn.Module | None = None,
+    input_shape: Sequence[int] | None = None,
+    dataset: str | None = None,
+    num_classes: int | None = None,
+    weights: str | Path | None = None,
+    onnx: bool = False,
+    opset: int = 17,
+) -> list[Path]:
+    """Export a model as a torch.export archive (``.pt2``) and optionally ONNX, ready to upload.
+
+    The model comes from trusted code (``entry``, called without arguments) or is given (``model``). It is
+    exported in eval mode with a dynamic batch axis, then the written files are read back exactly as an
+    upload is (:func:`amulet.io.inspect_model_file`, :func:`amulet.io.preflight_graph_model`), so a file
+    that Amulet would refuse fails here, with the reason.
+
+    Args:
+        output: ``model.pt2`` (``onnx=True`` also writes ``model.onnx`` next to it) or ``model.onnx`` (ONNX only),
+            or a directory (``model.pt2`` inside).
+        entry: ``package.module:function`` or ``path/to/file.py:function`` returning the ``nn.Module``.
+        model: The module itself (instead of ``entry``).
+        input_shape: Shape of one example (no batch axis), e.g. ``(1, 28, 28)``.
+        dataset: A built-in dataset whose input shape and class count to use (e.g. ``"census"``).
+        num_classes: Expected number of classes (checked; taken from ``dataset`` when given).
+        weights: Weights-only state dict (safetensors or torch zip) to load into the model first.
+        onnx: Also write an ONNX file.
+        opset: ONNX opset.
+
+    Returns:
+        The written paths.
+
+    Raises:
+        ModelSpecError: no model, no input shape, a model that does not fit the shape/classes, or one that
+            torch.export cannot capture; UnsafeModelFileError: the export would be refused on upload (e.g. it
+            uses a custom operator).
+    """
+    import torch
+
+    from amulet.io._graph import inspect_model_file, load_graph_model, preflight_graph_model
+
+    if (entry is None) == (model is None):
+        raise ModelSpecError("Give the model as --entry module:function (or pass model=...), exactly one of them.")
+    if dataset is not None:
+        shape, classes = _dataset_shape(dataset)
+        if input_shape is not None and tuple(input_shape) != shape:
+            raise ModelSpecError(
+                f"--input-shape {list(input_shape)} contradicts the dataset {dataset!r}'s {list(shape)}."
+            )
+        input_shape = shape
+        num_classes = num_classes if num_classes is not None else classes
+    if input_shape is None:
+        raise ModelSpecError("Give the input shape of one example: --dataset NAME or --input-shape 1,28,28.")
+    if model is None:
+        result = load_entry(entry)()  # type: ignore[arg-type]
+        model = result[0] if isinstance(result, tuple) else result
+    if not isinstance(model, nn.Module):
+        raise ModelSpecError(f"The entry {entry!r} returned {type(model).__name__}, not a torch.nn.Module.")
+    if weights is not None:
+        state = read_weights(weights)
+        check_weights(model, state, architecture=type(model).__name__)
+        expected = model.state_dict()
+        model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+    model = model.cpu().eval()
+    shape = tuple(int(v) for v in input_shape)
+    example = torch.rand((2, *shape), generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            out = model(example)
+    except Exception as exc:
+        raise ModelSpecError(
+            f"The model fails on a batch of shape {list(example.shape)} (input shape {list(shape)}): "
+            f"{type(exc).__name__}: {str(exc)[:300]}. Build it for that input shape."
+        ) from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ModelSpecError(
+            f"The model returns {getattr(out, 'shape', type(out).__name__)} for a batch of shape "
+            f"{list(example.shape)}; it must return logits of shape (batch, classes)."
+        )
+    if num_classes is not None and out.shape[1] != num_classes:
+        raise ModelSpecError(f"The model outputs {out.shape[1]} logits but {num_classes} classes are expected.")
+    output = Path(output)
+    if output.suffix.lower() not in (".pt2", ".onnx"):
+        output = output / "model.pt2"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if output.suffix.lower() == ".pt2":
+        batch = torch.export.Dim("batch", min=1)
+        try:
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=False)
+        except Exception as exc:
+            raise ModelSpecError(
+                f"torch.export could not capture the model: {type(exc).__name__}: {str(exc)[:400]}. Data-dependent "
+                "Python control flow must be written with torch operations (see the torch.export documentation)."
+            ) from exc
+        torch.export.save(program, output)
+        written.append(output)
+    if onnx or output.suffix.lower() == ".onnx":
+        onnx_path = output.with_suffix(".onnx")
+        try:
+            torch.onnx.export(
+                model,
+                (example,),
+                str(onnx_path),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset,
+            )
+        except Exception as exc:
+            raise ModelSpecError(f"The ONNX export failed: {type(exc).__name__}: {str(exc)[:400]}.") from exc
+        written.append(onnx_path)
+    for path in written:
+        info = inspect_model_file(path)
+        preflight_graph_model(load_graph_model(path), shape, int(num_classes or info.num_classes))
+    return written

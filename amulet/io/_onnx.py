@@ -51,8 +51,7 @@ def _tensors_with_external_data(model: Any):
     from onnx import AttributeProto, TensorProto
 
     def of_graph(graph: Any):
-        for tensor in graph.initializer:
-            yield tensor
+        yield from graph.initializer
         for sparse in graph.sparse_initializer:
             yield sparse.values
             yield sparse.indices
