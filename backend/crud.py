@@ -46,6 +46,7 @@ __all__ = [
     "get_assessment",
     "get_dataset",
     "get_model",
+    "get_model_by_file",
     "get_project_by_name",
     "get_token",
     "list_assessments",
@@ -146,6 +147,11 @@ def create_model(session: Session, *, project_id: str, **fields: Any) -> Model:
 def get_model(session: Session, *, project_id: str, model_id: str) -> Model | None:
     """The project's model ``model_id``, or None (also for another project's id)."""
     return session.scalar(select(Model).where(Model.id == model_id, Model.project_id == project_id))
+
+
+def get_model_by_file(session: Session, *, project_id: str, path: str) -> Model | None:
+    """The project's uploaded model stored at ``path`` (an assessment's resolved ``model.file``), or None."""
+    return session.scalar(select(Model).where(Model.weights_path == path, Model.project_id == project_id))
 
 
 def list_models(session: Session, *, project_id: str, limit: int = 100, offset: int = 0) -> tuple[list[Model], int]:

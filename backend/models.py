@@ -45,6 +45,7 @@ __all__ = [
     "Cell",
     "Dataset",
     "Event",
+    "GRAPH_MODEL_FORMATS",
     "MetricValue",
     "Model",
     "Project",
@@ -63,6 +64,8 @@ ASSESSMENT_STATUSES = ("queued", "running", "finalizing", "succeeded", "partial"
 ASSESSMENT_ACTIVE = ("queued", "running", "finalizing")
 #: Terminal cell statuses (from the engine's CellResult) ; "pending" and "running" are not.
 CELL_DONE = ("ok", "not_run", "error")
+#: ``Model.weights_format`` of an exported graph upload: file suffix -> format (torch.export archive, ONNX).
+GRAPH_MODEL_FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}
 
 _NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -151,6 +154,36 @@ class Model(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     n_parameters: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # An exported graph (torch.export ``.pt2`` or ONNX) is stored as ``weights_path`` with ``weights_format``
+    # ``pt2``/``onnx``, no architecture spec file (``spec_path`` empty), and ``spec`` holding what
+    # ``amulet.io.inspect_model_file`` read from it (input shape, classes, parameters, operators).
+    @property
+    def is_graph(self) -> bool:
+        """Whether this is an exported graph (``.pt2``/``.onnx``) rather than an architecture spec + weights."""
+        return self.weights_format in GRAPH_MODEL_FORMATS
+
+    @property
+    def format(self) -> str:
+        """``pt2``, ``onnx``, ``safetensors`` or ``state_dict``: how the model was uploaded."""
+        return self.weights_format
+
+    @property
+    def input_shape(self) -> list[int] | None:
+        """One example's input shape (no batch dimension), as declared by the upload."""
+        shape = (self.spec or {}).get("input_shape")
+        return [int(v) for v in shape] if isinstance(shape, (list, tuple)) else None
+
+    @property
+    def num_classes(self) -> int | None:
+        """The number of outputs (classes), as declared by the upload."""
+        classes = (self.spec or {}).get("num_classes")
+        return int(classes) if isinstance(classes, int) else None
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of parameters (trainable tensors' elements)."""
+        return int(self.n_parameters or 0)
 
 
 class Dataset(Base):

@@ -9,7 +9,10 @@ way the worker loads it (``amulet.assess`` ``load_bundle``), the architecture is
 class count (``architecture_spec`` and ``amulet.io.build_model`` on the meta device, so nothing is
 allocated), one forward pass on meta tensors checks the output, an uploaded model's declared input shape and
 class count are compared with the dataset's and its weights are checked against the architecture
-(``amulet.io.load_model``), and the model's size is bounded. Each mismatch is a 422 naming it and the fix.
+(``amulet.io.load_model``), and the model's size is bounded. An uploaded exported graph (``.pt2``/``.onnx``,
+resolved to ``model.file``) is checked by ``amulet.io.preflight_graph_model`` against the dataset's input
+shape and class count: it validates the file again, then runs a finite forward pass on a batch and checks
+that gradients reach the input. Each mismatch is a 422 naming it and the fix.
 """
 
 from __future__ import annotations
@@ -44,10 +47,12 @@ _WIDTH_FIELDS = ("hidden_layer_sizes", "fc_layers")
 
 @dataclass
 class UploadedModel:
-    """What pre-flight needs to know about an uploaded model: its name and its declared architecture spec."""
+    """What pre-flight needs to know about an uploaded model: its name, its declared architecture spec (for an
+    exported graph: what inspection read from it) and whether it is an exported graph."""
 
     name: str
     spec: dict[str, Any]
+    graph: bool = False
 
 
 @dataclass
@@ -87,21 +92,29 @@ def resolve_spec(session: Session, *, project_id: str, spec: dict[str, Any]) -> 
                 dataset["sensitive"] = list(row.sensitive or [])
     model = resolved.get("model")
     if isinstance(model, dict):
-        if "weights" in model:
-            raise IntakeError(
-                "spec.model.weights",
-                "Server paths are not accepted. Upload the model with POST /models and reference it as "
-                '{"model": {"id": "<model id>"}}.',
-            )
+        for key in ("weights", "file"):
+            if key in model:
+                raise IntakeError(
+                    f"spec.model.{key}",
+                    "Server paths are not accepted. Upload the model with POST /models (an exported .pt2 or .onnx "
+                    "file as 'model', or 'spec' + 'weights') and reference it as "
+                    '{"model": {"id": "<model id>"}}.',
+                )
         model_id = model.pop("id", None)
         if model_id is not None:
             row_m = crud.get_model(session, project_id=project_id, model_id=str(model_id))
             if row_m is None:
                 raise IntakeError("spec.model.id", f"No model with id {model_id!r} in this project (GET /models).")
-            architecture = str(row_m.spec.get("architecture", ""))
-            model["architecture"] = _SPEC_ARCHITECTURES.get(architecture, architecture)
-            model["config"] = dict(row_m.spec.get("config") or {})
-            model["weights"] = row_m.weights_path
+            if row_m.is_graph:
+                # The uploaded graph is the architecture: registry fields do not apply to it.
+                for key in ("architecture", "capacity", "config"):
+                    model.pop(key, None)
+                model["file"] = row_m.weights_path
+            else:
+                architecture = str(row_m.spec.get("architecture", ""))
+                model["architecture"] = _SPEC_ARCHITECTURES.get(architecture, architecture)
+                model["config"] = dict(row_m.spec.get("config") or {})
+                model["weights"] = row_m.weights_path
     return resolved
 
 
@@ -117,7 +130,8 @@ def _uploads(session: Session, *, project_id: str, spec: dict[str, Any]) -> tupl
     if isinstance(model, dict) and model.get("id") is not None:
         row_m = crud.get_model(session, project_id=project_id, model_id=str(model["id"]))
         if row_m is not None:
-            uploaded = UploadedModel(name=row_m.name or str(row_m.id), spec=dict(row_m.spec or {}))
+            name = row_m.name or str(row_m.id)
+            uploaded = UploadedModel(name=name, spec=dict(row_m.spec or {}), graph=row_m.is_graph)
     return dataset_name, uploaded
 
 
@@ -141,30 +155,42 @@ def _check_widths(config: dict[str, Any]) -> None:
 
 def _check_upload(uploaded: UploadedModel, bundle: Any, dataset: str) -> None:
     """The uploaded model's declared input shape and class count against the dataset's (checked at upload
-    against the weights by a forward pass, so they are what the weights expect)."""
+    against the weights by a forward pass, so they are what the weights expect; for an exported graph, read
+    from its exported signature)."""
     declared = tuple(int(v) for v in uploaded.spec.get("input_shape") or ())
     want = tuple(int(v) for v in bundle.input_shape)
+    # An exported graph is re-exported with the dataset's shape; registry weights are retrained on its features.
+    fix = (
+        "Export the model again for this dataset (`amulet export-model ... --dataset`, "
+        f"input_shape {_shape_text(want)})"
+        if uploaded.graph
+        else f"Upload a model trained on this dataset's features (input_shape {_shape_text(want)})"
+    )
+    where = "model.file" if uploaded.graph else "model.weights"
     if declared and declared != want:
         if len(declared) == 1 and len(want) == 1:
             encoding = " after encoding (categorical columns one-hot encoded)" if bundle.modality == "tabular" else ""
             message = (
-                f"model.weights: the first layer of the uploaded model {uploaded.name!r} expects {declared[0]} input "
-                f"features but dataset {dataset!r} has {want[0]}{encoding}. Upload a model trained on this "
-                f"dataset's features (input_shape {_shape_text(want)}), or assess the model on the data it was "
-                "trained on."
+                f"{where}: the first layer of the uploaded model {uploaded.name!r} expects {declared[0]} input "
+                f"features but dataset {dataset!r} has {want[0]}{encoding}. {fix}, or assess the model on the "
+                "data it was trained on."
             )
         else:
             message = (
-                f"model.weights: the uploaded model {uploaded.name!r} expects inputs of shape {_shape_text(declared)} "
-                f"but dataset {dataset!r} has inputs of shape {_shape_text(want)}. Upload a model built for this "
-                "input shape, or assess the model on the data it was trained on."
+                f"{where}: the uploaded model {uploaded.name!r} expects inputs of shape {_shape_text(declared)} "
+                f"but dataset {dataset!r} has inputs of shape {_shape_text(want)}. "
+                + (
+                    f"{fix}, or assess the model on the data it was trained on."
+                    if uploaded.graph
+                    else "Upload a model built for this input shape, or assess the model on the data it was trained on."
+                )
             )
         raise IntakeError("spec.model.id", message)
     classes = uploaded.spec.get("num_classes")
     if isinstance(classes, int) and classes != bundle.num_classes:
         raise IntakeError(
             "spec.model.id",
-            f"model.weights: the uploaded model {uploaded.name!r} has {classes} outputs but dataset {dataset!r} has "
+            f"{where}: the uploaded model {uploaded.name!r} has {classes} outputs but dataset {dataset!r} has "
             f"{bundle.num_classes} classes. Upload a model with one output per class of this dataset's label, or "
             "assess the model on the data it was trained on.",
         )
@@ -195,6 +221,10 @@ def preflight(spec: Any, *, dataset_name: str | None = None, uploaded: UploadedM
         bundle = load_bundle(spec.dataset)  # what the worker will load (cached per process)
     except (AmuletError, ValueError, KeyError, OSError) as exc:
         raise IntakeError("spec.dataset", f"dataset: {dataset!r} could not be loaded: {exc}") from exc
+    graph_file = getattr(spec.model, "file", None)
+    if graph_file:
+        _preflight_graph(str(graph_file), bundle, dataset, uploaded)
+        return
     arch = architecture_spec(spec.model, bundle)
     _check_widths(arch["config"])
     if uploaded is not None:
@@ -224,6 +254,29 @@ def preflight(spec: Any, *, dataset_name: str | None = None, uploaded: UploadedM
             load_model(arch, weights)
         except (ModelSpecError, UnsafeModelFileError) as exc:
             raise IntakeError("spec.model.id", f"model.weights: {exc}") from exc
+
+
+def _preflight_graph(path: str, bundle: Any, dataset: str, uploaded: UploadedModel | None) -> None:
+    """An exported graph (``model.file``) against the dataset: declared shape and classes, then the engine's
+    pre-flight (validated again before it loads: finite forward pass on a batch, gradients reach the input)."""
+    from amulet.exceptions import ModelSpecError, UnsafeModelFileError
+    from amulet.io import preflight_graph_model
+
+    field = "spec.model.id" if uploaded is not None else "spec.model.file"
+    if uploaded is not None:
+        _check_upload(uploaded, bundle, dataset)
+        n_parameters = int(uploaded.spec.get("num_parameters") or 0)
+        if n_parameters > MAX_MODEL_PARAMETERS:
+            raise IntakeError(
+                field,
+                f"model.file: the uploaded model {uploaded.name!r} has {n_parameters:,} parameters, more than the "
+                f"limit of {MAX_MODEL_PARAMETERS:,}. Upload a smaller model.",
+            )
+    name = f"the uploaded model {uploaded.name!r}" if uploaded is not None else "the model"
+    try:
+        preflight_graph_model(path, tuple(int(v) for v in bundle.input_shape), int(bundle.num_classes))
+    except (ModelSpecError, UnsafeModelFileError) as exc:
+        raise IntakeError(field, f"model.file: {name} does not fit dataset {dataset!r}: {exc}") from exc
 
 
 def _modality_error(arch: dict[str, Any], bundle: Any, dataset: str, exc: Exception) -> IntakeError:

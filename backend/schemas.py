@@ -94,14 +94,20 @@ class ProjectCreated(BaseModel):
 
 
 class ModelPublic(_Orm):
-    """An uploaded model."""
+    """An uploaded model: an exported graph (``.pt2``/``.onnx``) or an architecture spec plus weights."""
 
     id: str
     name: str
-    architecture: str
+    format: str = Field(description="How the model was uploaded: 'pt2', 'onnx', 'safetensors' or 'state_dict'.")
+    architecture: str = Field(description="Registered architecture, or 'graph' for an exported .pt2/.onnx model.")
+    input_shape: list[int] | None = Field(
+        default=None, description="One example's input shape (no batch dimension), read from the upload."
+    )
+    num_classes: int | None = Field(default=None, description="Number of outputs (classes), read from the upload.")
+    num_parameters: int = Field(description="Number of parameters.")
     spec: dict[str, Any]
     weights_format: str
-    sha256: str
+    sha256: str = Field(description="SHA-256 of the uploaded model (or weights) file.")
     size_bytes: int
     n_parameters: int
     created_at: datetime

@@ -234,6 +234,14 @@ class ApiClient:
         }
         return dict(self._json("POST", "/models", data={"name": name}, files=files, timeout=self.timeout * 4))
 
+    def upload_graph_model(self, *, content: bytes, filename: str, name: str = "") -> dict[str, Any]:
+        """``POST /models`` field ``model``: an exported graph of any architecture (``.pt2`` or ``.onnx``).
+
+        The response carries the format, input shape, number of classes, number of parameters and SHA-256.
+        """
+        files = {"model": (filename, content, "application/octet-stream")}
+        return dict(self._json("POST", "/models", data={"name": name}, files=files, timeout=self.timeout * 4))
+
     def list_datasets(self) -> list[dict[str, Any]]:
         """``GET /datasets``: the project's uploaded datasets."""
         return self._items(self._json("GET", "/datasets"))

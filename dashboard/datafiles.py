@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-__all__ = ["TABULAR_SUFFIXES", "FilePreview", "guess_label", "preview_file"]
+__all__ = ["TABULAR_SUFFIXES", "FilePreview", "guess_label", "model_label", "preview_file", "shape_text"]
 
 TABULAR_SUFFIXES = (".csv", ".parquet", ".pq")
 ARRAY_SUFFIXES = (".npz",)
@@ -87,3 +87,31 @@ def guess_label(columns: list[str]) -> str | None:
         if name in lowered:
             return lowered[name]
     return columns[-1] if columns else None
+
+
+def shape_text(shape: Any) -> str:
+    """An input shape as the dashboard shows it (``[1, 28, 28]``), or an em dash when unknown.
+
+    Example:
+        >>> shape_text([1, 28, 28]), shape_text(None)
+        ('[1, 28, 28]', '—')
+    """
+    if not isinstance(shape, (list, tuple)) or not shape:
+        return "—"
+    return "[" + ", ".join(str(int(v)) for v in shape) + "]"
+
+
+def model_label(model: dict[str, Any]) -> str:
+    """How an uploaded model is named in a picker: its name, format, input shape and parameter count.
+
+    Example:
+        >>> model_label({"name": "resmlp", "format": "pt2", "input_shape": [104], "num_parameters": 12345})
+        'resmlp (pt2, input [104], 12,345 parameters)'
+    """
+    parts = [str(model.get("format") or model.get("weights_format") or model.get("architecture") or "model")]
+    if model.get("input_shape"):
+        parts.append(f"input {shape_text(model['input_shape'])}")
+    n_parameters = model.get("num_parameters", model.get("n_parameters"))
+    if isinstance(n_parameters, int):
+        parts.append(f"{n_parameters:,} parameters")
+    return f"{model.get('name') or model.get('id')} ({', '.join(parts)})"

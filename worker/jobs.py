@@ -30,6 +30,8 @@ __all__ = [
     "AssessmentCancelledError",
     "Outcome",
     "SqlProgress",
+    "UploadedModelRefusedError",
+    "check_uploaded_model",
     "final_outcome",
     "finalize",
     "recover_stale",
@@ -116,6 +118,62 @@ def _cache_dir(settings: Settings) -> Path:
     return path
 
 
+class UploadedModelRefusedError(Exception):
+    """The assessment's uploaded model file failed re-validation in the worker; nothing of it was loaded."""
+
+
+#: (path, mtime, size) of uploaded model files that passed re-validation in this process.
+_VALIDATED: set[tuple[str, int, int]] = set()
+
+
+def check_uploaded_model(settings: Settings, assessment_id: str) -> None:
+    """Re-validate the assessment's uploaded exported graph (``model.file``) before the engine loads it.
+
+    The worker trusts nothing the API checked: the file is inspected again with
+    ``amulet.io.inspect_model_file`` (no pickle payload runs, no custom operator, no external data outside
+    its folder) and its SHA-256 must still be the one recorded at upload (a file swapped in the artifact
+    store is refused). The engine's own loader validates once more when it loads.
+
+    Raises:
+        UploadedModelRefusedError: the file is missing, unsafe, malformed or changed since upload.
+    """
+    with session_scope(settings) as session:
+        row = crud.get_assessment(session, assessment_id=assessment_id)
+        if row is None:
+            return
+        model = (row.resolved_spec or {}).get("model") or {}
+        path = model.get("file") if isinstance(model, dict) else None
+        if not path:
+            return
+        uploaded = crud.get_model_by_file(session, project_id=row.project_id, path=str(path))
+        expected = uploaded.sha256 if uploaded is not None else None
+    file = Path(str(path))
+    try:
+        stat = file.stat()
+    except OSError as exc:
+        raise UploadedModelRefusedError(f"the uploaded model file is missing from the artifact store: {exc}") from exc
+    key = (str(file), stat.st_mtime_ns, stat.st_size)
+    if key in _VALIDATED:
+        return
+    from amulet.exceptions import ModelSpecError, UnsafeModelFileError
+    from amulet.io import inspect_model_file
+
+    try:
+        info = inspect_model_file(file)
+    except (UnsafeModelFileError, ModelSpecError) as exc:
+        raise UploadedModelRefusedError(f"the uploaded model was refused before loading: {exc}") from exc
+    if expected is None:
+        raise UploadedModelRefusedError(
+            "the model file is not an upload of this project (upload it with POST /models and reference its id)"
+        )
+    if info.sha256 != expected:
+        raise UploadedModelRefusedError(
+            f"the uploaded model file changed since upload (SHA-256 {info.sha256[:12]}, recorded "
+            f"{expected[:12]}); upload it again"
+        )
+    _VALIDATED.add(key)
+
+
 def start(settings: Settings, assessment_id: str) -> tuple[list[str], list[str]] | None:
     """Mark the assessment running; returns its unfinished (training keys, cell keys), None if inactive."""
     with session_scope(settings) as session:
@@ -145,6 +203,12 @@ def run_one_training(settings: Settings, assessment_id: str, key: str) -> None:
             return
         crud.upsert_training(session, assessment_id=assessment_id, key=key, status="running", attempt=True)
     started = time.monotonic()
+    try:
+        check_uploaded_model(settings, assessment_id)
+    except UploadedModelRefusedError as exc:
+        logger.error("training %s of assessment %s: %s", key, assessment_id, exc)
+        record_training_error(settings, assessment_id, key, f"UploadedModelRefused: {exc}", 0.0)
+        return
     try:
         run_training(
             loaded[1],
@@ -196,6 +260,11 @@ def run_one_cell(settings: Settings, assessment_id: str, key: str) -> bool:
             return not crud.pending_cell_keys(session, assessment_id=assessment_id)
         crud.upsert_cell(session, assessment_id=assessment_id, key=key, status="running", attempt=True, **ids)
     started = time.monotonic()
+    try:
+        check_uploaded_model(settings, assessment_id)
+    except UploadedModelRefusedError as exc:
+        logger.error("cell %s of assessment %s: %s", key, assessment_id, exc)
+        return record_cell_error(settings, assessment_id, key, f"UploadedModelRefused: {exc}", 0.0)
     try:
         result = run_cell(
             plan,

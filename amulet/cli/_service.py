@@ -272,7 +272,11 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def upload_references(client: Any, spec: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Upload the files a spec references (dataset path, model weights) and reference them by id."""
+    """Upload the files a spec references (dataset path, model file or weights) and reference them by id.
+
+    ``model.file`` (an exported ``.pt2``/``.onnx`` graph) is uploaded as ``POST /models`` field ``model``;
+    ``model.weights`` with the architecture spec JSON next to it as ``spec`` + ``weights``.
+    """
     spec = json.loads(json.dumps(spec))
     dataset = spec.get("dataset") or {}
     if isinstance(dataset, dict) and dataset.get("path"):
@@ -290,7 +294,28 @@ def upload_references(client: Any, spec: dict[str, Any], base: Path) -> dict[str
         dataset["id"] = uploaded["id"]
         _err(f"uploaded dataset {path.name}: id {uploaded['id']}, sha256 {uploaded['sha256'][:12]}")
     model = spec.get("model") or {}
-    if isinstance(model, dict) and model.get("weights"):
+    if isinstance(model, dict) and model.get("file"):
+        path = _resolve(base, str(model.pop("file")))
+        if not path.is_file():
+            raise _SubmitError(
+                f"model.file: {path} does not exist. Export the model with `amulet export-model` (a .pt2, or "
+                "--onnx for .onnx) and name that file."
+            )
+        with path.open("rb") as handle:
+            uploaded = _check(
+                client.post("/models", files={"model": (path.name, handle)}, data={"name": path.name}),
+                "Model upload",
+            )
+        for key in ("architecture", "capacity", "config"):
+            model.pop(key, None)
+        model["id"] = uploaded["id"]
+        shape = "x".join(str(v) for v in uploaded.get("input_shape") or [])
+        _err(
+            f"uploaded model {path.name} ({uploaded.get('format')}, input shape [{shape}], "
+            f"{uploaded.get('num_classes')} classes, {uploaded.get('num_parameters', 0):,} parameters): "
+            f"id {uploaded['id']}, sha256 {uploaded['sha256'][:12]}"
+        )
+    elif isinstance(model, dict) and model.get("weights"):
         from amulet.io import SPEC_FILENAME
 
         weights = _resolve(base, model.pop("weights"))

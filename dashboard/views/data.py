@@ -1,4 +1,5 @@
-"""Models & data page: upload datasets (with a preview to pick label and sensitive columns) and models."""
+"""Models & data page: upload datasets (with a preview to pick label and sensitive columns) and models (an
+exported .pt2/.onnx graph of any architecture, or an architecture spec plus weights)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import streamlit as st
 
 from dashboard.client import ApiError
-from dashboard.datafiles import guess_label, preview_file
+from dashboard.datafiles import guess_label, preview_file, shape_text
 from dashboard.state import require_client, show_api_error
+
+EXPORTED, SPEC_WEIGHTS = "Exported model (.pt2 / .onnx)", "Architecture spec + weights"
 
 client = require_client()
 st.title("Models & data")
@@ -116,41 +119,81 @@ with tab_data:
 
 with tab_models:
     st.subheader("Upload a trained model")
-    st.caption(
-        "An architecture spec (JSON: registered architecture, its config, input shape and number of classes) "
-        "plus weights as safetensors (or a state_dict saved with torch.save). Pickled models are refused: "
-        "export them with `amulet export-model`. No model? Choose *Train a baseline from a config* when you "
-        "create an assessment."
+    kind = st.radio(
+        "Model file",
+        [EXPORTED, SPEC_WEIGHTS],
+        key="model.kind",
+        horizontal=True,
+        help="Any PyTorch architecture: export it with `amulet export-model` (torch.export .pt2, or ONNX).",
     )
-    spec_file = st.file_uploader("Architecture spec (JSON)", type=["json"], key="model.spec")
-    spec_error = st.empty()
-    weights_file = st.file_uploader("Weights", type=["safetensors", "pt", "pth", "bin"], key="model.weights")
-    weights_error = st.empty()
-    model_name = st.text_input("Name", key="model.name")
-    if spec_file is not None:
-        try:
-            st.json(json.loads(spec_file.getvalue()), expanded=False)
-        except ValueError as exc:
-            spec_error.error(f"The architecture spec is not valid JSON: {exc}")
-    if st.button("Upload model", type="primary", disabled=spec_file is None or weights_file is None):
-        assert spec_file is not None and weights_file is not None
-        try:
-            created = client.upload_model(
-                spec=spec_file.getvalue(),
-                weights=weights_file.getvalue(),
-                weights_filename=weights_file.name,
-                name=model_name or spec_file.name.rsplit(".", 1)[0],
-            )
-        except ApiError as exc:
-            placed = False
-            for field, area in (("spec", spec_error), ("weights", weights_error)):
-                if field in exc.field_errors:
-                    area.error(exc.field_errors[field])
-                    placed = True
-            if not placed:
-                show_api_error(exc)
-        else:
-            st.success(f"Uploaded model {created.get('name')} (id {created.get('id')}).")
+    if kind == EXPORTED:
+        st.caption(
+            "A torch.export archive (`.pt2`) or an ONNX model (`.onnx`) of any architecture. It is inspected "
+            "without running anything in it (no pickled code, only standard operators) and its input shape and "
+            "number of classes are read from the exported signature. From a notebook: "
+            "`amulet export-model my_module:build_model --dataset census --output model.pt2`."
+        )
+        graph_file = st.file_uploader("Exported model (.pt2 or .onnx)", type=["pt2", "onnx"], key="model.graph")
+        graph_error = st.empty()
+        graph_name = st.text_input("Name", key="model.graph_name")
+        if st.button("Upload model", type="primary", disabled=graph_file is None, key="model.graph_upload"):
+            assert graph_file is not None
+            try:
+                created = client.upload_graph_model(
+                    content=graph_file.getvalue(),
+                    filename=graph_file.name,
+                    name=graph_name or graph_file.name.rsplit(".", 1)[0],
+                )
+            except ApiError as exc:
+                if "model" in exc.field_errors:
+                    graph_error.error(exc.field_errors["model"])
+                else:
+                    show_api_error(exc)
+            else:
+                st.success(f"Uploaded model {created.get('name')} (id {created.get('id')}).")
+                cols = st.columns(4)
+                cols[0].metric("Format", str(created.get("format")))
+                cols[1].metric("Input shape", shape_text(created.get("input_shape")))
+                cols[2].metric("Classes", str(created.get("num_classes")))
+                cols[3].metric("Parameters", f"{int(created.get('num_parameters') or 0):,}")
+                if created.get("sha256"):
+                    st.caption(f"SHA-256 {created['sha256']}")
+    else:
+        st.caption(
+            "An architecture spec (JSON: registered architecture, its config, input shape and number of classes) "
+            "plus weights as safetensors (or a state_dict saved with torch.save). Pickled models are refused: "
+            "export them with `amulet export-model`. No model? Choose *Train a baseline from a config* when you "
+            "create an assessment."
+        )
+        spec_file = st.file_uploader("Architecture spec (JSON)", type=["json"], key="model.spec")
+        spec_error = st.empty()
+        weights_file = st.file_uploader("Weights", type=["safetensors", "pt", "pth", "bin"], key="model.weights")
+        weights_error = st.empty()
+        model_name = st.text_input("Name", key="model.name")
+        if spec_file is not None:
+            try:
+                st.json(json.loads(spec_file.getvalue()), expanded=False)
+            except ValueError as exc:
+                spec_error.error(f"The architecture spec is not valid JSON: {exc}")
+        if st.button("Upload model", type="primary", disabled=spec_file is None or weights_file is None):
+            assert spec_file is not None and weights_file is not None
+            try:
+                created = client.upload_model(
+                    spec=spec_file.getvalue(),
+                    weights=weights_file.getvalue(),
+                    weights_filename=weights_file.name,
+                    name=model_name or spec_file.name.rsplit(".", 1)[0],
+                )
+            except ApiError as exc:
+                placed = False
+                for field, area in (("spec", spec_error), ("weights", weights_error)):
+                    if field in exc.field_errors:
+                        area.error(exc.field_errors[field])
+                        placed = True
+                if not placed:
+                    show_api_error(exc)
+            else:
+                st.success(f"Uploaded model {created.get('name')} (id {created.get('id')}).")
 
     st.subheader("Your models")
     try:
@@ -163,9 +206,11 @@ with tab_models:
             [
                 {
                     "name": m.get("name"),
+                    "format": m.get("format") or m.get("weights_format"),
                     "architecture": m.get("architecture"),
-                    "parameters": m.get("n_parameters"),
-                    "format": m.get("weights_format"),
+                    "input shape": shape_text(m.get("input_shape")),
+                    "classes": m.get("num_classes"),
+                    "parameters": m.get("num_parameters", m.get("n_parameters")),
                     "sha256": (m.get("sha256") or "")[:16],
                     "id": m.get("id"),
                 }

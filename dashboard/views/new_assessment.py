@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard.client import ApiError
+from dashboard.datafiles import model_label
 from dashboard.forms import render_fields, schema_fields
 from dashboard.specs import (
     assemble_spec,
@@ -176,7 +177,7 @@ else:
     if models:
         by_id = {m["id"]: m for m in models}
         model["id"] = st.selectbox(
-            "Uploaded model", list(by_id), key="new.uploaded_model", format_func=lambda i: str(by_id[i].get("name"))
+            "Uploaded model", list(by_id), key="new.uploaded_model", format_func=lambda i: model_label(by_id[i])
         )
     else:
         st.warning("No uploaded model yet.")
