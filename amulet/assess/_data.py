@@ -29,6 +29,7 @@ __all__ = [
     "architecture_spec",
     "clip_range_of",
     "load_bundle",
+    "load_graph_template",
     "make_model_factory",
     "split_for_seed",
     "split_indices",
@@ -224,8 +225,28 @@ def split_for_seed(bundle: DataBundle, seed: int, member_fraction: float) -> tup
     return bundle.train.subset(m), bundle.train.subset(a)
 
 
+#: ``architecture`` of the spec of an uploaded graph (``model.file``).
+GRAPH_ARCHITECTURE = "graph"
+
+
 def architecture_spec(spec: ModelSpec, bundle: DataBundle) -> dict[str, Any]:
-    """The architecture spec (name, config, input shape, classes) of the model under assessment."""
+    """The architecture spec (name, config, input shape, classes) of the model under assessment.
+
+    For an uploaded graph (``model.file``): ``architecture`` is ``"graph"``, ``config`` holds the file's
+    format and SHA-256 (what identifies the architecture and its weights, wherever the file lies), ``file``
+    its path; input shape and classes are the dataset's (the pre-flight checks the graph against them).
+    """
+    if spec.file is not None:
+        from amulet.io import inspect_model_file
+
+        info = _graph_info(spec.file, inspect_model_file)
+        return {
+            "architecture": GRAPH_ARCHITECTURE,
+            "config": {"format": info.format, "sha256": info.sha256},
+            "file": str(spec.file),
+            "input_shape": list(bundle.input_shape),
+            "num_classes": bundle.num_classes,
+        }
     name = ARCHITECTURE_ALIASES.get(spec.architecture, spec.architecture)
     config: dict[str, Any] = {}
     if spec.capacity is not None:
@@ -239,9 +260,62 @@ def architecture_spec(spec: ModelSpec, bundle: DataBundle) -> dict[str, Any]:
     }
 
 
+_GRAPH_INFO: dict[tuple[str, int, int], Any] = {}
+_GRAPH_TEMPLATES: dict[str, nn.Module] = {}
+
+
+def _graph_info(path: str, inspect_model_file: Any) -> Any:
+    """The file's GraphModelInfo, validated once per (path, size, mtime) and process."""
+    from pathlib import Path
+
+    stat = Path(path).stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _LOCK:
+        if key in _GRAPH_INFO:
+            return _GRAPH_INFO[key]
+    info = inspect_model_file(path)
+    with _LOCK:
+        _GRAPH_INFO[key] = info
+    return info
+
+
+def load_graph_template(arch: dict[str, Any]) -> nn.Module:
+    """The uploaded graph of ``arch`` with its uploaded weights (loaded once per file and process; a copy)."""
+    import copy
+
+    from amulet.io import load_graph_model
+
+    sha = arch["config"]["sha256"]
+    with _LOCK:
+        template = _GRAPH_TEMPLATES.get(sha)
+    if template is None:
+        template = load_graph_model(arch["file"])
+        if template.info.sha256 != sha:  # type: ignore[union-attr]
+            from amulet.exceptions import ModelSpecError
+
+            raise ModelSpecError(f"The model file {arch['file']!r} changed during the assessment; run it again.")
+        with _LOCK:
+            _GRAPH_TEMPLATES[sha] = template
+    return copy.deepcopy(template)
+
+
 def make_model_factory(arch: dict[str, Any]):
-    """A callable returning a fresh, untrained model of the architecture spec ``arch``."""
+    """A callable returning a fresh, untrained model of the architecture spec ``arch``.
+
+    For an uploaded graph, a copy of the graph whose parameters are re-initialised as PyTorch initialises each
+    layer type (:func:`amulet.io.reinitialize_parameters`), drawing from torch's global generator: callers
+    seed it (:func:`amulet.utils.seeded_init`, :meth:`amulet.recipes.Recipe.train`).
+    """
     from amulet.models import create_model
+
+    if arch["architecture"] == GRAPH_ARCHITECTURE:
+
+        def graph_factory() -> nn.Module:
+            model = load_graph_template(arch)
+            model.reset_parameters()  # type: ignore[operator]
+            return model
+
+        return graph_factory
 
     def factory() -> nn.Module:
         return create_model(

@@ -931,6 +931,25 @@ def _assessment_status(
 
 def _model_text(plan: AssessmentPlan) -> str:
     m = plan.spec.model
+    if m.file:
+        from pathlib import Path
+
+        t = plan.spec.training
+        config = f"{t.epochs} epochs, batch size {t.batch_size}, {t.optimizer} with learning rate {t.lr:g}" + (
+            f", weight decay {t.weight_decay:g}" if t.weight_decay else ""
+        )
+        retrained = [r.name for r in plan.rows if r.name != "baseline"]
+        return (
+            f"Uploaded model {Path(m.file).name!r} (an exported graph of any architecture). Uploaded weights: the "
+            "'baseline' row is the uploaded model as deployed, assumed to be trained on the member rows. "
+            + (
+                f"Retrained: the rows {', '.join(repr(n) for n in retrained)} train the same graph from a fresh "
+                f"initialisation (each layer initialised as PyTorch initialises its type, seeded) with {config}. "
+                if retrained
+                else ""
+            )
+            + "Shadow and population models of the attacks are retrained the same way."
+        )
     text = f"Architecture {m.architecture!r} (capacity {m.capacity}{', config ' + str(m.config) if m.config else ''})"
     if m.weights:
         return text + (

@@ -56,10 +56,20 @@ def _device(device: torch.device | str | None) -> torch.device:
 
 
 def _import_weights(arch: dict[str, Any], weights: str, factory: Any) -> torch.nn.Module:
-    """The user's trained model through ``amulet.io`` (checked against the architecture; never unpickled)."""
+    """The user's trained model through ``amulet.io`` (checked against the architecture; never unpickled):
+    safetensors weights of a registered architecture, or an uploaded graph (``model.file``) as deployed."""
+    from amulet.assess._data import GRAPH_ARCHITECTURE, load_graph_template
+
+    if arch["architecture"] == GRAPH_ARCHITECTURE:
+        return load_graph_template(arch)
     from amulet.io import load_model
 
     return load_model(arch, weights)
+
+
+def _cache_arch(arch: dict[str, Any]) -> dict[str, Any]:
+    """The architecture spec as the model cache keys it: an uploaded graph by its SHA-256, not its path."""
+    return {k: v for k, v in arch.items() if k != "file"}
 
 
 #: The utility figures a training records (record / model-cache sidecar key -> cell metric key).
@@ -125,10 +135,16 @@ def run_training(
     arch = architecture_spec(plan.spec.model, bundle)
     factory = make_model_factory(arch)
     recipe = plan.recipe(training.row)
-    weights = plan.spec.model.weights if recipe.is_plain else None
-    recipe_part = f"weights:{file_sha256(weights)}" if weights else recipe.key
+    uploaded = plan.spec.model.weights or plan.spec.model.file
+    weights = uploaded if recipe.is_plain else None
+    if weights and plan.spec.model.file:
+        recipe_part = f"uploaded-graph:{arch['config']['sha256']}"
+    else:
+        recipe_part = f"weights:{file_sha256(weights)}" if weights else recipe.key
     cache = ModelCache(cache_dir)
-    cache_key = ModelCache.make_key(arch, recipe_part, tensor_sha256(member.x, member.y, member.z), training.seed)
+    cache_key = ModelCache.make_key(
+        _cache_arch(arch), recipe_part, tensor_sha256(member.x, member.y, member.z), training.seed
+    )
     record = {
         "key": training_key,
         "row": training.row,
@@ -362,13 +378,21 @@ def _cell_cache_key(
 ) -> str | None:
     """The cell-cache key of a cell (None: not cacheable, or the key could not be computed; logged)."""
     from amulet import registry
+    from amulet.assess._data import GRAPH_ARCHITECTURE
     from amulet.models import get_architecture
 
     cell = plan.cell(cell_key)
     try:
+        if arch["architecture"] == GRAPH_ARCHITECTURE:
+            from amulet.io import GraphModel, reinitialize_parameters
+
+            # The graph itself is identified by its SHA-256 (in the training record's model hash and the plan).
+            model_code: list[Callable[..., Any]] = [GraphModel.forward, GraphModel.train, reinitialize_parameters]
+        else:
+            model_code = [get_architecture(arch["architecture"]).factory]
         code: list[Callable[..., Any]] = [
             registry.get_attack(cell.attack).run,
-            get_architecture(arch["architecture"]).factory,
+            *model_code,
             *(registry.get_defense(e["defense"]).make_stage for e in plan.row(cell.row).stack),
         ]
         return CellCache.make_key(

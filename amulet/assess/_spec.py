@@ -125,10 +125,14 @@ class DatasetSpec(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """The model under assessment: a registered architecture (+ config), optionally with trained weights.
+    """The model under assessment: a registered architecture (+ config), optionally with trained weights,
+    or any architecture as an exported graph (``file``).
 
     Without ``weights`` the baseline is trained from ``training``; with them, the baseline is the given
-    model and every defense retrains the architecture.
+    model and every defense retrains the architecture. With ``file`` (a torch.export ``.pt2`` archive or an
+    ``.onnx`` model, see :func:`amulet.io.load_graph_model`), the baseline is the uploaded model as deployed,
+    and every defended row, shadow model and population member trains the same graph from a fresh,
+    seeded initialisation (:func:`amulet.io.reinitialize_parameters`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -145,6 +149,26 @@ class ModelSpec(BaseModel):
     weights: str | None = Field(
         default=None, description="Safetensors weights of the trained model (amulet.io format)."
     )
+    file: str | None = Field(
+        default=None,
+        description="Any architecture with its trained weights: a torch.export archive (.pt2) or an ONNX model "
+        "(.onnx), e.g. written by `amulet export-model model.pt2`. Exclusive with architecture, capacity, config "
+        "and weights.",
+    )
+
+    @model_validator(mode="after")
+    def _file_alone(self) -> ModelSpec:
+        if self.file is None:
+            return self
+        clash = sorted(k for k in ("architecture", "capacity", "config", "weights") if k in self.model_fields_set)
+        if clash:
+            raise ValueError(
+                f"'file' (an exported model) already defines the architecture and its weights; remove "
+                f"{', '.join(repr(k) for k in clash)}"
+            )
+        if Path(self.file).suffix.lower() not in (".pt2", ".onnx"):
+            raise ValueError(f"'file' must be a .pt2 (torch.export) or .onnx model; got {self.file!r}")
+        return self
 
 
 class DefenseEntry(BaseModel):
@@ -432,7 +456,10 @@ def _model_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
     problems = []
     known = architectures()
     name = {"cnn": "simplecnn"}.get(spec.model.architecture, spec.model.architecture).lower()
-    if name not in known:
+    if spec.model.file is not None:
+        if not Path(spec.model.file).is_file():
+            problems.append({"path": "model.file", "message": f"the model file {spec.model.file!r} does not exist"})
+    elif name not in known:
         problems.append(
             {
                 "path": "model.architecture",
@@ -482,7 +509,7 @@ def expand_row(row: DefenseRow) -> list[dict[str, Any]]:
 
 def _resolve_relative(data: dict[str, Any], base: Path) -> dict[str, Any]:
     data = dict(data)
-    for section, key in (("dataset", "path"), ("model", "weights")):
+    for section, key in (("dataset", "path"), ("model", "weights"), ("model", "file")):
         part = data.get(section)
         if isinstance(part, Mapping) and isinstance(part.get(key), str) and not Path(part[key]).is_absolute():
             part = dict(part)

@@ -211,8 +211,29 @@ def architecture_fingerprint(model: nn.Module) -> str:
 # batchability
 
 
+def _is_graph_model(model: nn.Module) -> bool:
+    """An uploaded graph (:class:`amulet.io.GraphModel`): its modules hold parameters, the graph computes."""
+    return hasattr(model, "has_dropout") and hasattr(model, "graph") and hasattr(model, "info")
+
+
+def _randomness(model: nn.Module) -> str:
+    """``vmap``'s randomness mode: ``"different"`` (each model its own dropout masks) when the model draws."""
+    if any(isinstance(m, _DROPOUT) for m in model.modules()) or bool(getattr(model, "has_dropout", False)):
+        return "different"
+    return "error"
+
+
 def batchable_reason(model: nn.Module) -> str:
-    """Empty string when ``model`` can be trained in a stacked ensemble, else the reason it cannot."""
+    """Empty string when ``model`` can be trained in a stacked ensemble, else the reason it cannot.
+
+    An uploaded graph (:class:`amulet.io.GraphModel`) runs its operators, not its modules' forward methods, so
+    its module types say nothing: whether ``vmap`` can run it is found out by a stacked trial step
+    (``train_population`` falls back to one model at a time, and logs why, when that fails).
+    """
+    if _is_graph_model(model):
+        if any(p.dtype != torch.float32 for p in model.parameters()):
+            return "only float32 models are stacked"
+        return ""
     for name, module in model.named_modules():
         if len(list(module.children())) == 0 and not isinstance(module, BATCHABLE_MODULES):
             return f"module {name or '<root>'} of type {type(module).__name__} is not known to be vmap-safe"
@@ -415,7 +436,7 @@ def _train_batched(
     buffers = {k: v.detach().clone() for k, v in stacked_buffers.items()}
     has_bn = has_batchnorm(models[0])
     base = _stackable(copy.deepcopy(models[0]).to("meta")).train()
-    randomness = "different" if any(isinstance(m, _DROPOUT) for m in base.modules()) else "error"
+    randomness = _randomness(base)
 
     def forward(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(base, (p, b), (x,))
@@ -504,7 +525,7 @@ def _check_batched_forward(model: nn.Module, x: torch.Tensor, device: torch.devi
         params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         buffers = {k: v.detach().clone() for k, v in buffers.items()}
         base = copy.deepcopy(model).to("meta").train()
-        randomness = "different" if any(isinstance(m, _DROPOUT) for m in base.modules()) else "error"
+        randomness = _randomness(base)
         xb = x[:2].to(device).unsqueeze(0).expand(2, *x[:2].shape).contiguous()
         out = vmap(lambda p, b, xx: functional_call(base, (p, b), (xx,)), randomness=randomness)(params, buffers, xb)
         out.float().sum().backward()
