@@ -49,8 +49,8 @@ PICKLE_MESSAGE = (
 )
 #: How to get from a Python model to an upload the service accepts (appended to every graph-model refusal).
 EXPORT_HINT = (
-    "Export the model with `amulet export-model my_module:build_model --dataset <dataset> --output model.pt2` "
-    "(a torch.export archive; add --onnx for ONNX) and upload the .pt2 or .onnx file as 'model'."
+    "Export it with `amulet export-model model.pt2 --entry my_module:build_model --dataset <dataset>` "
+    "(a torch.export archive; --onnx writes an ONNX file too) and upload the .pt2 or .onnx file as 'model'."
 )
 #: The answer to a pickled upload in the ``model`` field (torch.save of a module or a checkpoint).
 GRAPH_PICKLE_MESSAGE = (

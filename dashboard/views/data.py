@@ -131,7 +131,7 @@ with tab_models:
             "A torch.export archive (`.pt2`) or an ONNX model (`.onnx`) of any architecture. It is inspected "
             "without running anything in it (no pickled code, only standard operators) and its input shape and "
             "number of classes are read from the exported signature. From a notebook: "
-            "`amulet export-model my_module:build_model --dataset census --output model.pt2`."
+            "`amulet export-model model.pt2 --entry my_module:build_model --dataset census`."
         )
         graph_file = st.file_uploader("Exported model (.pt2 or .onnx)", type=["pt2", "onnx"], key="model.graph")
         graph_error = st.empty()
