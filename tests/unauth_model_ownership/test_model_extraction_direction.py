@@ -173,6 +173,8 @@ def test_layer2_watermark_check_tells_the_marked_target_from_its_trigger_set(fmn
     assert out["watermark_accuracy_target"] > 90, out
     assert out["watermark_verified_stolen"] == float(out["watermark_accuracy_stolen"] > 90)
     # a model trained without the stage, on other rows, answers the regenerated triggers at about chance
-    triggers = watermark_trigger_set(recipe.stage("watermark").params, (1, 28, 28), 10)
+    stage = recipe.stage("watermark")
+    assert stage is not None
+    triggers = watermark_trigger_set(stage.params, (1, 28, 28), 10)
     independent = Recipe(CONFIG).train(_factory, split[1], seed=3)
     assert get_accuracy(independent, triggers.loader(100), "cpu") < 30
