@@ -19,12 +19,14 @@ A retrained copy of an uploaded graph starts from the initialisation PyTorch giv
    on loading, the parameters of each ``aten.linear``/``conv``/``layer_norm``/``group_norm``/``batch_norm``
    call are put back into a real layer of that type (same shapes, strides, groups, eps), which the graph
    keeps reading;
-2. a floating-point parameter that no such layer owns (a parameter of a custom module, or of a layer type
+2. an ONNX normalisation node's scale and bias that onnx2torch passes as inputs (not a layer's parameters):
+   ones and zeros, as the layer's own ``reset_parameters`` would;
+3. a floating-point parameter that no such layer owns (a parameter of a custom module, or of a layer type
    without ``reset_parameters``): with two or more dimensions, Kaiming-uniform with ``a=sqrt(5)`` (the
    ``nn.Linear``/``nn.Conv`` default); one-dimensional and named ``*bias``: zeros; any other (a learned
    scale or slope of a custom activation, a scalar): it keeps the value it has in the upload, and a warning
    names it;
-3. buffers not owned by such a layer (masks, constants) keep their uploaded values.
+4. buffers not owned by such a layer (masks, constants) keep their uploaded values.
 
 The draws come from torch's global generator, which callers seed (:func:`amulet.utils.seeded_init`), so the
 same seed gives the same initial weights.
@@ -151,6 +153,7 @@ def inspect_model_file(path: str | Path) -> GraphModelInfo:
 
     model = read_onnx(path)
     module = convert_onnx(model)
+    _promote_initialisers(module)
     n_params = sum(p.numel() for p in module.parameters())
     return GraphModelInfo("onnx", model.input_shape, model.num_outputs, n_params, digest, model.operators)
 
@@ -212,7 +215,7 @@ class GraphModel(nn.Module):
 
     def reset_parameters(self) -> None:
         """Re-initialise every parameter by the module's rule (see :func:`reinitialize_parameters`)."""
-        reinitialize_parameters(self.graph)
+        reinitialize_parameters(self.graph, _onnx_norm_initialisers(self.graph) if self.info.format == "onnx" else None)
 
 
 def _op_name(target: Any) -> str:
@@ -346,8 +349,58 @@ def _restore_layers(graph_module: nn.Module) -> list[str]:
     return restored
 
 
-def reinitialize_parameters(module: nn.Module) -> list[str]:
+def _promote_initialisers(graph_module: nn.Module) -> None:
+    """Make the floating-point ONNX initialisers that onnx2torch keeps as buffers trainable parameters.
+
+    onnx2torch turns an initialiser into a layer's parameter when one node owns it (``Gemm`` -> ``nn.Linear``);
+    an initialiser fed to a node as a plain input (a ``LayerNormalization`` whose scale the exporter shared with
+    another one of equal value) stays a buffer under ``initializers``, which training would never update.
+    """
+    holder = getattr(graph_module, "initializers", None)
+    if not isinstance(holder, nn.Module):
+        return
+    for name, buffer in list(holder.named_buffers(recurse=False)):
+        if buffer.dtype.is_floating_point:
+            del holder._buffers[name]
+            holder.register_parameter(name, nn.Parameter(buffer.detach().clone()))
+
+
+def _onnx_norm_initialisers(graph_module: nn.Module) -> dict[str, str]:
+    """``{parameter: "ones"|"zeros"}`` for ONNX initialisers that are the scale/bias of a normalisation node
+    (onnx2torch's ``OnnxLayerNorm`` and friends take them as inputs), so they re-initialise as the layer would."""
+    fx_graph = getattr(graph_module, "graph", None)
+    out: dict[str, str] = {}
+    if fx_graph is None:
+        return out
+    for node in fx_graph.nodes:
+        if node.op != "call_module":
+            continue
+        kind = type(graph_module.get_submodule(node.target)).__name__
+        if "Norm" not in kind:
+            continue
+        for position, value in ((1, "ones"), (2, "zeros")):
+            arg = node.args[position] if len(node.args) > position else None
+            # The exporter routes a shared initialiser through Identity nodes: follow them back.
+            while (
+                isinstance(arg, torch.fx.Node)
+                and arg.op == "call_module"
+                and "Identity" in type(graph_module.get_submodule(arg.target)).__name__
+                and arg.args
+            ):
+                arg = arg.args[0]
+            target = _attr_target(arg)
+            if target:
+                out[target] = value
+    return out
+
+
+def reinitialize_parameters(module: nn.Module, overrides: dict[str, str] | None = None) -> list[str]:
     """Re-initialise ``module``'s parameters as PyTorch initialises each layer type (the module docstring's rule).
+
+    Args:
+        module: The model (for an uploaded graph, its ``graph`` module).
+        overrides: ``{parameter name: "ones"|"zeros"}`` for parameters whose layer is known from the graph
+            rather than from a module (the scale and bias of an ONNX normalisation node).
 
     Returns:
         The names of the parameters that kept their values (no rule applies to them); they are also logged.
@@ -365,7 +418,9 @@ def reinitialize_parameters(module: nn.Module) -> list[str]:
         for name, p in module.named_parameters():
             if id(p) in covered or not p.dtype.is_floating_point:
                 continue
-            if p.dim() >= 2:
+            if overrides and name in overrides:
+                (nn.init.ones_ if overrides[name] == "ones" else nn.init.zeros_)(p)
+            elif p.dim() >= 2:
                 nn.init.kaiming_uniform_(p, a=math.sqrt(5))
             elif name.rsplit(".", 1)[-1].endswith("bias"):
                 nn.init.zeros_(p)
@@ -414,6 +469,7 @@ def load_graph_model(path: str | Path) -> GraphModel:
 
         onnx_model = read_onnx(path)
         graph = convert_onnx(onnx_model)
+        _promote_initialisers(graph)
         info = GraphModelInfo(
             "onnx",
             onnx_model.input_shape,
