@@ -43,6 +43,8 @@ MAX_MODEL_PARAMETERS = 500_000_000
 #: Widest fully connected layer accepted in a model config (``hidden_layer_sizes``, ``fc_layers``).
 MAX_LAYER_WIDTH = 65_536
 _WIDTH_FIELDS = ("hidden_layer_sizes", "fc_layers")
+#: Model spec fields of a registered architecture (exclusive with an exported graph's ``file``).
+_REGISTRY_FIELDS = ("architecture", "capacity", "config", "weights")
 
 
 @dataclass
@@ -323,9 +325,15 @@ def plan_submission(session: Session, *, project_id: str, spec: dict[str, Any], 
     preflight(loaded, dataset_name=dataset_name, uploaded=uploaded)
     plan = plan_assessment(loaded)
     cells = [{"key": c.key, "row": c.row, "risk": c.risk, "attack": c.attack, "seed": c.seed} for c in plan.cells]
+    resolved_spec = loaded.model_dump(mode="json")
+    model = resolved_spec.get("model")
+    if isinstance(model, dict) and model.get("file"):
+        # An exported graph is its own architecture: the dump's registry defaults (architecture, config, ...)
+        # would clash with 'file' when the worker reads the spec back.
+        resolved_spec["model"] = {k: v for k, v in model.items() if k not in _REGISTRY_FIELDS}
     return PlannedAssessment(
         name=name or loaded.name,
-        resolved_spec=loaded.model_dump(mode="json"),
+        resolved_spec=resolved_spec,
         training_keys=[t.key for t in plan.trainings],
         cells=cells,
     )
