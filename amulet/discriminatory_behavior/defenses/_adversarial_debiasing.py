@@ -1,9 +1,26 @@
 """Adversarial debiasing (FD1): Louppe et al. 2017 "Learning to Pivot" / Zhang et al. 2018.
 
-An adversary network tries to predict every sensitive attribute from the classifier's logits. Training
-alternates, on every mini-batch, one adversary step (minimise its binary cross-entropy) and one classifier step
-on ``task loss - sum_k lambda_k * adversary loss_k``: the classifier is rewarded for outputs from which the
-sensitive attributes cannot be recovered, which drives the demographic parity gap down.
+An adversary network tries to predict every sensitive attribute from the classifier's output. The classifier is
+trained on ``task loss - mean_k lambda_k * adversary loss_k`` (upstream Amulet's objective and scale: the weighted
+binary cross-entropies are averaged over the attributes): it is rewarded for outputs from which the sensitive
+attributes cannot be recovered, which drives the demographic parity gap down.
+
+Two choices keep this min-max game from running away, which it does with large weights such as upstream's
+example ``lambdas=[40, 40]`` if the adversary gets one step per classifier step on raw logits (census accuracy
+then falls below the majority rate while the gap grows):
+
+* The adversary reads the classifier's log-probabilities (log-softmax), not its raw logits. Adding the same
+  constant to every logit changes no prediction and no task loss, so on raw logits the classifier can encode
+  the attributes *inversely* in that free direction and make the adversary confidently wrong: an unbounded
+  reward for ``- adversary loss`` that has nothing to do with fairness.
+* The adversary stays (near) optimal, as the pivot objective assumes: it takes ``adversary_steps`` steps (default
+  10) for every classifier step. Upstream takes a whole pass of adversary steps per classifier step; ten is
+  enough on census and ten times cheaper.
+* The returned classifier is the average of its iterates (a bias-corrected exponential moving average of its
+  parameters, decay ``average_decay``), not the last one. Alternating gradient steps in a min-max game cycle
+  around the equilibrium rather than settle on it; the last iterate is wherever the cycle stopped (on census
+  with ``[40, 40]``, sometimes a constant predictor), the average sits near its centre (Yazici et al., "The
+  Unusual Effectiveness of Averaging in GAN Training", ICLR 2019).
 """
 
 from __future__ import annotations
@@ -43,9 +60,12 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class AdversaryModel(nn.Module):
-    """The adversary: an MLP from the classifier's ``n_input`` logits to one score per sensitive attribute.
+    """The adversary: an MLP from the classifier's ``n_input`` outputs to one score per sensitive attribute.
 
-    ``forward`` returns probabilities (sigmoid), as upstream; :meth:`logits` the pre-sigmoid scores.
+    The classifier's outputs are turned into log-probabilities (log-softmax over the ``n_input`` columns) before
+    the MLP, so the adversary sees exactly what decides the classifier's predictions: logits shifted by a common
+    constant give the same scores. ``forward`` returns probabilities (sigmoid), as upstream; :meth:`logits` the
+    pre-sigmoid scores.
 
     Args:
         n_sensitive: Number of sensitive attributes (outputs).
@@ -66,12 +86,12 @@ class AdversaryModel(nn.Module):
         )
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Pre-sigmoid scores, shape (n, n_sensitive)."""
-        return self.network(x)
+        """Pre-sigmoid scores from the classifier's outputs ``x`` (logits), shape (n, n_sensitive)."""
+        return self.network(torch.log_softmax(x, dim=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities that each sensitive attribute is 1, shape (n, n_sensitive)."""
-        return torch.sigmoid(self.network(x))
+        return torch.sigmoid(self.logits(x))
 
 
 def _adversary_losses(adversary: AdversaryModel, outputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -91,6 +111,8 @@ def train_debiased(
     epochs: int,
     pretrain_adversary_epochs: int,
     device: torch.device | str,
+    adversary_steps: int = 10,
+    average_decay: float = 0.95,
     batch_transform: BatchTransform | None = None,
     transform_generator: torch.Generator | None = None,
     progress: Progress | None = None,
@@ -98,9 +120,11 @@ def train_debiased(
     """The debiasing loop shared by :class:`AdversarialDebiasing` and the registered recipe stage.
 
     First ``pretrain_adversary_epochs`` passes train only the adversary on the (frozen) classifier's outputs.
-    Then, for ``epochs`` passes and on every batch: one adversary step on the classifier's current outputs,
-    then one classifier step on ``criterion(out, y) - sum_k lambdas[k] * BCE_k(adversary(out), z_k)``.
-    ``batch_transform`` (e.g. adversarial examples) is applied to every batch's ``(x, y)`` first.
+    Then, for ``epochs`` passes and on every batch: ``adversary_steps`` adversary steps on the classifier's current
+    outputs (on the next batches of a stream of passes that runs alongside), then one classifier step on
+    ``criterion(out, y) - mean_k lambdas[k] * BCE_k(adversary(out), z_k)``. ``batch_transform`` (e.g.
+    adversarial examples) is applied to the classifier's batches; the adversary learns on clean inputs, where
+    the fairness metrics are measured.
 
     Args:
         model: The classifier (trained in place).
@@ -110,9 +134,13 @@ def train_debiased(
         model_optimizer: Optimizer over ``model``'s parameters.
         adversary_optimizer: Optimizer over ``adversary``'s parameters.
         lambdas: Non-negative weight per sensitive attribute, shape (n_sensitive,), on ``device``.
-        epochs: Passes of alternating updates.
+        epochs: Passes of the classifier over the data with alternating updates.
         pretrain_adversary_epochs: Passes that train only the adversary first.
         device: Torch device.
+        adversary_steps: Adversary steps before every classifier step (>= 1).
+        average_decay: Decay of the moving average of the classifier's parameters over its debiasing steps,
+            copied into ``model`` at the end (bias-corrected, so a few steps give their plain mean); 0 keeps
+            the last iterate. Buffers (BatchNorm statistics) are the last iterate's.
         batch_transform: Optional per-batch transform ``(model, x, y, generator) -> (x, y)``.
         transform_generator: Generator handed to ``batch_transform``.
         progress: Progress reporter (tasks ``"debias/pretrain_adversary"`` and ``"debias"``).
@@ -131,15 +159,14 @@ def train_debiased(
         if len(x) < 2 and skip_singletons:
             return None  # BatchNorm cannot train on a batch of one
         x, y = x.to(device), y.to(device).long().reshape(-1)
-        z = z.to(device).float().reshape(len(x), -1)
-        if batch_transform is not None:
-            assert transform_generator is not None
-            x, y = batch_transform(model, x, y, transform_generator)
-        return x, y, z
+        return x, y, z.to(device).float().reshape(len(x), -1)
 
     def adversary_step(x: torch.Tensor, z: torch.Tensor) -> float:
+        # The classifier is read in eval mode: its outputs are what the fairness metrics will see.
+        model.eval()
         with torch.no_grad():
             outputs = model(x)
+        adversary.train()
         adversary_optimizer.zero_grad(set_to_none=True)
         loss = _adversary_losses(adversary, outputs, z).mean()
         loss.backward()
@@ -147,39 +174,57 @@ def train_debiased(
         counts["adversary_steps"] += 1
         return float(loss.item())
 
+    def adversary_stream() -> Iterator[Batch]:
+        while True:
+            yielded = False
+            for x, y, z in batches():
+                batch = prepared(x, y, z)
+                if batch is not None:
+                    yielded = True
+                    yield batch
+            if not yielded:
+                return
+
     progress.start("debias/pretrain_adversary", pretrain_adversary_epochs, "pretraining the adversary")
     for epoch in range(pretrain_adversary_epochs):
         loss = float("nan")
-        model.eval()
-        adversary.train()
         for x, y, z in batches():
             batch = prepared(x, y, z)
-            if batch is None:
-                continue
-            model.eval()
-            loss = adversary_step(batch[0], batch[2])
+            if batch is not None:
+                loss = adversary_step(batch[0], batch[2])
         progress.advance("debias/pretrain_adversary", adversary_loss=round(loss, 5), epoch=epoch + 1)
     progress.finish("debias/pretrain_adversary")
 
+    stream = adversary_stream()
+    params = [p for p in model.parameters() if p.requires_grad]
+    averages = [torch.zeros_like(p) for p in params]
     progress.start("debias", epochs, "adversarial debiasing")
     for epoch in range(epochs):
         task_total, adv_total, seen = 0.0, 0.0, 0
         for x, y, z in batches():
-            model.train()
-            adversary.train()
             batch = prepared(x, y, z)
             if batch is None:
                 continue
+            adv_loss = float("nan")
+            for _ in range(adversary_steps):
+                xa, _, za = next(stream)
+                adv_loss = adversary_step(xa, za)
             x, y, z = batch
+            if batch_transform is not None:
+                assert transform_generator is not None
+                x, y = batch_transform(model, x, y, transform_generator)
             model.train()
-            adv_loss = adversary_step(x, z)
+            adversary.eval()
             outputs = model(x)
             task_loss = criterion(outputs, y)
-            fairness = (lambdas * _adversary_losses(adversary, outputs, z)).sum()
+            fairness = (lambdas * _adversary_losses(adversary, outputs, z)).mean()
             model_optimizer.zero_grad(set_to_none=True)
             (task_loss - fairness).backward()
             model_optimizer.step()
             counts["classifier_steps"] += 1
+            with torch.no_grad():
+                for avg, p in zip(averages, params):
+                    avg.mul_(average_decay).add_(p.detach(), alpha=1.0 - average_decay)
             task_total += float(task_loss.item()) * len(x)
             adv_total += adv_loss * len(x)
             seen += len(x)
@@ -189,8 +234,15 @@ def train_debiased(
             adversary_loss=round(adv_total / max(seen, 1), 5),
             epoch=epoch + 1,
         )
-        logger.debug("debias epoch %d task %.5f adversary %.5f", epoch + 1, task_total / max(seen, 1), adv_total)
+        logger.debug(
+            "debias epoch %d task %.5f adversary %.5f", epoch + 1, task_total / max(seen, 1), adv_total / max(seen, 1)
+        )
     progress.finish("debias")
+    if counts["classifier_steps"] > 0 and average_decay > 0:
+        correction = 1.0 - average_decay ** counts["classifier_steps"]
+        with torch.no_grad():
+            for avg, p in zip(averages, params):
+                p.copy_(avg / correction)
     adversary.zero_grad(set_to_none=True)
     model.zero_grad(set_to_none=True)
     return counts
@@ -241,11 +293,19 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         n_sensitive_attrs: Number of sensitive attributes (columns of z).
         n_classes: Number of classifier outputs (the adversary's input size).
         lambdas: Fairness weight per sensitive attribute (tensor or sequence of ``n_sensitive_attrs``
-            non-negative numbers; a single number applies to all). Larger = fairer, less accurate.
+            non-negative numbers; a single number applies to all). The classifier minimises
+            ``task loss - mean_k lambdas[k] * adversary BCE_k``, as upstream (whose census example uses
+            ``[40, 40]``). Larger = fairer, less accurate.
         device: Torch device.
-        epochs: Passes of alternating per-batch adversary / classifier updates.
+        epochs: Passes of the classifier over ``train_loader``, one classifier step per batch, each after
+            ``adversary_steps`` adversary steps.
         pretrain_adversary_epochs: Passes that train only the adversary before the alternation.
         adversary_lr: Adam learning rate of the adversary (keyword-only).
+        adversary_steps: Adversary steps before every classifier step (keyword-only, default 10): the
+            adversary must stay close to optimal or the classifier learns to fool it instead of hiding the
+            attributes.
+        average_decay: The debiased classifier is the moving average of its iterates with this decay
+            (keyword-only, default 0.95; 0 = the last iterate), see the module notes.
         seed: Seed of the adversary's initialisation (keyword-only).
         progress: Progress reporter (keyword-only).
 
@@ -265,8 +325,8 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         >>> defense = AdversarialDebiasing(model, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters()),
         ...     loader, loader, 2, 2, [1.0, 1.0], "cpu", epochs=2, pretrain_adversary_epochs=1)
         >>> _ = defense.train_fair()
-        >>> defense.n_classifier_steps_
-        8
+        >>> defense.n_classifier_steps_, defense.n_adversary_steps_
+        (8, 84)
     """
 
     _parameter_constraints = {
@@ -281,6 +341,8 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         "epochs": [Interval(int, 0, None)],
         "pretrain_adversary_epochs": [Interval(int, 0, None)],
         "adversary_lr": [Interval(float, 0, 10, closed="right")],
+        "adversary_steps": [Interval(int, 1, None)],
+        "average_decay": [Interval(float, 0, 1, closed="left")],
         "seed": [Interval(int, 0, None)],
     }
 
@@ -299,6 +361,8 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         pretrain_adversary_epochs: int = 5,
         *,
         adversary_lr: float = 1e-3,
+        adversary_steps: int = 10,
+        average_decay: float = 0.95,
         seed: int = 0,
         progress: Progress | None = None,
     ):
@@ -309,6 +373,8 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         self.epochs = epochs
         self.pretrain_adversary_epochs = pretrain_adversary_epochs
         self.adversary_lr = adversary_lr
+        self.adversary_steps = adversary_steps
+        self.average_decay = average_decay
         self.seed = seed
         self.progress = progress
 
@@ -345,7 +411,7 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
             yield x, y, z
 
     def train_fair(self) -> nn.Module:
-        """Pretrain the adversary, then alternate adversary and classifier steps on every batch.
+        """Pretrain the adversary, then alternate ``adversary_steps`` adversary steps and one classifier step.
 
         Returns:
             The debiased model (the same object as ``model``), in eval mode.
@@ -371,6 +437,8 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
             epochs=self.epochs,
             pretrain_adversary_epochs=self.pretrain_adversary_epochs,
             device=device,
+            adversary_steps=self.adversary_steps,
+            average_decay=self.average_decay,
             progress=self.progress,
         )
         self.adversary_ = adversary.eval()
@@ -399,13 +467,16 @@ def debiasing_loop(
     pretrain_classifier_epochs: int = 2,
     pretrain_adversary_epochs: int = 2,
     adversary_lr: float = 1e-3,
+    adversary_steps: int = 10,
+    average_decay: float = 0.95,
 ) -> nn.Module:
     """Training loop of the ``adversarial_debiasing`` recipe stage.
 
     The classifier sees ``config.epochs`` passes in all: the first ``min(pretrain_classifier_epochs,
     config.epochs - 1)`` are ordinary training (so the adversary faces meaningful outputs), then the adversary is
-    pretrained for ``pretrain_adversary_epochs`` passes, then the remaining passes alternate per-batch adversary
-    and classifier updates with weight ``fairness_weight`` for every sensitive attribute. Batch order follows
+    pretrained for ``pretrain_adversary_epochs`` passes, then the remaining passes alternate ``adversary_steps``
+    adversary steps and one classifier step per batch, with weight ``fairness_weight`` for every sensitive
+    attribute (see :func:`train_debiased`). Batch order follows
     ``seed`` exactly as in :func:`amulet.utils.train_model`, and ``batch_transform`` is applied to every batch.
 
     Raises:
@@ -463,6 +534,8 @@ def debiasing_loop(
         epochs=config.epochs - n_plain,
         pretrain_adversary_epochs=pretrain_adversary_epochs,
         device=device,
+        adversary_steps=adversary_steps,
+        average_decay=average_decay,
         batch_transform=batch_transform,
         transform_generator=transform_gen,
         progress=progress,
