@@ -458,7 +458,10 @@ def load_graph_model(path: str | Path) -> GraphModel:
                 "torch.export.Dim('batch', min=1)},)), which `amulet export-model` does."
             )
         graph = load_pt2_module(archive)
-        restored = _restore_layers(graph)
+        # Building the layers draws their default initialisation: keep the caller's RNG untouched, so that a
+        # seeded factory that loads the file on its first call initialises like every later call.
+        with torch.random.fork_rng(devices=[]):
+            restored = _restore_layers(graph)
         if restored:
             logger.info("%s: layers restored from the graph: %s", path.name, ", ".join(restored))
         info = GraphModelInfo(
@@ -468,7 +471,8 @@ def load_graph_model(path: str | Path) -> GraphModel:
         from amulet.io._onnx import convert_onnx, read_onnx
 
         onnx_model = read_onnx(path)
-        graph = convert_onnx(onnx_model)
+        with torch.random.fork_rng(devices=[]):
+            graph = convert_onnx(onnx_model)
         _promote_initialisers(graph)
         info = GraphModelInfo(
             "onnx",
