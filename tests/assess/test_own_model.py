@@ -237,3 +237,18 @@ def test_onnx_model_on_census_every_risk(tmp_path: Path):
         nn.Sequential(nn.Linear(97, 64), nn.LayerNorm(64), nn.ReLU(), nn.Linear(64, 2)), "census", rows=1000, epochs=3
     )
     _run_full(tmp_path, _export(tmp_path, model, "census", "mlp.onnx"), "census", 800)
+
+
+def test_spec_model_file_is_exclusive_and_checked(tmp_path: Path):
+    from amulet.assess import SpecError, load_spec
+
+    model_file = tmp_path / "m.pt2"
+    model_file.write_bytes(b"PK")
+    base = {"dataset": {"name": "census"}, "risks": [{"risk": "evasion"}]}
+    assert load_spec({**base, "model": {"file": str(model_file)}}).model.file == str(model_file)
+    with pytest.raises(SpecError, match=r"model: .*remove 'architecture', 'weights'"):
+        load_spec({**base, "model": {"file": str(model_file), "architecture": "linearnet", "weights": "w"}})
+    with pytest.raises(SpecError, match=r"\.pt2 \(torch\.export\) or \.onnx"):
+        load_spec({**base, "model": {"file": str(tmp_path / "m.pkl")}})
+    with pytest.raises(SpecError, match=r"model\.file: the model file .* does not exist"):
+        load_spec({**base, "model": {"file": str(tmp_path / "missing.onnx")}})
