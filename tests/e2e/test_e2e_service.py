@@ -208,3 +208,63 @@ def test_submit_exit_codes_of_finished_statuses() -> None:
     assert [code("partial", c) for c in (0, 1, 2, 3)] == [2, 1, 2, 2]  # a failed check still says 1
     assert [code("failed", c) for c in (0, 2, None)] == [2, 2, 2]
     assert code("cancelled", 2) == 2 and code("succeeded", None) == 2
+
+
+def _own_model_spec(tmp_path: Path, n_features: int) -> Path:
+    """A CSV, a residual MLP (LayerNorm, GELU; not in the registry) exported to .pt2 for ``n_features`` inputs,
+    and a spec naming both as local files."""
+    from graph_models import pt2_file
+
+    model = pt2_file(tmp_path, n_features=n_features)
+    spec = tmp_path / "own-model.yaml"
+    spec.write_text(
+        "name: own model\n"
+        "dataset: {path: people.csv, label: income, sensitive: [sex], training_size: 200, test_size: 100}\n"
+        f"model: {{file: {model.name}}}\n"
+        "training: {epochs: 1, batch_size: 128}\n"
+        "defenses:\n  - {name: outlier, defense: outlier_removal}\n"
+        "risks:\n  - {risk: evasion}\n"
+        "seeds: [0]\n"
+    )
+    return spec
+
+
+def _people_csv(tmp_path: Path) -> int:
+    """Write people.csv; the number of features it has after encoding (what the model must take)."""
+    from service_testing import csv_bytes
+
+    from amulet.datasets import load_tabular_file
+
+    (tmp_path / "people.csv").write_bytes(csv_bytes(400))
+    return int(load_tabular_file(tmp_path / "people.csv", label="income", sensitive=("sex",)).num_features)
+
+
+@pytest.mark.slow  # about a minute on 2 cores (API + worker start-up); tests/worker covers the matrix quickly
+def test_submit_uploads_a_pt2_model_and_the_worker_runs_it(embedded_stack: Stack, tmp_path: Path) -> None:
+    """`amulet submit` of a spec with `model: {file: model.pt2}`: the file is uploaded (POST /models field
+    'model'), referenced by id, and a Celery worker process runs the matrix to its reports."""
+    embedded_stack.start_api()
+    embedded_stack.start_worker()
+    n = _people_csv(tmp_path)
+    out = tmp_path / "reports"
+    done = embedded_stack.submit(_own_model_spec(tmp_path, n), "--report-dir", str(out))
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{embedded_stack.logs()}"
+    assert f"(pt2, input shape [{n}], 2 classes" in done.stderr
+    models = httpx.get(f"{embedded_stack.url}/models", headers=HEADERS, timeout=10).json()["data"]
+    assert [(m["format"], m["input_shape"]) for m in models] == [("pt2", [n])]
+    listed = httpx.get(f"{embedded_stack.url}/assessments", headers=HEADERS, timeout=10).json()["data"]
+    assert _detail(embedded_stack, listed[0]["id"])["spec"]["model"] == {"id": models[0]["id"]}
+    results = json.loads((out / "results.json").read_text())
+    assert results["exit_code"] == 0
+    assert {c["row"] for c in results["cells"] if c["status"] == "ok"} == {"baseline", "outlier"}
+
+
+def test_submit_of_a_pt2_with_the_wrong_input_width_exits_2(embedded_stack: Stack, tmp_path: Path) -> None:
+    """Pre-flight at submit: the uploaded .pt2 takes one feature too few; 422 naming both numbers, exit 2."""
+    embedded_stack.start_api()
+    n = _people_csv(tmp_path)
+    done = embedded_stack.submit(_own_model_spec(tmp_path, n - 1), "--timeout", "60")
+    assert done.returncode == 2, done.stderr
+    assert "(422)" in done.stderr and f"expects {n - 1} input features" in done.stderr
+    assert f"'people.csv' has {n}" in done.stderr
+    assert httpx.get(f"{embedded_stack.url}/assessments", headers=HEADERS, timeout=10).json()["count"] == 0
