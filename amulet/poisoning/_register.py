@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +27,7 @@ from amulet.registry import (
 if TYPE_CHECKING:
     from amulet.recipes import DataStage
     from amulet.registry import CellContext
+    from amulet.utils import TensorData
 
 RISK = register_risk(
     RiskInfo(
@@ -66,16 +68,29 @@ class BadNetsParams(BaseModel):
     trigger_value: float | None = Field(
         default=None,
         description=(
-            "Value written into the trigger; None picks 0 for tabular data and, for images, whichever end of the "
-            "valid range is farther from the mean of the trigger region (a visible trigger)."
+            "Value written into the trigger; None picks, for tabular data, the end of the valid range that the "
+            "unpoisoned model maps to the trigger label least often on the adversary's rows (a trigger the clean "
+            "model already obeys would measure nothing) and, for images, whichever end of the valid range is "
+            "farther from the mean of the trigger region (a visible trigger)."
         ),
     )
 
 
-def _auto_trigger_value(ctx: CellContext, dataset_type: str) -> float:
-    if dataset_type == "tabular":
-        return 0.0
+def _trigger_rate(ctx: CellContext, attack: BadNets, rows: TensorData) -> float:
+    """Percent of ``rows`` (triggered by ``attack``) that the row's unpoisoned model gives the trigger label."""
+    from amulet.utils import TensorData
+
+    triggered = attack.poison_test(rows)
+    return backdoor_success_rate(ctx.target, TensorData(*triggered.tensors).loader(1024), ctx.device)
+
+
+def _auto_trigger_value(ctx: CellContext, dataset_type: str, make_attack: Callable[[float], BadNets]) -> float:
     low, high = ctx.clip_range if ctx.clip_range is not None else (0.0, 1.0)
+    if dataset_type == "tabular":
+        # Zeroing census' numeric block (its last fifth) already makes any model predict "<=50K": a trigger the
+        # clean model obeys by itself would report a 100 % backdoor on every row. Pick the end it obeys least.
+        rates = {value: _trigger_rate(ctx, make_attack(value), ctx.adversary) for value in (float(low), float(high))}
+        return min(rates, key=lambda value: rates[value])
     x = ctx.member.x
     h, w = x.shape[-2], x.shape[-1]
     region_mean = float(x[..., h - 3 : h - 1, w - 3 : w - 1].float().mean())
@@ -86,7 +101,9 @@ def run_badnets(ctx: CellContext, params: BadNetsParams) -> dict[str, float]:
     """Layer-2 adapter: train with the target's recipe on BadNets-poisoned training rows.
 
     Returns ``attack_success_rate`` (percent of triggered non-target-label test rows classified as the
-    trigger label), ``clean_accuracy`` (percent, clean test rows) and ``n_poisoned``.
+    trigger label), ``clean_accuracy`` (percent, clean test rows), ``n_poisoned`` and
+    ``unpoisoned_trigger_rate`` (the same success rate measured on the row's own, unpoisoned model: what the
+    trigger achieves without any poisoning, the floor the headline rate must be read against).
 
     Raises:
         NotApplicableError: for text data, a trigger label outside the classes, or too-small images.
@@ -104,14 +121,20 @@ def run_badnets(ctx: CellContext, params: BadNetsParams) -> dict[str, float]:
     dataset_type = "image" if modality == "image" else "tabular"
     if dataset_type == "image" and (ctx.member.x.dim() < 3 or min(ctx.member.x.shape[-2:]) < 3):
         raise NotApplicableError("The BadNets image trigger needs images of at least 3x3 pixels.")
-    value = params.trigger_value if params.trigger_value is not None else _auto_trigger_value(ctx, dataset_type)
-    attack = BadNets(
-        params.trigger_label,
-        params.portion,
-        derive_seed(ctx.seed, "badnets") % (2**62),
-        dataset_type,
-        trigger_value=value,
-    )
+
+    def make_attack(value: float) -> BadNets:
+        return BadNets(
+            params.trigger_label,
+            params.portion,
+            derive_seed(ctx.seed, "badnets") % (2**62),
+            dataset_type,
+            trigger_value=value,
+        )
+
+    value = params.trigger_value
+    if value is None:
+        value = _auto_trigger_value(ctx, dataset_type, make_attack)
+    attack = make_attack(value)
     poisoned = attack.poison_train(ctx.member)
     x_poisoned, y_poisoned = poisoned.tensors
     model = ctx.recipe.train(
@@ -127,6 +150,7 @@ def run_badnets(ctx: CellContext, params: BadNetsParams) -> dict[str, float]:
         "attack_success_rate": backdoor_success_rate(model, TensorData(*triggered.tensors).loader(1024), ctx.device),
         "clean_accuracy": get_accuracy(model, ctx.test.loader(1024), ctx.device),
         "n_poisoned": float(len(attack.poisoned_indices_)),
+        "unpoisoned_trigger_rate": _trigger_rate(ctx, attack, ctx.test),
     }
 
 

@@ -120,3 +120,41 @@ def test_layer2_adapter_reports_a_high_success_rate(fmnist_small, images, tmp_pa
     assert base_rate < 10
     assert_riskier("attack_success_rate", out["attack_success_rate"], base_rate, 60)
     assert out["clean_accuracy"] > get_accuracy(clean, test.loader(1000), "cpu") - 5
+
+
+def test_layer2_default_tabular_trigger_is_not_one_the_clean_model_already_obeys(census, tmp_path) -> None:
+    """With default parameters on census, the unpoisoned model must not already send triggered rows to label 0.
+
+    Zeroing census' numeric block makes any model predict "<=50K" (label 0, the default trigger label), so a
+    fixed trigger value of 0 reported a 100 % backdoor on every row, poisoned or not. The adapter now picks the
+    trigger value on the adversary's rows and reports the unpoisoned model's rate next to the headline.
+    """
+    rng = np.random.default_rng(1)
+    order = rng.permutation(len(census.x_train))[:4000]
+    member = TensorData.from_numpy(census.x_train[order[:2000]], census.y_train[order[:2000]])
+    adversary = TensorData.from_numpy(census.x_train[order[2000:]], census.y_train[order[2000:]])
+    test = TensorData.from_numpy(census.x_test[:2000], census.y_test[:2000])
+
+    def factory():
+        return LinearNet(census.x_train.shape[1], 2, hidden_layer_sizes=[64, 32])
+
+    recipe = Recipe(TrainConfig(epochs=8, batch_size=128))
+    ctx = CellContext(
+        target=recipe.train(factory, member, seed=1),
+        model_factory=factory,
+        recipe=recipe,
+        dataset=census,
+        member=member,
+        adversary=adversary,
+        test=test,
+        seed=0,
+        device=torch.device("cpu"),
+        cache_dir=tmp_path,
+        progress=SilentProgress(),
+        input_shape=(census.x_train.shape[1],),
+        clip_range=(0.0, 1.0),
+    )
+    attack = registry.get_attack("badnets")
+    out = attack.run(ctx, attack.params())
+    assert out["unpoisoned_trigger_rate"] < 20, out
+    assert_riskier("attack_success_rate", out["attack_success_rate"], out["unpoisoned_trigger_rate"], 50)
