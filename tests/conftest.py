@@ -15,7 +15,10 @@ os.environ.setdefault("AMULET_DEVICE", "cpu")
 
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: the test models are tiny, and the suite shares 2 cores with the worker, API and
+# browser processes it starts; two threads spin-waiting on a busy core made some files ~10x slower.
+os.environ.setdefault("AMULET_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture
