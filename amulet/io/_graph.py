@@ -244,7 +244,9 @@ def _arguments(node: Any) -> dict[str, Any]:
 
 
 def _attr_target(value: Any) -> str | None:
-    return value.target if isinstance(value, torch.fx.Node) and value.op == "get_attr" else None
+    if isinstance(value, torch.fx.Node) and value.op == "get_attr" and isinstance(value.target, str):
+        return value.target
+    return None
 
 
 def _ints(value: Any, n: int) -> tuple[int, ...]:
@@ -278,7 +280,7 @@ def _layer_for(node: Any, graph_module: nn.Module) -> tuple[str, nn.Module] | No
             return None
         groups = int(args.get("groups", 1))
         padding = args.get("padding", 0)
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "kernel_size": tuple(weight.shape[2:]),
             "stride": _ints(args.get("stride", 1), dims),
             "padding": padding if isinstance(padding, str) else _ints(padding, dims),
@@ -287,11 +289,11 @@ def _layer_for(node: Any, graph_module: nn.Module) -> tuple[str, nn.Module] | No
             "bias": bias is not None,
         }
         if args.get("transposed", False):
-            cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[dims - 1]
+            cls: Any = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[dims - 1]
             kwargs["output_padding"] = _ints(args.get("output_padding", 0), dims)
             return owner, cls(weight.shape[0], weight.shape[1] * groups, **kwargs)
-        cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dims - 1]
-        return owner, cls(weight.shape[1] * groups, weight.shape[0], **kwargs)
+        conv: Any = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dims - 1]
+        return owner, conv(weight.shape[1] * groups, weight.shape[0], **kwargs)
     if name == "aten.layer_norm.default":
         shape = tuple(int(v) for v in args["normalized_shape"])
         return owner, nn.LayerNorm(shape, eps=float(args.get("eps", 1e-5)), bias=bias is not None)
@@ -300,9 +302,9 @@ def _layer_for(node: Any, graph_module: nn.Module) -> tuple[str, nn.Module] | No
     if name == "aten.batch_norm.default":
         running = _attr_target(args.get("running_mean"))
         rank = node.args[0].meta.get("val").dim() if "val" in node.args[0].meta else 2
-        cls = {4: nn.BatchNorm2d, 5: nn.BatchNorm3d}.get(rank, nn.BatchNorm1d)
+        norm: Any = {4: nn.BatchNorm2d, 5: nn.BatchNorm3d}.get(rank, nn.BatchNorm1d)
         momentum = args.get("momentum")
-        return owner, cls(
+        return owner, norm(
             weight.shape[0],
             eps=float(args.get("eps", 1e-5)),
             momentum=None if momentum is None else float(momentum),
@@ -384,6 +386,7 @@ def _onnx_norm_initialisers(graph_module: nn.Module) -> dict[str, str]:
             while (
                 isinstance(arg, torch.fx.Node)
                 and arg.op == "call_module"
+                and isinstance(arg.target, str)
                 and "Identity" in type(graph_module.get_submodule(arg.target)).__name__
                 and arg.args
             ):
@@ -472,7 +475,7 @@ def load_graph_model(path: str | Path) -> GraphModel:
 
         onnx_model = read_onnx(path)
         with torch.random.fork_rng(devices=[]):
-            graph = convert_onnx(onnx_model)
+            graph = convert_onnx(onnx_model)  # type: ignore[assignment]
         _promote_initialisers(graph)
         info = GraphModelInfo(
             "onnx",
