@@ -51,8 +51,10 @@ __all__ = [
     "GRAPH_FORMATS",
     "GraphModel",
     "GraphModelInfo",
+    "dp_sgd_refusal",
     "inspect_model_file",
     "load_graph_model",
+    "per_sample_gradients",
     "preflight_graph_model",
     "reinitialize_parameters",
 ]
@@ -437,6 +439,56 @@ def reinitialize_parameters(module: nn.Module, overrides: dict[str, str] | None 
             ", ".join(kept[:10]),
         )
     return kept
+
+
+def dp_sgd_refusal(model: nn.Module) -> str:
+    """Why DP-SGD cannot train ``model`` (an uploaded graph with BatchNorm), or ``""`` when it can.
+
+    BatchNorm normalises each sample with its batch's statistics, so a sample's gradient depends on the other
+    samples of the batch: there is no per-sample gradient to clip, and DP-SGD's guarantee would not hold. A
+    registered architecture has its BatchNorm layers swapped for GroupNorm before DP-SGD; an uploaded graph
+    computes BatchNorm with a fixed operator, so it is refused instead.
+    """
+    if isinstance(model, GraphModel) and model.has_batchnorm:
+        return (
+            "DP-SGD cannot train the uploaded model: it uses BatchNorm, which mixes the samples of a batch, so no "
+            "per-sample gradient exists to clip and the privacy guarantee would not hold. Export the model with "
+            "GroupNorm (e.g. nn.GroupNorm(1, C) for an MLP) or LayerNorm instead of BatchNorm."
+        )
+    return ""
+
+
+def per_sample_gradients(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Any = None
+) -> dict[str, torch.Tensor]:
+    """Per-sample gradients of the loss for every trainable parameter, through ``torch.func`` (any graph).
+
+    Args:
+        model: The model (an uploaded graph or any module that ``functional_call`` can run); its mode is used.
+        x: A batch of inputs.
+        y: Their labels.
+        loss: ``loss(logits, labels) -> scalar`` for one sample (default: cross-entropy).
+
+    Returns:
+        ``{parameter name: tensor of shape (batch, *parameter shape)}``.
+
+    Raises:
+        ModelSpecError: the model uses BatchNorm (see :func:`dp_sgd_refusal`).
+    """
+    from torch.func import functional_call, grad, vmap
+
+    reason = dp_sgd_refusal(model)
+    if reason:
+        raise ModelSpecError(reason)
+    loss = loss or nn.functional.cross_entropy
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def one(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return loss(functional_call(model, (p, buffers), (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    randomness = "different" if getattr(model, "has_dropout", False) else "error"
+    return vmap(grad(one), in_dims=(None, 0, 0), randomness=randomness)(params, x, y)
 
 
 def load_graph_model(path: str | Path) -> GraphModel:

@@ -365,3 +365,33 @@ def test_export_model_cli_writes_pt2_and_onnx(tmp_path: Path):
               "--num-classes", "2"],
     )  # fmt: skip
     assert result.exit_code == 2 and "10 logits but 2 classes" in result.output
+
+
+def test_per_sample_gradients_of_a_graph_match_autograd_and_batchnorm_is_refused(tmp_path: Path):
+    from amulet.io import dp_sgd_refusal, per_sample_gradients
+
+    class NoBatchNorm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(6, 8)
+            self.norm = nn.GroupNorm(1, 8)
+            self.out = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(torch.relu(self.norm(self.fc(x))))
+
+    (path,) = export_graph_model(tmp_path / "gn.pt2", model=NoBatchNorm(), input_shape=(6,), num_classes=3)
+    model = load_graph_model(path).train()
+    assert dp_sgd_refusal(model) == ""
+    x, y = torch.rand(5, 6), torch.tensor([0, 1, 2, 0, 1])
+    grads = per_sample_gradients(model, x, y)
+    for i in range(len(x)):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        for name, p in model.named_parameters():
+            assert torch.allclose(grads[name][i], p.grad, atol=1e-6), name
+    with_bn, _ = _export(tmp_path, name="bn.pt2")
+    bn_model = load_graph_model(with_bn)
+    assert "BatchNorm" in dp_sgd_refusal(bn_model) and "GroupNorm" in dp_sgd_refusal(bn_model)
+    with pytest.raises(ModelSpecError, match="BatchNorm"):
+        per_sample_gradients(bn_model, x, y)
