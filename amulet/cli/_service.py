@@ -63,20 +63,34 @@ def worker_command(
 
 # --------------------------------------------------------------------------------------------------------- serve
 def _demo_spec() -> dict[str, Any]:
-    """A small census assessment a first visitor can look at (a few minutes on 2 CPU cores)."""
+    """A small census assessment a first visitor can look at (about 5 minutes on 2 CPU cores).
+
+    Expected: baseline accuracy >= 84 % (measured 84.6 / 84.3 / 84.1 % on seeds 0 / 1 / 2; the test rows'
+    majority rate is 76 %). The attacks are sized to show the baseline's risk: PGD at epsilon 0.1 on the
+    [0, 1]-scaled features, online LiRA with 16 shadows, subgroup gaps; 3 seeds, so intervals are meaningful.
+    """
     from amulet import registry
 
-    risks = [r for r in ("evasion", "discriminatory_behavior", "membership_inference") if _has_risk(registry, r)]
+    attacks: dict[str, dict[str, Any]] = {
+        "evasion": {"attack": "pgd", "params": {"epsilon": 0.1, "iterations": 10, "max_samples": 1000}},
+        "discriminatory_behavior": {"attack": "subgroup_metrics"},
+        "membership_inference": {"attack": "lira", "params": {"num_shadow": 16}},
+    }
+    risks = [
+        {"risk": r, **entry}
+        for r, entry in attacks.items()
+        if _has_risk(registry, r) and any(a.key == entry["attack"] for a in registry.attacks(r))
+    ]
     defenses = [d for d in ("adversarial_training", "outlier_removal") if _has_defense(registry, d)]
     return {
         "name": DEMO_NAME,
         "description": "Seeded by `amulet serve --demo`: two defenses against three risks on UCI Adult.",
-        "dataset": {"name": "census", "training_size": 3000, "test_size": 1000},
-        "model": {"architecture": "linearnet", "capacity": "m1"},
-        "training": {"epochs": 3, "batch_size": 256},
+        "dataset": {"name": "census", "training_size": 6000, "test_size": 3000},
+        "model": {"architecture": "linearnet", "config": {"hidden_layer_sizes": [64, 32], "batch_norm": False}},
+        "training": {"epochs": 5, "batch_size": 128, "lr": 0.005},
         "defenses": [{"defense": d} for d in defenses],
-        "risks": [{"risk": r} for r in risks],
-        "seeds": [0, 1],
+        "risks": risks,
+        "seeds": [0, 1, 2],
     }
 
 
