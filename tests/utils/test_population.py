@@ -127,7 +127,9 @@ def _adversarial_stage(mix_clean: float = 0.25) -> BatchStage:
     from amulet import registry
 
     info = registry.get_defense("adversarial_training")
-    stage = info.make_stage(info.params(epsilon=0.1, iterations=3, mix_clean=mix_clean))
+    # the toy features are standard normal, not in [0, 1]: unbounded PGD
+    params = info.params(epsilon=0.1, iterations=3, mix_clean=mix_clean, clip_min=None, clip_max=None)
+    stage = info.make_stage(params)
     assert isinstance(stage, BatchStage) and stage.stacked_transform is not None
     return stage
 
