@@ -14,7 +14,7 @@ def test_dp_sgd_on_batchnorm_and_debiasing_run_in_retraining_cells(tmp_path: Pat
     spec = tiny_spec(
         model={"architecture": "linearnet", "config": {"hidden_layer_sizes": [16], "batch_norm": True}},
         training={"epochs": 2, "batch_size": 128, "lr": 0.01},
-        defenses=[{"defense": "dp_sgd"}, {"defense": "adversarial_debiasing"}],
+        defenses=[{"defense": "dp_sgd", "params": {"epochs": 2}}, {"defense": "adversarial_debiasing"}],
         risks=[
             {"risk": "poisoning", "attack": "badnets"},
             {"risk": "membership_inference", "attack": "lira", "params": {"num_shadow": 2}},
