@@ -1,14 +1,17 @@
-"""DatasetInference (MinGD + regressor + Welch t-test) on Fashion-MNIST."""
+"""DatasetInference (MinGD + regressor + Welch t-test) on census and Fashion-MNIST, with its power analysis."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 from amulet.models import LinearNet
 from amulet.unauth_model_ownership.attacks import ModelExtraction
 from amulet.unauth_model_ownership.defenses import DatasetInference, mingd_distances
+from amulet.unauth_model_ownership.defenses._dataset_inference import welch_power
 from amulet.utils import TensorData, TrainConfig, seeded_init, train_model
 
 DI_ARGS = {"alpha_l2": 0.1, "alpha_linf": 0.01, "num_iter": 60}
@@ -59,5 +62,73 @@ def test_stolen_model_is_detected_and_an_independent_one_is_not(fmnist_small):
     args = (private.loader(500), test.loader(500), 10, "cpu", "2D")
     on_stolen = DatasetInference(target, stolen, *args, **DI_ARGS, num_samples=1000).fingerprint()
     on_independent = DatasetInference(target, independent, *args, **DI_ARGS, num_samples=1000).fingerprint()
+    assert on_stolen["target"]["p-value"] < 0.05, on_stolen
+    assert not on_stolen["power"]["underpowered"], on_stolen["power"]
     assert on_stolen["suspect"]["p-value"] < 0.05, on_stolen
     assert on_independent["suspect"]["p-value"] > 0.05, on_independent
+
+
+def test_welch_power_matches_the_normal_approximation_and_grows_with_samples():
+    # one-sided, alpha 0.05: power = Phi(d sqrt(n/2) - z_0.95) up to the t/normal difference
+    for d, n in ((0.5, 50), (0.2, 300), (0.1, 1000)):
+        expected = stats.norm.cdf(d * np.sqrt(n / 2) - stats.norm.ppf(0.95))
+        assert welch_power(d, n) == pytest.approx(expected, abs=0.01)
+    assert welch_power(0.3, 500) > welch_power(0.3, 50) > welch_power(0.0, 50) == pytest.approx(0.05, abs=1e-6)
+
+
+def _census_owner_thief_and_stranger(census):
+    """The owner fits 1,000 private rows (60 epochs: 96 % train vs 80 % test accuracy); the thief extracts it
+    with 6,000 rows of its own; a stranger trains the same way on 1,000 disjoint rows. Public rows are 2,000
+    further rows of the same (training) split, so that no model has a distribution shift between the two sets.
+    """
+    data = TensorData.from_numpy(census.x_train, census.y_train)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    private, thief, stranger, public = (
+        data.subset(order[a:b]) for a, b in ((0, 1000), (1000, 7000), (7000, 8000), (8000, 10000))
+    )
+    factory = lambda: LinearNet(census.num_features, 2, hidden_layer_sizes=[64, 32])  # noqa: E731
+    config = TrainConfig(epochs=60)
+    target = train_model(seeded_init(factory, 0), private, config=config, seed=0)
+    independent = train_model(seeded_init(factory, 5), stranger, config=config, seed=5)
+    surrogate = seeded_init(factory, 1)
+    stolen = ModelExtraction(
+        target,
+        surrogate,
+        torch.optim.Adam(surrogate.parameters(), lr=1e-3),
+        thief.loader(128),
+        "cpu",
+        epochs=30,
+        loss_type="mse",
+        seed=0,
+    ).attack()
+    return private, public, target, stolen, independent
+
+
+def test_census_target_and_extracted_copy_flagged_independent_model_cleared(census):
+    # Before: 100 samples (50 tested per group) and label-free sorted distances: the copy got p ~ 0.2-0.6.
+    private, public, target, stolen, independent = _census_owner_thief_and_stranger(census)
+    args = (private.loader(500), public.loader(500), 2, "cpu", "1D")
+    on_stolen = DatasetInference(target, stolen, *args).fingerprint()
+    on_independent = DatasetInference(target, independent, *args).fingerprint()
+    assert on_stolen["target"]["p-value"] < 0.05, on_stolen
+    assert on_stolen["power"]["n_per_group"] == 500 and not on_stolen["power"]["underpowered"], on_stolen["power"]
+    assert on_stolen["suspect"]["p-value"] < 0.05, on_stolen
+    assert on_stolen["suspect"]["effect_size"] > 0.1, on_stolen
+    assert on_independent["suspect"]["p-value"] > 0.05, on_independent
+    assert on_independent["target"] == on_stolen["target"]  # same positive control, same seed
+
+
+def test_census_well_generalising_target_is_reported_underpowered(census_target, census_stolen, census_split):
+    # The 5-epoch census model fits its 3,000 rows barely better than unseen ones: no test on 500 inputs per
+    # group can resolve ownership, and the result must say so instead of clearing the stolen copy.
+    member, _, test = census_split
+    result = DatasetInference(census_target, census_stolen, member.loader(500), test.loader(500), 2, "cpu", "1D")
+    out = result.fingerprint()
+    power = out["power"]
+    assert power["n_per_group"] == 500
+    assert power["underpowered"] == (out["target"]["p-value"] >= 0.05 or power["target_power"] < 0.8)
+    if out["suspect"]["p-value"] >= 0.05 or out["target"]["p-value"] >= 0.05:
+        assert power["underpowered"], out
+    assert power["underpowered"], out  # this setup is underpowered: effect ~0.1 standard deviations
+    assert "inconclusive" in power["reason"] and power["samples_needed"] > 500, power
+    assert result.power_ is power
