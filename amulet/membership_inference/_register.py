@@ -287,7 +287,8 @@ def make_dp_sgd_stage(params: DPSGDParams) -> LoopStage:
             target_epsilon=params.target_epsilon,
             training=params.training_overrides(),
         ),
-        # The loop swaps BatchNorm for GroupNorm; the trained weights load back into this structure.
+        # The loop swaps BatchNorm for GroupNorm; the trained weights load back into this structure. An
+        # uploaded graph keeps its structure (one with BatchNorm is refused when the loop starts).
         adapt_model=make_dp_compatible,
     )
 
@@ -302,8 +303,10 @@ register_defense(
         params=DPSGDParams,
         make_stage=make_dp_sgd_stage,
         summary="Per-sample gradient clipping and Gaussian noise on Poisson-sampled batches (Opacus); BatchNorm "
-        "is replaced by GroupNorm. Trains with its own epochs, batch size, learning rate and optimizer "
-        "(defaults that keep utility; they override the spec's training config for this stage only); "
+        "is replaced by GroupNorm. An uploaded model (.pt2/.onnx) gets its per-sample gradients from torch.func "
+        "(same clipping, noise and accounting); one with BatchNorm is not run, with the reason. Trains with its "
+        "own epochs, batch size, learning rate and optimizer (defaults that keep utility; they override the "
+        "spec's training config for this stage only); "
         "`target_epsilon` picks the noise multiplier. The trained model carries the spent epsilon as "
         "`privacy_epsilon_` (and `privacy_delta_`, `privacy_noise_multiplier_`). Batch transforms of stacked "
         "defenses (adversarial training) are applied.",

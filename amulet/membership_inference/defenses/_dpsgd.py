@@ -16,7 +16,13 @@ What is done differently from upstream Amulet 0.6.0:
   (``get_noise_multiplier``) for the sampling rate and number of steps the training will take;
 * the recipe stage trains with its own epochs, batch size, learning rate and optimizer (DP-SGD needs more
   noisy steps and a larger step size than the non-private training a spec configures), see
-  :func:`dp_stage_config`.
+  :func:`dp_stage_config`;
+* an uploaded graph (:class:`amulet.io.GraphModel`, a ``.pt2``/``.onnx`` file) calls its layers as operators,
+  so Opacus' module hooks never see them: its per-sample gradients come from ``torch.func``
+  (:func:`amulet.io.per_sample_gradients`) and are handed to Opacus' optimizer (``grad_sample_mode="no_op"``),
+  so Poisson sampling, clipping, noise and the accountant are Opacus' as for any other model. A graph is
+  never converted: one with BatchNorm is refused (:class:`~amulet.exceptions.NotApplicableError`, with the
+  reason and the layers to use instead, see :func:`amulet.io.dp_sgd_refusal`).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from amulet._validation import InstanceOf, Interval, Options, validate_params
-from amulet.exceptions import InvalidParameterError, NotRunError
+from amulet.exceptions import InvalidParameterError, NotApplicableError, NotRunError
 from amulet.membership_inference.defenses._base import MembershipInferenceDefense
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import derive_seed, make_generator
@@ -45,9 +51,11 @@ __all__ = [
     "DPTrainingResult",
     "dp_stage_config",
     "dp_train",
+    "is_uploaded_graph",
     "make_dp_compatible",
     "noise_for_epsilon",
     "poisson_schedule",
+    "refuse_unless_dp_trainable",
     "spent_epsilon",
 ]
 
@@ -101,6 +109,27 @@ def _replaced(before: nn.Module, after: nn.Module) -> list[str]:
     ]
 
 
+def is_uploaded_graph(model: nn.Module) -> bool:
+    """Whether ``model`` is an uploaded graph (:class:`amulet.io.GraphModel`), trained through ``torch.func``."""
+    from amulet.io._graph import GraphModel
+
+    return isinstance(model, GraphModel)
+
+
+def refuse_unless_dp_trainable(model: nn.Module) -> None:
+    """Raise :class:`~amulet.exceptions.NotApplicableError` when DP-SGD cannot train the uploaded graph ``model``.
+
+    A graph with BatchNorm has no per-sample gradient (the reason, and the layers to export instead, are
+    :func:`amulet.io.dp_sgd_refusal`'s). Any other model passes.
+    """
+    if is_uploaded_graph(model):
+        from amulet.io._graph import dp_sgd_refusal
+
+        reason = dp_sgd_refusal(model)
+        if reason:
+            raise NotApplicableError(reason)
+
+
 def make_dp_compatible(model: nn.Module) -> nn.Module:
     """A copy of ``model`` that Opacus can train: BatchNorm replaced by GroupNorm (then ``ModuleValidator.fix``).
 
@@ -108,9 +137,15 @@ def make_dp_compatible(model: nn.Module) -> nn.Module:
     per-sample normalisation over all features: Opacus' default ``GroupNorm(gcd(32, C), C)`` would put a
     single value in each group for 1-d features and normalise every activation to zero. Other unsupported
     modules (``BatchNorm2d`` ...) get Opacus' default fix.
+
+    An uploaded graph (:class:`amulet.io.GraphModel`) is returned as it is: its operators, not its modules,
+    compute the forward pass, so swapping a module would not change what it computes. DP-SGD trains it as
+    uploaded, or refuses it when it has BatchNorm (:func:`refuse_unless_dp_trainable`).
     """
     from opacus.validators import ModuleValidator
 
+    if is_uploaded_graph(model):
+        return model
     fixed = copy.deepcopy(model)
     for name, module in list(fixed.named_modules()):
         if isinstance(module, nn.BatchNorm1d):
@@ -223,6 +258,28 @@ def dp_stage_config(config: TrainConfig, overrides: Mapping[str, Any] | None) ->
         raise InvalidParameterError(f"Invalid DP-SGD training parameters {updates}: {err}") from err
 
 
+def _set_graph_grad_samples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
+    """Put the per-sample gradients of an uploaded graph in ``p.grad_sample``, where Opacus' optimizer reads them.
+
+    Each sample's gradient is that of its own loss, ``criterion`` on the one sample: what Opacus' hooks store
+    for a mean-reduced loss (they undo the mean), so clipping, noise and the division by the expected batch
+    size are the same. Returns the batch's loss (for the progress report).
+    """
+    from amulet.io._graph import per_sample_gradients
+
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if len(x) == 0:  # an empty Poisson batch: no sample, Opacus adds noise to a zero sum
+        for _, p in params:
+            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
+        return torch.zeros((), device=x.device)
+    grads = per_sample_gradients(model, x, y, loss=criterion)
+    for name, p in params:
+        p.grad_sample = grads[name]
+    # The reported loss only: a second forward pass, which must not move the generator dropout draws from.
+    with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        return criterion(model(x), y)
+
+
 def dp_train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -246,7 +303,9 @@ def dp_train(
 
     Args:
         model: Model to train; BatchNorm and other unsupported layers are replaced first (the caller's
-            module is not modified when a replacement is needed; otherwise it is trained in place).
+            module is not modified when a replacement is needed; otherwise it is trained in place). An
+            uploaded graph (:class:`amulet.io.GraphModel`) is trained as it is, with per-sample gradients from
+            ``torch.func`` (see the module docstring).
         optimizer: Optimizer over ``model``'s parameters; rebuilt with the same class and defaults over the
             fixed model when modules were replaced.
         train_loader: Loader of (x, y) or (x, y, z); its dataset and batch size define the Poisson loader
@@ -277,12 +336,15 @@ def dp_train(
     Raises:
         InvalidParameterError: neither ``noise_multiplier`` nor ``target_epsilon`` given, or an unreachable
             ``target_epsilon``.
+        NotApplicableError: ``model`` is an uploaded graph with BatchNorm (the message says why and what to
+            use instead).
     """
     from opacus import PrivacyEngine
     from opacus.data_loader import DPDataLoader
     from opacus.utils.batch_memory_manager import BatchMemoryManager
     from opacus.validators import ModuleValidator
 
+    refuse_unless_dp_trainable(model)  # before any work: a BatchNorm graph has no per-sample gradient
     progress = resolve_progress(progress)
     device = torch.device(device)
     if target_epsilon is not None:
@@ -293,9 +355,14 @@ def dp_train(
         )
     if noise_multiplier is None:
         raise InvalidParameterError("dp_train needs 'noise_multiplier' or 'target_epsilon'; give one of them.")
+    graph = is_uploaded_graph(model)
     model = model.to(device)
     replaced: list[str] = []
-    if ModuleValidator.validate(model, strict=False):
+    if graph:
+        # Opacus checks the mode before wrapping; a graph's layers are operators its hooks cannot see, so the
+        # per-sample gradients come from torch.func and Opacus only wraps the module ("no_op").
+        model.train()
+    elif ModuleValidator.validate(model, strict=False):
         fixed = make_dp_compatible(model).to(device)
         replaced = _replaced(model, fixed)
         logger.info("DP-SGD replaced modules Opacus cannot train privately: %s", "; ".join(replaced))
@@ -303,6 +370,7 @@ def dp_train(
         model = fixed
     template = copy.deepcopy(model)  # plain architecture, used for the hook-free result
     engine = PrivacyEngine(accountant=accountant, secure_mode=secure_rng)
+    grad_sample_mode = "no_op" if graph else "hooks"
     if secure_rng:
         private_model, private_optimizer, loader = engine.make_private(
             module=model,
@@ -311,6 +379,7 @@ def dp_train(
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
             poisson_sampling=True,
+            grad_sample_mode=grad_sample_mode,
         )
     else:
         # Build the Poisson loader ourselves so that its sampling generator is seeded (Opacus would use
@@ -326,6 +395,7 @@ def dp_train(
             max_grad_norm=max_grad_norm,
             poisson_sampling=False,
             noise_generator=make_generator(derive_seed(seed, "dp", "noise"), device),
+            grad_sample_mode=grad_sample_mode,
         )
     sample_rate = 1.0 / len(loader)
     transform_gen = make_generator(derive_seed(seed, "dp", "transform"), device if device.type == "cuda" else "cpu")
@@ -348,16 +418,21 @@ def dp_train(
                 if context is None:
                     batch_sizes.append(len(x))
                 if batch_transform is not None and len(x) > 0:
-                    private_model.disable_hooks()
+                    if not graph:
+                        private_model.disable_hooks()
                     x, y = batch_transform(private_model._module, x, y, transform_gen)
-                    private_model.enable_hooks()
+                    if not graph:
+                        private_model.enable_hooks()
                     private_model.train()
                 private_optimizer.zero_grad(set_to_none=True)
-                loss = criterion(private_model(x), y)
-                with warnings.catch_warnings():
-                    # Opacus' full backward hooks fire on the first layer, whose input needs no gradient.
-                    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
-                    loss.backward()
+                if graph:
+                    loss = _set_graph_grad_samples(private_model._module, x, y, criterion)
+                else:
+                    loss = criterion(private_model(x), y)
+                    with warnings.catch_warnings():
+                        # Opacus' full backward hooks fire on the first layer, whose input needs no gradient.
+                        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+                        loss.backward()
                 private_optimizer.step()
                 if len(x):
                     total += float(loss.detach()) * len(x)

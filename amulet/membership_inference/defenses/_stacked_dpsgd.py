@@ -3,7 +3,9 @@
 Model ``k`` follows exactly the procedure :func:`~amulet.membership_inference.defenses.dp_train` runs
 through Opacus for it (same seeds, same random draws, in the same order):
 
-* the model is made DP-compatible first (:func:`make_dp_compatible`: BatchNorm -> GroupNorm);
+* the model is made DP-compatible first (:func:`make_dp_compatible`: BatchNorm -> GroupNorm); an uploaded
+  graph (:class:`amulet.io.GraphModel`) trains as it is through ``functional_call``, and one with BatchNorm
+  is refused (:class:`~amulet.exceptions.NotApplicableError`, as :func:`dp_train` does);
 * Poisson sampling as Opacus' ``DPDataLoader``: sample rate ``q = 1 / ceil(n / B)``, ``int(1 / q)`` steps
   per epoch, each drawing ``torch.rand(n, generator=sampling_k) < q``, after the int64 that torch's
   DataLoader draws from the same generator when each epoch's iterator starts;
@@ -39,9 +41,11 @@ from amulet.membership_inference.defenses._dpsgd import (
     EPSILON_ATTRIBUTE,
     NOISE_ATTRIBUTE,
     dp_stage_config,
+    is_uploaded_graph,
     make_dp_compatible,
     noise_for_epsilon,
     poisson_schedule,
+    refuse_unless_dp_trainable,
     spent_epsilon,
 )
 from amulet.progress import Progress, resolve_progress
@@ -98,6 +102,7 @@ def dp_train_stacked(
 
     Raises:
         InvalidParameterError: neither ``noise_multiplier`` nor ``target_epsilon``, or an unreachable target.
+        NotApplicableError: an uploaded graph with BatchNorm (the message says why and what to use instead).
     """
     from torch.func import functional_call, grad, stack_module_state, vmap
 
@@ -110,20 +115,27 @@ def dp_train_stacked(
         raise ValueError(
             f"dp_train_stacked needs one dataset and one seed per model; got {K}, {len(datas)}, {len(seeds)}."
         )
-    fixed = [make_dp_compatible(m).to(device).train() for m in models]
+    for m in models:
+        refuse_unless_dp_trainable(m)
+    # An uploaded graph is trained as it is (make_dp_compatible returns it unchanged): copy it, as
+    # make_dp_compatible copies the other models, so that the caller's modules are not trained in place.
+    fixed = [(copy.deepcopy(m) if is_uploaded_graph(m) else make_dp_compatible(m)).to(device).train() for m in models]
     params_stacked, buffers_stacked = stack_module_state(fixed)
-    if buffers_stacked:
-        raise ValueError("dp_train_stacked supports models without buffers (DP-compatible models have none).")
     params = {k: v.detach().clone() for k, v in params_stacked.items()}
+    # Buffers a DP-trainable model may hold are constants (an ONNX graph's shapes or masks): BatchNorm, the
+    # one layer that updates buffers in training, was replaced or refused above. Each model's go to its call.
+    buffers = {k: v.detach().clone() for k, v in buffers_stacked.items()}
     names = [n for n, _ in fixed[0].named_parameters()]
     base = copy.deepcopy(fixed[0]).to("meta").train()
 
-    def sample_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(functional_call(base, p, (x.unsqueeze(0),)), y.unsqueeze(0))
+    def sample_loss(
+        p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        return F.cross_entropy(functional_call(base, (p, b), (x.unsqueeze(0),)), y.unsqueeze(0))
 
     # randomness='different': dropout (if any) draws from the global generator, as it does under Opacus.
-    inner = vmap(grad(sample_loss), in_dims=(None, 0, 0), randomness="different")
-    per_sample_grads = vmap(inner, in_dims=(0, 0, 0), randomness="different")
+    inner = vmap(grad(sample_loss), in_dims=(None, None, 0, 0), randomness="different")
+    per_sample_grads = vmap(inner, in_dims=(0, 0, 0, 0), randomness="different")
 
     sizes = [len(d) for d in datas]
     schedules = [poisson_schedule(n, config.batch_size) for n in sizes]
@@ -167,7 +179,7 @@ def dp_train_stacked(
                     valid[k, : len(c)] = 1.0
             xb = torch.stack([xs[k][idx[k].to(device)] for k in range(K)])
             yb = torch.stack([ys[k][idx[k].to(device)] for k in range(K)])
-            grads = per_sample_grads(params, xb, yb)
+            grads = per_sample_grads(params, buffers, xb, yb)
             norms = torch.stack([grads[n].reshape(K, width, -1).norm(2, dim=-1) for n in names], dim=-1).norm(2, dim=-1)
             clip = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * valid.to(device)
             for n in names:
@@ -187,7 +199,8 @@ def dp_train_stacked(
     progress.finish("dp_sgd")
     out = []
     for k, model in enumerate(fixed):
-        model.load_state_dict({n: params[n][k].detach().clone() for n in names})
+        trained = {n: params[n][k].detach().clone() for n in names}
+        model.load_state_dict({**trained, **{n: b[k] for n, b in buffers.items()}})
         history = _accountant_history(accountant, sigmas[k], rates[k], steps[k] * config.epochs)
         setattr(model, EPSILON_ATTRIBUTE, spent_epsilon(accountant, history, float(delta)))
         setattr(model, DELTA_ATTRIBUTE, float(delta))
