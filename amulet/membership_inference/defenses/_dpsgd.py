@@ -270,11 +270,11 @@ def _set_graph_grad_samples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if len(x) == 0:  # an empty Poisson batch: no sample, Opacus adds noise to a zero sum
         for _, p in params:
-            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
+            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)  # type: ignore[attr-defined]
         return torch.zeros((), device=x.device)
     grads = per_sample_gradients(model, x, y, loss=criterion)
     for name, p in params:
-        p.grad_sample = grads[name]
+        p.grad_sample = grads[name]  # type: ignore[attr-defined]
     # The reported loss only: a second forward pass, which must not move the generator dropout draws from.
     with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         return criterion(model(x), y)
