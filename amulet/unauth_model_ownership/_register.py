@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -289,8 +290,10 @@ def run_model_extraction(ctx: CellContext, params: ModelExtractionParams) -> dic
         result = inference.fingerprint()
         out["fingerprint_p_value_stolen"] = float(result["suspect"]["p-value"])
         out["fingerprint_p_value_target"] = float(result["target"]["p-value"])
-        out["fingerprint_effect_size_stolen"] = float(result["suspect"]["effect_size"])
-        out["fingerprint_effect_size_target"] = float(result["target"]["effect_size"])
+        for who, key in (("suspect", "stolen"), ("target", "target")):
+            # +-inf (two constant, different score sets) is not a number a report can average: not measured
+            effect = float(result[who]["effect_size"])
+            out[f"fingerprint_effect_size_{key}"] = effect if math.isfinite(effect) else math.nan
         out["fingerprint_power"] = float(result["power"]["target_power"])
         out["fingerprint_underpowered"] = float(result["power"]["underpowered"])
     return out
