@@ -111,6 +111,7 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "pgd": {"iterations": 3, "max_samples": 200},
     "duddu_cikm_2022": {"max_iter": 50},
     "watermark": {"epochs": 2},
+    "dp_sgd": {"epochs": 10},
 }  # fmt: skip
 
 
@@ -210,13 +211,17 @@ def test_population_of_an_uploaded_graph_trains_stacked_and_matches_one_by_one(t
 
 
 def _run_full(tmp_path: Path, model_file: Path, dataset: str, size: int) -> None:
-    spec = _spec(model_file, dataset, _risks(dataset, fast=False), ["outlier_removal", "adversarial_training"], size)
+    defenses = ["outlier_removal", "adversarial_training", "dp_sgd"]
+    spec = _spec(model_file, dataset, _risks(dataset, fast=False), defenses, size)
     results = run_assessment(spec, cache_dir=tmp_path / "cache")
     errors = [f"{c.row} x {c.attack}: {c.reason}" for c in results.cells if c.status == "error"]
     assert not errors, "\n".join(errors)
     ok = [c for c in results.cells if c.status == "ok"]
     assert ok and all(c.reason for c in results.cells if c.status == "not_run")
     assert len(ok) >= len(results.cells) // 2
+    # DP-SGD trained the uploaded graph (torch.func per-sample gradients) and its cells carry the spent epsilon
+    dp_ok = [c for c in ok if c.row == "dp_sgd"]
+    assert dp_ok and all(c.metrics["model.privacy_epsilon"] > 0 for c in dp_ok)
 
 
 @pytest.mark.slow
