@@ -195,3 +195,74 @@ def test_assessment_reports_the_batchnorm_graph_dp_row_as_not_run(tmp_path: Path
     assert by_row["baseline"].status == "ok", by_row["baseline"].reason
     assert by_row["dp_sgd"].status == "not_run"
     assert "BatchNorm" in by_row["dp_sgd"].reason and "GroupNorm" in by_row["dp_sgd"].reason
+
+
+def test_graph_dp_sgd_with_physical_batches_and_batch_transforms(tmp_path: Path, census_rows):
+    """Opacus' physical batch splitting accumulates the torch.func per-sample gradients to the same step; a
+    batch stage (adversarial training) next to DP-SGD transforms the graph's batches before its private step."""
+    train, _ = census_rows
+    data = train.subset(np.arange(200))
+    torch.manual_seed(0)
+    path = _export(tmp_path, ResidualMLP(data.x.shape[1], width=16), "resmlp.pt2")
+    results = []
+    for physical in (None, 7):
+        graph = load_graph_model(path)
+        results.append(
+            dp_train(
+                graph,
+                torch.optim.SGD(graph.parameters(), lr=0.1),
+                data.loader(20),
+                nn.CrossEntropyLoss(),
+                noise_multiplier=1.0,
+                max_grad_norm=0.5,
+                delta=1e-5,
+                epochs=1,
+                seed=3,
+                max_physical_batch_size=physical,
+            )
+        )
+    whole, split = results
+    assert whole.steps == split.steps == 10 and whole.epsilon == split.epsilon
+    gap = max(float((whole.model.state_dict()[k] - v).abs().max()) for k, v in split.model.state_dict().items())
+    assert gap < 1e-6
+
+    dp, adversarial = registry.get_defense("dp_sgd"), registry.get_defense("adversarial_training")
+    stages = [dp.make_stage(dp.params(epochs=1)), adversarial.make_stage(adversarial.params(iterations=1))]
+    plain = Recipe(TrainConfig(epochs=1, batch_size=64), stages[:1]).train(lambda: load_graph_model(path), data, seed=0)
+    robust = Recipe(TrainConfig(epochs=1, batch_size=64), stages).train(lambda: load_graph_model(path), data, seed=0)
+    assert isinstance(robust, GraphModel) and robust.privacy_epsilon_ == plain.privacy_epsilon_ > 0
+    gap = max(float((robust.state_dict()[k] - v).abs().max()) for k, v in plain.state_dict().items())
+    assert gap > 1e-4  # trained on the perturbed batches
+
+
+class Scaled(nn.Module):
+    """An MLP that scales its input by a constant buffer (a graph whose buffers DP-SGD must carry, not train)."""
+
+    def __init__(self, d_in: int, k: int = 2) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.linspace(0.5, 1.5, d_in))
+        self.fc = nn.Linear(d_in, 16)
+        self.norm = nn.LayerNorm(16)
+        self.out = nn.Linear(16, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.norm(self.fc(x * self.scale))))
+
+
+def test_graph_with_constant_buffers_trains_stacked_like_one_by_one(tmp_path: Path, census_rows):
+    train, _ = census_rows
+    torch.manual_seed(0)
+    path = _export(tmp_path, Scaled(train.x.shape[1]), "scaled.pt2")
+    assert [name for name, _ in load_graph_model(path).named_buffers()] == ["graph.scale"]
+    info = registry.get_defense("dp_sgd")
+    recipe = Recipe(TrainConfig(), [info.make_stage(info.params(epochs=2, batch_size=32))])
+    subsets = [np.arange(0, 150), np.arange(150, 280)]
+    stacked = train_population(lambda: load_graph_model(path), train, subsets, recipe=recipe, seeds=[1, 2])
+    one_by_one = train_population(
+        lambda: load_graph_model(path), train, subsets, recipe=recipe, seeds=[1, 2], mode="sequential"
+    )
+    assert stacked.mode == "batched"
+    for a, b in zip(stacked.models, one_by_one.models):
+        assert max(float((a.state_dict()[k] - v).abs().max()) for k, v in b.state_dict().items()) < 1e-5
+        assert torch.equal(a.state_dict()["graph.scale"], torch.linspace(0.5, 1.5, train.x.shape[1]))
+        assert a.privacy_epsilon_ == b.privacy_epsilon_ > 0
