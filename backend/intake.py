@@ -343,7 +343,9 @@ def validate_dataset(
     from amulet.datasets import load_tabular_file
 
     try:
-        data = load_tabular_file(path, label=label, sensitive=tuple(sensitive))
+        # The split an assessment uses by default: the one-hot columns (so num_features, the input width a
+        # model must take) come from the categories of its train split.
+        data = load_tabular_file(path, label=label, sensitive=tuple(sensitive), random_seed=_default_split_seed())
     except (ValueError, KeyError) as exc:
         raise IntakeError(_field_of(str(exc), label, sensitive), str(exc).strip("'\"")) from exc
     return DatasetInfo(
@@ -356,6 +358,13 @@ def validate_dataset(
             "modality": data.modality,
         },
     )
+
+
+def _default_split_seed() -> int:
+    """The assessment spec's default ``dataset.split_seed``."""
+    from amulet.assess import DatasetSpec
+
+    return int(DatasetSpec.model_fields["split_seed"].default)
 
 
 def _show(columns: list[str]) -> str:
@@ -488,7 +497,7 @@ def _validate_npz(path: Path, settings: Settings) -> DatasetInfo:
     from amulet.datasets import load_npz
 
     try:
-        data = load_npz(path)
+        data = load_npz(path, random_seed=_default_split_seed())
     except (ValueError, KeyError) as exc:
         raise IntakeError("file", str(exc)) from exc
     return DatasetInfo(

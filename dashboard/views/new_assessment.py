@@ -124,12 +124,12 @@ if source == BUILTIN:
         st.warning("The API lists no built-in datasets.")
 else:
     if uploaded:
-        by_id = {d["id"]: d for d in uploaded}
+        datasets_by_id = {d["id"]: d for d in uploaded}
         chosen = st.selectbox(
             "Dataset",
-            list(by_id),
+            list(datasets_by_id),
             key="new.uploaded_dataset",
-            format_func=lambda i: f"{by_id[i].get('name')} ({by_id[i].get('n_rows', '?')} rows)",
+            format_func=lambda i: f"{datasets_by_id[i].get('name')} ({datasets_by_id[i].get('n_rows', '?')} rows)",
         )
         dataset["id"] = chosen
     else:
@@ -175,9 +175,13 @@ else:
         show_api_error(exc)
         models = []
     if models:
-        by_id = {m["id"]: m for m in models}
+        # A name of its own: a format function may be called again after the script ran on (it reads the name then).
+        models_by_id = {m["id"]: m for m in models}
         model["id"] = st.selectbox(
-            "Uploaded model", list(by_id), key="new.uploaded_model", format_func=lambda i: model_label(by_id[i])
+            "Uploaded model",
+            list(models_by_id),
+            key="new.uploaded_model",
+            format_func=lambda i: model_label(models_by_id[i]),
         )
     else:
         st.warning("No uploaded model yet.")
