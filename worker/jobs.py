@@ -4,6 +4,8 @@ Every function takes ids (never ORM objects) and reads what it needs from SQL. C
 upserted by their unique keys and a cell that is already finished is skipped, so a redelivered task (a
 worker killed mid-task, a duplicate from a recovery sweep) never adds a row or redoes finished work.
 Progress goes to the ``events`` table through :class:`SqlProgress`, so the API never asks the broker.
+An assessment of an uploaded exported model (``model.file``) re-validates the file before every training
+and cell (:func:`check_uploaded_model`): the worker never trusts the API's earlier inspection.
 """
 
 from __future__ import annotations
