@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +29,8 @@ from amulet.unauth_model_ownership.defenses import (
     generate_trigger_set,
 )
 from amulet.unauth_model_ownership.metrics import evaluate_extraction
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -120,20 +123,42 @@ def make_watermark_stage(params: WatermarkParams) -> PostStage:
     def apply(model: Any, data: Any, *, config: Any, seed: int, device: Any, progress: Any) -> Any:
         from torch import nn
 
-        from amulet.utils import make_optimizer
+        from amulet.utils import get_accuracy, make_optimizer
 
         shape = tuple(int(s) for s in data.x.shape[1:])
         triggers = watermark_trigger_set(stage_params, shape, _num_outputs(model, data.x, device))
-        return embed_watermark(
-            model,
-            data.loader(config.batch_size, shuffle=True, seed=seed),
-            triggers,
-            criterion=nn.CrossEntropyLoss(),
-            optimizer=make_optimizer(model, config),
-            epochs=params.epochs,
-            device=device,
-            progress=progress,
-        )
+        optimizer = make_optimizer(model, config)
+        loader = data.loader(config.batch_size, shuffle=True, seed=seed)
+        threshold = 100.0 * params.threshold
+
+        def embed(epochs: int) -> float:
+            embed_watermark(
+                model,
+                loader,
+                triggers,
+                criterion=nn.CrossEntropyLoss(),
+                optimizer=optimizer,
+                epochs=epochs,
+                device=device,
+                progress=progress,
+            )
+            return get_accuracy(model, triggers.loader(1024), device, warn_degenerate=False)
+
+        # A watermark the owner's own model does not pass verifies nothing: keep embedding, one epoch at a
+        # time, up to twice the configured epochs, until the owner's model is above the threshold.
+        accuracy, extra = embed(params.epochs), 0
+        while accuracy <= threshold and extra < params.epochs:
+            accuracy, extra = embed(1), extra + 1
+        if accuracy <= threshold:
+            logger.warning(
+                "watermark: after %d epochs the owner's model answers %.1f%% of its trigger set, not above the "
+                "verification threshold %.0f%%; raise 'epochs' or lower 'n_trigger'",
+                params.epochs + extra,
+                accuracy,
+                threshold,
+            )
+        model.watermark_accuracy_ = accuracy
+        return model.eval()
 
     return PostStage(defense="watermark", params=stage_params, apply=apply)
 
@@ -224,7 +249,8 @@ def run_model_extraction(ctx: CellContext, params: ModelExtractionParams) -> dic
 
     Returns ``fidelity``, ``correct_fidelity``, ``stolen_accuracy``, ``target_accuracy`` (percent) and
     ``n_queries``; with a ``watermark`` defense also ``watermark_accuracy_target``,
-    ``watermark_accuracy_stolen`` (percent) and ``watermark_verified_stolen`` (0/1); with a ``fingerprint``
+    ``watermark_accuracy_stolen`` (percent), ``watermark_verified_target`` and ``watermark_verified_stolen``
+    (0/1; NaN when the owner's own model fails verification, since then nothing was measured); with a ``fingerprint``
     defense also ``fingerprint_p_value_stolen`` (and ``fingerprint_p_value_target``), the effect sizes
     ``fingerprint_effect_size_stolen`` / ``_target``, ``fingerprint_power`` (of the test at the target's own
     effect) and ``fingerprint_underpowered`` (1 when the target's own test is not significant or has under
@@ -261,10 +287,14 @@ def run_model_extraction(ctx: CellContext, params: ModelExtractionParams) -> dic
         shape = tuple(ctx.input_shape) or tuple(int(s) for s in ctx.member.x.shape[1:])
         triggers = watermark_trigger_set(wm_stage.params, shape, _num_outputs(ctx.target, ctx.member.x, device))
         loader = triggers.loader(1024)
-        out["watermark_accuracy_target"] = get_accuracy(ctx.target, loader, device)
-        out["watermark_accuracy_stolen"] = get_accuracy(stolen, loader, device)
+        out["watermark_accuracy_target"] = get_accuracy(ctx.target, loader, device, warn_degenerate=False)
+        out["watermark_accuracy_stolen"] = get_accuracy(stolen, loader, device, warn_degenerate=False)
         threshold = 100.0 * float(wm_stage.params.get("threshold", 0.9))
-        out["watermark_verified_stolen"] = float(out["watermark_accuracy_stolen"] > threshold)
+        out["watermark_verified_target"] = float(out["watermark_accuracy_target"] > threshold)
+        # When the owner's own model fails verification, "the copy is not verified" would be read as "the
+        # watermark did not survive extraction": nothing was measured, so report it as not measured.
+        verified = float(out["watermark_accuracy_stolen"] > threshold)
+        out["watermark_verified_stolen"] = verified if out["watermark_verified_target"] else math.nan
 
     fp_stage = ctx.recipe.stage("fingerprint")
     if "fingerprint" in ctx.defense_keys and fp_stage is not None:

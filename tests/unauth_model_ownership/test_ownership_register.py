@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from amulet import registry
@@ -70,6 +72,8 @@ def test_watermark_stage_is_verified_in_the_stealing_cell(census, census_split, 
     attack = registry.get_attack("model_extraction")
     out = attack.run(ctx, attack.params(epochs=3))
     assert out["watermark_accuracy_target"] > 90
+    assert out["watermark_verified_target"] == 1.0
+    assert ctx.target.watermark_accuracy_ == out["watermark_accuracy_target"]  # recorded by the stage
     assert out["watermark_verified_stolen"] in (0.0, 1.0)
     assert out["watermark_verified_stolen"] == float(out["watermark_accuracy_stolen"] > 90)
 
@@ -90,3 +94,15 @@ def test_adversarial_training_and_outlier_removal_stages_train(census, census_sp
     recipe = Recipe(CONFIG, [_stage("adversarial_training", epsilon=0.1, iterations=2), _stage("outlier_removal")])
     model = recipe.train(lambda: census_factory(member.x.shape[1]), member.subset(torch.arange(1500)), seed=0)
     assert get_accuracy(model, test.loader(1000), "cpu") > 70
+
+
+def test_an_unverified_owner_model_makes_the_copys_verification_not_measured(census, census_split, tmp_path):
+    """If the owner's own model fails its watermark check, 'the copy is not verified' would be an artifact."""
+    ctx = _ctx(census, census_split, Recipe(CONFIG), tmp_path)  # trained without the watermark...
+    ctx.recipe = Recipe(CONFIG, [_stage("watermark", trigger_seed=11, epochs=8)])  # ...but assessed as if with it
+    ctx.defense_keys = ctx.recipe.defense_keys
+    attack = registry.get_attack("model_extraction")
+    out = attack.run(ctx, attack.params(epochs=3))
+    assert out["watermark_accuracy_target"] < 90
+    assert out["watermark_verified_target"] == 0.0
+    assert math.isnan(out["watermark_verified_stolen"])
