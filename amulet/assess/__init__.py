@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from amulet.assess._cache import ModelCache, training_counts
 from amulet.assess._cell_cache import CellCache
+from amulet.assess._data import DataBundle, architecture_spec, load_bundle
 from amulet.assess._display import (
     COLOUR_SCALE,
     SATURATION,
@@ -57,15 +58,15 @@ from amulet.assess._spec import (
 )
 
 __all__ = [
-    "COLOUR_SCALE",
-    "SATURATION",
     "AccuracySummary",
     "AssessmentPlan",
     "AssessmentResults",
     "AssessmentSpec",
+    "COLOUR_SCALE",
     "CellCache",
     "CellResult",
     "CheckResult",
+    "DataBundle",
     "DatasetSpec",
     "DefenseEntry",
     "DefenseRow",
@@ -80,15 +81,18 @@ __all__ = [
     "PolicyCheck",
     "ResultWarning",
     "RiskEntry",
+    "SATURATION",
     "SpecError",
     "VerifyResult",
     "aggregate_results",
+    "architecture_spec",
     "cell_colour",
     "cell_label",
     "default_cache_dir",
     "format_change",
     "format_interval",
     "format_value",
+    "load_bundle",
     "load_spec",
     "plan_assessment",
     "render_reports",

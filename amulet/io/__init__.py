@@ -37,9 +37,9 @@ from amulet.io._weights import (
 )
 
 __all__ = [
-    "GRAPH_FORMATS",
     "ArchitectureSpec",
     "FORMAT_VERSION",
+    "GRAPH_FORMATS",
     "GraphModel",
     "GraphModelInfo",
     "ModelSpecError",
@@ -48,8 +48,8 @@ __all__ = [
     "WEIGHTS_FILENAME",
     "build_model",
     "check_weights",
-    "dp_sgd_refusal",
     "detect_weights_format",
+    "dp_sgd_refusal",
     "export_graph_model",
     "export_model",
     "inspect_model_file",
