@@ -160,7 +160,14 @@ class ModelSpec(BaseModel):
     def _file_alone(self) -> ModelSpec:
         if self.file is None:
             return self
-        clash = sorted(k for k in ("architecture", "capacity", "config", "weights") if k in self.model_fields_set)
+        # Compared with the defaults, not with the fields a user typed: a dumped spec (every field written out,
+        # the defaults included) must load back unchanged.
+        fields = type(self).model_fields
+        clash = sorted(
+            k
+            for k in ("architecture", "capacity", "config", "weights")
+            if getattr(self, k) != fields[k].get_default(call_default_factory=True)
+        )
         if clash:
             raise ValueError(
                 f"'file' (an exported model) already defines the architecture and its weights; remove "

@@ -250,9 +250,12 @@ def test_spec_model_file_is_exclusive_and_checked(tmp_path: Path):
     model_file = tmp_path / "m.pt2"
     model_file.write_bytes(b"PK")
     base = {"dataset": {"name": "census"}, "risks": [{"risk": "evasion"}]}
-    assert load_spec({**base, "model": {"file": str(model_file)}}).model.file == str(model_file)
+    spec = load_spec({**base, "model": {"file": str(model_file)}})
+    assert spec.model.file == str(model_file)
+    # a dumped spec (defaults written out) loads back unchanged: the worker re-reads the specs it stored
+    assert load_spec(spec.model_dump(mode="json")) == spec
     with pytest.raises(SpecError, match=r"model: .*remove 'architecture', 'weights'"):
-        load_spec({**base, "model": {"file": str(model_file), "architecture": "linearnet", "weights": "w"}})
+        load_spec({**base, "model": {"file": str(model_file), "architecture": "simplecnn", "weights": "w"}})
     with pytest.raises(SpecError, match=r"\.pt2 \(torch\.export\) or \.onnx"):
         load_spec({**base, "model": {"file": str(tmp_path / "m.pkl")}})
     with pytest.raises(SpecError, match=r"model\.file: the model file .* does not exist"):
