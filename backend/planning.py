@@ -43,8 +43,6 @@ MAX_MODEL_PARAMETERS = 500_000_000
 #: Widest fully connected layer accepted in a model config (``hidden_layer_sizes``, ``fc_layers``).
 MAX_LAYER_WIDTH = 65_536
 _WIDTH_FIELDS = ("hidden_layer_sizes", "fc_layers")
-#: Model spec fields of a registered architecture (exclusive with an exported graph's ``file``).
-_REGISTRY_FIELDS = ("architecture", "capacity", "config", "weights")
 
 
 @dataclass
@@ -214,7 +212,7 @@ def preflight(spec: Any, *, dataset_name: str | None = None, uploaded: UploadedM
     """
     import torch
 
-    from amulet.assess._data import architecture_spec, load_bundle
+    from amulet.assess import architecture_spec, load_bundle
     from amulet.exceptions import AmuletError, ModelSpecError, UnsafeModelFileError
     from amulet.io import build_model, load_model
 
@@ -325,15 +323,9 @@ def plan_submission(session: Session, *, project_id: str, spec: dict[str, Any], 
     preflight(loaded, dataset_name=dataset_name, uploaded=uploaded)
     plan = plan_assessment(loaded)
     cells = [{"key": c.key, "row": c.row, "risk": c.risk, "attack": c.attack, "seed": c.seed} for c in plan.cells]
-    resolved_spec = loaded.model_dump(mode="json")
-    model = resolved_spec.get("model")
-    if isinstance(model, dict) and model.get("file"):
-        # An exported graph is its own architecture: the dump's registry defaults (architecture, config, ...)
-        # would clash with 'file' when the worker reads the spec back.
-        resolved_spec["model"] = {k: v for k, v in model.items() if k not in _REGISTRY_FIELDS}
     return PlannedAssessment(
         name=name or loaded.name,
-        resolved_spec=resolved_spec,
+        resolved_spec=loaded.model_dump(mode="json"),
         training_keys=[t.key for t in plan.trainings],
         cells=cells,
     )
