@@ -51,7 +51,8 @@ class TabularEncoding:
     Rows outside the training split (the test split, or any later rows) can hold values below the training
     minimum or above the training maximum; those are clipped to 0 and 1 after scaling. Without the clip a
     test row could lie outside [0, 1], and an attack restricted to [0, 1] would move it further than its
-    budget just to bring it back into range. Categories that occur only outside the training rows encode
+    budget just to bring it back into range. The loaders take the categories from every row of the table
+    (see :meth:`fit`), so the width does not depend on the split; a category never seen at fit time encodes
     as all zeros. A numeric column that is constant on the training rows encodes as 0.
 
     Args:
@@ -63,9 +64,18 @@ class TabularEncoding:
         self.categorical = list(categorical)
         self.numeric = list(numeric)
 
-    def fit(self, frame: pd.DataFrame) -> TabularEncoding:
-        """Learn categories and per-column minima/maxima from ``frame`` (the training rows)."""
-        self.categories_ = {c: sorted(frame[c].astype(str).unique().tolist()) for c in self.categorical}
+    def fit(self, frame: pd.DataFrame, *, categories_from: pd.DataFrame | None = None) -> TabularEncoding:
+        """Learn categories and per-column minima/maxima from ``frame`` (the training rows).
+
+        Args:
+            frame: The training rows (the minima and maxima are fitted on them only).
+            categories_from: The rows whose categories define the one-hot columns (default ``frame``).
+                Loaders pass the whole table: the set of categories is the table's schema, not a statistic of
+                its values, and reading it from every row keeps the feature width (and so the input shape a
+                model is exported for) the same for every split seed.
+        """
+        source = frame if categories_from is None else categories_from
+        self.categories_ = {c: sorted(source[c].astype(str).unique().tolist()) for c in self.categorical}
         values = frame[self.numeric].to_numpy(dtype=np.float64) if self.numeric else np.zeros((len(frame), 0))
         if len(values):
             self.min_ = values.min(axis=0)
@@ -102,7 +112,7 @@ class TabularEncoding:
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable record of the fitted encoding."""
         return {
-            "fitted_on": f"training split only ({self.n_fit_rows_} rows)",
+            "fitted_on": f"training split only ({self.n_fit_rows_} rows); categories from every row of the table",
             "value_range": [0.0, 1.0],
             "categorical": {
                 c: {"encoding": "one-hot (unseen categories -> all zeros)", "categories": self.categories_[c]}
@@ -128,6 +138,6 @@ def encode_split(
     categorical: Sequence[str],
     numeric: Sequence[str],
 ) -> tuple[np.ndarray, np.ndarray, TabularEncoding]:
-    """Fit :class:`TabularEncoding` on the training rows and encode both splits."""
-    encoding = TabularEncoding(categorical, numeric).fit(features.iloc[train_idx])
+    """Fit :class:`TabularEncoding` on the training rows (categories: every row) and encode both splits."""
+    encoding = TabularEncoding(categorical, numeric).fit(features.iloc[train_idx], categories_from=features)
     return encoding.transform(features.iloc[train_idx]), encoding.transform(features.iloc[test_idx]), encoding

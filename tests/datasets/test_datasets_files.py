@@ -133,3 +133,26 @@ def test_npz_object_arrays_are_never_unpickled(tmp_path):
     (tmp_path / "not.npz").write_bytes(b"plain text")
     with pytest.raises(InvalidParameterError, match=r"not an \.npz"):
         load_npz(tmp_path / "not.npz")
+
+
+def test_feature_width_does_not_depend_on_the_split_seed(tmp_path):
+    """A model exported for an uploaded table must fit it whatever split seed an assessment uses: the one-hot
+    columns come from every row, so a rare category landing in the test split does not drop a column."""
+    rng = np.random.default_rng(0)
+    n = 200
+    table = pd.DataFrame(
+        {
+            "city": np.where(np.arange(n) == 7, "rare", rng.choice(["a", "b", "c"], n)),  # "rare": one row only
+            "age": rng.integers(18, 80, n),
+            "sex": rng.choice(["f", "m"], n),
+            "income": rng.integers(0, 2, n),
+        }
+    )
+    path = tmp_path / "people.csv"
+    table.to_csv(path, index=False)
+    widths = {seed: load_tabular_file(path, label="income", sensitive=["sex"], random_seed=seed) for seed in range(6)}
+    # the rare row falls in the training split for some seeds and in the test split for others
+    homes = {seed: "city=rare" in ds.feature_names and ds.x_train[:, ds.feature_names.index("city=rare")].any()
+             for seed, ds in widths.items()}  # fmt: skip
+    assert len(set(homes.values())) == 2, homes
+    assert {ds.x_train.shape[1] for ds in widths.values()} == {5}  # city a/b/c/rare + age

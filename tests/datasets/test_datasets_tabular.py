@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -73,7 +74,10 @@ def test_census_min_max_scaling_is_fitted_on_the_training_split_only(census, adu
         np.testing.assert_allclose(census.x_test[:, col], expected_test, atol=1e-6)
     assert census.preprocessing["value_range"] == [0.0, 1.0]
     categories = census.preprocessing["categorical"]["native-country"]["categories"]
-    assert set(categories) == set(train_rows["native-country"].fillna("Unknown"))
+    # the one-hot columns come from every row (the table's schema), so the width is the same for every split
+    every_row = pd.concat([train_rows, test_rows])["native-country"].fillna("Unknown")
+    assert set(categories) == set(every_row)
+    assert len(census.feature_names) == len(load_census("/nonexistent-census", random_seed=5).feature_names)
     assert census.preprocessing["fitted_on"].startswith("training split only")
 
 
