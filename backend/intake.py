@@ -12,10 +12,12 @@ before anything is loaded) and ``amulet.io.preflight_graph_model`` (which valida
 from __future__ import annotations
 
 import json
+import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -139,6 +141,12 @@ def parse_architecture_spec(raw: bytes) -> dict[str, Any]:
             "spec",
             "The 'spec' file must be the architecture spec JSON written by amulet.io.save_model; "
             f"it is not valid JSON ({exc}).",
+        ) from exc
+    except RecursionError as exc:
+        raise IntakeError(
+            "spec",
+            "The 'spec' file is nested too deeply to be an architecture spec. Upload the spec JSON written "
+            "by amulet.io.save_model.",
         ) from exc
     if not isinstance(spec, dict):
         raise IntakeError(
@@ -348,6 +356,14 @@ def validate_dataset(
         data = load_tabular_file(path, label=label, sensitive=tuple(sensitive), random_seed=_default_split_seed())
     except (ValueError, KeyError) as exc:
         raise IntakeError(_field_of(str(exc), label, sensitive), str(exc).strip("'\"")) from exc
+    except Exception as exc:  # a damaged file: pyarrow and pandas raise OSError and their own types
+        what = "Parquet" if fmt == "parquet" else "CSV"
+        raise IntakeError(
+            "file",
+            f"The 'file' is not a readable {what} file ({type(exc).__name__}: {exc}). "
+            f"Write it again (for example pandas.DataFrame.to_{'parquet' if fmt == 'parquet' else 'csv'}) "
+            "and upload the new file.",
+        ) from exc
     return DatasetInfo(
         n_rows=n_rows,
         n_columns=len(columns),
@@ -435,6 +451,52 @@ def _parquet_shape(path: Path, settings: Settings) -> tuple[list[str], int]:
     return [str(meta.schema.column(i).name) for i in range(meta.num_columns)], int(meta.num_rows)
 
 
+def _read_npy_member(name: str, member: IO[bytes], member_size: int, settings: Settings) -> np.ndarray:
+    """Read one ``.npy`` member of an NPZ, checking its header before anything is allocated.
+
+    ``numpy.lib.format.read_array`` allocates the array its header declares before reading a byte of data,
+    so a 100-byte member that claims shape (10**12, 4) would ask for 29 TiB. The declared size is checked
+    against the member's real size and the uncompressed limit first; object dtypes are refused unread.
+    """
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(member)
+        if version == (1, 0):
+            shape, fortran_order, dtype = fmt.read_array_header_1_0(member)
+        else:
+            shape, fortran_order, dtype = fmt.read_array_header_2_0(member)
+    except ValueError as exc:
+        raise IntakeError(
+            name,
+            f"The NPZ array '{name}' does not start with a valid .npy header ({exc}). "
+            "Save the arrays with numpy.savez and upload that file.",
+        ) from exc
+    if dtype.hasobject:
+        raise IntakeError(
+            name,
+            f"The NPZ array '{name}' has an object dtype and could not be read without unpickling. "
+            "Save plain numeric arrays (no object dtype).",
+        )
+    declared = math.prod(int(v) for v in shape) * dtype.itemsize
+    if declared > settings.max_uncompressed_bytes or declared > member_size:
+        raise IntakeError(
+            name,
+            f"The NPZ array '{name}' declares shape {tuple(shape)} of {dtype} ({declared} bytes), but its member "
+            f"holds {member_size} bytes (limit {settings.max_uncompressed_bytes}, AMULET_MAX_UNCOMPRESSED_BYTES). "
+            "Save the arrays again with numpy.savez and upload that file.",
+            413 if declared <= member_size else 422,
+        )
+    data = member.read(declared)
+    if len(data) != declared:
+        raise IntakeError(
+            name,
+            f"The NPZ array '{name}' is truncated: {len(data)} of {declared} bytes. "
+            "Save the arrays again with numpy.savez and upload the new file.",
+        )
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+    return array
+
+
 def _validate_npz(path: Path, settings: Settings) -> DatasetInfo:
     try:
         archive = zipfile.ZipFile(path)
@@ -465,15 +527,18 @@ def _validate_npz(path: Path, settings: Settings) -> DatasetInfo:
             )
         arrays: dict[str, np.ndarray] = {}
         for name, info in infos.items():
-            with archive.open(info) as member:
-                try:
-                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
-                except ValueError as exc:
-                    raise IntakeError(
-                        name,
-                        f"The NPZ array '{name}' could not be read without unpickling ({exc}). "
-                        "Save plain numeric arrays (no object dtype).",
-                    ) from exc
+            try:
+                with archive.open(info) as member:
+                    arrays[name] = _read_npy_member(name, member, info.file_size, settings)
+            except IntakeError:
+                raise
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+                # A changed CRC, corrupt deflated bytes or a truncated member: the archive is damaged.
+                raise IntakeError(
+                    name,
+                    f"The NPZ array '{name}' is damaged and cannot be read ({type(exc).__name__}: {exc}). "
+                    "Save the arrays again with numpy.savez and upload the new file.",
+                ) from exc
     x, y = arrays["x"], arrays["y"]
     for name, arr in arrays.items():
         if arr.dtype.kind not in "biuf":

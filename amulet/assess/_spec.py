@@ -52,6 +52,10 @@ BASELINE = "baseline"
 POLICY_OPS = ("<=", "<", ">=", ">")
 
 
+#: The largest seed a spec accepts (numpy's and torch's seeding take 32 bits).
+MAX_SEED = 2**32 - 1
+
+
 class SpecError(ValueError):
     """An assessment spec is invalid. ``errors`` lists ``{"path", "message"}`` dicts, one per problem.
 
@@ -245,6 +249,23 @@ class PolicyCheck(BaseModel):
         return value
 
 
+class ModelCard(BaseModel):
+    """Who and what the assessed model is, shown in the report's model card block (every field optional).
+
+    It documents the assessment and never changes what runs: no training or cell depends on it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="Name of the assessed model, e.g. 'credit-scoring'.")
+    version: str | None = Field(default=None, description="Version of the model, e.g. '2.3.1' or a git tag.")
+    owner: str | None = Field(default=None, description="Team or person accountable for the model.")
+    intended_use: str | None = Field(default=None, description="What the model is for, and for whom.")
+    training_data: str | None = Field(default=None, description="What the model was trained on (source, period).")
+    assessor: str | None = Field(default=None, description="Who ran and reviewed this assessment.")
+    sign_off: str | None = Field(default=None, description="Who accepted the results, and when.")
+
+
 class AssessmentSpec(BaseModel):
     """An assessment: which model, data, defenses (rows) and risks (columns), which policy, which seeds."""
 
@@ -253,6 +274,9 @@ class AssessmentSpec(BaseModel):
     version: Literal[1] = Field(default=1, description="Spec format version.")
     name: str = Field(default="assessment", description="Title of the assessment (shown in reports).")
     description: str = Field(default="", description="Free text shown in reports.")
+    model_card: ModelCard | None = Field(
+        default=None, description="Optional model card (name, version, owner, ...) shown in the report."
+    )
     dataset: DatasetSpec = Field(description="The data.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="The model architecture (and optional weights).")
     training: TrainConfig = Field(
@@ -272,6 +296,10 @@ class AssessmentSpec(BaseModel):
             raise ValueError(f"seeds must be distinct; got {value}")
         if any(s < 0 for s in value):
             raise ValueError(f"seeds must be non-negative; got {value}")
+        too_big = [s for s in value if s > MAX_SEED]
+        if too_big:
+            # numpy and torch seed from 32 bits (and a database stores a seed as a 64-bit integer at most).
+            raise ValueError(f"seeds must be at most {MAX_SEED} (2**32 - 1); got {too_big[0]}. Use smaller seeds.")
         return value
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -15,7 +15,27 @@ from backend.core.db import get_sessionmaker
 from backend.core.storage import ArtifactStore
 from backend.models import ApiToken
 
-__all__ = ["AdminToken", "CurrentToken", "SessionDep", "SettingsDep", "StoreDep", "get_db", "get_settings_dep"]
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "MAX_PAGE_OFFSET",
+    "AdminToken",
+    "CurrentToken",
+    "LimitQuery",
+    "OffsetQuery",
+    "SessionDep",
+    "SettingsDep",
+    "StoreDep",
+    "get_db",
+    "get_settings_dep",
+]
+
+#: The most rows one page of a list endpoint returns.
+MAX_PAGE_SIZE = 500
+#: The largest accepted ``offset`` (far past any real list; keeps the value inside every database's integer range).
+MAX_PAGE_OFFSET = 1_000_000_000
+
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"Rows per page, 1 to {MAX_PAGE_SIZE}.")]
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_PAGE_OFFSET, description=f"Rows to skip, 0 to {MAX_PAGE_OFFSET}.")]
 
 _bearer = HTTPBearer(auto_error=False, description="An Amulet API token: `Authorization: Bearer amt_...`.")
 

@@ -45,27 +45,39 @@ class BodySizeLimitMiddleware:
                     pass
         received = 0
         started = False
+        rejected = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    # Answer now, before the app reads another byte. The app's body parser turns the error
+                    # raised below into its own answer (FastAPI: 400), which guarded_send drops.
+                    rejected = True
+                    if not started:
+                        await self._reject(send)
                     raise _TooLargeError
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, guarded_send)
         except _TooLargeError:
-            if not started:
-                await self._reject(send)
+            pass
+        except Exception:
+            if not rejected:
+                raise
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse
 
 from backend import crud
-from backend.api.deps import CurrentToken, SessionDep, SettingsDep
+from backend.api.deps import CurrentToken, LimitQuery, OffsetQuery, SessionDep, SettingsDep
 from backend.core.queue import enqueue_assessment
 from backend.intake import IntakeError
 from backend.models import CELL_DONE, Assessment, utcnow
@@ -73,12 +73,14 @@ def submit_assessment(
 
 @router.get("", response_model=AssessmentsPublic)
 def list_assessments(
-    session: SessionDep, token: CurrentToken, limit: int = 100, offset: int = 0, status: str | None = None
+    session: SessionDep,
+    token: CurrentToken,
+    limit: LimitQuery = 100,
+    offset: OffsetQuery = 0,
+    status: str | None = None,
 ) -> AssessmentsPublic:
     """The project's assessments, newest first (optionally one status)."""
-    rows, count = crud.list_assessments(
-        session, project_id=token.project_id, limit=min(limit, 500), offset=offset, status=status
-    )
+    rows, count = crud.list_assessments(session, project_id=token.project_id, limit=limit, offset=offset, status=status)
     return AssessmentsPublic(data=[AssessmentPublic.model_validate(r) for r in rows], count=count)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 
 from backend import crud
-from backend.api.deps import CurrentToken, SessionDep, SettingsDep, StoreDep
+from backend.api.deps import CurrentToken, LimitQuery, OffsetQuery, SessionDep, SettingsDep, StoreDep
 from backend.core.storage import UploadTooLargeError
 from backend.intake import IntakeError, dataset_format, validate_dataset
 from backend.models import new_id
@@ -85,9 +85,11 @@ def upload_dataset(
 
 
 @router.get("", response_model=DatasetsPublic)
-def list_datasets(session: SessionDep, token: CurrentToken, limit: int = 100, offset: int = 0) -> DatasetsPublic:
+def list_datasets(
+    session: SessionDep, token: CurrentToken, limit: LimitQuery = 100, offset: OffsetQuery = 0
+) -> DatasetsPublic:
     """The project's uploaded datasets, newest first."""
-    rows, count = crud.list_datasets(session, project_id=token.project_id, limit=min(limit, 500), offset=offset)
+    rows, count = crud.list_datasets(session, project_id=token.project_id, limit=limit, offset=offset)
     return DatasetsPublic(data=[DatasetPublic.model_validate(r) for r in rows], count=count)
 
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from sqlalchemy.orm import Session
 
 from backend import crud
-from backend.api.deps import CurrentToken, SessionDep, SettingsDep, StoreDep
+from backend.api.deps import CurrentToken, LimitQuery, OffsetQuery, SessionDep, SettingsDep, StoreDep
 from backend.core.config import Settings
 from backend.core.storage import ArtifactStore, UploadTooLargeError
 from backend.intake import (
@@ -188,9 +188,11 @@ def _upload_spec_and_weights(
 
 
 @router.get("", response_model=ModelsPublic)
-def list_models(session: SessionDep, token: CurrentToken, limit: int = 100, offset: int = 0) -> ModelsPublic:
+def list_models(
+    session: SessionDep, token: CurrentToken, limit: LimitQuery = 100, offset: OffsetQuery = 0
+) -> ModelsPublic:
     """The project's models, newest first."""
-    rows, count = crud.list_models(session, project_id=token.project_id, limit=min(limit, 500), offset=offset)
+    rows, count = crud.list_models(session, project_id=token.project_id, limit=limit, offset=offset)
     return ModelsPublic(data=[ModelPublic.model_validate(r) for r in rows], count=count)
 
 
