@@ -4,6 +4,7 @@ says which is which. The fast test runs a tiny matrix; the slow ones run every r
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,15 @@ def _trained(model: nn.Module, dataset: str, *, rows: int, epochs: int, seed: in
     return model.eval()
 
 
+@functools.cache
+def _census_width() -> int:
+    """Features of the census data as assessments encode it (what a user's model must take)."""
+    from amulet.assess._data import load_bundle
+    from amulet.assess._spec import DatasetSpec
+
+    return int(load_bundle(DatasetSpec(name="census", training_size=100, test_size=100)).input_shape[0])
+
+
 def _export(tmp_path: Path, model: nn.Module, dataset: str, name: str) -> Path:
     return export_graph_model(tmp_path / name, model=model, dataset=dataset)[0]
 
@@ -148,7 +158,7 @@ def test_uploaded_graph_is_the_baseline_and_other_rows_retrain_it(tmp_path: Path
     from amulet.cli import app
 
     torch.manual_seed(0)
-    model = _trained(ResidualMLP(97, 2), "census", rows=600, epochs=3)
+    model = _trained(ResidualMLP(_census_width(), 2), "census", rows=600, epochs=3)
     path = _export(tmp_path, model, "census", "resmlp.pt2")
     risks = [
         {"risk": "evasion", "attack": "pgd", "params": {"iterations": 3, "max_samples": 100}},
@@ -185,7 +195,7 @@ def test_uploaded_graph_is_the_baseline_and_other_rows_retrain_it(tmp_path: Path
 
 def test_population_of_an_uploaded_graph_trains_stacked_and_matches_one_by_one(tmp_path: Path):
     torch.manual_seed(0)
-    path = _export(tmp_path, ResidualMLP(97, 2), "census", "resmlp.pt2")
+    path = _export(tmp_path, ResidualMLP(_census_width(), 2), "census", "resmlp.pt2")
     from amulet.assess._data import load_bundle, make_model_factory
     from amulet.assess._spec import DatasetSpec, ModelSpec
 
@@ -226,7 +236,7 @@ def _run_full(tmp_path: Path, model_file: Path, dataset: str, size: int) -> None
 
 @pytest.mark.slow
 def test_residual_mlp_pt2_on_census_every_risk(tmp_path: Path):
-    model = _trained(ResidualMLP(97, 2), "census", rows=1000, epochs=3)
+    model = _trained(ResidualMLP(_census_width(), 2), "census", rows=1000, epochs=3)
     _run_full(tmp_path, _export(tmp_path, model, "census", "resmlp.pt2"), "census", 800)
 
 
@@ -239,7 +249,10 @@ def test_depthwise_cnn_pt2_on_fmnist_every_risk(tmp_path: Path):
 @pytest.mark.slow
 def test_onnx_model_on_census_every_risk(tmp_path: Path):
     model = _trained(
-        nn.Sequential(nn.Linear(97, 64), nn.LayerNorm(64), nn.ReLU(), nn.Linear(64, 2)), "census", rows=1000, epochs=3
+        nn.Sequential(nn.Linear(_census_width(), 64), nn.LayerNorm(64), nn.ReLU(), nn.Linear(64, 2)),
+        "census",
+        rows=1000,
+        epochs=3,
     )
     _run_full(tmp_path, _export(tmp_path, model, "census", "mlp.onnx"), "census", 800)
 

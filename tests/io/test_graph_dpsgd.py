@@ -117,7 +117,13 @@ def test_graph_trains_under_dp_sgd_one_by_one_and_stacked_above_the_majority_rat
     path = _export(tmp_path, ResidualMLP(train.x.shape[1]), "resmlp.pt2")
     config = {"format": "pt2", "sha256": inspect_model_file(path).sha256}
     factory = make_model_factory(
-        {"architecture": GRAPH_ARCHITECTURE, "file": str(path), "config": config, "input_shape": [97], "num_classes": 2}
+        {
+            "architecture": GRAPH_ARCHITECTURE,
+            "file": str(path),
+            "config": config,
+            "input_shape": [train.x.shape[1]],
+            "num_classes": 2,
+        }
     )
     info = registry.get_defense("dp_sgd")
     recipe = Recipe(TrainConfig(epochs=2, batch_size=256, lr=1e-3), [info.make_stage(info.params())])
@@ -175,12 +181,12 @@ def test_graph_with_batchnorm_is_refused_with_the_reason(tmp_path: Path, census_
     assert recipe.architecture(lambda: graph)() is graph
 
 
-def test_assessment_reports_the_batchnorm_graph_dp_row_as_not_run(tmp_path: Path):
+def test_assessment_reports_the_batchnorm_graph_dp_row_as_not_run(tmp_path: Path, census):
     """Through the engine: the dp_sgd row of a BatchNorm graph is not_run with the reason; the baseline runs."""
     from amulet.assess import run_assessment
 
     torch.manual_seed(0)
-    path = _export(tmp_path, WithBatchNorm(97), "bn.pt2")
+    path = _export(tmp_path, WithBatchNorm(census.x_train.shape[1]), "bn.pt2")
     spec = {
         "name": "batchnorm graph under dp_sgd",
         "dataset": {"name": "census", "training_size": 300, "test_size": 150},
