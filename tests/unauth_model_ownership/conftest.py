@@ -21,7 +21,7 @@ def census_split(census):
     return train.subset(order[:3000]), train.subset(order[3000:6000]), test.subset(torch.arange(2000))
 
 
-def census_factory(num_features: int = 97) -> nn.Module:
+def census_factory(num_features: int) -> nn.Module:
     return LinearNet(num_features, 2, hidden_layer_sizes=[64, 32])
 
 
