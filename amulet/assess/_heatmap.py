@@ -66,7 +66,7 @@ def _utility_line(results: AssessmentResults, row: str) -> str:
     if acc.status != "ok":
         return acc.status.upper()
     change = f" ({format_change(acc.delta.mean, '%')})" if acc.delta is not None and acc.delta.mean is not None else ""
-    return f"acc {format_value(acc.mean, '%')}{change}"
+    return f"accuracy {format_value(acc.mean, '%')}{change}"
 
 
 def _tick(results: AssessmentResults, label: str) -> str:

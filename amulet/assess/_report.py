@@ -9,15 +9,17 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
+from markupsafe import Markup
 
 from amulet.assess._compliance import CLAUSES, DISCLAIMER
 from amulet.assess._display import (
@@ -46,6 +48,17 @@ EXIT_MEANING = {
     3: "a policy check could not run",
 }
 
+#: The model card's fields (``model_card`` of the spec), in the order the report shows them.
+MODEL_CARD_FIELDS: tuple[tuple[str, str], ...] = (
+    ("name", "model"),
+    ("version", "version"),
+    ("owner", "owner"),
+    ("intended_use", "intended use"),
+    ("training_data", "training data"),
+    ("assessor", "assessor"),
+    ("sign_off", "sign-off"),
+)
+
 STATUS_MEANING = {
     "complete": "every training and every cell ran (cells that cannot apply are listed as not run).",
     "partial": "some trainings or cells raised errors; the numbers below leave them out.",
@@ -72,6 +85,341 @@ def _interval(low: float | None, high: float | None, unit: str = "", signed: boo
     return f"[{f(low, unit)}, {f(high, unit)}]"
 
 
+# --- Human formatting: no Python reprs in a report, and words that break only where a reader expects it. ---
+
+_LITERAL = re.compile(r"[{\[]")
+
+
+def human_value(value: Any) -> str:
+    """A parameter value as a reader writes it: ``None`` -> ``none``, ``True`` -> ``yes``, lists comma-joined.
+
+    Example:
+        >>> human_value(None), human_value(True), human_value(0.010), human_value([32, 16])
+        ('none', 'yes', '0.01', '[32, 16]')
+    """
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return "(" + human_params(value) + ")" if value else "(none)"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(human_value(v) for v in value) + "]"
+    return str(value)
+
+
+def human_params(params: dict[str, Any] | None, *, empty: str = "defaults") -> str:
+    """``{'clip_max': None, 'epsilon': 0.01}`` -> ``clip_max: none, epsilon: 0.01`` (``empty`` when none).
+
+    Example:
+        >>> human_params({"clip_max": None, "epsilon": 0.01}), human_params({})
+        ('clip_max: none, epsilon: 0.01', 'defaults')
+    """
+    if not params:
+        return empty
+    return ", ".join(f"{k}: {human_value(v)}" for k, v in params.items())
+
+
+def humanize_text(text: str) -> str:
+    """Rewrite the Python dict/list literals inside free text (e.g. a threat-model sentence) as :func:`human_value`."""
+    out: list[str] = []
+    i = 0
+    while True:
+        match = _LITERAL.search(text, i)
+        if match is None:
+            out.append(text[i:])
+            return "".join(out)
+        start = match.start()
+        depth, end = 0, -1
+        for j in range(start, len(text)):
+            if text[j] in "{[":
+                depth += 1
+            elif text[j] in "}]":
+                depth -= 1
+                if depth == 0:
+                    end = j + 1
+                    break
+        literal: Any = None
+        if end > 0:
+            try:
+                literal = ast.literal_eval(text[start:end])
+            except (ValueError, SyntaxError):
+                literal = None
+        if isinstance(literal, (dict, list)):
+            shown = human_params(literal, empty="none") if isinstance(literal, dict) else human_value(literal)
+            out.append(text[i:start] + shown)
+            i = end
+        else:
+            out.append(text[i : start + 1])
+            i = start + 1
+
+
+def breakable(text: Any) -> Markup:
+    """Escaped text with a break opportunity (``<wbr>``) after each ``_``, and each ``.``/``/`` before a letter.
+
+    Narrow table columns then wrap ``adversarial_training`` as ``adversarial_`` / ``training`` instead of
+    breaking inside a word (the stylesheet forbids that: ``overflow-wrap: normal``, ``hyphens: manual``).
+    """
+    escaped = str(Markup.escape(str(text)))
+    return Markup(re.sub(r"(_|[./](?=[A-Za-z]))", r"\1<wbr>", escaped))
+
+
+def metric_label(name: str, unit: str) -> str:
+    """A metric's human name with its unit: ``Robust accuracy (%)``; unitless metrics keep their name."""
+    return f"{name} ({unit})" if unit else name
+
+
+#: How sure a severity ranking is, in the order the executive summary lists them.
+SEVERITY_ORDER = ("high", "medium", "low", "improvement")
+
+
+def _metric_names(results: AssessmentResults) -> dict[tuple[str, str], tuple[str, str]]:
+    names: dict[tuple[str, str], tuple[str, str]] = {}
+    for col in results.columns:
+        for h in col.headline_metrics:
+            names.setdefault((col.risk, str(h.get("key"))), (str(h.get("name", h.get("key"))), str(h.get("unit", ""))))
+    for m in results.metrics:
+        names.setdefault((m.risk, m.metric), (m.name, m.unit))
+    return names
+
+
+def _risk_names(results: AssessmentResults) -> dict[str, str]:
+    return {c.risk: c.risk_name for c in results.columns}
+
+
+def _catalogue_defenses(risk: str, exclude: set[str]) -> list[str]:
+    """Registered defenses (key and name) whose intended targets include ``risk``, other than ``exclude``."""
+    try:
+        from amulet import registry
+
+        registry.load_builtins()
+        found = [d for d in registry.defenses() if risk in d.targets and d.key not in exclude]
+    except Exception:  # a broken plugin must not stop a report from rendering
+        return []
+    return [f"{d.name} ({d.key})" for d in found]
+
+
+def _severity(change: float | None) -> str:
+    magnitude = abs(change or 0.0)
+    if magnitude >= 0.10:
+        return "high"
+    if magnitude >= 0.03:
+        return "medium"
+    return "low"
+
+
+def executive_summary(results: AssessmentResults) -> dict[str, Any]:
+    """The executive summary: the verdict in words, the ranked findings with their mitigations, the utility cost.
+
+    Findings are the significant matrix cells (more susceptible first, by the size of the change in
+    susceptibility: ``high`` >= 0.10, i.e. 10 pts of a % metric or 0.10 of a rate, ``medium`` >= 0.03),
+    failed and inconclusive policy checks, and degenerate rows; improvements (less susceptible) come last.
+    """
+    names = _metric_names(results)
+    risk_names = _risk_names(results)
+    metric_of = {(m.row, m.risk, m.attack, m.metric): m for m in results.metrics}
+    stacks = {r.name: {str(e.get("defense")) for e in r.stack} for r in results.rows}
+    n_seeds = len(results.seeds)
+    items: list[dict[str, Any]] = []
+
+    for f in results.findings:
+        name, unit = names.get((f.risk, f.metric), (f.metric, f.unit))
+        summary = metric_of.get((f.row, f.risk, f.attack, f.metric))
+        p = summary.delta.p_value if summary is not None and summary.delta is not None else None
+        n = summary.delta.n if summary is not None and summary.delta is not None else n_seeds
+        worse = f.direction == "more_susceptible"
+        risk_name = risk_names.get(f.risk, f.risk).lower()
+        certainty = (
+            f"95% CI of the change {format_interval(f.delta_ci_low, f.delta_ci_high, f.unit, change=True)}, "
+            f"paired t-test p = {_num(p, '', 2)}, {n} seed{'s' if n != 1 else ''}"
+        )
+        if n < 5:
+            certainty += " (few seeds: the interval is wide and the estimate may move with more)"
+        if worse:
+            meaning = (
+                f"Adding {f.row} makes the model more susceptible to {risk_name}"
+                f"{' although it is meant to protect against it' if f.intended else ' (an unintended side effect)'}: "
+                f"{name.lower()} moves from {format_value(f.baseline, f.unit)} to {format_value(f.value, f.unit)}."
+            )
+            others = _catalogue_defenses(f.risk, stacks.get(f.row, set()))
+            mitigation = (
+                f"Add or compare a defense that targets {risk_name}: {', '.join(others[:3])}; "
+                f"or change the parameters of {f.row} and measure again."
+                if others
+                else f"No other registered defense targets {risk_name}: change the parameters of {f.row}, "
+                "or weigh this cost against what the defense protects."
+            )
+            severity = _severity(f.susceptibility_change)
+        else:
+            meaning = (
+                f"{f.row} lowers the susceptibility to {risk_name}"
+                f"{' as intended' if f.intended else ' (an unintended benefit)'}: {name.lower()} moves from "
+                f"{format_value(f.baseline, f.unit)} to {format_value(f.value, f.unit)}."
+            )
+            mitigation = "None needed; keep the check in the policy so that a regression is caught."
+            severity = "improvement"
+        items.append(
+            {
+                "severity": severity,
+                "title": f"{f.row}: {name} under {f.attack} {format_change(f.delta, f.unit)}",
+                "measured": f"{metric_label(name, unit)} of {risk_names.get(f.risk, f.risk)} ({f.attack}), "
+                f"defended {format_value(f.value, f.unit)} vs baseline {format_value(f.baseline, f.unit)}, "
+                f"change {format_change(f.delta, f.unit)}",
+                "certainty": certainty,
+                "meaning": meaning,
+                "mitigation": mitigation,
+                "rank": -abs(f.susceptibility_change or 0.0),
+            }
+        )
+
+    degenerate = {a.row for a in results.accuracy if a.status == "degenerate"}
+    for a in results.accuracy:
+        if a.status != "degenerate":
+            continue
+        items.append(
+            {
+                "severity": "high",
+                "title": f"{a.row}: the model is degenerate",
+                "measured": f"clean accuracy {format_value(a.mean, '%')} against a majority rate of "
+                f"{format_value(a.majority_rate, '%')}; {format_value(a.top_class_share, '%')} of its "
+                "predictions go to one class",
+                "certainty": f"one-sided binomial p = {_num(a.accuracy_p_value, '', 2)} (worst seed); degenerate "
+                f"on seed{'s' if len(a.degenerate_seeds) != 1 else ''} {', '.join(map(str, a.degenerate_seeds))}",
+                "meaning": "The defended model predicts (almost) one class: it is unusable, and its risk numbers "
+                "describe a constant function, so none of them is a finding.",
+                "mitigation": "Weaken the defense (e.g. a larger privacy budget or a smaller perturbation), train "
+                "longer, or check its parameters; the row's checks stay inconclusive until then.",
+                "rank": -1.0,
+            }
+        )
+
+    for c in results.checks:
+        if c.status not in ("fail", "inconclusive") or (c.status == "inconclusive" and c.row in degenerate):
+            continue
+        risk_key, _, metric_key = c.metric.partition(".")
+        name, unit = names.get((risk_key, metric_key), (c.metric, c.unit))
+        measured = format_change(c.value, c.unit) if c.on == "delta" else format_value(c.value, c.unit)
+        shown_unit = ("pts" if c.on == "delta" and unit == "%" else unit) if unit else ""
+        rule = f"{name}{' change' if c.on == 'delta' else ''} {c.op} {human_value(c.threshold)}"
+        rule += f" {shown_unit}" if shown_unit else ""
+        interval = format_interval(c.ci_low, c.ci_high, c.unit, change=(c.on == "delta"))
+        if c.status == "fail":
+            others = _catalogue_defenses(risk_key, stacks.get(c.row, set()))
+            items.append(
+                {
+                    "severity": "high",
+                    "title": f"policy check {c.id} fails",
+                    "measured": f"{rule} on {c.row} ({c.attack}): measured {measured}",
+                    "certainty": f"95% CI {interval} over {c.n} seed{'s' if c.n != 1 else ''}: "
+                    "the whole interval violates the threshold",
+                    "meaning": f"The model does not meet the organisation's requirement on "
+                    f"{risk_names.get(risk_key, risk_key).lower()}.",
+                    "mitigation": (
+                        f"Add a defense that targets it: {', '.join(others[:3])}; or revisit the threshold."
+                        if others
+                        else "Change the model or its training, or revisit the threshold."
+                    ),
+                    "rank": -0.5,
+                }
+            )
+        else:
+            items.append(
+                {
+                    "severity": "medium",
+                    "title": f"policy check {c.id} is inconclusive",
+                    "measured": f"{rule} on {c.row} ({c.attack}): measured {measured}",
+                    "certainty": f"95% CI {interval} over {c.n} seed{'s' if c.n != 1 else ''} straddles the threshold",
+                    "meaning": "The data cannot tell whether the requirement is met.",
+                    "mitigation": f"Run more seeds (now {c.n}) to narrow the interval, or a stronger attack budget.",
+                    "rank": 0.0,
+                }
+            )
+
+    items.sort(key=lambda it: (SEVERITY_ORDER.index(it["severity"]), it["rank"]))
+
+    counts = results.counts
+    n_worse = sum(1 for f in results.findings if f.direction == "more_susceptible")
+    n_better = len(results.findings) - n_worse
+    if results.status == "failed":
+        verdict = "The assessment FAILED: the baseline could not be measured, so nothing below can be compared."
+    else:
+        parts = []
+        if counts["checks_fail"]:
+            parts.append(f"{counts['checks_fail']} policy check{'s' if counts['checks_fail'] != 1 else ''} failed")
+        if counts["checks_inconclusive"]:
+            parts.append(f"{counts['checks_inconclusive']} inconclusive")
+        if counts["checks_not_run"]:
+            parts.append(f"{counts['checks_not_run']} could not run")
+        if results.checks and not parts:
+            parts.append(f"all {len(results.checks)} policy checks passed")
+        if not results.checks:
+            parts.append("the spec declares no policy checks")
+        verdict = (
+            ("NOT ACCEPTABLE as specified: " if counts["checks_fail"] else "")
+            + ("; ".join(parts)).capitalize()
+            + f". {n_worse} defense-risk interaction{'s' if n_worse != 1 else ''} made the model significantly more "
+            f"susceptible, {n_better} significantly less"
+            + (f"; {counts['rows_degenerate']} defended model(s) are degenerate" if counts["rows_degenerate"] else "")
+            + "."
+        )
+        if results.status == "partial":
+            verdict += " The assessment is PARTIAL: some cells raised errors and are left out."
+
+    baseline_acc = next((a for a in results.accuracy if a.row == BASELINE), None)
+    utility: list[str] = []
+    for a in results.accuracy:
+        if a.row == BASELINE:
+            continue
+        if a.status == "degenerate":
+            utility.append(f"{a.row}: unusable, the model is degenerate ({a.reason or 'predicts one class'}).")
+            continue
+        if a.status == "failed" or a.delta is None or a.delta.mean is None:
+            utility.append(f"{a.row}: its accuracy could not be measured.")
+            continue
+        low, high = a.delta.ci_low, a.delta.ci_high
+        significant = low is not None and high is not None and (low > 0 or high < 0)
+        base = f"{format_value(a.mean, '%')} vs {format_value(baseline_acc.mean if baseline_acc else None, '%')}"
+        ci = format_interval(low, high, "%", change=True)
+        if not significant:
+            words = f"no measurable utility cost ({base}, change {format_change(a.delta.mean, '%')}, 95% CI {ci})."
+        elif a.delta.mean < 0:
+            words = f"costs {format_change(-a.delta.mean, '%').lstrip('+')} of accuracy ({base}, 95% CI {ci})."
+        else:
+            words = f"gains {format_change(a.delta.mean, '%').lstrip('+')} of accuracy ({base}, 95% CI {ci})."
+        if "privacy_epsilon" in a.properties:
+            words += f" Privacy budget epsilon = {_num(a.properties['privacy_epsilon'], '', 3)}."
+        utility.append(f"{a.row}: {words}")
+    return {"verdict": verdict, "ranked": items, "utility": utility}
+
+
+def spec_appendix(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """The spec as compact ``(section, settings)`` rows: one row per section or list item, no null fields."""
+
+    def settings(value: dict[str, Any]) -> str:
+        kept = {k: v for k, v in value.items() if v is not None and v != [] and v != {} and v != ""}
+        return human_params(kept, empty="defaults")
+
+    rows: list[tuple[str, str]] = []
+    for key, value in spec.items():
+        if value is None or value == [] or value == {} or value == "" or key == "model_card":
+            continue
+        if isinstance(value, dict):
+            rows.append((key, settings(value)))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value, 1):
+                if key == "defenses" and isinstance(item.get("stack"), list):
+                    stack = " + ".join(f"{e.get('defense')} ({human_params(e.get('params'))})" for e in item["stack"])
+                    label = item.get("name") or "+".join(str(e.get("defense")) for e in item["stack"])
+                    rows.append((f"{key} {i}", f"{label}: {stack}"))
+                else:
+                    rows.append((f"{key} {i}", settings(item)))
+        else:
+            rows.append((key, human_value(value)))
+    return rows
+
+
 def _environment():
     import jinja2
 
@@ -90,6 +438,11 @@ def _environment():
     env.globals["label"] = cell_label
     env.globals["text_colour"] = text_colour
     env.filters["words"] = lambda s: str(s).replace("_", " ")
+    env.filters["brk"] = breakable
+    env.filters["params"] = human_params
+    env.filters["human"] = humanize_text
+    env.filters["hvalue"] = human_value
+    env.globals["metric_label"] = metric_label
     return env
 
 
@@ -150,8 +503,28 @@ def _context(results: AssessmentResults, *, interactive: bool) -> dict[str, Any]
         "row_status": {a.row: a for a in results.accuracy},
         "saturation": SATURATION,
         "any_privacy": any("privacy_epsilon" in a.properties for a in results.accuracy),
-        "spec_yaml": yaml.safe_dump(results.spec, sort_keys=False, allow_unicode=True),
+        "spec_rows": spec_appendix(results.spec),
+        "summary": executive_summary(results),
+        "card": {k: str(v) for k, v in (results.spec.get("model_card") or {}).items() if v not in (None, "")},
+        "card_fields": MODEL_CARD_FIELDS,
+        "metric_names": _metric_names(results),
+        "problem_groups": _problem_groups(results),
         "problem_cells": [c for c in results.cells if c.status != "ok"],
+    }
+
+
+def _problem_groups(results: AssessmentResults) -> dict[str, list[dict[str, Any]]]:
+    """Per column label: the cells without values, grouped by (row, status, reason) with their seeds."""
+    groups: dict[str, dict[tuple[str, str, str], list[int]]] = {}
+    labels = {(c.risk, c.attack): c.label for c in results.columns}
+    for c in results.cells:
+        if c.status == "ok":
+            continue
+        label = labels.get((c.risk, c.attack), f"{c.risk} ({c.attack})")
+        groups.setdefault(label, {}).setdefault((c.row, c.status, c.reason), []).append(c.seed)
+    return {
+        label: [{"row": r, "status": s, "reason": why, "seeds": sorted(seeds)} for (r, s, why), seeds in g.items()]
+        for label, g in groups.items()
     }
 
 
