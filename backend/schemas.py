@@ -17,6 +17,7 @@ __all__ = [
     "DatasetPublic",
     "DatasetsPublic",
     "ErrorDetail",
+    "ErrorResponse",
     "EventPublic",
     "HealthPublic",
     "ModelPublic",
@@ -42,6 +43,14 @@ class ErrorDetail(BaseModel):
 
     field: str
     message: str
+
+
+class ErrorResponse(BaseModel):
+    """A 4xx answer. ``detail`` is an :class:`ErrorDetail` for a refused upload or spec, the list of
+    request-validation problems (each with ``loc``, ``msg`` and ``type``) for a malformed request, or a
+    plain message."""
+
+    detail: ErrorDetail | list[dict[str, Any]] | str
 
 
 class HealthPublic(BaseModel):
