@@ -8,12 +8,15 @@ database and the real engine; nothing is mocked.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from graph_models import custom_op_pt2, pickled_member_pt2, pt2_file, upload_graph
 from service_testing import ADMIN_TOKEN, census_spec, csv_bytes, upload_dataset
+
+from amulet import registry
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -123,3 +126,71 @@ def test_worker_refuses_a_model_file_changed_since_upload(worker_settings, tmp_p
     _run(worker_settings, assessment_id)
     refusals = _refusals(worker_settings, assessment_id)
     assert refusals and all("changed since upload" in r for r in refusals), refusals
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The issue's three models that are not in the registry, each through every risk that applies to its data, via the
+# service: uploaded with POST /models, planned by POST /assessments, run by the worker's jobs (slow).
+
+
+def _own_models():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the engine's own-model test helpers
+    from assess import test_own_model
+
+    return test_own_model
+
+
+def _service_matrix(settings, model_file: Path, dataset: str, size: int) -> dict:
+    """Upload ``model_file``, run baseline + outlier removal + DP-SGD against every risk; the results JSON."""
+    from backend import crud
+    from backend.core.db import get_sessionmaker
+    from backend.main import create_app
+
+    own = _own_models()
+    with TestClient(create_app(settings)) as client:
+        model = upload_graph(client, HEADERS, model_file, name=model_file.stem)
+        assert model.status_code == 201, model.text
+        spec = {
+            "name": f"{model_file.name} on {dataset} via the service",
+            "dataset": {"name": dataset, "training_size": size, "test_size": size // 2},
+            "model": {"id": model.json()["id"]},
+            "training": {"epochs": 2, "batch_size": 64, "lr": 0.01},
+            "defenses": [
+                {"defense": d, "params": own._fast(registry.get_defense(d).params, d)}
+                for d in ("outlier_removal", "dp_sgd")
+            ],
+            "risks": own._risks(dataset, fast=False),
+            "seeds": [0],
+        }
+        created = client.post("/assessments", json={"spec": spec}, headers=HEADERS)
+        assert created.status_code == 202, created.text
+    assessment_id = created.json()["id"]
+    _run(settings, assessment_id)
+    with get_sessionmaker(settings)() as session:
+        row = crud.get_assessment(session, assessment_id=assessment_id)
+        reports = {r.format: r.path for r in crud.list_reports(session, assessment_id=assessment_id)}
+        assert row.status == "succeeded", row.error
+    results = json.loads(Path(reports["json"]).read_text())
+    cells = results["cells"]
+    assert results["status"] == "complete"
+    assert not [c for c in cells if c["status"] == "error"]
+    assert all(c["reason"] for c in cells if c["status"] == "not_run")
+    ok = [c for c in cells if c["status"] == "ok"]
+    assert len(ok) >= len(cells) // 2
+    assert all(c["metrics"]["model.privacy_epsilon"] > 0 for c in ok if c["row"] == "dp_sgd")
+    return results
+
+
+@pytest.mark.slow
+def test_three_own_models_through_every_risk_via_the_service(worker_settings, tmp_path: Path) -> None:
+    from torch import nn
+
+    own = _own_models()
+    width = own._census_width()
+    resmlp = own._trained(own.ResidualMLP(width, 2), "census", rows=1000, epochs=3)
+    _service_matrix(worker_settings, own._export(tmp_path, resmlp, "census", "resmlp.pt2"), "census", 800)
+    cnn = own._trained(own.DepthwiseCNN(10), "fmnist", rows=1000, epochs=2)
+    _service_matrix(worker_settings, own._export(tmp_path, cnn, "fmnist", "dwcnn.pt2"), "fmnist", 600)
+    mlp = own._trained(nn.Sequential(nn.Linear(width, 64), nn.LayerNorm(64), nn.ReLU(), nn.Linear(64, 2)), "census",
+                       rows=1000, epochs=3)  # fmt: skip
+    _service_matrix(worker_settings, own._export(tmp_path, mlp, "census", "mlp.onnx"), "census", 800)
