@@ -218,7 +218,7 @@ def heatmap_svg(results: AssessmentResults) -> str:
     top = 26 + 14 * max(len(v) for v in col_lines.values())
     width = max(600, left + cw * len(columns) + 20)
     legend_y = top + ch * len(rows) + 18
-    height = legend_y + 60
+    height = legend_y + 74
     parts: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>',
@@ -268,12 +268,15 @@ def heatmap_svg(results: AssessmentResults) -> str:
     parts.append(
         _svg_text(lx, legend_y + 39, "black frame + corner mark: intended interaction", size=10, anchor="start")
     )
+    # Two short lines, not one long one: a narrow matrix (few columns) would clip a long line at its edge.
+    parts.append(
+        _svg_text(lx, legend_y + 53, "* significant change (paired t-test across seeds, 5%)", size=10, anchor="start")
+    )
     parts.append(
         _svg_text(
             lx,
-            legend_y + 53,
-            f"* significant change (paired t-test across seeds, 5%); pale ({NEUTRAL}): not significant; "
-            "grey: degenerate, error or not run",
+            legend_y + 67,
+            f"pale ({NEUTRAL}): not significant; grey: degenerate, error or not run",
             size=10,
             anchor="start",
         )

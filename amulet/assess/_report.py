@@ -201,6 +201,11 @@ def _catalogue_defenses(risk: str, exclude: set[str]) -> list[str]:
     return [f"{d.name} ({d.key})" for d in found]
 
 
+def _lower_first(name: str) -> str:
+    """``Robust accuracy`` -> ``robust accuracy``; acronyms (``AUC``, ``TPR at 1% FPR``) keep their case."""
+    return name[0].lower() + name[1:] if len(name) > 1 and name[1].islower() else name
+
+
 def _severity(change: float | None) -> str:
     magnitude = abs(change or 0.0)
     if magnitude >= 0.10:
@@ -241,7 +246,8 @@ def executive_summary(results: AssessmentResults) -> dict[str, Any]:
             meaning = (
                 f"Adding {f.row} makes the model more susceptible to {risk_name}"
                 f"{' although it is meant to protect against it' if f.intended else ' (an unintended side effect)'}: "
-                f"{name.lower()} moves from {format_value(f.baseline, f.unit)} to {format_value(f.value, f.unit)}."
+                f"{_lower_first(name)} moves from {format_value(f.baseline, f.unit)} to "
+                f"{format_value(f.value, f.unit)}."
             )
             others = _catalogue_defenses(f.risk, stacks.get(f.row, set()))
             mitigation = (
@@ -255,7 +261,7 @@ def executive_summary(results: AssessmentResults) -> dict[str, Any]:
         else:
             meaning = (
                 f"{f.row} lowers the susceptibility to {risk_name}"
-                f"{' as intended' if f.intended else ' (an unintended benefit)'}: {name.lower()} moves from "
+                f"{' as intended' if f.intended else ' (an unintended benefit)'}: {_lower_first(name)} moves from "
                 f"{format_value(f.baseline, f.unit)} to {format_value(f.value, f.unit)}."
             )
             mitigation = "None needed; keep the check in the policy so that a regression is caught."
@@ -332,7 +338,8 @@ def executive_summary(results: AssessmentResults) -> dict[str, Any]:
                     "measured": f"{rule} on {c.row} ({c.attack}): measured {measured}",
                     "certainty": f"95% CI {interval} over {c.n} seed{'s' if c.n != 1 else ''} straddles the threshold",
                     "meaning": "The data cannot tell whether the requirement is met.",
-                    "mitigation": f"Run more seeds (now {c.n}) to narrow the interval, or a stronger attack budget.",
+                    "mitigation": f"Run more seeds (now {c.n}): the interval narrows roughly with the square root "
+                    "of their number.",
                     "rank": 0.0,
                 }
             )
@@ -345,23 +352,32 @@ def executive_summary(results: AssessmentResults) -> dict[str, Any]:
     if results.status == "failed":
         verdict = "The assessment FAILED: the baseline could not be measured, so nothing below can be compared."
     else:
-        parts = []
-        if counts["checks_fail"]:
-            parts.append(f"{counts['checks_fail']} policy check{'s' if counts['checks_fail'] != 1 else ''} failed")
-        if counts["checks_inconclusive"]:
-            parts.append(f"{counts['checks_inconclusive']} inconclusive")
-        if counts["checks_not_run"]:
-            parts.append(f"{counts['checks_not_run']} could not run")
-        if results.checks and not parts:
-            parts.append(f"all {len(results.checks)} policy checks passed")
-        if not results.checks:
-            parts.append("the spec declares no policy checks")
+        n_checks = len(results.checks)
+        if not n_checks:
+            head, checks = "NO POLICY", "The spec declares no policy checks"
+        else:
+            checks = (
+                f"Of {n_checks} policy check{'s' if n_checks != 1 else ''}, {counts['checks_pass']} passed, "
+                f"{counts['checks_fail']} failed, {counts['checks_inconclusive']} inconclusive and "
+                f"{counts['checks_not_run']} could not run"
+            )
+            if counts["checks_fail"]:
+                head = "NOT ACCEPTABLE as specified"
+            elif counts["checks_inconclusive"]:
+                head = "UNDECIDED: more evidence needed"
+            elif counts["checks_not_run"]:
+                head = "INCOMPLETE: some requirements were not measured"
+            else:
+                head = "ACCEPTABLE as specified"
+        degenerate_rows = counts["rows_degenerate"]
         verdict = (
-            ("NOT ACCEPTABLE as specified: " if counts["checks_fail"] else "")
-            + ("; ".join(parts)).capitalize()
-            + f". {n_worse} defense-risk interaction{'s' if n_worse != 1 else ''} made the model significantly more "
-            f"susceptible, {n_better} significantly less"
-            + (f"; {counts['rows_degenerate']} defended model(s) are degenerate" if counts["rows_degenerate"] else "")
+            f"{head}. {checks}. {n_worse} defense-risk interaction{'s' if n_worse != 1 else ''} made the model "
+            f"significantly more susceptible, {n_better} significantly less"
+            + (
+                f"; {degenerate_rows} defended model{' is' if degenerate_rows == 1 else 's are'} degenerate (unusable)"
+                if degenerate_rows
+                else ""
+            )
             + "."
         )
         if results.status == "partial":
@@ -373,7 +389,7 @@ def executive_summary(results: AssessmentResults) -> dict[str, Any]:
         if a.row == BASELINE:
             continue
         if a.status == "degenerate":
-            utility.append(f"{a.row}: unusable, the model is degenerate ({a.reason or 'predicts one class'}).")
+            utility.append(f"{a.row}: unusable, the model is degenerate: {a.reason or 'it predicts one class'}.")
             continue
         if a.status == "failed" or a.delta is None or a.delta.mean is None:
             utility.append(f"{a.row}: its accuracy could not be measured.")
@@ -383,13 +399,13 @@ def executive_summary(results: AssessmentResults) -> dict[str, Any]:
         base = f"{format_value(a.mean, '%')} vs {format_value(baseline_acc.mean if baseline_acc else None, '%')}"
         ci = format_interval(low, high, "%", change=True)
         if not significant:
-            words = f"no measurable utility cost ({base}, change {format_change(a.delta.mean, '%')}, 95% CI {ci})."
+            words = f"no significant accuracy change ({base}, change {format_change(a.delta.mean, '%')}, 95% CI {ci})."
         elif a.delta.mean < 0:
             words = f"costs {format_change(-a.delta.mean, '%').lstrip('+')} of accuracy ({base}, 95% CI {ci})."
         else:
             words = f"gains {format_change(a.delta.mean, '%').lstrip('+')} of accuracy ({base}, 95% CI {ci})."
         if "privacy_epsilon" in a.properties:
-            words += f" Privacy budget epsilon = {_num(a.properties['privacy_epsilon'], '', 3)}."
+            words += f" Privacy budget: epsilon = {_num(a.properties['privacy_epsilon'], '', 3)}."
         utility.append(f"{a.row}: {words}")
     return {"verdict": verdict, "ranked": items, "utility": utility}
 

@@ -99,7 +99,7 @@ def test_executive_summary_opens_the_report_after_the_status(shared_run: dict[st
     order = [text.index(s) for s in ("Assessment status: PARTIAL", "Executive summary", "Findings by severity",
                                      "Utility cost of each defense", "Model card", "Utility first")]  # fmt: skip
     assert order == sorted(order)
-    assert "Verdict. NOT ACCEPTABLE as specified: 1 policy check failed" in text
+    assert "Verdict. NOT ACCEPTABLE as specified. Of 6 policy checks, 1 passed, 1 failed, 2 inconclusive and 2" in text
     ranked = text[text.index("Findings by severity") : text.index("Utility cost of each defense")]
     # Highs (the degenerate constant row, the failed check) come before the improvement (adversarial training).
     assert ranked.index("HIGH") < ranked.index("IMPROVEMENT")
@@ -111,7 +111,7 @@ def test_executive_summary_opens_the_report_after_the_status(shared_run: dict[st
     for label in ("Measured:", "How sure:", "What it means:", "Suggested mitigation:"):
         assert ranked.count(label) == 3, label
     utility = text[text.index("Utility cost of each defense") : text.index("Model card")]
-    assert "adversarial_training: no measurable utility cost" in utility
+    assert "adversarial_training: no significant accuracy change" in utility
     assert "t_constant: unusable, the model is degenerate" in utility
     card = text[text.index("Model card") : text.index("Utility first")]
     assert card.count("not provided") == 7
@@ -143,6 +143,9 @@ def test_a_harmful_finding_is_ranked_high_with_a_catalogue_mitigation(shared_run
     assert "PGD adversarial training (adversarial_training)" in first["mitigation"]
     assert summary["ranked"][-1]["severity"] == "improvement"
     assert "1 defense-risk interaction made the model significantly more susceptible" in summary["verdict"]
+    assert summary["verdict"].startswith("NOT ACCEPTABLE as specified.")
+    passing = results.model_copy(update={"checks": [c for c in results.checks if c.status == "pass"]})
+    assert executive_summary(passing)["verdict"].startswith("ACCEPTABLE as specified. Of 1 policy check, 1 passed")
 
 
 def test_the_model_card_comes_from_the_spec(shared_run: dict[str, Any], tmp_path: Path):
