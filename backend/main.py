@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import amulet
+from backend.api.errors import scrubbing_http_exception_handler
 from backend.api.main import api_router
 from backend.core.config import Settings, check_settings, get_settings
 from backend.core.db import get_sessionmaker, init_db, run_migrations
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     app.state.settings = settings
     app.include_router(api_router)
+    # Library messages quote the file they failed on; no answer shows a path inside the artifact store.
+    app.add_exception_handler(StarletteHTTPException, scrubbing_http_exception_handler(settings))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app
 

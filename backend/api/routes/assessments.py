@@ -34,6 +34,16 @@ logger = logging.getLogger(__name__)
 #: URL suffix -> stored report format.
 REPORT_FORMATS = {"html": "html", "pdf": "pdf", "json": "json", "xml": "junit"}
 _MEDIA = {"html": "text/html", "pdf": "application/pdf", "json": "application/json", "xml": "application/xml"}
+#: Headers of every report download. The HTML report is self-contained (inline script and styles, the heatmap
+#: as a data: image), so it may run its own inline code but load nothing and connect nowhere; no browser may
+#: sniff a download into another type.
+REPORT_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+        "font-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 def _get_or_404(session: SessionDep, project_id: str, assessment_id: str) -> Assessment:
@@ -181,7 +191,7 @@ def _report_file(session: SessionDep, row: Assessment, fmt: str) -> Path:
 def read_results(assessment_id: str, session: SessionDep, token: CurrentToken) -> FileResponse:
     """The results document (the engine's AssessmentResults JSON, versioned schema)."""
     row = _get_or_404(session, token.project_id, assessment_id)
-    return FileResponse(_report_file(session, row, "json"), media_type="application/json")
+    return FileResponse(_report_file(session, row, "json"), media_type="application/json", headers=REPORT_HEADERS)
 
 
 @router.get("/{assessment_id}/report.{fmt}")
@@ -191,4 +201,4 @@ def read_report(
     """A rendered report: html, pdf, json or xml (JUnit)."""
     row = _get_or_404(session, token.project_id, assessment_id)
     path = _report_file(session, row, REPORT_FORMATS[fmt])
-    return FileResponse(path, media_type=_MEDIA[fmt], filename=f"amulet-{row.id}.{fmt}")
+    return FileResponse(path, media_type=_MEDIA[fmt], filename=f"amulet-{row.id}.{fmt}", headers=REPORT_HEADERS)

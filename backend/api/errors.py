@@ -1,0 +1,61 @@
+"""Error answers that never show server paths.
+
+Messages from the engine and from libraries (torch, pyarrow, safetensors) often quote the file they failed
+on, which for an upload is an absolute path inside the artifact store. Every ``HTTPException`` detail is
+scrubbed before it is sent: a path under the service's home or artifact directory is replaced by its file
+name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import PurePath
+from typing import Any
+
+from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.core.config import Settings
+
+__all__ = ["scrub_server_paths", "server_path_roots", "scrubbing_http_exception_handler"]
+
+# A path continues up to whitespace, a quote, a bracket or a comma/semicolon (what ends it in a sentence).
+_PATH_TAIL = r"[^\s'\"()\[\]{}<>,;]*"
+
+
+def server_path_roots(settings: Settings) -> list[str]:
+    """The directories whose paths must not appear in an answer (longest first, resolved and as configured)."""
+    roots: set[str] = set()
+    for directory in (settings.resolved_artifact_dir, settings.home):
+        roots.add(str(directory))
+        roots.add(str(directory.resolve()))
+    return sorted((r for r in roots if len(r) > 1), key=len, reverse=True)
+
+
+def scrub_server_paths(value: Any, roots: Sequence[str]) -> Any:
+    """``value`` (a string, or dicts and lists of them) with every path under ``roots`` cut to its file name."""
+    if isinstance(value, str):
+        for root in roots:
+            pattern = re.escape(root.rstrip("/")) + r"(?:/" + _PATH_TAIL + r")?"
+            value = re.sub(pattern, lambda m: PurePath(m.group(0)).name or "<server path>", value)
+        return value
+    if isinstance(value, dict):
+        return {k: scrub_server_paths(v, roots) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_server_paths(v, roots) for v in value]
+    return value
+
+
+def scrubbing_http_exception_handler(settings: Settings) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """FastAPI's HTTPException handler, with the detail scrubbed of server paths first."""
+    roots = server_path_roots(settings)
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        exc.detail = scrub_server_paths(exc.detail, roots)
+        return await http_exception_handler(request, exc)
+
+    return handler
