@@ -29,7 +29,7 @@ from amulet.assess._display import (
 )
 from amulet.assess._results import AssessmentResults, MatrixCell
 
-__all__ = ["heatmap_svg", "plotly_heatmap_html"]
+__all__ = ["heatmap_svg", "parameter_sweeps", "plotly_heatmap_html", "tradeoff_svgs"]
 
 
 def _cell_text(results: AssessmentResults, cell: MatrixCell) -> tuple[str, str]:
@@ -292,3 +292,121 @@ def heatmap_rows(results: AssessmentResults) -> list[dict[str, Any]]:
     for r in rows:
         out.append({"row": r, "cells": [cells.get((r, c)) for c in columns]})
     return out
+
+
+def _param_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_param_text(v) for v in value) + "]"
+    return str(value)
+
+
+def parameter_sweeps(results: AssessmentResults) -> list[dict[str, Any]]:
+    """Rows that are one defense at several parameter values (a sweep), with the parameters that vary.
+
+    Returns one ``{"defense", "varying", "rows": [(row, label)]}`` per defense that appears alone in at least
+    two rows with different parameters; ``label`` names the varying values (``"epsilon: 0.01"``).
+    """
+    by_defense: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for row in results.rows:
+        if len(row.stack) == 1:
+            entry = row.stack[0]
+            by_defense.setdefault(str(entry.get("defense")), []).append((row.name, dict(entry.get("params") or {})))
+    sweeps: list[dict[str, Any]] = []
+    for defense, rows in by_defense.items():
+        if len(rows) < 2:
+            continue
+        keys = sorted({k for _, p in rows for k in p})
+        varying = [k for k in keys if len({repr(p.get(k)) for _, p in rows}) > 1]
+        if not varying:
+            continue
+        labelled = [(name, ", ".join(f"{k}: {_param_text(p.get(k))}" for k in varying)) for name, p in rows]
+        sweeps.append({"defense": defense, "varying": varying, "rows": labelled})
+    return sweeps
+
+
+def tradeoff_svgs(results: AssessmentResults) -> list[dict[str, str]]:
+    """Trade-off curves of each parameter sweep: clean accuracy (x) against each column's primary metric (y).
+
+    One small SVG per (sweep, column): the sweep's rows joined in order (privacy-utility for membership
+    inference, robustness-accuracy for evasion, and so on), the baseline as a black square; degenerate rows
+    are hollow grey points (their risk numbers mean nothing). Returns ``{"title", "svg"}`` items.
+    """
+    accuracy = {a.row: a for a in results.accuracy}
+    metric = {(m.row, m.risk, m.attack, m.metric): m for m in results.metrics}
+    out: list[dict[str, str]] = []
+    for sweep in parameter_sweeps(results):
+        for col in results.columns:
+            name, unit = col.primary_metric, ""
+            for h in col.headline_metrics:
+                if h.get("key") == col.primary_metric:
+                    name, unit = str(h.get("name", name)), str(h.get("unit", ""))
+            points: list[tuple[str, str, float, float, str]] = []
+            for row, label in [("baseline", "baseline"), *sweep["rows"]]:
+                a, m = accuracy.get(row), metric.get((row, col.risk, col.attack, col.primary_metric))
+                if a is None or m is None or a.mean is None or m.mean is None:
+                    continue
+                points.append((row, label, float(a.mean), float(m.mean), str(a.status)))
+            if len(points) < 3:  # the baseline and at least two swept rows
+                continue
+            out.append(
+                {
+                    "title": f"{sweep['defense']}: {name} vs clean accuracy ({col.label})",
+                    "svg": _tradeoff_svg(points, f"{name} ({unit})" if unit else name, unit),
+                }
+            )
+    return out
+
+
+def _tradeoff_svg(points: list[tuple[str, str, float, float, str]], y_title: str, unit: str) -> str:
+    width, height, left, right, top, bottom = 380, 250, 58, 16, 14, 44
+    xs, ys = [p[2] for p in points], [p[3] for p in points]
+
+    def span(values: list[float]) -> tuple[float, float]:
+        lo, hi = min(values), max(values)
+        pad = (hi - lo) * 0.12 or max(abs(hi) * 0.05, 0.01)
+        return lo - pad, hi + pad
+
+    (x0, x1), (y0, y1) = span(xs), span(ys)
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def py(y: float) -> float:
+        return top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>',
+        f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" fill="none" '
+        'stroke="#999" stroke-width="1"/>',
+    ]
+    for k in range(3):  # three ticks per axis: the ends and the middle
+        xv, yv = x0 + (x1 - x0) * (k + 0.5) / 3, y0 + (y1 - y0) * (k + 0.5) / 3
+        parts.append(_svg_text(px(xv), height - bottom + 14, format_value(xv, "%"), size=9))
+        parts.append(_svg_text(left - 4, py(yv) + 3, format_value(yv, unit), size=9, anchor="end"))
+    parts.append(_svg_text(left + (width - left - right) / 2, height - 8, "clean test accuracy (%)", size=10))
+    parts.append(
+        f'<text x="12" y="{top + (height - top - bottom) / 2:.1f}" font-size="10" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top + (height - top - bottom) / 2:.1f})" fill="#111" '
+        f'font-family="DejaVu Sans, Arial, sans-serif">{html.escape(y_title)}</text>'
+    )
+    swept = [p for p in points if p[0] != "baseline"]
+    line = " ".join(f"{px(p[2]):.1f},{py(p[3]):.1f}" for p in swept)
+    parts.append(f'<polyline points="{line}" fill="none" stroke="#2166ac" stroke-width="1.5"/>')
+    for row, label, x, y, status in points:
+        cx, cy = px(x), py(y)
+        if row == "baseline":
+            parts.append(f'<rect x="{cx - 4:.1f}" y="{cy - 4:.1f}" width="8" height="8" fill="#111"/>')
+        elif status != "ok":
+            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="white" stroke="#888" stroke-width="1.5"/>')
+            label += f" ({status})"
+        else:
+            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="#2166ac"/>')
+        anchor = "end" if cx > width * 0.6 else "start"
+        parts.append(_svg_text(cx + (-7 if anchor == "end" else 7), cy - 6, label, size=9, anchor=anchor))
+    parts.append("</svg>")
+    return "\n".join(parts)

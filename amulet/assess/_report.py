@@ -31,7 +31,7 @@ from amulet.assess._display import (
     format_value,
     text_colour,
 )
-from amulet.assess._heatmap import heatmap_rows, heatmap_svg, plotly_heatmap_html
+from amulet.assess._heatmap import heatmap_rows, heatmap_svg, plotly_heatmap_html, tradeoff_svgs
 from amulet.assess._results import AssessmentResults, results_json_schema
 from amulet.assess._signing import sign_report
 from amulet.assess._spec import BASELINE
@@ -520,6 +520,10 @@ def _context(results: AssessmentResults, *, interactive: bool) -> dict[str, Any]
         "saturation": SATURATION,
         "any_privacy": any("privacy_epsilon" in a.properties for a in results.accuracy),
         "spec_rows": spec_appendix(results.spec),
+        "tradeoffs": [
+            {"title": t["title"], "uri": "data:image/svg+xml;base64," + base64.b64encode(t["svg"].encode()).decode()}
+            for t in tradeoff_svgs(results)
+        ],
         "summary": executive_summary(results),
         "card": {k: str(v) for k, v in (results.spec.get("model_card") or {}).items() if v not in (None, "")},
         "card_fields": MODEL_CARD_FIELDS,

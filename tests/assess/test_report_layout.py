@@ -184,3 +184,39 @@ def test_human_formatting_helpers():
     assert str(breakable("adversarial_training")) == "adversarial_<wbr>training"
     assert str(breakable("evasion.robust_accuracy 74.20%")) == "evasion.<wbr>robust_<wbr>accuracy 74.20%"
     assert str(breakable("<b>")) == "&lt;b&gt;"
+
+
+def test_a_parameter_sweep_gets_trade_off_curves(shared_run: dict[str, Any], assess_cache: Path):
+    from amulet.assess import load_spec, run_assessment
+    from amulet.assess._heatmap import parameter_sweeps, tradeoff_svgs
+
+    spec = tiny_spec(
+        name="sweep",
+        seeds=[0, 1],
+        defenses=[{"defense": "adversarial_training", "params": {"epsilon": [0.005, 0.02, 0.05], "iterations": 2}}],
+        risks=[
+            {"risk": "evasion", "attack": "pgd", "params": {"iterations": 3, "max_samples": 200, "epsilon": 0.05}},
+            {"risk": "discriminatory_behavior", "attack": "subgroup_metrics"},
+        ],
+    )
+    results = run_assessment(load_spec(spec), cache_dir=assess_cache, device="cpu")
+    (sweep,) = parameter_sweeps(results)
+    assert sweep["defense"] == "adversarial_training" and sweep["varying"] == ["epsilon"]
+    assert [label for _, label in sweep["rows"]] == ["epsilon: 0.005", "epsilon: 0.02", "epsilon: 0.05"]
+    curves = tradeoff_svgs(results)
+    assert [c["title"] for c in curves] == [
+        "adversarial_training: Robust accuracy vs clean accuracy (evasion (pgd))",
+        "adversarial_training: Demographic parity difference vs clean accuracy (discriminatory_behavior "
+        "(subgroup_metrics))",
+    ]
+    # Points sit where the numbers are: x follows each row's clean accuracy (baseline square included).
+    accuracy = {a.row: a.mean for a in results.accuracy}
+    svg = curves[0]["svg"]
+    xs = [float(x) for x in re.findall(r'<circle cx="([\d.]+)"', svg)]
+    (square,) = re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="8"', svg)
+    order = ["baseline", *(row for row, _ in sweep["rows"])]
+    drawn = [float(square) + 4, *xs]
+    assert sorted(order, key=lambda r: accuracy[r]) == sorted(order, key=lambda r: drawn[order.index(r)])
+    html = render_html(results, interactive=False)
+    assert "Trade-offs of parameter sweeps" in html and html.count("data:image/svg+xml;base64,") == 1 + len(curves)
+    assert "Trade-offs of parameter sweeps" not in shared_run["paths"]["html"].read_text()  # no sweep there
