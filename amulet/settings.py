@@ -53,6 +53,20 @@ class Settings(BaseSettings):
         cell_cache: Reuse cached cell results: a cell whose inputs (models, data, attack and parameters,
             device, library versions, Amulet's code) are unchanged is read from ``<cache>/cells/`` instead of
             recomputed. ``false`` recomputes every cell (fresh results are still stored). Default ``true``.
+        max_assessment_cells: Most cells (rows x risks x seeds, baseline row included) one submitted
+            assessment may plan.
+        max_seeds: Most seeds one submitted assessment may list.
+        max_defense_rows: Most defense rows one submitted assessment may list (a swept defense parameter is
+            one row per value).
+        max_risk_columns: Most risk columns one submitted assessment may list (a swept attack parameter is
+            one column per value).
+        max_model_parameters: Largest model (parameters) an uploaded model or a submitted spec may have; an
+            assessment trains several copies on one worker.
+        max_model_layers: Most layers a submitted model config may list (``hidden_layer_sizes``,
+            ``fc_layers``).
+        max_layer_width: Widest layer a submitted model config may list.
+        max_name_length: Longest assessment name (``spec.name`` and the request's ``name``), in characters.
+        max_description_length: Longest ``spec.description``, in characters.
         population_mode: How populations of models (LiRA shadows, distribution-inference populations) train:
             ``auto`` stacks them into one vmapped ensemble whenever the recipe and architecture allow it;
             ``sequential`` trains them one by one (same procedure, for comparison and debugging).
@@ -84,6 +98,15 @@ class Settings(BaseSettings):
     max_uncompressed_bytes: int = Field(default=4 * 1024 * 1024 * 1024, gt=0)
     cell_cache: bool = True
     population_mode: Literal["auto", "sequential"] = "auto"
+    max_assessment_cells: int = Field(default=5_000, gt=0)
+    max_seeds: int = Field(default=20, gt=0)
+    max_defense_rows: int = Field(default=64, gt=0)
+    max_risk_columns: int = Field(default=64, gt=0)
+    max_model_parameters: int = Field(default=500_000_000, gt=0)
+    max_model_layers: int = Field(default=64, gt=0)
+    max_layer_width: int = Field(default=65_536, gt=0)
+    max_name_length: int = Field(default=200, gt=0)
+    max_description_length: int = Field(default=20_000, gt=0)
 
     @field_validator("device")
     @classmethod

@@ -258,7 +258,7 @@ def graph_model_format(filename: str, path: Path, settings: Settings) -> str:
     return suffix[1:]
 
 
-def validate_graph_model(path: Path) -> GraphModelUpload:
+def validate_graph_model(path: Path, settings: Settings | None = None) -> GraphModelUpload:
     """Validate a stored ``.pt2``/``.onnx`` upload: ``amulet.io.inspect_model_file``, then pre-flight.
 
     Inspection reads the archive without running anything in it (every pickled member with
@@ -274,7 +274,9 @@ def validate_graph_model(path: Path) -> GraphModelUpload:
     """
     from amulet.exceptions import ModelSpecError, UnsafeModelFileError
     from amulet.io import inspect_model_file, preflight_graph_model
-    from backend.planning import MAX_MODEL_PARAMETERS
+    from backend.core.config import get_settings
+
+    max_parameters = (settings or get_settings()).max_model_parameters
 
     try:
         info = inspect_model_file(path)
@@ -294,11 +296,12 @@ def validate_graph_model(path: Path) -> GraphModelUpload:
         sha256=str(info.sha256),
         operators=[str(o) for o in info.operators],
     )
-    if upload.num_parameters > MAX_MODEL_PARAMETERS:
+    if upload.num_parameters > max_parameters:
         raise IntakeError(
             "model",
-            f"The model has {upload.num_parameters:,} parameters, more than the limit of {MAX_MODEL_PARAMETERS:,} "
-            "(an assessment trains several copies). Upload a smaller model.",
+            f"The model has {upload.num_parameters:,} parameters, more than the limit of {max_parameters:,} "
+            "(setting max_model_parameters, AMULET_MAX_MODEL_PARAMETERS; an assessment trains several copies). "
+            "Upload a smaller model.",
         )
     try:
         preflight_graph_model(path, tuple(upload.input_shape), upload.num_classes)

@@ -24,12 +24,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from backend import crud
+from backend.core.config import Settings, get_settings
 from backend.intake import IntakeError
 
 __all__ = [
     "MAX_LAYER_WIDTH",
     "MAX_MODEL_PARAMETERS",
     "PlannedAssessment",
+    "check_bounds",
     "plan_submission",
     "preflight",
     "resolve_spec",
@@ -37,11 +39,11 @@ __all__ = [
 
 #: amulet.io architecture names whose assessment-spec name differs.
 _SPEC_ARCHITECTURES = {"simplecnn": "cnn"}
-#: Largest model an assessment may train (parameters): 500 M float32 parameters are 2 GB per copy, and an
-#: assessment holds several copies (shadow models, defended rows) on one worker.
-MAX_MODEL_PARAMETERS = 500_000_000
-#: Widest fully connected layer accepted in a model config (``hidden_layer_sizes``, ``fc_layers``).
-MAX_LAYER_WIDTH = 65_536
+#: Default largest model an assessment may train (parameters; setting ``max_model_parameters``): 500 M float32
+#: parameters are 2 GB per copy, and an assessment holds several copies (shadow models, defended rows).
+MAX_MODEL_PARAMETERS: int = Settings.model_fields["max_model_parameters"].default
+#: Default widest fully connected layer in a model config (setting ``max_layer_width``).
+MAX_LAYER_WIDTH: int = Settings.model_fields["max_layer_width"].default
 _WIDTH_FIELDS = ("hidden_layer_sizes", "fc_layers")
 
 
@@ -139,18 +141,100 @@ def _shape_text(shape: tuple[int, ...] | list[int]) -> str:
     return "[" + ", ".join(str(int(v)) for v in shape) + "]"
 
 
-def _check_widths(config: dict[str, Any]) -> None:
+def _limit(value: int, setting: str) -> str:
+    """How a message names a bound: the value, the setting and its environment variable."""
+    return f"the limit of {value:,} (setting {setting}, AMULET_{setting.upper()})"
+
+
+def _check_widths(config: Any, settings: Settings) -> None:
+    """Layer lists of a model config: positive integers, at most ``max_layer_width`` each, at most
+    ``max_model_layers`` of them (a long list makes building and checking the model slow)."""
+    if not isinstance(config, dict):
+        return
     for name in _WIDTH_FIELDS:
         widths = config.get(name)
         if not isinstance(widths, (list, tuple)):
             continue
-        too_wide = [w for w in widths if isinstance(w, int) and not isinstance(w, bool) and w > MAX_LAYER_WIDTH]
+        field = f"spec.model.config.{name}"
+        if len(widths) > settings.max_model_layers:
+            raise IntakeError(
+                field,
+                f"model.config.{name}: {len(widths):,} layers, more than "
+                f"{_limit(settings.max_model_layers, 'max_model_layers')}. "
+                "Use fewer layers (e.g. the capacities m1..m4).",
+            )
+        bad = [w for w in widths if not isinstance(w, int) or isinstance(w, bool) or w < 1]
+        if bad:
+            raise IntakeError(
+                field,
+                f"model.config.{name}: layer widths must be positive integers; got {bad[0]!r} in {list(widths)[:20]}. "
+                "Use whole numbers of units such as [64, 32].",
+            )
+        too_wide = [w for w in widths if w > settings.max_layer_width]
         if too_wide:
             raise IntakeError(
-                f"spec.model.config.{name}",
-                f"model.config.{name}: layer widths must be positive and at most {MAX_LAYER_WIDTH}; "
-                f"got {too_wide[0]} in {list(widths)}. Use smaller layers (e.g. the capacities m1..m4).",
+                field,
+                f"model.config.{name}: layer widths must be at most {settings.max_layer_width}; got {too_wide[0]} "
+                f"in {list(widths)[:20]}, more than {_limit(settings.max_layer_width, 'max_layer_width')}. "
+                "Use smaller layers (e.g. the capacities m1..m4).",
             )
+
+
+def _count(value: Any) -> int | None:
+    return len(value) if isinstance(value, list) else None
+
+
+def check_bounds(spec: dict[str, Any], settings: Settings) -> None:
+    """Refuse a submitted spec whose work or text is past the operator's bounds, before anything is loaded.
+
+    Checked on the raw spec (cheap, before validation and planning): the name and description lengths, the
+    numbers of seeds, defense rows and risk columns, the number of cells they make ((1 + rows) x risks x
+    seeds, the baseline row included) and the model config's layer lists. Each limit is a setting
+    (``AMULET_MAX_*``) and the 422 names it.
+
+    Raises:
+        IntakeError: 422 naming the field, the limit and the setting.
+    """
+    name, description = spec.get("name"), spec.get("description")
+    if isinstance(name, str) and len(name) > settings.max_name_length:
+        raise IntakeError(
+            "spec.name",
+            f"spec.name has {len(name):,} characters, more than {_limit(settings.max_name_length, 'max_name_length')}. "
+            "Use a shorter name.",
+        )
+    if isinstance(description, str) and len(description) > settings.max_description_length:
+        raise IntakeError(
+            "spec.description",
+            f"spec.description has {len(description):,} characters, more than "
+            f"{_limit(settings.max_description_length, 'max_description_length')}. Shorten it.",
+        )
+    seeds, rows, risks = _count(spec.get("seeds")), _count(spec.get("defenses")), _count(spec.get("risks"))
+    for field, count, limit, setting, what in (
+        ("spec.seeds", seeds, settings.max_seeds, "max_seeds", "seeds"),
+        ("spec.defenses", rows, settings.max_defense_rows, "max_defense_rows", "defense rows"),
+        ("spec.risks", risks, settings.max_risk_columns, "max_risk_columns", "risk columns"),
+    ):
+        if count is not None and count > limit:
+            raise IntakeError(
+                field,
+                f"{field[5:]}: {count:,} {what}, more than {_limit(limit, setting)}. "
+                f"List fewer {what} (or split the sweep over several assessments).",
+            )
+    cells = (1 + (rows or 0)) * (risks or 1) * (seeds if seeds is not None else 3)
+    _check_cells(cells, settings)
+    model = spec.get("model")
+    if isinstance(model, dict):
+        _check_widths(model.get("config"), settings)
+
+
+def _check_cells(cells: int, settings: Settings) -> None:
+    if cells > settings.max_assessment_cells:
+        raise IntakeError(
+            "spec",
+            f"The assessment makes {cells:,} cells ((1 + defense rows) x risks x seeds), more than "
+            f"{_limit(settings.max_assessment_cells, 'max_assessment_cells')}. Use fewer seeds, defense rows or "
+            "risks, or split it over several assessments.",
+        )
 
 
 def _check_upload(uploaded: UploadedModel, bundle: Any, dataset: str) -> None:
@@ -196,19 +280,27 @@ def _check_upload(uploaded: UploadedModel, bundle: Any, dataset: str) -> None:
         )
 
 
-def preflight(spec: Any, *, dataset_name: str | None = None, uploaded: UploadedModel | None = None) -> None:
+def preflight(
+    spec: Any,
+    *,
+    dataset_name: str | None = None,
+    uploaded: UploadedModel | None = None,
+    settings: Settings | None = None,
+) -> None:
     """Check that the spec's model fits its dataset, before anything is queued (no training, nothing allocated).
 
     Args:
         spec: A validated :class:`amulet.assess.AssessmentSpec` (server paths resolved).
         dataset_name: How messages name the dataset (an upload's file name; default: the spec's source).
         uploaded: The uploaded model the spec references, if any (its declared input shape and classes).
+        settings: The bounds (``max_model_parameters``, ``max_model_layers``, ``max_layer_width``); default:
+            the process settings.
 
     Raises:
         IntakeError: 422 naming the field, the mismatch and the fix: a dataset that cannot be loaded, a
             model config out of bounds, an architecture that cannot take the dataset's inputs or does not give
             one output per class, an uploaded model built for another input shape or class count, weights that
-            do not fit the architecture, or a model larger than :data:`MAX_MODEL_PARAMETERS`.
+            do not fit the architecture, or a model larger than the ``max_model_parameters`` setting.
     """
     import torch
 
@@ -216,6 +308,7 @@ def preflight(spec: Any, *, dataset_name: str | None = None, uploaded: UploadedM
     from amulet.exceptions import AmuletError, ModelSpecError, UnsafeModelFileError
     from amulet.io import build_model, load_model
 
+    settings = settings or get_settings()
     dataset = dataset_name or str(spec.dataset.source)
     try:
         bundle = load_bundle(spec.dataset)  # what the worker will load (cached per process)
@@ -223,10 +316,10 @@ def preflight(spec: Any, *, dataset_name: str | None = None, uploaded: UploadedM
         raise IntakeError("spec.dataset", f"dataset: {dataset!r} could not be loaded: {exc}") from exc
     graph_file = getattr(spec.model, "file", None)
     if graph_file:
-        _preflight_graph(str(graph_file), bundle, dataset, uploaded)
+        _preflight_graph(str(graph_file), bundle, dataset, uploaded, settings)
         return
     arch = architecture_spec(spec.model, bundle)
-    _check_widths(arch["config"])
+    _check_widths(arch["config"], settings)
     if uploaded is not None:
         _check_upload(uploaded, bundle, dataset)
     where = "spec.model.config" if spec.model.config else "spec.model"
@@ -240,11 +333,12 @@ def preflight(spec: Any, *, dataset_name: str | None = None, uploaded: UploadedM
         raise IntakeError(where, f"model: {exc}") from exc
     if model is not None:
         n_parameters = sum(p.numel() for p in model.parameters())
-        if n_parameters > MAX_MODEL_PARAMETERS:
+        if n_parameters > settings.max_model_parameters:
             raise IntakeError(
                 where,
                 f"model: architecture {arch['architecture']!r} with config {arch['config']} has {n_parameters:,} "
-                f"parameters for dataset {dataset!r}, more than the limit of {MAX_MODEL_PARAMETERS:,}. "
+                f"parameters for dataset {dataset!r}, more than "
+                f"{_limit(settings.max_model_parameters, 'max_model_parameters')}. "
                 "Use smaller layers (e.g. the capacities m1..m4).",
             )
         _check_forward(model, arch, bundle, dataset, torch)
@@ -256,7 +350,7 @@ def preflight(spec: Any, *, dataset_name: str | None = None, uploaded: UploadedM
             raise IntakeError("spec.model.id", f"model.weights: {exc}") from exc
 
 
-def _preflight_graph(path: str, bundle: Any, dataset: str, uploaded: UploadedModel | None) -> None:
+def _preflight_graph(path: str, bundle: Any, dataset: str, uploaded: UploadedModel | None, settings: Settings) -> None:
     """An exported graph (``model.file``) against the dataset: declared shape and classes, then the engine's
     pre-flight (validated again before it loads: finite forward pass on a batch, gradients reach the input)."""
     from amulet.exceptions import ModelSpecError, UnsafeModelFileError
@@ -266,11 +360,11 @@ def _preflight_graph(path: str, bundle: Any, dataset: str, uploaded: UploadedMod
     if uploaded is not None:
         _check_upload(uploaded, bundle, dataset)
         n_parameters = int(uploaded.spec.get("num_parameters") or 0)
-        if n_parameters > MAX_MODEL_PARAMETERS:
+        if n_parameters > settings.max_model_parameters:
             raise IntakeError(
                 field,
-                f"model.file: the uploaded model {uploaded.name!r} has {n_parameters:,} parameters, more than the "
-                f"limit of {MAX_MODEL_PARAMETERS:,}. Upload a smaller model.",
+                f"model.file: the uploaded model {uploaded.name!r} has {n_parameters:,} parameters, more than "
+                f"{_limit(settings.max_model_parameters, 'max_model_parameters')}. Upload a smaller model.",
             )
     name = f"the uploaded model {uploaded.name!r}" if uploaded is not None else "the model"
     try:
@@ -307,10 +401,26 @@ def _check_forward(model: Any, arch: dict[str, Any], bundle: Any, dataset: str, 
         )
 
 
-def plan_submission(session: Session, *, project_id: str, spec: dict[str, Any], name: str | None) -> PlannedAssessment:
-    """Resolve, validate (422 naming the field), pre-flight (:func:`preflight`) and plan a submitted spec."""
+def plan_submission(
+    session: Session,
+    *,
+    project_id: str,
+    spec: dict[str, Any],
+    name: str | None,
+    settings: Settings | None = None,
+) -> PlannedAssessment:
+    """Bound (:func:`check_bounds`), resolve, validate (422 naming the field), pre-flight (:func:`preflight`)
+    and plan a submitted spec; ``settings`` (default: the process settings) hold the bounds."""
     from amulet.assess import SpecError, load_spec, plan_assessment
 
+    settings = settings or get_settings()
+    if name is not None and len(name) > settings.max_name_length:
+        raise IntakeError(
+            "name",
+            f"name has {len(name):,} characters, more than {_limit(settings.max_name_length, 'max_name_length')}. "
+            "Use a shorter name.",
+        )
+    check_bounds(spec, settings)
     resolved = resolve_spec(session, project_id=project_id, spec=spec)
     try:
         loaded = load_spec(resolved)
@@ -320,8 +430,9 @@ def plan_submission(session: Session, *, project_id: str, spec: dict[str, Any], 
     except ValueError as exc:
         raise IntakeError("spec", str(exc)) from exc
     dataset_name, uploaded = _uploads(session, project_id=project_id, spec=spec)
-    preflight(loaded, dataset_name=dataset_name, uploaded=uploaded)
+    preflight(loaded, dataset_name=dataset_name, uploaded=uploaded, settings=settings)
     plan = plan_assessment(loaded)
+    _check_cells(len(plan.cells), settings)  # the planner's own count (risks may expand to several attacks)
     cells = [{"key": c.key, "row": c.row, "risk": c.risk, "attack": c.attack, "seed": c.seed} for c in plan.cells]
     return PlannedAssessment(
         name=name or loaded.name,

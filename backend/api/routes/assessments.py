@@ -59,7 +59,9 @@ def submit_assessment(
 ) -> AssessmentPublic:
     """Validate the spec (422 naming the field), store the plan, commit, then queue it: 202 with the id."""
     try:
-        planned = plan_submission(session, project_id=token.project_id, spec=body.spec, name=body.name)
+        planned = plan_submission(
+            session, project_id=token.project_id, spec=body.spec, name=body.name, settings=settings
+        )
     except IntakeError as exc:
         raise HTTPException(exc.status_code, {"field": exc.field, "message": exc.message}) from exc
     row = crud.create_assessment(

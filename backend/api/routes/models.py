@@ -110,7 +110,7 @@ def _upload_graph(
         # ONNX external-data reference can only resolve inside this folder (which holds nothing else).
         final = directory / f"model{GRAPH_MODEL_FORMATS[fmt]}"
         staged.rename(final)
-        info = validate_graph_model(final)
+        info = validate_graph_model(final, settings)
     except IntakeError as exc:
         store.discard(directory)
         raise HTTPException(exc.status_code, {"field": exc.field, "message": exc.message}) from exc
