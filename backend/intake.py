@@ -39,6 +39,8 @@ __all__ = [
     "validate_graph_model",
     "validate_model",
     "weights_format",
+    "check_layer_lists",
+    "setting_limit",
 ]
 
 #: File suffix -> dataset format.
@@ -153,6 +155,57 @@ def parse_architecture_spec(raw: bytes) -> dict[str, Any]:
             "spec", "The 'spec' file must hold a JSON object (the architecture spec), not a list or value."
         )
     return spec
+
+
+def setting_limit(value: int, setting: str) -> str:
+    """How a message names a bound: the value, the setting and its environment variable."""
+    return f"the limit of {value:,} (setting {setting}, AMULET_{setting.upper()})"
+
+
+def check_layer_lists(config: Any, settings: Settings, *, field_prefix: str, where: str) -> None:
+    """Refuse a model config's layer lists (``hidden_layer_sizes``, ``fc_layers``) that are not positive
+    integers, wider than ``max_layer_width`` or longer than ``max_model_layers`` (building and checking a
+    model takes time in the number of layers), before any model is built.
+
+    Args:
+        config: The ``config`` mapping of a model (anything else is left to the spec's own validation).
+        settings: Holds the bounds.
+        field_prefix: The request field of ``config`` (e.g. ``"spec.model.config"``); the error names
+            ``<field_prefix>.<list name>``.
+        where: How messages name ``config`` (e.g. ``"model.config"``).
+
+    Raises:
+        IntakeError: 422 naming the field, the limit and the setting.
+    """
+    if not isinstance(config, dict):
+        return
+    for name in ("hidden_layer_sizes", "fc_layers"):
+        widths = config.get(name)
+        if not isinstance(widths, (list, tuple)):
+            continue
+        field = f"{field_prefix}.{name}"
+        if len(widths) > settings.max_model_layers:
+            raise IntakeError(
+                field,
+                f"{where}.{name}: {len(widths):,} layers, more than "
+                f"{setting_limit(settings.max_model_layers, 'max_model_layers')}. "
+                "Use fewer layers (e.g. the capacities m1..m4).",
+            )
+        bad = [w for w in widths if not isinstance(w, int) or isinstance(w, bool) or w < 1]
+        if bad:
+            raise IntakeError(
+                field,
+                f"{where}.{name}: layer widths must be positive integers; got {bad[0]!r} in {list(widths)[:20]}. "
+                "Use whole numbers of units such as [64, 32].",
+            )
+        too_wide = [w for w in widths if w > settings.max_layer_width]
+        if too_wide:
+            raise IntakeError(
+                field,
+                f"{where}.{name}: layer widths must be at most {settings.max_layer_width}; got {too_wide[0]} "
+                f"in {list(widths)[:20]}, more than {setting_limit(settings.max_layer_width, 'max_layer_width')}. "
+                "Use smaller layers (e.g. the capacities m1..m4).",
+            )
 
 
 def validate_model(spec: dict[str, Any], weights_path: Path) -> ModelInfo:

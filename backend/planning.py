@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from backend import crud
 from backend.core.config import Settings, get_settings
-from backend.intake import IntakeError
+from backend.intake import IntakeError, check_layer_lists, setting_limit
 
 __all__ = [
     "MAX_LAYER_WIDTH",
@@ -44,7 +44,6 @@ _SPEC_ARCHITECTURES = {"simplecnn": "cnn"}
 MAX_MODEL_PARAMETERS: int = Settings.model_fields["max_model_parameters"].default
 #: Default widest fully connected layer in a model config (setting ``max_layer_width``).
 MAX_LAYER_WIDTH: int = Settings.model_fields["max_layer_width"].default
-_WIDTH_FIELDS = ("hidden_layer_sizes", "fc_layers")
 
 
 @dataclass
@@ -141,43 +140,9 @@ def _shape_text(shape: tuple[int, ...] | list[int]) -> str:
     return "[" + ", ".join(str(int(v)) for v in shape) + "]"
 
 
-def _limit(value: int, setting: str) -> str:
-    """How a message names a bound: the value, the setting and its environment variable."""
-    return f"the limit of {value:,} (setting {setting}, AMULET_{setting.upper()})"
-
-
 def _check_widths(config: Any, settings: Settings) -> None:
-    """Layer lists of a model config: positive integers, at most ``max_layer_width`` each, at most
-    ``max_model_layers`` of them (a long list makes building and checking the model slow)."""
-    if not isinstance(config, dict):
-        return
-    for name in _WIDTH_FIELDS:
-        widths = config.get(name)
-        if not isinstance(widths, (list, tuple)):
-            continue
-        field = f"spec.model.config.{name}"
-        if len(widths) > settings.max_model_layers:
-            raise IntakeError(
-                field,
-                f"model.config.{name}: {len(widths):,} layers, more than "
-                f"{_limit(settings.max_model_layers, 'max_model_layers')}. "
-                "Use fewer layers (e.g. the capacities m1..m4).",
-            )
-        bad = [w for w in widths if not isinstance(w, int) or isinstance(w, bool) or w < 1]
-        if bad:
-            raise IntakeError(
-                field,
-                f"model.config.{name}: layer widths must be positive integers; got {bad[0]!r} in {list(widths)[:20]}. "
-                "Use whole numbers of units such as [64, 32].",
-            )
-        too_wide = [w for w in widths if w > settings.max_layer_width]
-        if too_wide:
-            raise IntakeError(
-                field,
-                f"model.config.{name}: layer widths must be at most {settings.max_layer_width}; got {too_wide[0]} "
-                f"in {list(widths)[:20]}, more than {_limit(settings.max_layer_width, 'max_layer_width')}. "
-                "Use smaller layers (e.g. the capacities m1..m4).",
-            )
+    """Layer lists of a submitted model config (see :func:`backend.intake.check_layer_lists`)."""
+    check_layer_lists(config, settings, field_prefix="spec.model.config", where="model.config")
 
 
 def _count(value: Any) -> int | None:
@@ -199,14 +164,15 @@ def check_bounds(spec: dict[str, Any], settings: Settings) -> None:
     if isinstance(name, str) and len(name) > settings.max_name_length:
         raise IntakeError(
             "spec.name",
-            f"spec.name has {len(name):,} characters, more than {_limit(settings.max_name_length, 'max_name_length')}. "
+            f"spec.name has {len(name):,} characters, more than "
+            f"{setting_limit(settings.max_name_length, 'max_name_length')}. "
             "Use a shorter name.",
         )
     if isinstance(description, str) and len(description) > settings.max_description_length:
         raise IntakeError(
             "spec.description",
             f"spec.description has {len(description):,} characters, more than "
-            f"{_limit(settings.max_description_length, 'max_description_length')}. Shorten it.",
+            f"{setting_limit(settings.max_description_length, 'max_description_length')}. Shorten it.",
         )
     seeds, rows, risks = _count(spec.get("seeds")), _count(spec.get("defenses")), _count(spec.get("risks"))
     for field, count, limit, setting, what in (
@@ -217,7 +183,7 @@ def check_bounds(spec: dict[str, Any], settings: Settings) -> None:
         if count is not None and count > limit:
             raise IntakeError(
                 field,
-                f"{field[5:]}: {count:,} {what}, more than {_limit(limit, setting)}. "
+                f"{field[5:]}: {count:,} {what}, more than {setting_limit(limit, setting)}. "
                 f"List fewer {what} (or split the sweep over several assessments).",
             )
     cells = (1 + (rows or 0)) * (risks or 1) * (seeds if seeds is not None else 3)
@@ -232,7 +198,7 @@ def _check_cells(cells: int, settings: Settings) -> None:
         raise IntakeError(
             "spec",
             f"The assessment makes {cells:,} cells ((1 + defense rows) x risks x seeds), more than "
-            f"{_limit(settings.max_assessment_cells, 'max_assessment_cells')}. Use fewer seeds, defense rows or "
+            f"{setting_limit(settings.max_assessment_cells, 'max_assessment_cells')}. Use fewer seeds, defense rows or "
             "risks, or split it over several assessments.",
         )
 
@@ -338,7 +304,7 @@ def preflight(
                 where,
                 f"model: architecture {arch['architecture']!r} with config {arch['config']} has {n_parameters:,} "
                 f"parameters for dataset {dataset!r}, more than "
-                f"{_limit(settings.max_model_parameters, 'max_model_parameters')}. "
+                f"{setting_limit(settings.max_model_parameters, 'max_model_parameters')}. "
                 "Use smaller layers (e.g. the capacities m1..m4).",
             )
         _check_forward(model, arch, bundle, dataset, torch)
@@ -364,7 +330,7 @@ def _preflight_graph(path: str, bundle: Any, dataset: str, uploaded: UploadedMod
             raise IntakeError(
                 field,
                 f"model.file: the uploaded model {uploaded.name!r} has {n_parameters:,} parameters, more than "
-                f"{_limit(settings.max_model_parameters, 'max_model_parameters')}. Upload a smaller model.",
+                f"{setting_limit(settings.max_model_parameters, 'max_model_parameters')}. Upload a smaller model.",
             )
     name = f"the uploaded model {uploaded.name!r}" if uploaded is not None else "the model"
     try:
@@ -417,7 +383,8 @@ def plan_submission(
     if name is not None and len(name) > settings.max_name_length:
         raise IntakeError(
             "name",
-            f"name has {len(name):,} characters, more than {_limit(settings.max_name_length, 'max_name_length')}. "
+            f"name has {len(name):,} characters, more than "
+            f"{setting_limit(settings.max_name_length, 'max_name_length')}. "
             "Use a shorter name.",
         )
     check_bounds(spec, settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from service_testing import census_spec, make_settings
+from service_testing import census_spec, make_settings, model_files, upload_model
 
 from amulet.settings import Settings
 
@@ -70,6 +70,22 @@ def test_model_layers_are_bounded_at_submit(client: TestClient, project_headers,
     detail = _refused(client, project_headers, spec)
     assert detail["field"] == "spec.model.config.hidden_layer_sizes"
     assert words in detail["message"]
+
+
+def test_uploaded_model_spec_with_ten_thousand_layers_is_refused_before_building(
+    client: TestClient, project_headers, tmp_path
+) -> None:
+    import json
+
+    spec_bytes, weights = model_files(tmp_path)
+    spec = json.loads(spec_bytes)
+    spec.pop("weights_sha256")
+    spec["config"]["hidden_layer_sizes"] = [4] * 10_000  # an 18 KB spec; building it takes tens of seconds
+    response = upload_model(client, project_headers, json.dumps(spec).encode(), weights)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail["field"] == "spec.config.hidden_layer_sizes"
+    assert "10,000 layers" in detail["message"] and "AMULET_MAX_MODEL_LAYERS" in detail["message"]
 
 
 def test_bounds_follow_the_settings(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

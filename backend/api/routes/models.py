@@ -23,6 +23,7 @@ from backend.core.storage import ArtifactStore, UploadTooLargeError
 from backend.intake import (
     EXPORT_HINT,
     IntakeError,
+    check_layer_lists,
     graph_model_format,
     parse_architecture_spec,
     validate_graph_model,
@@ -155,6 +156,8 @@ def _upload_spec_and_weights(
                 "spec", f"The 'spec' file is larger than {_SPEC_LIMIT} bytes; it should be a small JSON file.", 413
             )
         arch = parse_architecture_spec(raw_spec)
+        # Before any model is built: building and checking one takes time in its number of layers.
+        check_layer_lists(arch.get("config"), settings, field_prefix="spec.config", where="spec.config")
         (directory / "architecture.json").write_bytes(raw_spec)
         staged = directory / "weights.upload"
         sha256, size = store.save_stream(weights.file, staged, max_bytes=settings.max_upload_bytes)
