@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+# Test helper modules that live beside this file (``direction_testing``) import by name from any test directory.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Every test session writes under its own home: nothing touches the user's ~/.amulet.
 _HOME = Path(tempfile.mkdtemp(prefix="amulet-test-home-"))

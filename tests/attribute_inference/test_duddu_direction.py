@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from direction_testing import riskier_in
 
 from amulet import registry
 from amulet.attribute_inference.attacks import DudduCIKM2022
@@ -26,20 +27,7 @@ SEX = 1  # column of census.z: ("race", "sex")
 N = 2000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a busy 2-core machine two threads spin-wait ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def assert_riskier(metric: str, riskier: float, safer: float, margin: float) -> None:
-    """``riskier`` is more susceptible than ``safer`` by ``margin``, in the direction the risk declares."""
-    higher = registry.get_risk("attribute_inference").metric(metric).higher_is_riskier
-    gap = riskier - safer if higher else safer - riskier
-    assert gap > margin, f"attribute_inference.{metric}: riskier={riskier:.3f} safer={safer:.3f} ({higher=})"
+assert_riskier = riskier_in("attribute_inference")
 
 
 @pytest.fixture(scope="module")

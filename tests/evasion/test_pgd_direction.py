@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from direction_testing import riskier_in
 
 from amulet import registry
 from amulet.evasion.attacks import EvasionPGD
@@ -24,20 +25,7 @@ from amulet.utils import TensorData, TrainConfig, get_accuracy
 N_ATTACKED = 500
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a busy 2-core machine two threads spin-wait ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def assert_riskier(metric: str, riskier: float, safer: float, margin: float) -> None:
-    """``riskier`` is more susceptible than ``safer`` by ``margin``, in the direction the evasion risk declares."""
-    higher = registry.get_risk("evasion").metric(metric).higher_is_riskier
-    gap = riskier - safer if higher else safer - riskier
-    assert gap > margin, f"evasion.{metric}: riskier={riskier:.2f} safer={safer:.2f} (higher_is_riskier={higher})"
+assert_riskier = riskier_in("evasion")
 
 
 def _factory():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from direction_testing import assert_riskier
 from torch import nn
 
 from amulet import registry
@@ -26,22 +27,6 @@ from amulet.utils import TensorData, TrainConfig
 N_MEMBERS = 250
 OVERFIT = TrainConfig(epochs=60, batch_size=32)
 REGULARISED = TrainConfig(epochs=2, batch_size=64, weight_decay=1e-3)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a busy 2-core machine two threads spin-wait ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def assert_riskier(risk: str, metric: str, riskier: float, safer: float, margin: float) -> None:
-    """``riskier`` is more susceptible than ``safer`` by ``margin``, in the direction the risk declares."""
-    higher = registry.get_risk(risk).metric(metric).higher_is_riskier
-    gap = riskier - safer if higher else safer - riskier
-    assert gap > margin, f"{risk}.{metric}: riskier={riskier:.4f} safer={safer:.4f} (higher_is_riskier={higher})"
 
 
 @pytest.fixture(scope="module")

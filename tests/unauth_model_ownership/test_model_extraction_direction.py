@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from direction_testing import riskier_in
 
 from amulet import registry
 from amulet.models import LinearNet
@@ -27,20 +28,7 @@ RISK = "unauth_model_ownership"
 CONFIG = TrainConfig(epochs=3, batch_size=128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a busy 2-core machine two threads spin-wait ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def assert_riskier(metric: str, riskier: float, safer: float, margin: float) -> None:
-    """``riskier`` is more susceptible than ``safer`` by ``margin``, in the direction the risk declares."""
-    higher = registry.get_risk(RISK).metric(metric).higher_is_riskier
-    gap = riskier - safer if higher else safer - riskier
-    assert gap > margin, f"{RISK}.{metric}: riskier={riskier:.2f} safer={safer:.2f} (higher_is_riskier={higher})"
+assert_riskier = riskier_in("unauth_model_ownership")
 
 
 def _factory():
