@@ -11,6 +11,9 @@ Two ways to upload a model, both without unpickling anything:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
@@ -97,6 +100,22 @@ def upload_model(
     return ModelPublic.model_validate(row)
 
 
+@contextmanager
+def _failed_upload_removed(store: ArtifactStore, directory: Path, field: str) -> Iterator[None]:
+    """Answer a failed upload with its 4xx (``field`` names the file part) and leave none of it behind."""
+    try:
+        yield
+    except IntakeError as exc:
+        store.discard(directory)
+        raise HTTPException(exc.status_code, {"field": exc.field, "message": exc.message}) from exc
+    except UploadTooLargeError as exc:
+        store.discard(directory)
+        raise HTTPException(413, {"field": field, "message": str(exc)}) from exc
+    except BaseException:
+        store.discard(directory)
+        raise
+
+
 def _upload_graph(
     session: Session, settings: Settings, store: ArtifactStore, project_id: str, upload: UploadFile, name: str
 ) -> Model:
@@ -104,7 +123,7 @@ def _upload_graph(
     model_id = new_id()
     directory = store.upload_dir(project_id, "models", model_id)
     staged = directory / "model.upload"
-    try:
+    with _failed_upload_removed(store, directory, "model"):
         sha256, size = store.save_stream(upload.file, staged, max_bytes=settings.max_upload_bytes)
         fmt = graph_model_format(upload.filename or "", staged, settings)
         # A fixed name inside the upload's own folder: the client's file name never reaches a path, and an
@@ -112,15 +131,6 @@ def _upload_graph(
         final = directory / f"model{GRAPH_MODEL_FORMATS[fmt]}"
         staged.rename(final)
         info = validate_graph_model(final, settings)
-    except IntakeError as exc:
-        store.discard(directory)
-        raise HTTPException(exc.status_code, {"field": exc.field, "message": exc.message}) from exc
-    except UploadTooLargeError as exc:
-        store.discard(directory)
-        raise HTTPException(413, {"field": "model", "message": str(exc)}) from exc
-    except BaseException:
-        store.discard(directory)
-        raise
     return crud.create_model(
         session,
         project_id=project_id,
@@ -149,7 +159,7 @@ def _upload_spec_and_weights(
     """An architecture spec JSON plus safetensors weights (or a weights-only state_dict)."""
     model_id = new_id()
     directory = store.upload_dir(project_id, "models", model_id)
-    try:
+    with _failed_upload_removed(store, directory, "weights"):
         raw_spec = spec.file.read(_SPEC_LIMIT + 1)
         if len(raw_spec) > _SPEC_LIMIT:
             raise IntakeError(
@@ -165,15 +175,6 @@ def _upload_spec_and_weights(
         final = directory / ("weights.safetensors" if kind == "safetensors" else "weights.pt")
         info = validate_model(arch, staged)
         staged.rename(final)
-    except IntakeError as exc:
-        store.discard(directory)
-        raise HTTPException(exc.status_code, {"field": exc.field, "message": exc.message}) from exc
-    except UploadTooLargeError as exc:
-        store.discard(directory)
-        raise HTTPException(413, {"field": "weights", "message": str(exc)}) from exc
-    except BaseException:
-        store.discard(directory)
-        raise
     return crud.create_model(
         session,
         project_id=project_id,
