@@ -366,7 +366,7 @@ if not risk_entries:
 if not dataset.get("name") and not dataset.get("id"):
     problems.append("Choose a dataset.")
 if form_errors:
-    problems.append("Fix the invalid parameters above.")
+    problems.append(f"Fix the invalid parameters above: {', '.join(f'`{k}`' for k in sorted(form_errors))}.")
 for problem in problems:
     st.warning(problem)
 if st.button("Launch assessment", type="primary", disabled=bool(problems), key="new.launch"):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -111,11 +112,11 @@ def finished(api: Service, worker: subprocess.Popen[bytes]) -> list[dict]:
     return [first, second]
 
 
-@pytest.fixture(scope="session")
-def dashboard_server(api: Service) -> Iterator[str]:
-    """The dashboard under ``streamlit run`` (headless, loopback, no usage statistics)."""
+@contextmanager
+def _streamlit(api: Service, log_name: str) -> Iterator[str]:
+    """The dashboard under ``streamlit run`` (headless, loopback, no usage statistics); its URL."""
     port = free_port()
-    log = api.home / "dashboard.log"
+    log = api.home / log_name
     env = {**api.env, "AMULET_API_URL": api.url}
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -147,3 +148,22 @@ def dashboard_server(api: Service) -> Iterator[str]:
         yield url
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def dashboard_server(api: Service) -> Iterator[str]:
+    """The dashboard server the browser tests share."""
+    with _streamlit(api, "dashboard.log") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_dashboard_server(api: Service, tmp_path: Path) -> Iterator[str]:
+    """A dashboard server of the test's own, whose first browser session is the test's.
+
+    A second browser session on a shared server has been seen to start the New-assessment form with the
+    training learning rate at 0.0 (the launch then refuses it), after another browser test used that server;
+    the cause is not found yet (see the closing notes), so the BYOM scenario runs on a server of its own.
+    """
+    with _streamlit(api, f"dashboard-{tmp_path.name}.log") as url:
+        yield url

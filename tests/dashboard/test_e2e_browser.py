@@ -118,7 +118,7 @@ def test_dashboard_end_to_end_in_chromium(
 
 
 def test_own_model_pt2_to_heatmap_in_chromium(
-    api: Service, worker: object, dashboard_server: str, census_csv: Path, tmp_path: Path
+    api: Service, worker: object, fresh_dashboard_server: str, census_csv: Path, tmp_path: Path
 ) -> None:
     """A model of an architecture that is not in the registry (a residual MLP with LayerNorm and GELU),
     exported to .pt2 in the test for the census CSV's features, uploaded on the Models page (input shape and
@@ -141,7 +141,7 @@ def test_own_model_pt2_to_heatmap_in_chromium(
     parameters = n_parameters(residual_mlp(n, 2, seed=5))
 
     def scenario(page: Page) -> None:
-        connect(page, api, dashboard_server)
+        connect(page, api, fresh_dashboard_server)
         go(page, "Models & data")
         page.get_by_role("tab", name="Models").click()
         uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Exported model")
@@ -173,6 +173,9 @@ def test_own_model_pt2_to_heatmap_in_chromium(
         expect(page.locator('[data-testid="stMetric"]').filter(has_text="Cells")).to_contain_text("2")
         launch = page.get_by_role("button", name="Launch assessment")
         if not launch.is_enabled():  # say why (the page's warnings) rather than time out on the click
+            for expander in page.locator('[data-testid="stExpander"] summary').all():
+                expander.click()
+            page.screenshot(path=ARTIFACTS / "own-model-disabled.png", full_page=True)
             alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
             pytest.fail(f"'Launch assessment' is disabled; the page says: {alerts}")
         launch.click()
