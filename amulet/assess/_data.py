@@ -38,7 +38,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Capacities m1..m4 of the built-in architectures (ENGINE_API.md), as architecture config fields.
+#: Capacities m1..m4 of the built-in architectures (upstream Amulet's capacity map), as architecture config fields.
 CAPACITY_CONFIG: dict[str, dict[str, dict[str, Any]]] = {
     "linearnet": {
         "m1": {"hidden_layer_sizes": [128, 256, 128]},

@@ -10,7 +10,7 @@ Definitions (for one sensitive attribute ``a``, predictions ``yhat`` and labels 
 * demographic parity = the largest minus the smallest selection rate over the groups present (fairlearn's
   ``demographic_parity_difference``); true / false positive parity likewise over the TPRs / FPRs (fairlearn's
   ``MetricFrame(...).difference()``); equalized odds = true positive parity + false positive parity (the
-  definition of ALGORITHMS.md; fairlearn's ``equalized_odds_difference`` takes their maximum instead);
+  definition upstream Amulet uses; fairlearn's ``equalized_odds_difference`` takes their maximum instead);
 * p%-rule = ``100 * min(r, 1/r)`` with ``r = P(yhat=1 | a=1) / P(yhat=1 | a=0)``, and 0 when ``r`` is
   undefined (a group is absent or both selection rates are 0).
 
