@@ -5,8 +5,13 @@ flipped sign, a swapped tail or a wrong threshold in an attack breaks the test i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import torch
 
 from amulet import registry
+from amulet.progress import SilentProgress
+from amulet.registry import CellContext
 
 
 def assert_riskier(risk: str, metric: str, riskier: float, safer: float, margin: float) -> None:
@@ -23,3 +28,9 @@ def riskier_in(risk: str) -> Callable[[str, float, float, float], None]:
         assert_riskier(risk, metric, riskier, safer, margin)
 
     return check
+
+
+def cell_context(**fields: Any) -> CellContext:
+    """A layer-2 :class:`~amulet.registry.CellContext` on the CPU with silent progress (the direction tests'
+    common case); ``fields`` are CellContext's own fields (target, model_factory, recipe, dataset, ...)."""
+    return CellContext(**{"device": torch.device("cpu"), "progress": SilentProgress(), **fields})

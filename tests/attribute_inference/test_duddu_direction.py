@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from direction_testing import riskier_in
+from direction_testing import cell_context, riskier_in
 
 from amulet import registry
 from amulet.attribute_inference.attacks import DudduCIKM2022
 from amulet.attribute_inference.metrics import evaluate_attribute_inference
 from amulet.models import LinearNet
-from amulet.progress import SilentProgress
 from amulet.recipes import Recipe
-from amulet.registry import CellContext
 from amulet.utils import TensorData, TrainConfig
 
 SEX = 1  # column of census.z: ("race", "sex")
@@ -81,7 +78,7 @@ def test_layer2_adapter_orders_the_two_targets_the_same_way(census, setup, tmp_p
     attack = registry.get_attack("duddu_cikm_2022")
     out = {}
     for name, model in models.items():
-        ctx = CellContext(
+        ctx = cell_context(
             target=model,
             model_factory=factory,
             recipe=recipe,
@@ -90,9 +87,7 @@ def test_layer2_adapter_orders_the_two_targets_the_same_way(census, setup, tmp_p
             adversary=adversary,
             test=adversary,
             seed=0,
-            device=torch.device("cpu"),
             cache_dir=tmp_path,
-            progress=SilentProgress(),
             input_shape=(member.x.shape[1],),
         )
         out[name] = attack.run(ctx, attack.params(max_iter=100))

@@ -12,14 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from direction_testing import riskier_in
+from direction_testing import cell_context, riskier_in
 
 from amulet import registry
 from amulet.discriminatory_behavior.metrics import DiscriminatoryBehavior
 from amulet.models import LinearNet
-from amulet.progress import SilentProgress
 from amulet.recipes import Recipe
-from amulet.registry import CellContext
 from amulet.utils import TensorData, TrainConfig, get_accuracy
 
 SEX = 1  # column of census.z: ("race", "sex")
@@ -72,7 +70,7 @@ def test_layer2_adapter_orders_the_two_models_the_same_way(census, setup, tmp_pa
     attack = registry.get_attack("subgroup_metrics")
     out = {}
     for name, model in models.items():
-        ctx = CellContext(
+        ctx = cell_context(
             target=model,
             model_factory=factory,
             recipe=recipe,
@@ -81,9 +79,7 @@ def test_layer2_adapter_orders_the_two_models_the_same_way(census, setup, tmp_pa
             adversary=test,
             test=test,
             seed=0,
-            device=torch.device("cpu"),
             cache_dir=tmp_path,
-            progress=SilentProgress(),
             input_shape=(test.x.shape[1],),
         )
         out[name] = attack.run(ctx, attack.params())

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from direction_testing import riskier_in
+from direction_testing import cell_context, riskier_in
 
 from amulet import registry
 from amulet.evasion.attacks import EvasionPGD
 from amulet.evasion.metrics import attack_success_rate, robust_accuracy
 from amulet.models import LinearNet
-from amulet.progress import SilentProgress
 from amulet.recipes import Recipe
-from amulet.registry import CellContext
 from amulet.utils import TensorData, TrainConfig, get_accuracy
 
 N_ATTACKED = 500
@@ -97,7 +94,7 @@ def test_zero_budget_changes_nothing(pgd_setup) -> None:
 
 def test_layer2_adapter_orders_budgets_the_same_way(fmnist_small, pgd_setup, tmp_path) -> None:
     target, recipe, train, test = pgd_setup
-    ctx = CellContext(
+    ctx = cell_context(
         target=target,
         model_factory=_factory,
         recipe=recipe,
@@ -106,9 +103,7 @@ def test_layer2_adapter_orders_budgets_the_same_way(fmnist_small, pgd_setup, tmp
         adversary=train,
         test=test,
         seed=0,
-        device=torch.device("cpu"),
         cache_dir=tmp_path,
-        progress=SilentProgress(),
         input_shape=(1, 28, 28),
         clip_range=(0.0, 1.0),
     )

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from direction_testing import assert_riskier
+from direction_testing import assert_riskier, cell_context
 from torch import nn
 
 from amulet import registry
 from amulet.membership_inference.attacks import LiRA
 from amulet.membership_inference.metrics import compute_mi_metrics
 from amulet.models import LinearNet
-from amulet.progress import SilentProgress
 from amulet.recipes import Recipe
-from amulet.registry import CellContext
 from amulet.utils import TensorData, TrainConfig
 
 N_MEMBERS = 250
@@ -107,7 +104,7 @@ def test_layer2_adapter_reports_both_scores_in_the_risky_direction(census, pool,
     members, outsiders = pool.subset(np.arange(N_MEMBERS)), pool.subset(np.arange(N_MEMBERS, 2 * N_MEMBERS))
     recipe = Recipe(OVERFIT)
     factory = _factory(pool.x.shape[1], [128, 64])
-    ctx = CellContext(
+    ctx = cell_context(
         target=recipe.train(factory, members, seed=11),
         model_factory=factory,
         recipe=recipe,
@@ -116,9 +113,7 @@ def test_layer2_adapter_reports_both_scores_in_the_risky_direction(census, pool,
         adversary=outsiders,
         test=outsiders,
         seed=3,
-        device=torch.device("cpu"),
         cache_dir=tmp_path,
-        progress=SilentProgress(),
         input_shape=tuple(pool.x.shape[1:]),
     )
     attack = registry.get_attack("lira")

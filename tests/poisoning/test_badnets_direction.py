@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from direction_testing import riskier_in
+from direction_testing import cell_context, riskier_in
 
 from amulet import registry
 from amulet.models import LinearNet
 from amulet.poisoning.attacks import BadNets
 from amulet.poisoning.metrics import backdoor_success_rate
-from amulet.progress import SilentProgress
 from amulet.recipes import Recipe
-from amulet.registry import CellContext
 from amulet.utils import TensorData, TrainConfig, get_accuracy
 
 assert_riskier = riskier_in("poisoning")
@@ -83,7 +80,7 @@ def test_layer2_adapter_reports_a_high_success_rate(fmnist_small, images, tmp_pa
     train, test = images
     recipe = Recipe(TrainConfig(epochs=3, batch_size=128))
     clean = recipe.train(_image_factory, train, seed=1)
-    ctx = CellContext(
+    ctx = cell_context(
         target=clean,
         model_factory=_image_factory,
         recipe=recipe,
@@ -92,9 +89,7 @@ def test_layer2_adapter_reports_a_high_success_rate(fmnist_small, images, tmp_pa
         adversary=train,
         test=test,
         seed=0,
-        device=torch.device("cpu"),
         cache_dir=tmp_path,
-        progress=SilentProgress(),
         input_shape=(1, 28, 28),
         clip_range=(0.0, 1.0),
     )
@@ -126,7 +121,7 @@ def test_layer2_default_tabular_trigger_is_not_one_the_clean_model_already_obeys
         return LinearNet(census.x_train.shape[1], 2, hidden_layer_sizes=[64, 32])
 
     recipe = Recipe(TrainConfig(epochs=8, batch_size=128))
-    ctx = CellContext(
+    ctx = cell_context(
         target=recipe.train(factory, member, seed=1),
         model_factory=factory,
         recipe=recipe,
@@ -135,9 +130,7 @@ def test_layer2_default_tabular_trigger_is_not_one_the_clean_model_already_obeys
         adversary=adversary,
         test=test,
         seed=0,
-        device=torch.device("cpu"),
         cache_dir=tmp_path,
-        progress=SilentProgress(),
         input_shape=(census.x_train.shape[1],),
         clip_range=(0.0, 1.0),
     )

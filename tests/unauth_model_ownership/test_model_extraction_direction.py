@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from direction_testing import riskier_in
+from direction_testing import cell_context, riskier_in
 
 from amulet import registry
 from amulet.models import LinearNet
-from amulet.progress import SilentProgress
 from amulet.recipes import Recipe
 from amulet.registry import CellContext
 from amulet.unauth_model_ownership._register import watermark_trigger_set
@@ -95,7 +94,7 @@ def test_more_queries_steal_more(split, target) -> None:
 
 def _ctx(fmnist, split, target, recipe, tmp_path) -> CellContext:
     member, adversary, test = split
-    return CellContext(
+    return cell_context(
         target=target,
         model_factory=_factory,
         recipe=recipe,
@@ -104,9 +103,7 @@ def _ctx(fmnist, split, target, recipe, tmp_path) -> CellContext:
         adversary=adversary,
         test=test,
         seed=0,
-        device=torch.device("cpu"),
         cache_dir=tmp_path,
-        progress=SilentProgress(),
         defense_keys=recipe.defense_keys,
         input_shape=(1, 28, 28),
         clip_range=(0.0, 1.0),
