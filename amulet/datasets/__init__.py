@@ -5,14 +5,17 @@ argument, then ``<settings data dir>/<name>``), an offline source inside an inst
 canonical download (only with ``download=True``), otherwise
 :class:`~amulet.exceptions.DatasetUnavailableError` naming the install command. The source used is logged.
 
-Images come back as NCHW float32 in [0, 1]; tabular features as float32 with one-hot encoding and
-scaling fitted on the training split only; labels int64; sensitive attributes binary in ``z``.
+Images come back as NCHW float32 in [0, 1] (the training split of cifar10/cifar100/fmnist/mnist augmented as
+upstream when read: :func:`default_train_transform`); the built-in tables as upstream encodes census: numeric
+columns min-max scaled into [0, 1] (fitted on the training split only), then one-hot blocks without their
+first category, ``x_*`` float64 arrays and float32 tensors; labels int64; sensitive attributes in ``z``,
+coded as upstream codes them (see each loader).
 """
 
 from amulet.datasets._base import AmuletDataset, CustomImageDataset, TransformedTensorDataset
 from amulet.datasets._faces import load_celeba, load_lfw, load_utkface
 from amulet.datasets._files import load_npz, load_tabular_file
-from amulet.datasets._images import load_cifar10, load_cifar100, load_fmnist, load_mnist
+from amulet.datasets._images import default_train_transform, load_cifar10, load_cifar100, load_fmnist, load_mnist
 from amulet.datasets._sources import DATASET_SOURCES, dataset_status
 from amulet.datasets._tabular import load_census, load_compas, load_german
 
@@ -22,6 +25,7 @@ __all__ = [
     "DATASET_SOURCES",
     "TransformedTensorDataset",
     "dataset_status",
+    "default_train_transform",
     "load_celeba",
     "load_census",
     "load_cifar10",

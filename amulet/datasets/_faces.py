@@ -13,8 +13,10 @@ No package registry ships these; they are read from the local cache in their can
 - UTKFace: ``UTKFace/<age>_<gender>_<race>_<datetime>.jpg[.chip.jpg]`` (gender 0 = male, 1 = female; race
   0 White, 1 Black, 2 Asian, 3 Indian, 4 Others). Files with malformed names are skipped (and logged).
 
-Sensitive attributes are binary with 1 for the group the census loader also codes 1: gender/sex 1 = male,
-race 1 = White.
+Sensitive attributes are coded as upstream Amulet codes them, so its scripts (filters such as
+``drop_values={"race": [2]}``, ``filter_value``) carry over: LFW race 0 = White, 1 = Black, gender 1 = male,
+age the PubFig class 0-4 (Baby, Child, Youth, Middle Aged, Senior); UTKFace the raw codes of its file names
+(age in years, gender 0 = male, 1 = female, race 0-4).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 from amulet._validation import Interval, Options, check_param
 from amulet.datasets._base import AmuletDataset, make_tensor_dataset
 from amulet.datasets._sources import DATASET_SOURCES, resolve_source
-from amulet.datasets._tabular_prep import stratified_indices
+from amulet.datasets._tabular_prep import check_split_rows, stratified_indices
 from amulet.exceptions import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -62,8 +64,17 @@ def _face_dataset(
     num_features: int,
     test_size: float,
     random_seed: int,
+    *,
+    stratify: bool = True,
 ) -> AmuletDataset:
-    train_idx, test_idx = stratified_indices(y, test_size, random_seed, stratify=_split_key(y, *z.T))
+    check_split_rows(f"load_{name}", len(y), test_size)
+    if stratify:
+        train_idx, test_idx = stratified_indices(y, test_size, random_seed, stratify=_split_key(y, *z.T))
+    else:
+        from sklearn.model_selection import train_test_split
+
+        # Upstream's plain seeded split, in its (shuffled) order: the same rows, row for row, as upstream.
+        train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=test_size, random_state=int(random_seed))
     logger.info("%s: %d train / %d test samples, inputs %s", name, len(train_idx), len(test_idx), images.shape[1:])
     x_train, x_test = images[train_idx], images[test_idx]
     return AmuletDataset(
@@ -190,16 +201,22 @@ def read_lfw_attributes(path: Path | str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO("\n".join([header, *lines[start + 1 :]])), sep="\t")
 
 
-def _lfw_label(attributes: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Binary label of each row and a mask of rows where it is defined."""
+def _lfw_label(attributes: pd.DataFrame, name: str, *, target: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Upstream's coding of one attribute for each row, and a mask of the rows where it is defined.
+
+    ``gender``: 1 = male (the sign of the ``Male`` score). ``race``: the best of the White and Black scores,
+    0 = White, 1 = Black. ``age``: the best of the five age scores (0 Baby, 1 Child, 2 Youth, 3 Middle Aged,
+    4 Senior); as the target it is made binary (0-2 -> 0, 3-4 -> 1), as upstream. Race and age count only
+    where their best score is >= -0.1.
+    """
     if name == "gender":
         return (attributes["Male"].to_numpy() > 0).astype(np.int64), np.ones(len(attributes), dtype=bool)
     scores = attributes[_LFW_AGE if name == "age" else _LFW_RACE].to_numpy(dtype=np.float64)
     defined = scores.max(axis=1) >= _LFW_THRESHOLD
-    best = scores.argmax(axis=1)
-    if name == "age":  # Baby, Child, Youth -> 0 (young); Middle Aged, Senior -> 1 (old), as upstream
+    best = scores.argmax(axis=1).astype(np.int64)
+    if name == "age" and target:
         return (best >= 3).astype(np.int64), defined
-    return (best == 0).astype(np.int64), defined  # race: 1 = White, 0 = Black
+    return best, defined
 
 
 def _lfw_images(directory: Path, attributes: pd.DataFrame) -> np.ndarray:
@@ -234,10 +251,12 @@ def load_lfw(
 ) -> AmuletDataset:
     """Load LFW faces with PubFig attributes as a binary task with two binary sensitive attributes.
 
-    Labels: ``age`` 1 = Middle Aged or Senior (0 = Baby, Child, Youth); ``gender`` 1 = male; ``race``
-    1 = White, 0 = Black. For age and race a row counts only when its best score is >= -0.1 (rows where any
-    of the three chosen labels is undefined are dropped), as upstream. Features are the flattened CHW
-    images (3 x 62 x 47 = 8,742) in [0, 1].
+    Codings, as upstream: ``gender`` 1 = male, 0 = female; ``race`` 0 = White, 1 = Black; ``age`` as the
+    target 1 = Middle Aged or Senior, 0 = Baby, Child or Youth, and as a sensitive attribute the PubFig class
+    0-4 (Baby, Child, Youth, Middle Aged, Senior). For age and race a row counts only when its best score is
+    >= -0.1 (rows where any of the three chosen attributes is undefined are dropped). Features are the
+    flattened CHW images (3 x 62 x 47 = 8,742), float32 in [0, 1]. The split is upstream's plain seeded
+    split (not stratified), so the same seed gives the same rows in the same order as upstream.
 
     Args:
         path: Folder holding ``lfw_attributes.txt`` and the images (see the module docstring).
@@ -245,11 +264,11 @@ def load_lfw(
         attribute_1: First sensitive attribute (same choices).
         attribute_2: Second sensitive attribute (same choices).
         test_size: Fraction of rows in the test split, in (0, 1).
-        random_seed: Seed of the split (stratified on target x attributes).
+        random_seed: Seed of the split.
 
     Returns:
-        An :class:`AmuletDataset` (modality ``"tabular"``: flat vectors), ``sensitive_columns`` named after
-        the attributes (``gender`` reported as ``"sex"``, as upstream).
+        An :class:`AmuletDataset` (modality ``"tabular"``: flat vectors), ``sensitive_columns`` =
+        ``[attribute_1, attribute_2]`` (by default ``["race", "gender"]``).
     """
     choices: list[Any] = [Options({"age", "gender", "race"})]
     for name, value in (("target", target), ("attribute_1", attribute_1), ("attribute_2", attribute_2)):
@@ -259,15 +278,15 @@ def load_lfw(
     source = resolve_source(DATASET_SOURCES["lfw"], path)
     attributes = read_lfw_attributes(source.location / "lfw_attributes.txt")
     images = _lfw_images(source.location, attributes)
-    labels = [_lfw_label(attributes, n) for n in (target, attribute_1, attribute_2)]
+    labels = [_lfw_label(attributes, n, target=i == 0) for i, n in enumerate((target, attribute_1, attribute_2))]
     keep = labels[0][1] & labels[1][1] & labels[2][1]
     x = (images[keep].transpose(0, 3, 1, 2).reshape(int(keep.sum()), -1).astype(np.float32)) / np.float32(255.0)
     y = labels[0][0][keep]
     z = np.stack([labels[1][0][keep], labels[2][0][keep]], axis=1)
-    sensitive = ["sex" if a == "gender" else a for a in (attribute_1, attribute_2)]
     return _face_dataset(
-        "lfw", source.description, x, y, z, sensitive, 2, "tabular", x.shape[1], test_size, random_seed
-    )
+        "lfw", source.description, x, y, z, [attribute_1, attribute_2], 2, "tabular", x.shape[1],
+        test_size, random_seed, stratify=False,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,12 +296,13 @@ def load_lfw(
 _UTK_NAME = re.compile(r"^(\d+)_([01])_([0-4])_\d+.*\.jpg", re.IGNORECASE)
 
 
-def _utk_values(kind: str, ages: np.ndarray, genders: np.ndarray, races: np.ndarray, bins: Sequence[int]) -> np.ndarray:
+def _utk_values(
+    kind: str, ages: np.ndarray, genders: np.ndarray, races: np.ndarray, bins: Sequence[int] | None
+) -> np.ndarray:
+    """The raw file-name code of ``kind`` (age in years, gender 0 = male, race 0-4), or the age bin."""
     if kind == "age":
-        return np.digitize(ages, bins).astype(np.int64)
-    if kind == "gender":
-        return (genders == 0).astype(np.int64)  # 1 = male
-    return (races == 0).astype(np.int64)  # 1 = White
+        return ages.astype(np.int64) if bins is None else np.digitize(ages, bins).astype(np.int64)
+    return (genders if kind == "gender" else races).astype(np.int64)
 
 
 def load_utkface(
@@ -298,18 +318,20 @@ def load_utkface(
 ) -> AmuletDataset:
     """Load UTKFace (aligned and cropped faces) with labels parsed from the file names.
 
-    Labels: ``age`` is binned by ``age_bins`` (class = number of edges <= age; default ``[30]``: 0 = under
-    30, 1 = 30 or older); ``gender`` 1 = male; ``race`` 1 = White (0 = any other UTKFace race code).
-    Sensitive attributes use the same binary codings (age with the default edge 30).
+    Labels and sensitive attributes keep the raw codes of the file names, as upstream: ``age`` in years
+    (the class is the age itself, ``num_classes`` = the oldest age + 1), ``gender`` 0 = male, 1 = female,
+    ``race`` 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others. ``age_bins`` turns the ``age`` target into
+    classes (class = number of edges <= age); sensitive attributes always keep the raw codes.
 
     Args:
         path: Folder holding ``UTKFace/`` (or the images directly).
         target: Label: ``"age"``, ``"gender"`` or ``"race"``.
         attribute_1: First sensitive attribute (same choices).
         attribute_2: Second sensitive attribute (same choices).
-        age_bins: Increasing age edges for the ``age`` target (``None``: ``[30]``).
+        age_bins: Increasing age edges for the ``age`` target (``None``: the raw age is the class).
         test_size: Fraction of images in the test split, in (0, 1).
-        random_seed: Seed of the split (stratified on the target).
+        random_seed: Seed of the split (stratified on the target and the attributes where every group is
+            large enough, else on the target, else plain).
         image_size: Side of the square images after resizing (3 x image_size x image_size in [0, 1]).
 
     Returns:
@@ -321,8 +343,8 @@ def load_utkface(
     check_param("load_utkface", "test_size", test_size, [Interval(float, 0, 1, closed="neither")])
     check_param("load_utkface", "random_seed", random_seed, [Interval(int, 0, None)])
     check_param("load_utkface", "image_size", image_size, [Interval(int, 8, None)])
-    bins = [30] if age_bins is None else [int(b) for b in age_bins]
-    if not bins or any(b2 <= b1 for b1, b2 in itertools.pairwise(bins)):
+    bins = None if age_bins is None else [int(b) for b in age_bins]
+    if bins is not None and (not bins or any(b2 <= b1 for b1, b2 in itertools.pairwise(bins))):
         raise InvalidParameterError(
             "The 'age_bins' parameter of load_utkface must be a non-empty increasing list of ages. "
             f"Got {age_bins!r} instead."
@@ -342,9 +364,12 @@ def load_utkface(
     table = np.asarray(parsed, dtype=np.int64).reshape(-1, 3)
     ages, genders, races = table[:, 0], table[:, 1], table[:, 2]
     y = _utk_values(target, ages, genders, races, bins)
-    z = np.stack([_utk_values(a, ages, genders, races, [30]) for a in (attribute_1, attribute_2)], axis=1)
+    z = np.stack([_utk_values(a, ages, genders, races, None) for a in (attribute_1, attribute_2)], axis=1)
     images = np.stack([_square_resize(f, image_size) for f in files]).astype(np.float32) / np.float32(255.0)
-    num_classes = len(bins) + 1 if target == "age" else 2
+    if target == "age":
+        num_classes = int(ages.max()) + 1 if bins is None else len(bins) + 1
+    else:
+        num_classes = 2 if target == "gender" else 5
     sensitive = [attribute_1, attribute_2]
     return _face_dataset(
         "utkface", source.description, images, y, z, sensitive, num_classes, "image", image_size * image_size,

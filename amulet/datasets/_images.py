@@ -1,8 +1,11 @@
 """Image datasets in their canonical on-disk formats: Fashion-MNIST, MNIST, CIFAR-10 and CIFAR-100.
 
-Images come back as NCHW float32 tensors in [0, 1]. No random transform is applied by default (the test
-transforms of upstream 0.6.0 were random, which made every metric non-deterministic); pass
-``transform_train``/``transform_test`` to apply your own to each image when it is read.
+Images come back as NCHW float32 tensors in [0, 1]. The training split is augmented when an image is read,
+with upstream Amulet 0.6.0's default training transforms (see :func:`default_train_transform`; pass
+``augment=False`` for none, or ``transform_train`` for your own); the ``x_train`` array is never augmented.
+The test split has no transform by default: upstream applies its random Fashion-MNIST/MNIST training
+transforms to the test split too, which makes every test metric random, so we keep test images as they are
+(pass ``transform_test`` to change that).
 
 CIFAR note: the official CIFAR "python version" archives are pickles of NumPy arrays. They are read only
 from the local cache the user put there, with an unpickler that accepts nothing but NumPy array
@@ -26,10 +29,18 @@ import numpy as np
 from amulet._validation import Interval, check_param
 from amulet.datasets._base import AmuletDataset, make_tensor_dataset
 from amulet.datasets._sources import DATASET_SOURCES, resolve_source
-from amulet.datasets._tabular_prep import stratified_indices
+from amulet.datasets._tabular_prep import check_split_rows, stratified_indices
 from amulet.exceptions import InvalidParameterError
 
-__all__ = ["load_cifar10", "load_cifar100", "load_fmnist", "load_mnist", "read_cifar", "read_idx"]
+__all__ = [
+    "default_train_transform",
+    "load_cifar10",
+    "load_cifar100",
+    "load_fmnist",
+    "load_mnist",
+    "read_cifar",
+    "read_idx",
+]
 
 logger = logging.getLogger("amulet.datasets")
 
@@ -69,6 +80,54 @@ def read_idx(path: Path | str) -> np.ndarray:
 def _idx_file(directory: Path, stem: str) -> Path:
     plain = directory / stem
     return plain if plain.is_file() else directory / f"{stem}.gz"
+
+
+def default_train_transform(name: str) -> Callable:
+    """Upstream Amulet 0.6.0's default training augmentation of a built-in image dataset.
+
+    Applied to each float CHW image tensor in [0, 1] when a training item is read (upstream's ``ToTensor``
+    is not needed: the tensors are already in that form):
+
+    - ``cifar10``: ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``;
+    - ``cifar100``: the same, then ``ColorJitter(0.2, 0.2, 0.2, 0.1)`` and ``RandomErasing(p=0.2)``;
+    - ``fmnist`` and ``mnist``: ``RandomHorizontalFlip()``, ``RandomVerticalFlip()``, ``RandomRotation(15)``,
+      ``RandomCrop(28)``.
+
+    Args:
+        name: ``"cifar10"``, ``"cifar100"``, ``"fmnist"`` or ``"mnist"``.
+
+    Returns:
+        A ``torchvision.transforms.Compose``; it draws from torch's global generator.
+    """
+    from torchvision import transforms
+
+    if name in ("cifar10", "cifar100"):
+        steps: list[Any] = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
+        if name == "cifar100":
+            steps += [
+                transforms.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1),
+                transforms.RandomErasing(p=0.2),
+            ]
+        return transforms.Compose(steps)
+    if name in ("fmnist", "mnist"):
+        return transforms.Compose(
+            [
+                transforms.RandomHorizontalFlip(),
+                transforms.RandomVerticalFlip(),
+                transforms.RandomRotation(15),
+                transforms.RandomCrop([28, 28]),
+            ]
+        )
+    raise InvalidParameterError(
+        f"The 'name' parameter of default_train_transform must be one of 'cifar10', 'cifar100', 'fmnist', "
+        f"'mnist'. Got {name!r} instead."
+    )
+
+
+def _train_transform(name: str, transform_train: Callable | None, augment: bool) -> Callable | None:
+    if transform_train is not None or not augment:
+        return transform_train
+    return default_train_transform(name)
 
 
 def _to_unit(images: np.ndarray) -> np.ndarray:
@@ -138,6 +197,7 @@ def load_fmnist(
     transform_test: Callable | None = None,
     *,
     download: bool = False,
+    augment: bool = True,
 ) -> AmuletDataset:
     """Load Fashion-MNIST: 60,000 training and 10,000 test images, 1x28x28 in [0, 1], 10 classes.
 
@@ -147,9 +207,11 @@ def load_fmnist(
 
     Args:
         path: Local cache folder.
-        transform_train: Optional callable applied to each training image tensor when read.
+        transform_train: Optional callable applied to each training image tensor when read (default:
+            upstream's augmentation, :func:`default_train_transform`).
         transform_test: Optional callable applied to each test image tensor when read.
         download: Allow the canonical download when no local or offline source exists.
+        augment: With ``transform_train=None``, apply upstream's training augmentation (``False``: none).
 
     Returns:
         An :class:`AmuletDataset` with ``x_*`` arrays of shape (n, 1, 28, 28).
@@ -162,7 +224,7 @@ def load_fmnist(
     train_images, train_labels, test_images, test_labels = _read_idx_splits(source.location)
     return _image_dataset(
         "fmnist", source.description, _to_unit(train_images), train_labels, _to_unit(test_images), test_labels,
-        10, transform_train, transform_test,
+        10, _train_transform("fmnist", transform_train, augment), transform_test,
     )  # fmt: skip
 
 
@@ -184,6 +246,7 @@ def load_mnist(
     download: bool = False,
     test_size: float = 0.2,
     random_seed: int = 7,
+    augment: bool = True,
 ) -> AmuletDataset:
     """Load MNIST: images 1x28x28 in [0, 1], 10 classes.
 
@@ -194,9 +257,11 @@ def load_mnist(
 
     Args:
         path: Local cache folder.
-        transform_train: Optional callable applied to each training image tensor when read.
+        transform_train: Optional callable applied to each training image tensor when read (default:
+            upstream's augmentation, :func:`default_train_transform`).
         transform_test: Optional callable applied to each test image tensor when read.
         download: Allow the canonical download when no local or offline source exists.
+        augment: With ``transform_train=None``, apply upstream's training augmentation (``False``: none).
         test_size: Test fraction when splitting the 5k subset, in (0, 1).
         random_seed: Seed of the split of the 5k subset.
 
@@ -210,8 +275,10 @@ def load_mnist(
     check_param("load_mnist", "random_seed", random_seed, [Interval(int, 0, None)])
     info = DATASET_SOURCES["mnist"]
     source = resolve_source(info, path, download=download, fetch=_download_idx(info.download_url or "", "MNIST"))
+    transform_train = _train_transform("mnist", transform_train, augment)
     if source.kind == "offline":
         images, labels = read_mnist_csv(source.location / "mnist_5k.csv.gz")
+        check_split_rows("load_mnist", len(labels), test_size)
         train_idx, test_idx = stratified_indices(labels, test_size, random_seed)
         return _image_dataset(
             "mnist", source.description, _to_unit(images[train_idx]), labels[train_idx],
@@ -312,7 +379,12 @@ def _download_cifar(url: str) -> Callable[[Path], Path]:
 
 
 def _load_cifar(
-    name: str, path: str | Path, transform_train: Callable | None, transform_test: Callable | None, download: bool
+    name: str,
+    path: str | Path,
+    transform_train: Callable | None,
+    transform_test: Callable | None,
+    download: bool,
+    augment: bool,
 ) -> AmuletDataset:
     info = DATASET_SOURCES[name]
     source = resolve_source(info, path, download=download, fetch=_download_cifar(info.download_url or ""))
@@ -320,7 +392,7 @@ def _load_cifar(
     train_images, train_labels, test_images, test_labels = read_cifar(source.location, cifar100=cifar100)
     return _image_dataset(
         name, source.description, _to_unit(train_images), train_labels, _to_unit(test_images), test_labels,
-        100 if cifar100 else 10, transform_train, transform_test,
+        100 if cifar100 else 10, _train_transform(name, transform_train, augment), transform_test,
     )  # fmt: skip
 
 
@@ -330,6 +402,7 @@ def load_cifar10(
     transform_test: Callable | None = None,
     *,
     download: bool = False,
+    augment: bool = True,
 ) -> AmuletDataset:
     """Load CIFAR-10: 50,000 training and 10,000 test images, 3x32x32 in [0, 1], 10 classes.
 
@@ -339,14 +412,16 @@ def load_cifar10(
 
     Args:
         path: Local cache folder holding the extracted archive.
-        transform_train: Optional callable applied to each training image tensor when read.
+        transform_train: Optional callable applied to each training image tensor when read (default:
+            upstream's augmentation, :func:`default_train_transform`).
         transform_test: Optional callable applied to each test image tensor when read.
         download: Allow downloading the binary archive from the CIFAR site.
+        augment: With ``transform_train=None``, apply upstream's training augmentation (``False``: none).
 
     Returns:
         An :class:`AmuletDataset` with ``x_*`` arrays of shape (n, 3, 32, 32).
     """
-    return _load_cifar("cifar10", path, transform_train, transform_test, download)
+    return _load_cifar("cifar10", path, transform_train, transform_test, download, augment)
 
 
 def load_cifar100(
@@ -355,6 +430,7 @@ def load_cifar100(
     transform_test: Callable | None = None,
     *,
     download: bool = False,
+    augment: bool = True,
 ) -> AmuletDataset:
     """Load CIFAR-100 (fine labels): 50,000 training and 10,000 test images, 3x32x32 in [0, 1], 100 classes.
 
@@ -362,11 +438,13 @@ def load_cifar100(
 
     Args:
         path: Local cache folder holding the extracted archive.
-        transform_train: Optional callable applied to each training image tensor when read.
+        transform_train: Optional callable applied to each training image tensor when read (default:
+            upstream's augmentation, :func:`default_train_transform`).
         transform_test: Optional callable applied to each test image tensor when read.
         download: Allow downloading the binary archive from the CIFAR site.
+        augment: With ``transform_train=None``, apply upstream's training augmentation (``False``: none).
 
     Returns:
         An :class:`AmuletDataset` with ``x_*`` arrays of shape (n, 3, 32, 32).
     """
-    return _load_cifar("cifar100", path, transform_train, transform_test, download)
+    return _load_cifar("cifar100", path, transform_train, transform_test, download, augment)

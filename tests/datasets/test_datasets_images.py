@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from amulet.datasets import TransformedTensorDataset, load_cifar10, load_cifar100, load_fmnist, load_mnist
+from amulet.datasets import (
+    TransformedTensorDataset,
+    default_train_transform,
+    load_cifar10,
+    load_cifar100,
+    load_fmnist,
+    load_mnist,
+)
 from amulet.datasets._images import read_cifar, read_idx
 from amulet.exceptions import InvalidParameterError
 
@@ -35,7 +42,7 @@ def test_fmnist_full_real_data_is_deterministic(empty_dir):
     assert first.x_train.dtype == np.float32 and first.x_train.min() == 0.0 and first.x_train.max() == 1.0
     assert np.bincount(first.y_train).tolist() == [6000] * 10 and np.bincount(first.y_test).tolist() == [1000] * 10
     assert (first.num_features, first.num_classes, first.modality) == (784, 10, "image")
-    for a, b in ((first.train_set, second.train_set), (first.test_set, second.test_set)):
+    for a, b in ((first.train_set, second.train_set), (first.test_set, second.test_set)):  # the stored tensors
         assert torch.equal(a.tensors[0], b.tensors[0]) and torch.equal(a.tensors[1], b.tensors[1])
     x0, y0 = first.test_set[123]
     assert x0.shape == (1, 28, 28) and torch.equal(x0, first.test_set[123][0])
@@ -173,4 +180,45 @@ def test_user_transforms_are_applied_when_items_are_read(tmp_path):
     x, _y = data.test_set[0]
     assert torch.allclose(x, 1.0 - torch.from_numpy(data.x_test[0]))
     assert torch.equal(data.test_set.tensors[0][0], torch.from_numpy(data.x_test[0]))
-    assert isinstance(data.train_set, torch.utils.data.TensorDataset)
+    plain = load_cifar10(tmp_path, augment=False)
+    assert isinstance(plain.train_set, torch.utils.data.TensorDataset)
+    mine = load_cifar10(tmp_path, transform_train=lambda x: x * 0.5)
+    assert torch.equal(mine.train_set[1][0], torch.from_numpy(mine.x_train[1]) * 0.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "steps"),
+    [
+        ("cifar10", ["RandomCrop", "RandomHorizontalFlip"]),
+        ("cifar100", ["RandomCrop", "RandomHorizontalFlip", "ColorJitter", "RandomErasing"]),
+        ("fmnist", ["RandomHorizontalFlip", "RandomVerticalFlip", "RandomRotation", "RandomCrop"]),
+        ("mnist", ["RandomHorizontalFlip", "RandomVerticalFlip", "RandomRotation", "RandomCrop"]),
+    ],
+)
+def test_default_train_transform_is_upstreams_augmentation(name, steps):
+    transform = default_train_transform(name)
+    assert [type(t).__name__ for t in transform.transforms] == steps
+    if name.startswith("cifar"):
+        assert transform.transforms[0].padding == 4 and transform.transforms[0].size == (32, 32)
+    else:
+        assert transform.transforms[2].degrees == [-15.0, 15.0]
+    with pytest.raises(InvalidParameterError, match="'name' parameter of default_train_transform"):
+        default_train_transform("census")
+
+
+def test_fmnist_training_items_are_augmented_as_upstream_and_test_items_are_not(empty_dir):
+    data = load_fmnist(empty_dir)
+    assert isinstance(data.train_set, TransformedTensorDataset)
+    assert [type(t).__name__ for t in data.train_set.transform.transforms] == [
+        "RandomHorizontalFlip", "RandomVerticalFlip", "RandomRotation", "RandomCrop",
+    ]  # fmt: skip
+    torch.manual_seed(0)
+    reads = [data.train_set[7][0] for _ in range(8)]
+    stored = torch.from_numpy(data.x_train[7])
+    assert all(r.shape == (1, 28, 28) and float(r.min()) >= 0.0 and float(r.max()) <= 1.0 for r in reads)
+    assert sum(not torch.allclose(r, stored) for r in reads) >= 6  # random flips and rotations
+    assert torch.equal(data.train_set.tensors[0][7], stored)  # the stored tensor and x_train stay as read
+    # test items are the stored images (upstream draws random transforms here too; we keep evaluation fixed)
+    assert isinstance(data.test_set, torch.utils.data.TensorDataset)
+    assert torch.equal(data.test_set[5][0], torch.from_numpy(data.x_test[5]))
+    assert isinstance(load_fmnist(empty_dir, augment=False).train_set, torch.utils.data.TensorDataset)

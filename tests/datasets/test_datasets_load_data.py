@@ -17,7 +17,8 @@ from amulet.utils import load_data, stratified_split
 def _assert_aligned(data):
     for split in ("train", "test"):
         x_t, y_t = getattr(data, f"{split}_set").tensors
-        assert torch.equal(x_t, torch.from_numpy(getattr(data, f"x_{split}")))
+        # the tensors are float32, the arrays as upstream returns them (float64 for the built-in tables)
+        assert torch.equal(x_t, torch.from_numpy(getattr(data, f"x_{split}")).float())
         assert torch.equal(y_t, torch.from_numpy(getattr(data, f"y_{split}")))
         for name in ("z", "index"):
             array = getattr(data, f"{name}_{split}")
@@ -64,6 +65,17 @@ def test_unknown_dataset_lists_known_names(tmp_path):
 def test_bad_fractions_are_rejected(tmp_path, name, value):
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of load_data"):
         load_data(tmp_path, "german", **{name: value})
+
+
+@pytest.mark.parametrize(("name", "value", "kept"), [("test_size", 0.002, 1), ("training_size", 0.001, 0)])
+def test_sizes_that_keep_fewer_than_2_rows_are_rejected(tmp_path, name, value, kept):
+    # german: 500 train and 500 test rows; 0.002 of 500 keeps 1 row, 0.001 keeps none
+    with pytest.raises(
+        ValueError, match=f"'{name}' parameter of load_data must keep at least 2 of the 500 .*keeps {kept}"
+    ):
+        load_data(tmp_path, "german", **{name: value})
+    smallest = load_data(tmp_path, "german", **{name: 0.004})  # keeps 2 rows: accepted
+    assert len(smallest.y_test if name == "test_size" else smallest.y_train) == 2
 
 
 @pytest.mark.parametrize("layout", ["<root>/german", "<root>/data/german"])

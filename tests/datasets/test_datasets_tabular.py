@@ -43,7 +43,7 @@ def test_census_rows_labels_and_sensitive_attributes_are_aligned(census, adult_r
         (census.x_train, census.y_train, census.z_train, census.index_train),
         (census.x_test, census.y_test, census.z_test, census.index_test),
     ):
-        assert x.dtype == np.float32 and y.dtype == np.int64 and z.dtype == np.int64
+        assert x.dtype == np.float64 and y.dtype == np.int64 and z.dtype == np.int64  # float64: upstream's arrays
         assert z.shape == (len(x), 2) and set(np.unique(z)) == {0, 1}
         rows = adult_raw.loc[index]
         assert rows["race"].isin(["White", "Black"]).all()
@@ -52,8 +52,9 @@ def test_census_rows_labels_and_sensitive_attributes_are_aligned(census, adult_r
         np.testing.assert_array_equal(y, (rows["income"] == ">50K").to_numpy())
     assert not set(census.index_train) & set(census.index_test)
     x_t, y_t = census.train_set.tensors
-    assert torch.equal(x_t, torch.from_numpy(census.x_train)) and torch.equal(y_t, torch.from_numpy(census.y_train))
-    assert census.num_features == census.x_train.shape[1] == len(census.feature_names)
+    assert x_t.dtype == torch.float32 and torch.equal(x_t, torch.from_numpy(census.x_train).float())
+    assert torch.equal(y_t, torch.from_numpy(census.y_train))
+    assert census.num_features == census.x_train.shape[1] == len(census.feature_names) == 93  # upstream's width
     assert abs(census.y_train.mean() - census.y_test.mean()) < 1e-3  # stratified on the label
 
 
@@ -92,7 +93,10 @@ def test_census_excludes_sensitive_features_by_default_and_logs_it(caplog):
         included = load_census("/nonexistent-census", random_seed=1, include_sensitive=True)
     assert "race and sex are included" in caplog.text
     race_col = included.feature_names.index("race=White")
-    np.testing.assert_array_equal(included.x_train[:, race_col], included.z_train[:, 0].astype(np.float32))
+    np.testing.assert_array_equal(included.x_train[:, race_col], included.z_train[:, 0])
+    # the first categories (race=Black, sex=Female) are dropped, as every block's first category
+    assert "race=Black" not in included.feature_names and "sex=Male" in included.feature_names
+    assert included.num_features == default.num_features + 2
     np.testing.assert_array_equal(included.z_train, default.z_train)  # same split
     again = load_census("/nonexistent-census", random_seed=1)
     np.testing.assert_array_equal(again.x_train, default.x_train)
@@ -105,6 +109,41 @@ def test_census_rejects_bad_split_arguments(bad):
     name = next(iter(bad))
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of load_census"):
         load_census("/nonexistent-census", **bad)
+
+
+@pytest.mark.parametrize(("loader", "test_size", "sizes"), [
+    (load_census, 1e-5, "46446 training and 1 test rows"),
+    (load_german, 0.9995, "0 training and 1000 test rows"),
+])  # fmt: skip
+def test_a_test_size_that_leaves_fewer_than_2_rows_in_a_split_is_rejected(loader, test_size, sizes):
+    with pytest.raises(
+        ValueError, match=f"'test_size' parameter of {loader.__name__} must leave at least 2 rows.*{sizes}"
+    ):
+        loader("/nonexistent", test_size=test_size)
+
+
+def test_census_features_are_upstreams_get_dummies_drop_first_and_min_max_pipeline(census, adult_raw):
+    """Upstream 0.6.0's census encoding, rebuilt with pandas and scikit-learn on the same raw table: the same
+    93 columns in the same order, the same split and the same values (float64 arrays)."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import MinMaxScaler
+
+    table = adult_raw.loc[adult_raw["race"].isin(["White", "Black"])]
+    target = (table["income"] == ">50K").astype(int)
+    features = table.drop(columns=["income", "fnlwgt", "race", "sex"]).fillna("Unknown")
+    features = pd.get_dummies(features, drop_first=True)
+    x_train, x_test = train_test_split(features, test_size=0.5, stratify=target, random_state=0)  # exp_id 0
+    numeric = x_train.select_dtypes(include="int64").columns
+    scaler = MinMaxScaler().fit(x_train[numeric])
+    x_train[numeric], x_test[numeric] = scaler.transform(x_train[numeric]), scaler.transform(x_test[numeric])
+    assert [c.replace("_", "=", 1) for c in features.columns] == census.feature_names
+    assert list(features.columns[:5]) == ["age", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
+    assert set(x_train.index) == set(census.index_train)
+    np.testing.assert_allclose(x_train.loc[census.index_train].to_numpy(dtype=np.float64), census.x_train, atol=1e-12)
+    np.testing.assert_allclose(x_test.loc[census.index_test].to_numpy(dtype=np.float64), census.x_test, atol=1e-12)
+    dropped = census.preprocessing["categorical"]["workclass"]
+    assert dropped["dropped"] == dropped["categories"][0] == "Federal-gov"
+    assert "workclass=Federal-gov" not in census.feature_names
 
 
 def test_compas_filter_labels_and_sensitive_attributes():
@@ -140,7 +179,7 @@ def test_load_data_gives_every_tabular_feature_in_0_1_on_train_and_test(amulet_h
 
     data = load_data(str(amulet_home / "data"), name)
     for part in (data.x_train, data.x_test):
-        assert part.dtype == np.float32
+        assert part.dtype == np.float64
         assert part.min() >= 0.0 and part.max() <= 1.0, (name, float(part.min()), float(part.max()))
     # Each numeric column spans exactly [0, 1] on the training split (min-max fitted on it).
     for column in data.preprocessing["numeric"]:
@@ -165,3 +204,16 @@ def test_min_max_encoding_uses_the_training_range_and_clips_other_rows():
     described = encoding.describe()
     assert described["numeric"]["age"]["min"] == 20.0 and described["numeric"]["age"]["max"] == 40.0
     assert described["value_range"] == [0.0, 1.0]
+
+
+def test_drop_first_encoding_puts_numeric_columns_first_and_codes_the_first_category_as_zeros():
+    from amulet.datasets._tabular_prep import TabularEncoding
+
+    train = pd.DataFrame({"job": ["b", "a", "c"], "age": [20, 30, 40]})
+    encoding = TabularEncoding(["job"], ["age"], drop_first=True).fit(train)
+    assert encoding.feature_names_ == ["age", "job=b", "job=c"]  # pandas.get_dummies(drop_first=True) order
+    np.testing.assert_array_equal(encoding.transform(train), [[0.0, 1, 0], [0.5, 0, 0], [1.0, 0, 1]])
+    assert encoding.transform(train, np.float64).dtype == np.float64
+    assert encoding.describe()["categorical"]["job"]["dropped"] == "a"
+    expected = pd.get_dummies(train.assign(age=[0.0, 0.5, 1.0]), drop_first=True).to_numpy(dtype=np.float64)
+    np.testing.assert_array_equal(encoding.transform(train, np.float64), expected)
