@@ -49,6 +49,7 @@ __all__ = [
     "get_model_by_file",
     "get_project_by_name",
     "get_token",
+    "get_token_by_id",
     "list_assessments",
     "list_cells",
     "list_datasets",
@@ -58,6 +59,7 @@ __all__ = [
     "list_tokens",
     "list_trainings",
     "mark_running",
+    "may_manage",
     "metric_rows",
     "pending_cell_keys",
     "pending_training_keys",
@@ -97,8 +99,19 @@ def get_project_by_name(session: Session, *, name: str) -> Project | None:
     return session.scalar(select(Project).where(Project.name == name))
 
 
-def create_token(session: Session, *, project_id: str, name: str = "", is_admin: bool = False) -> tuple[ApiToken, str]:
-    """Add a token to ``project_id``; returns the row and the plaintext (shown once, stored hashed)."""
+def create_token(
+    session: Session,
+    *,
+    project_id: str,
+    name: str = "",
+    is_admin: bool = False,
+    scope: str = "submit",
+    minted_by: str | None = None,
+) -> tuple[ApiToken, str]:
+    """Add a token to ``project_id``; returns the row and the plaintext (shown once, stored hashed).
+
+    ``minted_by`` is the id of the token that asked for it: revoking that one revokes this one too.
+    """
     plaintext = generate_token()
     token = ApiToken(
         project_id=project_id,
@@ -106,6 +119,8 @@ def create_token(session: Session, *, project_id: str, name: str = "", is_admin:
         token_hash=hash_token(plaintext),
         prefix=token_display_prefix(plaintext),
         is_admin=is_admin,
+        scope=scope,
+        minted_by=minted_by,
     )
     session.add(token)
     session.flush()
@@ -119,20 +134,56 @@ def get_token(session: Session, *, plaintext: str) -> ApiToken | None:
     )
 
 
-def list_tokens(session: Session, *, project_id: str) -> list[ApiToken]:
-    """Live tokens of the project, oldest first."""
-    stmt = select(ApiToken).where(ApiToken.project_id == project_id, ApiToken.revoked_at.is_(None))
-    return list(session.scalars(stmt.order_by(ApiToken.created_at)))
+def get_token_by_id(session: Session, *, token_id: str) -> ApiToken | None:
+    """The token ``token_id``, live or revoked (callers check who may see it)."""
+    return session.get(ApiToken, token_id)
 
 
-def revoke_token(session: Session, *, project_id: str, token_id: str) -> bool:
-    """Revoke a token of the project; False when the project has no such live token."""
+def _minted_from(root_id: str) -> Any:
+    """A recursive CTE of ``root_id`` and every token it minted, transitively (one ``id`` column)."""
+    tree = select(ApiToken.id).where(ApiToken.id == root_id).cte("minted_tree", recursive=True)
+    return tree.union_all(select(ApiToken.id).join(tree, ApiToken.minted_by == tree.c.id))
+
+
+def _managed_filter(manager: ApiToken) -> list[Any]:
+    """WHERE clauses of the live tokens ``manager`` may manage: every non-admin token for an admin, else
+    itself and what it minted, transitively (admin tokens never: they are set by the operator)."""
+    where: list[Any] = [ApiToken.revoked_at.is_(None), ApiToken.is_admin.is_(False)]
+    if not manager.is_admin:
+        tree = _minted_from(manager.id)
+        where += [ApiToken.project_id == manager.project_id, ApiToken.id.in_(select(tree.c.id))]
+    return where
+
+
+def list_tokens(
+    session: Session, *, manager: ApiToken, limit: int = 100, offset: int = 0
+) -> tuple[list[ApiToken], int]:
+    """A page of the live tokens ``manager`` may manage (oldest first) and their total count."""
+    where = _managed_filter(manager)
+    stmt = select(ApiToken).where(*where).order_by(ApiToken.created_at, ApiToken.id).limit(limit).offset(offset)
+    total = session.scalar(select(func.count()).select_from(ApiToken).where(*where))
+    return list(session.scalars(stmt)), int(total or 0)
+
+
+def may_manage(session: Session, *, manager: ApiToken, token_id: str) -> bool:
+    """Whether ``manager`` may revoke the live token ``token_id`` (see :func:`list_tokens`)."""
+    found = session.scalar(select(ApiToken.id).where(ApiToken.id == token_id, *_managed_filter(manager)))
+    return found is not None
+
+
+def revoke_token(session: Session, *, token_id: str) -> int:
+    """Revoke ``token_id`` and every live token it minted, transitively; returns how many were revoked.
+
+    The caller checks the right to do so (:func:`may_manage`); admin tokens are never revoked here.
+    """
+    tree = _minted_from(token_id)
     result = session.execute(
         update(ApiToken)
-        .where(ApiToken.id == token_id, ApiToken.project_id == project_id, ApiToken.revoked_at.is_(None))
+        .where(ApiToken.id.in_(select(tree.c.id)), ApiToken.revoked_at.is_(None), ApiToken.is_admin.is_(False))
         .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------------------------- models, datasets

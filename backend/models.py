@@ -121,7 +121,12 @@ class Project(Base):
 
 
 class ApiToken(Base):
-    """A bearer token of a project, stored as its SHA-256."""
+    """A bearer token of a project, stored as its SHA-256.
+
+    ``scope`` is ``read``, ``submit`` or ``manage`` (see ``backend.core.security.SCOPES``); an admin token
+    (``is_admin``) holds every scope. ``minted_by`` is the token that minted this one (None for the admin
+    tokens made at start-up and for tokens older than scopes): revoking a token revokes what it minted.
+    """
 
     __tablename__ = "api_tokens"
 
@@ -131,10 +136,19 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    scope: Mapped[str] = mapped_column(String(20), default="submit", server_default="submit")
+    minted_by: Mapped[str | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="SET NULL"), index=True, default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
     project: Mapped[Project] = relationship(lazy="joined")
+
+    @property
+    def effective_scope(self) -> str:
+        """``admin`` for an admin token, else its ``scope``."""
+        return "admin" if self.is_admin else self.scope
 
 
 class Model(Base):

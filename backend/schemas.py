@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 __all__ = [
     "AssessmentCreate",
@@ -63,9 +63,19 @@ class HealthPublic(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    """``POST /tokens``: a new token for the caller's project."""
+    """``POST /tokens``: a new token, minted by the caller (a ``manage`` or the admin token)."""
 
     name: str = Field(default="", max_length=200)
+    scope: Literal["read", "submit", "manage"] = Field(
+        default="submit",
+        description="read: GET requests only; submit: read + upload, submit, cancel and delete; "
+        "manage: submit + mint and revoke tokens. At most the caller's own scope.",
+    )
+    project_id: str | None = Field(
+        default=None,
+        max_length=32,
+        description="The project of the new token (admin token only; default: the caller's project).",
+    )
 
 
 class TokenPublic(_Orm):
@@ -75,6 +85,14 @@ class TokenPublic(_Orm):
     name: str
     prefix: str
     is_admin: bool
+    scope: str = Field(
+        validation_alias=AliasChoices("effective_scope", "scope"),
+        description="read, submit or manage; 'admin' for an admin token.",
+    )
+    project_id: str
+    minted_by: str | None = Field(
+        default=None, description="The token that minted this one; revoking it revokes this one too."
+    )
     created_at: datetime
 
 
@@ -82,10 +100,11 @@ class TokenCreated(TokenPublic):
     """A new token, with its value: shown this once, stored only hashed."""
 
     token: str
-    project_id: str
 
 
 class TokensPublic(BaseModel):
+    """A page of the tokens the caller may manage (``count``: how many in all)."""
+
     data: list[TokenPublic]
     count: int
 

@@ -141,6 +141,42 @@ def seed_demo(settings: Any) -> str | None:
     return assessment_id
 
 
+#: Name of the token ``amulet serve --demo`` mints for the dashboard (a new one replaces it at each start).
+DEMO_TOKEN_NAME = "demo (printed by amulet serve --demo)"
+
+
+def mint_demo_token(settings: Any) -> str:
+    """A ``submit`` token of the default project for the demo's visitor; returns its value (shown once).
+
+    Enough to look at the demo and launch assessments from the dashboard, not to mint or revoke tokens (the
+    admin token is not printed again after first start). The admin is its minter, and the previous demo
+    token is revoked, so restarts do not pile up live tokens.
+    """
+    from sqlalchemy import select
+
+    from backend import crud
+    from backend.core.db import DEFAULT_PROJECT, get_sessionmaker
+    from backend.models import ApiToken, Project
+
+    with get_sessionmaker(settings)() as session:
+        project = session.scalar(select(Project).where(Project.name == DEFAULT_PROJECT))
+        if project is None:
+            raise RuntimeError("The default project is missing; the database was not initialised.")
+        admin = session.scalar(
+            select(ApiToken.id).where(ApiToken.is_admin.is_(True), ApiToken.revoked_at.is_(None)).limit(1)
+        )
+        previous = select(ApiToken.id).where(
+            ApiToken.project_id == project.id, ApiToken.name == DEMO_TOKEN_NAME, ApiToken.revoked_at.is_(None)
+        )
+        for token_id in list(session.scalars(previous)):
+            crud.revoke_token(session, token_id=token_id)
+        _row, plaintext = crud.create_token(
+            session, project_id=project.id, name=DEMO_TOKEN_NAME, scope="submit", minted_by=admin
+        )
+        session.commit()
+    return plaintext
+
+
 def _wait_healthy(url: str, processes: list[subprocess.Popen[bytes]], timeout: float) -> bool:
     import httpx
 
@@ -231,11 +267,16 @@ def serve_command(
             _err("The API did not become healthy; stopping.")
             raise typer.Exit(EXIT_ERROR)
         demo_id = seed_demo(settings) if demo else None
+        demo_token = mint_demo_token(settings) if demo else None
         typer.echo(f"Amulet API     {api_url}  (OpenAPI docs: {api_url}/docs)")
         if app_path is not None:
             typer.echo(f"Dashboard      http://{host}:{settings.dashboard_port}")
         if demo_id:
             typer.echo(f"Demo           assessment {demo_id} queued: {api_url}/assessments/{demo_id}")
+        if demo_token:
+            typer.echo(f"Demo token     {demo_token}")
+            typer.echo("               (scope 'submit': paste it in the dashboard to see the demo and launch")
+            typer.echo("               assessments; it cannot mint or revoke tokens; a new one each start)")
         if token:
             typer.echo(f"Admin token    {token}")
             typer.echo("               (shown once: store it now; it is kept only hashed)")

@@ -147,7 +147,8 @@ def run_migrations(settings: Settings) -> None:
 def init_db(session: Session, settings: Settings) -> str | None:
     """Create the default project and its admin token on first start.
 
-    With ``settings.admin_token`` set, that token is registered (idempotently) and None is returned.
+    With ``settings.admin_token`` set, that token is registered, or restored when its row was revoked, and
+    None is returned.
     Otherwise, when no admin token exists yet, a new one is generated, stored hashed, and returned: the
     caller shows it once, since it cannot be recovered.
     """
@@ -158,7 +159,8 @@ def init_db(session: Session, settings: Settings) -> str | None:
         session.flush()
     if settings.admin_token:
         digest = hash_token(settings.admin_token)
-        if session.scalar(select(ApiToken).where(ApiToken.token_hash == digest)) is None:
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+        if row is None:
             session.add(
                 ApiToken(
                     project_id=project.id,
@@ -166,8 +168,12 @@ def init_db(session: Session, settings: Settings) -> str | None:
                     token_hash=digest,
                     prefix=token_display_prefix(settings.admin_token),
                     is_admin=True,
+                    scope="manage",
                 )
             )
+        else:
+            # The operator's token is valid after every start, whatever happened to its row meanwhile.
+            row.revoked_at, row.is_admin, row.scope = None, True, "manage"
         session.commit()
         return None
     existing = session.scalar(select(ApiToken).where(ApiToken.is_admin.is_(True), ApiToken.revoked_at.is_(None)))
@@ -182,6 +188,7 @@ def init_db(session: Session, settings: Settings) -> str | None:
             token_hash=hash_token(token),
             prefix=token_display_prefix(token),
             is_admin=True,
+            scope="manage",
         )
     )
     session.commit()

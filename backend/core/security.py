@@ -10,9 +10,25 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-__all__ = ["TOKEN_PREFIX", "generate_token", "hash_token", "token_display_prefix"]
+__all__ = [
+    "ADMIN_SCOPE",
+    "SCOPES",
+    "TOKEN_PREFIX",
+    "generate_token",
+    "hash_token",
+    "scope_allows",
+    "token_display_prefix",
+]
 
 TOKEN_PREFIX = "amt_"
+
+#: Token scopes, each including the ones before it: ``read`` answers GET requests; ``submit`` adds every
+#: other request on the project's uploads and assessments (upload, submit, cancel, delete); ``manage`` adds
+#: minting and revoking tokens. The admin token (``is_admin``) holds every scope and creates projects.
+SCOPES = ("read", "submit", "manage")
+#: What an admin token shows as its scope; no token can be minted with it.
+ADMIN_SCOPE = "admin"
+_RANK = {name: rank for rank, name in enumerate((*SCOPES, ADMIN_SCOPE))}
 
 
 def generate_token() -> str:
@@ -28,3 +44,8 @@ def hash_token(token: str) -> str:
 def token_display_prefix(token: str) -> str:
     """The first characters of ``token``, safe to show in listings to tell tokens apart."""
     return token[: len(TOKEN_PREFIX) + 6]
+
+
+def scope_allows(held: str, needed: str) -> bool:
+    """Whether a token holding scope ``held`` may do what needs scope ``needed`` (scopes include lower ones)."""
+    return _RANK.get(held, -1) >= _RANK[needed]
