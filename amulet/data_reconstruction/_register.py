@@ -84,7 +84,8 @@ def run_fredrikson_ccs_2015(ctx: CellContext, params: FredriksonCCS2015Params) -
 
     Iterates are clipped to ``ctx.clip_range`` or, when the dataset declares none, to the range of the
     training inputs. On tables the one-hot block of every categorical column is also projected onto the
-    probability simplex after each step, using the column layout the dataset records (its fitted encoding;
+    probability simplex (a block without its first category, as the built-in tables encode them: onto
+    {x >= 0, sum <= 1}) after each step, using the column layout the dataset records (its fitted encoding;
     :meth:`TabularLayout.from_dataset`). A table without a recorded encoding has all its columns treated as
     numeric (a warning is logged) and ``similarity`` is then not measured (NaN): there is no category to
     recover.

@@ -12,7 +12,8 @@ from amulet.utils import TensorData, TrainConfig
 
 @pytest.fixture(scope="session")
 def fmnist_train(fmnist_small) -> TensorData:
-    return TensorData.from_dataset(fmnist_small.train_set)
+    # the stored images: reading train_set items would draw upstream's random training augmentation
+    return TensorData.from_numpy(fmnist_small.x_train, fmnist_small.y_train)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from amulet import registry
 from amulet.data_reconstruction import TabularLayout
-from amulet.data_reconstruction._layout import project_to_simplex
+from amulet.data_reconstruction._layout import project_to_capped_simplex, project_to_simplex
 from amulet.data_reconstruction.attacks import FredriksonCCS2015
 from amulet.data_reconstruction.metrics import evaluate_similarity
 from amulet.exceptions import InvalidParameterError
@@ -31,6 +31,64 @@ def test_census_layout_is_read_from_the_dataset(census) -> None:
     names = census.feature_names
     assert [names[i] for i in layout.numeric] == list(census.preprocessing["numeric"])
     assert all(names[i].startswith("workclass=") for i in layout.categorical["workclass"])
+    # upstream's encoding drops each block's first category: the layout knows it is the all-zero pattern
+    assert layout.dropped == {c: info["categories"][0] for c, info in census.preprocessing["categorical"].items()}
+    assert (
+        len(layout.categorical["workclass"]) == len(census.preprocessing["categorical"]["workclass"]["categories"]) - 1
+    )
+    assert "6 without their first category" in layout.describe()
+
+
+def test_census_rows_decode_to_their_raw_categories_including_the_dropped_first_one(census) -> None:
+    from amulet.datasets._sources import DATASET_SOURCES, locate_offline
+    from amulet.datasets._tabular import read_adult
+
+    raw = read_adult(locate_offline(DATASET_SOURCES["census"].offline)[0]).loc[census.index_train[:3000]]
+    layout = TabularLayout.from_dataset(census)
+    x = torch.from_numpy(census.x_train[:3000]).float()
+    for column, info in census.preprocessing["categorical"].items():
+        decoded = [info["categories"][int(i)] for i in layout.category_scores(x, column).argmax(-1)]
+        assert decoded == raw[column].fillna("Unknown").astype(str).tolist(), column
+    first = (raw["workclass"].fillna("Unknown") == "Federal-gov").to_numpy()  # dropped: an all-zero block
+    assert first.any() and float(x[torch.tensor(first)][:, list(layout.categorical["workclass"])].abs().sum()) == 0
+
+
+def test_capped_simplex_projection_is_the_closest_point_of_the_dropped_first_block_set() -> None:
+    v = torch.tensor([[0.2, 0.1, -0.5], [0.9, 0.8, 0.0], [-1.0, -2.0, -0.1], [0.5, 0.5, 0.0]])
+    p = project_to_capped_simplex(v)
+    assert torch.allclose(p[0], torch.tensor([0.2, 0.1, 0.0]))  # inside once clamped: only the clamp
+    assert torch.allclose(p[1], torch.tensor([0.55, 0.45, 0.0]))  # the sum constraint is active
+    assert torch.equal(p[2], torch.zeros(3))  # all zeros: the dropped first category
+    assert torch.allclose(p[3], v[3])
+    # no point of {x >= 0, sum <= 1} is closer (checked against many random feasible points)
+    feasible = torch.distributions.Dirichlet(torch.ones(4)).sample((20000,))[:, 1:]
+    for row, proj in zip(v, p):
+        assert float(((proj - row) ** 2).sum()) <= float(((feasible - row) ** 2).sum(-1).min()) + 1e-6
+    layout = TabularLayout(4, numeric=(0,), categorical={"c": (1, 2, 3)}, dropped={"c": "first"})
+    x = torch.tensor([[7.0, 0.9, 0.8, 0.0]])
+    assert torch.allclose(layout.project(x), torch.tensor([[7.0, 0.55, 0.45, 0.0]]))
+    assert torch.allclose(
+        layout.category_scores(torch.tensor([0.0, 0.1, 0.2, 0.0]), "c"), torch.tensor([0.7, 0.1, 0.2, 0.0])
+    )
+    with pytest.raises(InvalidParameterError, match="'dropped' categories"):
+        TabularLayout(4, numeric=(0,), categorical={"c": (1, 2, 3)}, dropped={"d": "first"})
+
+
+def test_similarity_credits_the_dropped_first_category_when_a_block_is_all_zeros() -> None:
+    # columns: colour=blue, colour=green (colour=red dropped: all zeros), weight (numeric)
+    x = torch.tensor([[0, 0, 0.2], [0, 0, 0.4], [1, 0, 0.6], [0, 1, 1.0], [0, 1, 0.8]], dtype=torch.float32)
+    y = torch.tensor([0, 0, 0, 1, 1])
+    layout = TabularLayout.from_encoding(
+        ["colour=blue", "colour=green", "weight"], {"colour": ["red", "blue", "green"]}, ["weight"],
+        dropped={"colour": "red"},
+    )  # fmt: skip
+    assert layout.categorical == {"colour": (0, 1)} and layout.categories == {"colour": ("blue", "green")}
+    recs = [torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.9, 0.0, 0.9])]
+    res = evaluate_similarity(DataLoader(TensorDataset(x, y), batch_size=2), recs, (3,), 2, "cpu", layout=layout)
+    # class 0 is mostly red (the dropped category), which its reconstruction's near-zero block names; class 1 is
+    # green, and its reconstruction names blue
+    assert res["class_category_accuracy"] == {0: 1.0, 1: 0.0}
+    assert res["category_accuracy_prior"] == 0.5  # the overall mode (red) is class 0's only
 
 
 def test_dataset_without_encoding_is_all_numeric_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
@@ -80,8 +138,10 @@ def test_census_inversion_reports_finite_tabular_metrics(census, census_model) -
         model, (census.num_features,), 2, "cpu", 100, 50, 0.0, 100.0, clip_range=(0.0, 1.0), layout=layout
     ).attack()
     for r in recs:  # every one-hot block of a reconstruction is a distribution over its categories
-        for block in layout.categorical.values():
-            assert float(r[list(block)].sum()) == pytest.approx(1.0, abs=1e-5)
+        for name, block in layout.categorical.items():
+            assert name in layout.dropped and bool((r[list(block)] >= 0).all())
+            assert float(r[list(block)].sum()) <= 1.0 + 1e-5  # the rest is the dropped first category's share
+            assert float(layout.category_scores(r, name).sum()) == pytest.approx(1.0, abs=1e-5)
     res = evaluate_similarity(data.loader(500), recs, (census.num_features,), 2, "cpu", layout=layout)
     values = [res["mean_mse"], res["mean_numeric_mse"], res["mean_category_accuracy"], res["category_accuracy_prior"]]
     values += [*res["class_category_accuracy"].values(), *res["block_accuracy"].values()]

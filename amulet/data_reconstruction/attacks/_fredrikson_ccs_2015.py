@@ -51,8 +51,9 @@ class FredriksonCCS2015(DataReconstructionAttack):
             when the output at the start is non-negative and sums to 1), keyword-only.
         clip_range: Optional ``(min, max)`` to clip every iterate to (e.g. ``(0, 1)`` for images), keyword-only.
         layout: Optional :class:`~amulet.data_reconstruction.TabularLayout` of 1-D tabular inputs, keyword-only.
-            When given, every iterate's one-hot blocks are projected onto the probability simplex (after the
-            clip), so each block stays a distribution over its categories, the continuous counterpart of the
+            When given, every iterate's one-hot blocks are projected onto the probability simplex, or onto
+            {x >= 0, sum <= 1} for a block without its first category (after the clip), so each block stays a
+            distribution over its categories, the continuous counterpart of the
             valid one-hot inputs; without it a large step drives every category of a block to the clip
             bound and the block no longer names one category.
         progress: Progress reporter (task ``"inversion"``, one unit per class), keyword-only.

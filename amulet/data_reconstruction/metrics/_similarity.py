@@ -25,7 +25,9 @@ which columns are numeric and which form the one-hot block of a categorical colu
   recovered. ``block_accuracy`` gives it per categorical column (averaged over classes), and
   ``category_accuracy_prior`` what a reconstruction that knows only the whole data's most frequent
   category of each column would score: recovery above it is information about the class, not just the
-  population. Present when the table has one-hot blocks.
+  population. Present when the table has one-hot blocks. A block without its first category (the built-in
+  tables, as upstream encodes them) scores that category as ``1 - sum`` of the block
+  (:meth:`~amulet.data_reconstruction.TabularLayout.category_scores`).
 
 Without a layout a table's columns are all treated as numeric (logged, and ``layout`` says so). SSIM is
 not defined for tables, so image-only keys are absent from a table's result, and vice versa.
@@ -264,10 +266,12 @@ def evaluate_similarity(
         overall = sums.sum(0) / counts.sum()
         per_block: dict[str, dict[int, float]] = {}
         prior: dict[str, list[float]] = {}
-        for name, block in layout.categorical.items():
-            cols = torch.as_tensor(block, device=device)
-            per_block[name] = {c: _recovery(means[c][cols], recs[c][cols]) for c in present}
-            prior[name] = [float(int(overall[cols].argmax()) == int(means[c][cols].argmax())) for c in present]
+        for name in layout.categorical:
+            # Category scores include a dropped first category (1 - the block's sum) where the block has one.
+            mean_scores = {c: layout.category_scores(means[c], name) for c in present}
+            overall_best = int(layout.category_scores(overall, name).argmax())
+            per_block[name] = {c: _recovery(mean_scores[c], layout.category_scores(recs[c], name)) for c in present}
+            prior[name] = [float(overall_best == int(mean_scores[c].argmax())) for c in present]
         accuracy = {
             c: float(np.mean([per_block[b][c] for b in per_block])) if c in means else nan for c in range(output_size)
         }
