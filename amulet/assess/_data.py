@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from amulet.assess._spec import DatasetSpec, ModelSpec
+from amulet.utils._models import CAPACITY_CONFIG  # upstream's capacities m1..m4 as architecture config fields
 from amulet.utils._seeding import derive_seed, numpy_rng
 from amulet.utils._tensordata import TensorData
 
@@ -37,26 +38,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Capacities m1..m4 of the built-in architectures (upstream Amulet's capacity map), as architecture config fields.
-CAPACITY_CONFIG: dict[str, dict[str, dict[str, Any]]] = {
-    "linearnet": {
-        "m1": {"hidden_layer_sizes": [128, 256, 128]},
-        "m2": {"hidden_layer_sizes": [256, 512, 256]},
-        "m3": {"hidden_layer_sizes": [512, 1024, 512]},
-        "m4": {"hidden_layer_sizes": [512, 1024, 1024, 512]},
-    },
-    "simplecnn": {
-        "m1": {"conv_channels_kernel": [[12, 5], [24, 5]], "fc_layers": [256]},
-        "m2": {"conv_channels_kernel": [[20, 5], [50, 5]], "fc_layers": [512]},
-        "m3": {"conv_channels_kernel": [[32, 5], [64, 5]], "fc_layers": [768]},
-        "m4": {"conv_channels_kernel": [[32, 5], [64, 5], [128, 3]], "fc_layers": [1024, 512]},
-    },
-    "vgg": {f"m{i + 1}": {"layer_config": name} for i, name in enumerate(("VGG11", "VGG13", "VGG16", "VGG19"))},
-    "resnet": {
-        f"m{i + 1}": {"size": name} for i, name in enumerate(("resnet34", "resnet50", "resnet101", "resnet152"))
-    },
-}
 
 #: Upstream's short names.
 ARCHITECTURE_ALIASES = {"cnn": "simplecnn"}

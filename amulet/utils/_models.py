@@ -1,4 +1,4 @@
-"""``initialize_model``: build a model from an architecture name and a capacity (m1 ... m4)."""
+"""``initialize_model``: a model from an architecture name and a capacity (m1 ... m4), as upstream Amulet 0.6.0."""
 
 from __future__ import annotations
 
@@ -9,41 +9,77 @@ from typing import Any
 
 from torch import nn
 
-from amulet._validation import Options, check_param
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
 
-__all__ = ["DEFAULT_CAPACITY_MAP", "initialize_model"]
+__all__ = ["CAPACITY_CONFIG", "DEFAULT_CAPACITY_MAP", "CapacityError", "initialize_model"]
 
 logger = logging.getLogger(__name__)
 
-#: Capacity m1 ... m4 of each built-in architecture (read-only by convention: copy it to customise).
-DEFAULT_CAPACITY_MAP: dict[str, dict[str, Any]] = {
+#: Capacities m1 ... m4 of the built-in architectures as fields of their registry configs
+#: (:func:`amulet.models.create_model`), keyed by registry name then capacity: the form the assessment
+#: engine reads (VGG by name, lists where upstream has tuples, so that it serialises as JSON).
+#: :data:`DEFAULT_CAPACITY_MAP` (upstream's shape) is derived from it.
+CAPACITY_CONFIG: dict[str, dict[str, dict[str, Any]]] = {
     "linearnet": {
-        "m1": [128, 256, 128],
-        "m2": [256, 512, 256],
-        "m3": [512, 1024, 512],
-        "m4": [512, 1024, 1024, 512],
+        "m1": {"hidden_layer_sizes": [128, 256, 128]},
+        "m2": {"hidden_layer_sizes": [256, 512, 256]},
+        "m3": {"hidden_layer_sizes": [512, 1024, 512]},
+        "m4": {"hidden_layer_sizes": [512, 1024, 1024, 512]},
     },
-    "vgg": {"m1": "VGG11", "m2": "VGG13", "m3": "VGG16", "m4": "VGG19"},
-    "resnet": {"m1": "resnet34", "m2": "resnet50", "m3": "resnet101", "m4": "resnet152"},
-    "cnn": {
-        "m1": {"conv_channels_kernel": [(12, 5), (24, 5)], "fc_layers": [256]},
-        "m2": {"conv_channels_kernel": [(20, 5), (50, 5)], "fc_layers": [512]},
-        "m3": {"conv_channels_kernel": [(32, 5), (64, 5)], "fc_layers": [768]},
-        "m4": {"conv_channels_kernel": [(32, 5), (64, 5), (128, 3)], "fc_layers": [1024, 512]},
+    "simplecnn": {
+        "m1": {"conv_channels_kernel": [[12, 5], [24, 5]], "fc_layers": [256]},
+        "m2": {"conv_channels_kernel": [[20, 5], [50, 5]], "fc_layers": [512]},
+        "m3": {"conv_channels_kernel": [[32, 5], [64, 5]], "fc_layers": [768]},
+        "m4": {"conv_channels_kernel": [[32, 5], [64, 5], [128, 3]], "fc_layers": [1024, 512]},
+    },
+    "vgg": {f"m{i + 1}": {"layer_config": name} for i, name in enumerate(("VGG11", "VGG13", "VGG16", "VGG19"))},
+    "resnet": {
+        f"m{i + 1}": {"size": name} for i, name in enumerate(("resnet34", "resnet50", "resnet101", "resnet152"))
     },
 }
 
+
+def _upstream_capacity_map() -> dict[str, dict[str, Any]]:
+    from amulet.models._vgg import VGG_CONFIGS
+
+    capacities = sorted(CAPACITY_CONFIG["linearnet"])
+    return {
+        capacity: {
+            "vgg": list(VGG_CONFIGS[CAPACITY_CONFIG["vgg"][capacity]["layer_config"]]),
+            "linearnet": list(CAPACITY_CONFIG["linearnet"][capacity]["hidden_layer_sizes"]),
+            "resnet": CAPACITY_CONFIG["resnet"][capacity]["size"],
+            "cnn": {
+                "conv_layers": [tuple(pair) for pair in CAPACITY_CONFIG["simplecnn"][capacity]["conv_channels_kernel"]],
+                "fc_layers": list(CAPACITY_CONFIG["simplecnn"][capacity]["fc_layers"]),
+            },
+        }
+        for capacity in capacities
+    }
+
+
+#: Upstream's capacity map, ``{capacity: {architecture: config}}``: ``"vgg"`` a layer list (VGG11/13/16/19),
+#: ``"linearnet"`` the hidden layer sizes, ``"resnet"`` a torchvision ResNet name (resnet34/50/101/152) and
+#: ``"cnn"`` ``{"conv_layers": [(channels, kernel), ...], "fc_layers": [...]}``. Read-only by convention:
+#: copy it to customise, and pass the copy as ``model_conf``.
+DEFAULT_CAPACITY_MAP: dict[str, dict[str, Any]] = _upstream_capacity_map()
+
 _ALIASES = {"simplecnn": "cnn", "linear_net": "linearnet"}
-_IMAGE_ARCHS = ("cnn", "vgg", "resnet")
-#: Largest int ``num_features`` read as a channel count by the image architectures.
-MAX_CHANNELS = 16
-_DEFAULT_SIZE = {"cnn": 28, "vgg": 32, "resnet": 32}
+_BUILT_IN = ("vgg", "resnet", "linearnet", "cnn")
+#: The input upstream's image models are built for when ``num_features`` is an int (upstream ignores it for
+#: them): VGG and ResNet take 3 channels (CIFAR) at any size, SimpleCNN 1 channel at 28x28 ((F)MNIST).
+_UPSTREAM_CHANNELS = {"vgg": 3, "resnet": 3, "cnn": 1}
+
+
+class CapacityError(InvalidParameterError, KeyError):
+    """A capacity missing from ``model_conf``, or an architecture missing from a capacity's config.
+
+    A :class:`KeyError` as upstream raises, and an :class:`~amulet.exceptions.InvalidParameterError` as
+    Amulet's other bad-parameter errors.
+    """
 
 
 def _image_shape(arch: str, num_features: Any, input_shape: Any) -> tuple[int, int, int]:
-    """Resolve ``(channels, height, width)`` for an image architecture (see :func:`initialize_model`)."""
-    owner = "initialize_model"
+    """``(channels, height, width)`` of an image architecture's input (see :func:`initialize_model`)."""
     shape = input_shape if input_shape is not None else num_features
     name = "input_shape" if input_shape is not None else "num_features"
     if isinstance(shape, Sequence) and not isinstance(shape, (str, bytes)):
@@ -52,19 +88,12 @@ def _image_shape(arch: str, num_features: Any, input_shape: Any) -> tuple[int, i
             dims = (1, *dims)
         if len(dims) == 3 and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
             return dims  # type: ignore[return-value]
-    elif isinstance(shape, int) and not isinstance(shape, bool) and shape > 0 and input_shape is None:
-        if shape <= MAX_CHANNELS:
-            return (shape, _DEFAULT_SIZE[arch], _DEFAULT_SIZE[arch])
-        # A flattened square image with 1 or 3 channels (n = s*s or 3*s*s; never both for integer s).
-        for channels in (1, 3):
-            side = math.isqrt(shape // channels)
-            if shape % channels == 0 and side * side * channels == shape:
-                return (channels, side, side)
-    expected = (
-        "a (channels, height, width) shape, a channel count <= 16, or the flattened size of a square image "
-        "with 1 or 3 channels (e.g. 784 = 1x28x28, 3072 = 3x32x32)"
+    elif isinstance(shape, int) and not isinstance(shape, bool) and input_shape is None:
+        return (_UPSTREAM_CHANNELS[arch], 28, 28) if arch == "cnn" else (_UPSTREAM_CHANNELS[arch], 32, 32)
+    expected = "a (channels, height, width) or (height, width) shape of positive ints"
+    raise InvalidParameterError(
+        PARAM_MESSAGE.format(name=name, owner="initialize_model", expected=expected, value=shape)
     )
-    raise InvalidParameterError(PARAM_MESSAGE.format(name=name, owner=owner, expected=expected, value=shape))
 
 
 def initialize_model(
@@ -86,19 +115,23 @@ def initialize_model(
 
     Args:
         model_arch: ``"linearnet"``, ``"cnn"`` (alias ``"simplecnn"``), ``"vgg"`` or ``"resnet"``; or any
-            other architecture of :mod:`amulet.models`' registry that ``model_conf`` maps to a config dict.
-        model_capacity: A key of ``model_conf[model_arch]``: ``"m1"`` ... ``"m4"`` by default (vgg:
-            VGG11/13/16/19; resnet: resnet34/50/101/152; linearnet: [128,256,128] ... [512,1024,1024,512];
+            other architecture of :mod:`amulet.models`' registry that ``model_conf[model_capacity]`` maps to a
+            config dict (:func:`amulet.models.create_model` arguments).
+        model_capacity: A key of ``model_conf``: ``"m1"`` ... ``"m4"`` by default (vgg: VGG11/13/16/19;
+            resnet: resnet34/50/101/152; linearnet: [128,256,128] ... [512,1024,1024,512];
             cnn: [(12,5),(24,5)]/[256] ... [(32,5),(64,5),(128,3)]/[1024,512]).
         num_features: For linearnet, the number of input features (a shape is flattened). For the image
-            architectures (cnn, vgg, resnet): the input's ``(C, H, W)`` shape, or an int: at most 16 is the
-            channel count (height and width then default to 28 for cnn, 32 otherwise; vgg and resnet work
-            on any size anyway), larger is the flattened size of a square 1- or 3-channel image
-            (784 -> 1x28x28, 3072 -> 3x32x32).
+            architectures, an int is ignored as upstream does (upstream's image datasets give ``H * W``,
+            which does not say the channels): vgg and resnet are built for 3-channel images (CIFAR; any
+            size), cnn for 1x28x28 ((F)MNIST; other sizes run through its adaptive pool). A
+            ``(channels, height, width)`` (or ``(height, width)``) shape builds them for that input instead.
         num_classes: Number of output classes.
-        log: Logger for the "model initialised" message (default: this module's logger).
-        batch_norm: Use BatchNorm (linearnet, cnn, vgg); for resnet ``False`` swaps BatchNorm for GroupNorm.
-        model_conf: Capacity map, ``{arch: {capacity: value}}``. Default :data:`DEFAULT_CAPACITY_MAP`.
+        log: Logger for the "model initialised" message and the unknown-architecture error (default: this
+            module's logger).
+        batch_norm: Use BatchNorm (linearnet, vgg); for resnet ``False`` swaps BatchNorm for GroupNorm. cnn
+            has no BatchNorm, as upstream (build :class:`amulet.models.SimpleCNN` directly for one with it).
+        model_conf: Capacity map in upstream's shape, ``{capacity: {arch: config}}``. Default
+            :data:`DEFAULT_CAPACITY_MAP`.
         resnet_replace_first: ResNet only: 3x3 stride-1 stem without max-pool (small images).
         input_shape: Keyword-only. Explicit ``(C, H, W)`` for image architectures (overrides
             ``num_features``); for linearnet its product must equal ``num_features``.
@@ -107,12 +140,17 @@ def initialize_model(
         The model (an :class:`amulet.models.AmuletModel` for the built-ins), in training mode, on the CPU.
 
     Raises:
-        InvalidParameterError: unknown ``model_arch`` or ``model_capacity`` or a bad shape, naming it.
+        CapacityError: (a ``KeyError``, as upstream) ``model_capacity`` is not a key of ``model_conf``, or
+            its config has no entry for ``model_arch``.
+        InvalidParameterError: (a ``ValueError``, as upstream) unknown ``model_arch``; or a bad shape or
+            model argument, naming it.
 
     Example:
         >>> from amulet.utils import initialize_model
         >>> initialize_model("linearnet", "m1", 20, 2).hidden_layer_sizes
         [128, 256, 128]
+        >>> initialize_model("vgg", "m1", 32 * 32, 10).input_channels  # CIFAR-10, upstream's num_features
+        3
         >>> initialize_model("vgg", "m1", (1, 28, 28), 10).input_channels
         1
     """
@@ -120,12 +158,27 @@ def initialize_model(
 
     log = log or logger
     owner = "initialize_model"
+    if not isinstance(model_capacity, str) or model_capacity not in model_conf:
+        raise CapacityError(
+            f"Capacity '{model_capacity}' not found in model_conf. The 'model_capacity' parameter of {owner} "
+            f"must be one of {sorted(model_conf)}."
+        )
+    capacity_config = model_conf[model_capacity]
     arch = _ALIASES.get(model_arch, model_arch) if isinstance(model_arch, str) else model_arch
-    known = sorted(set(model_conf) | {alias for alias, target in _ALIASES.items() if target in model_conf})
-    check_param(owner, "model_arch", model_arch, [Options(known)])
-    capacities = model_conf[arch]
-    check_param(owner, "model_capacity", model_capacity, [Options(sorted(capacities))])
-    value = capacities[model_capacity]
+    registered = isinstance(arch, str) and arch in architectures() and isinstance(capacity_config.get(arch), Mapping)
+    if arch not in _BUILT_IN and not registered:
+        known = sorted(set(_BUILT_IN) | set(_ALIASES) | {a for a in capacity_config if a in architectures()})
+        msg = (
+            f"Incorrect model architecture: {model_arch}. The 'model_arch' parameter of {owner} must be one of "
+            f"{known}. Got {model_arch!r} instead."
+        )
+        log.error(msg)
+        raise InvalidParameterError(msg)
+    if arch not in capacity_config:
+        raise CapacityError(
+            f"'{arch}' config missing for capacity '{model_capacity}'. Add model_conf[{model_capacity!r}][{arch!r}]."
+        )
+    value = capacity_config[arch]
 
     model: nn.Module
     if arch == "linearnet":
@@ -139,16 +192,15 @@ def initialize_model(
                 )
             )
         model = LinearNet(n_features, num_classes, hidden_layer_sizes=list(value), batch_norm=batch_norm)
-    elif arch in _IMAGE_ARCHS:
+    elif arch in _UPSTREAM_CHANNELS:
         channels, height, width = _image_shape(arch, num_features, input_shape)
         if arch == "cnn":
             model = SimpleCNN(
-                value["conv_channels_kernel"],
+                value["conv_layers"],
                 value["fc_layers"],
                 num_classes,
                 channels,
                 input_size=(height, width),
-                batch_norm=batch_norm,
             )
         elif arch == "vgg":
             model = VGG(num_classes, value, batch_norm, input_channels=channels)
@@ -156,7 +208,7 @@ def initialize_model(
             model = ResNet(
                 value, False, num_classes, resnet_replace_first, input_channels=channels, batch_norm=batch_norm
             )
-    elif arch in architectures() and isinstance(value, Mapping):
+    else:
         config = dict(value)
         config.setdefault("num_classes", num_classes)
         if input_shape is not None:
@@ -166,11 +218,6 @@ def initialize_model(
         else:
             config.setdefault("input_shape", (num_features,))
         model = create_model(arch, **config)
-    else:
-        raise InvalidParameterError(
-            f"model_conf[{arch!r}][{model_capacity!r}] must be a config dict for a registered architecture "
-            f"(known: {', '.join(architectures())}); got {value!r}."
-        )
     log.info(
         "Model initialized: %s %s (%d parameters)", arch, model_capacity, sum(p.numel() for p in model.parameters())
     )

@@ -33,7 +33,7 @@ def test_matches_sklearn_on_random_scores(seed: int, ties: bool) -> None:
     # TPR at 1% FPR: the best TPR whose FPR is at most 1%, and its threshold reproduces it
     ok = sk_fpr <= 0.01
     assert metrics["tpr_at_fpr"] == pytest.approx(sk_tpr[ok].max(), abs=1e-12)
-    called = scores >= metrics["threshold_score"]
+    called = scores >= metrics["threshold_at_fpr"]
     assert called[labels].mean() == pytest.approx(metrics["tpr_at_fpr"], abs=1e-12)
     assert called[~labels].mean() <= 0.01
     assert metrics["tpr_at_0_1pct_fpr"] == pytest.approx(sk_tpr[sk_fpr <= 0.001].max(), abs=1e-12)

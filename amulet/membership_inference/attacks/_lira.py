@@ -108,6 +108,9 @@ class LiRA(MembershipInferenceAttack):
     under ``models_dir`` keyed by architecture, recipe (epochs, optimizer, defenses), their own rows, seed
     and trainer, so a changed setting never reuses a stale shadow.
 
+    As upstream, :meth:`prepare_shadow_models` trains the shadows and :meth:`attack` scores with them,
+    training them first when they are not prepared (or were prepared with other settings).
+
     Reference:
         Membership Inference Attacks From First Principles. Carlini et al., IEEE S&P 2022.
         https://arxiv.org/abs/2112.03570
@@ -129,7 +132,8 @@ class LiRA(MembershipInferenceAttack):
         epochs (int): Shadow training epochs.
         device (str | torch.device): Torch device.
         models_dir (str | Path | None): Directory for cached shadow models (None: no cache).
-        exp_id (int): Experiment id (part of the cache directory name).
+        experiment_id (int): Experiment id (part of the cache directory name), upstream's name. Default 0.
+        exp_id (int | None): Keyword-only. Alias of ``experiment_id`` (the name upstream's base class uses).
         recipe (Recipe | None): Keyword-only. Training recipe of the shadows; default plain Adam training
             with ``epochs``, ``batch_size`` and ``lr``. Pass the target's recipe so that a defended target
             gets defended shadows.
@@ -177,8 +181,9 @@ class LiRA(MembershipInferenceAttack):
         epochs: int,
         device: str | torch.device,
         models_dir: str | Path | None,
-        exp_id: int,
+        experiment_id: int = 0,
         *,
+        exp_id: int | None = None,
         recipe: Recipe | None = None,
         model_factory: Callable[[], nn.Module] | None = None,
         lr: float = 1e-3,
@@ -186,6 +191,10 @@ class LiRA(MembershipInferenceAttack):
         seed: int = 0,
         progress: Progress | None = None,
     ) -> None:
+        if exp_id is not None and experiment_id not in (0, exp_id):
+            raise InvalidParameterError(
+                f"LiRA got experiment_id={experiment_id!r} and its alias exp_id={exp_id!r}; give only one of them."
+            )
         self.target_model = target_model
         self.in_data = in_data
         self.shadow_architecture = shadow_architecture
@@ -201,13 +210,22 @@ class LiRA(MembershipInferenceAttack):
         self.epochs = epochs
         self.device = device
         self.models_dir = models_dir
-        self.exp_id = exp_id
+        self.experiment_id = experiment_id if exp_id is None else exp_id
         self.recipe = recipe
         self.model_factory = model_factory
         self.lr = lr
         self.fix_variance = fix_variance
         self.seed = seed
         self.progress = progress
+
+    @property
+    def exp_id(self) -> int:
+        """Alias of :attr:`experiment_id` (upstream's base class stores it under this name)."""
+        return self.experiment_id
+
+    @exp_id.setter
+    def exp_id(self, value: int) -> None:
+        self.experiment_id = value
 
     def _factory(self) -> Callable[[], nn.Module]:
         if self.model_factory is not None:
@@ -229,13 +247,42 @@ class LiRA(MembershipInferenceAttack):
             return self.recipe
         return Recipe(TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr))
 
-    def attack(self) -> dict[str, np.ndarray]:
-        """Train (or load) the shadows and score every record of ``train_set``.
+    def _data(self) -> TensorData:
+        return self.train_set if isinstance(self.train_set, TensorData) else TensorData.from_dataset(self.train_set)
+
+    def _shadow_settings(self) -> tuple[Any, ...]:
+        """What the prepared shadows depend on: attack() retrains them when any of it changed since."""
+        return (
+            id(self.train_set),
+            self.shadow_architecture,
+            self.shadow_capacity,
+            self.num_features,
+            self.num_classes,
+            self.batch_size,
+            self.pkeep,
+            self.num_shadow,
+            self.epochs,
+            str(self.device),
+            None if self.models_dir is None else str(self.models_dir),
+            self.dataset,
+            self.experiment_id,
+            id(self.recipe),
+            id(self.model_factory),
+            self.lr,
+            self.seed,
+        )
+
+    def prepare_shadow_models(self) -> list[nn.Module]:
+        """Train (or load from ``models_dir``) the ``num_shadow`` shadow models, as upstream.
+
+        :meth:`attack` then reuses them; it calls this method itself when they are not prepared yet or any
+        setting they depend on changed since.
 
         Returns:
-            ``{"lira_online_preds", "lira_offline_preds", "true_labels"}``: two float arrays of scores
-            (higher = more likely a member) and a boolean array (True = in ``in_data``), one entry per
-            record of ``train_set``.
+            The shadow models (also :attr:`shadow_models_`; their IN/OUT rows are :attr:`keep_`).
+
+        Raises:
+            InvalidParameterError: a parameter out of range, naming it.
         """
         validate_params(self)
         if round(self.pkeep * self.num_shadow) < 1 or round(self.pkeep * self.num_shadow) >= self.num_shadow:
@@ -245,8 +292,42 @@ class LiRA(MembershipInferenceAttack):
                 "instead."
             )
         progress = resolve_progress(self.progress)
-        device = torch.device(self.device)
-        data = self.train_set if isinstance(self.train_set, TensorData) else TensorData.from_dataset(self.train_set)
+        data = self._data()
+        keep = make_keep_matrix(self.num_shadow, len(data), self.pkeep, derive_seed(self.seed, "lira", "keep"))
+        seeds = [derive_seed(self.seed, "lira", "shadow", i) for i in range(self.num_shadow)]
+        cache_dir = None
+        if self.models_dir is not None:
+            cache_dir = Path(self.models_dir) / f"lira_{self.dataset}_{self.experiment_id}"
+        progress.start("lira_shadows", 1, "LiRA: shadow models")
+        population = train_population(
+            self._factory(),
+            data,
+            [np.flatnonzero(row) for row in keep],
+            recipe=self._recipe(),
+            seeds=seeds,
+            device=torch.device(self.device),
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+        progress.advance("lira_shadows")
+        progress.finish("lira_shadows")
+        self.keep_ = keep
+        self.shadow_models_ = population.models
+        self.trainer_mode_ = population.mode
+        self.n_cached_ = population.n_cached
+        self._prepared_for = self._shadow_settings()
+        return population.models
+
+    def attack(self) -> dict[str, np.ndarray]:
+        """Score every record of ``train_set`` with the shadows (trained first unless prepared).
+
+        Returns:
+            ``{"lira_online_preds", "lira_offline_preds", "true_labels"}``: two float arrays of scores
+            (higher = more likely a member) and a boolean array (True = in ``in_data``), one entry per
+            record of ``train_set``.
+        """
+        validate_params(self)
+        data = self._data()
         n = len(data)
         in_idx = np.asarray(torch.as_tensor(np.asarray(self.in_data)).long().reshape(-1))
         if len(in_idx) and (in_idx.min() < 0 or in_idx.max() >= n):
@@ -254,45 +335,28 @@ class LiRA(MembershipInferenceAttack):
                 f"The 'in_data' parameter of LiRA must hold indices of train_set (0..{n - 1}). "
                 f"Got values from {in_idx.min()} to {in_idx.max()} instead."
             )
+        if getattr(self, "_prepared_for", None) != self._shadow_settings():
+            self.prepare_shadow_models()
         true_labels = np.zeros(n, dtype=bool)
         true_labels[in_idx] = True
-
-        keep = make_keep_matrix(self.num_shadow, n, self.pkeep, derive_seed(self.seed, "lira", "keep"))
-        seeds = [derive_seed(self.seed, "lira", "shadow", i) for i in range(self.num_shadow)]
-        cache_dir = None
-        if self.models_dir is not None:
-            cache_dir = Path(self.models_dir) / f"lira_{self.dataset}_{self.exp_id}"
-        progress.start("lira", 2, "LiRA: shadow models")
-        population = train_population(
-            self._factory(),
-            data,
-            [np.flatnonzero(row) for row in keep],
-            recipe=self._recipe(),
-            seeds=seeds,
-            device=device,
-            cache_dir=cache_dir,
-            progress=progress,
-        )
-        progress.advance("lira")
-        shadow_logits = population_logits(population.models, data.x, device=device)
+        progress = resolve_progress(self.progress)
+        progress.start("lira", 1, "LiRA: scoring")
+        device = torch.device(self.device)
+        shadow_logits = population_logits(self.shadow_models_, data.x, device=device)
         target_logits = population_logits([self.target_model], data.x, device=device)[0]
         shadow_scores = logit_scaled_confidence(shadow_logits, data.y).numpy()
         target_scores = logit_scaled_confidence(target_logits, data.y).numpy()
-        online, offline = lira_scores(target_scores, shadow_scores, keep, fix_variance=self.fix_variance)
+        online, offline = lira_scores(target_scores, shadow_scores, self.keep_, fix_variance=self.fix_variance)
         progress.advance("lira")
         progress.finish("lira")
-        self.keep_ = keep
-        self.shadow_models_ = population.models
-        self.trainer_mode_ = population.mode
-        self.n_cached_ = population.n_cached
         self.shadow_scores_ = shadow_scores
         self.target_scores_ = target_scores
         return {"lira_online_preds": online, "lira_offline_preds": offline, "true_labels": true_labels}
 
     def get_shadow_models(self) -> list[nn.Module]:
-        """The shadows trained by :meth:`attack`."""
+        """The shadows trained by :meth:`prepare_shadow_models` (or by :meth:`attack`)."""
         if not hasattr(self, "shadow_models_"):
-            raise NotRunError("This LiRA instance has not run yet; call attack() first.")
+            raise NotRunError("This LiRA instance has no shadow models yet; call prepare_shadow_models() or attack().")
         return self.shadow_models_
 
     def __repr__(self) -> str:

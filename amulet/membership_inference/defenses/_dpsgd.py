@@ -11,7 +11,8 @@ What is done differently from upstream Amulet 0.6.0:
   replaced), and attacks that need input gradients (PGD, model inversion, dataset inference) run on it;
 * the spent epsilon is exposed as :attr:`DPSGD.epsilon_` and, on the returned model, as the attribute
   ``privacy_epsilon_`` (with ``privacy_delta_`` and ``privacy_noise_multiplier_``); the interaction engine
-  reads it from the model;
+  reads it from the model. :attr:`DPSGD.privacy_engine` is, as upstream, the Opacus ``PrivacyEngine`` the
+  training ran through, so ``privacy_engine.accountant.get_epsilon(delta)`` is the same number;
 * an optional ``target_epsilon`` picks the noise multiplier through Opacus' accountant utilities
   (``get_noise_multiplier``) for the sampling rate and number of steps the training will take;
 * the recipe stage trains with its own epochs, batch size, learning rate and optimizer (DP-SGD needs more
@@ -30,6 +31,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from amulet._validation import InstanceOf, Interval, Options, validate_params
+from amulet._validation import InstanceOf, Interval, Options, check_param, validate_params
 from amulet.exceptions import InvalidParameterError, NotApplicableError, NotRunError
 from amulet.membership_inference.defenses._base import MembershipInferenceDefense
 from amulet.progress import Progress, resolve_progress
@@ -87,6 +89,8 @@ class DPTrainingResult:
         accountant: The accountant's name (``"rdp"``, ``"prv"`` or ``"gdp"``).
         batch_sizes: Size of every logical batch drawn (shows the Poisson sampling).
         noise_multiplier: The noise multiplier trained with (the one ``target_epsilon`` picked, if given).
+        privacy_engine: The Opacus ``PrivacyEngine`` the training ran through (its accountant holds the
+            history ``epsilon`` is computed from).
     """
 
     model: nn.Module
@@ -98,6 +102,7 @@ class DPTrainingResult:
     accountant: str = "rdp"
     batch_sizes: list[int] = field(default_factory=list)
     noise_multiplier: float = 0.0
+    privacy_engine: Any = None
 
 
 def _replaced(before: nn.Module, after: nn.Module) -> list[str]:
@@ -171,6 +176,8 @@ def spent_epsilon(accountant: str, history: tuple[tuple[float, float, int], ...]
     """
     from opacus.accountants import create_accountant
 
+    if any(sigma == 0 and steps > 0 for sigma, _, steps in history):
+        return math.inf  # no noise, no guarantee (the PRV accountant would overflow instead of saying so)
     engine_accountant = create_accountant(mechanism=accountant)
     engine_accountant.history = [tuple(entry) for entry in history]
     return float(engine_accountant.get_epsilon(delta))
@@ -298,6 +305,7 @@ def dp_train(
     batch_transform: BatchTransform | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    privacy_engine: Any = None,
 ) -> DPTrainingResult:
     """Train ``model`` with DP-SGD through Opacus and return a hook-free copy with its epsilon.
 
@@ -329,6 +337,8 @@ def dp_train(
             Opacus' hooks disabled so that it does not pollute per-sample gradients.
         seed: Seed of sampling, noise and the batch transform.
         progress: Progress reporter (task ``"dp_sgd"``).
+        privacy_engine: An Opacus ``PrivacyEngine`` to train through (its accountant must be ``accountant``);
+            default a new one. One used before keeps its history, so the epsilon composes both trainings.
 
     Returns:
         A :class:`DPTrainingResult`.
@@ -369,7 +379,15 @@ def dp_train(
         optimizer = type(optimizer)(fixed.parameters(), **optimizer.defaults)
         model = fixed
     template = copy.deepcopy(model)  # plain architecture, used for the hook-free result
-    engine = PrivacyEngine(accountant=accountant, secure_mode=secure_rng)
+    engine = privacy_engine
+    if engine is None:
+        engine = PrivacyEngine(accountant=accountant, secure_mode=secure_rng)
+    if engine.accountant.mechanism() != accountant:
+        raise InvalidParameterError(
+            f"The 'privacy_engine' parameter of dp_train must use the {accountant!r} accountant. "
+            f"Got one with {engine.accountant.mechanism()!r} instead."
+        )
+    steps_before = sum(n for _, _, n in engine.accountant.history)
     grad_sample_mode = "no_op" if graph else "hooks"
     if secure_rng:
         private_model, private_optimizer, loader = engine.make_private(
@@ -443,7 +461,7 @@ def dp_train(
         progress.advance("dp_sgd", loss=round(total / max(count, 1), 5), epoch=epoch + 1)
     progress.finish("dp_sgd")
     epsilon = spent_epsilon(accountant, tuple(engine.accountant.history), float(delta))
-    steps = sum(n for _, _, n in engine.accountant.history)
+    steps = sum(n for _, _, n in engine.accountant.history) - steps_before
     template.load_state_dict(private_model._module.state_dict())
     private_model._close()  # removes Opacus' hooks and grad_sample attributes from the trained module
     setattr(template, EPSILON_ATTRIBUTE, epsilon)
@@ -459,6 +477,7 @@ def dp_train(
         accountant=accountant,
         batch_sizes=batch_sizes,
         noise_multiplier=float(noise_multiplier),
+        privacy_engine=engine,
     )
 
 
@@ -480,7 +499,9 @@ class DPSGD(MembershipInferenceDefense):
         secure_rng (bool): Cryptographically secure sampling and noise (needs ``torchcsprng``). Default False.
         epochs (int): Training epochs, >= 1. Default 5.
         max_physical_batch_size (int | None): Largest physical batch (memory), or None. Default None.
-        accountant (str): Keyword-only. ``"rdp"`` (default), ``"prv"`` or ``"gdp"``.
+        accountant (str): Keyword-only. ``"prv"`` (default: Opacus' default, which upstream's
+            ``PrivacyEngine(secure_mode=secure_rng)`` uses), ``"rdp"`` (the assessment engine's default) or
+            ``"gdp"``.
         seed (int): Keyword-only. Seed of Poisson sampling and noise (ignored with ``secure_rng``). Default 0.
         target_epsilon (float | None): Keyword-only. If given, the noise multiplier is the smallest whose
             epsilon after this training is at most ``target_epsilon`` (Opacus' ``get_noise_multiplier`` for
@@ -488,6 +509,10 @@ class DPSGD(MembershipInferenceDefense):
         progress (Progress | None): Keyword-only. Progress reporter.
 
     Attributes:
+        privacy_engine (opacus.PrivacyEngine): As upstream: the engine the training runs through (created on
+            first use, so it exists before training). After :meth:`train_private`,
+            ``privacy_engine.accountant.get_epsilon(delta)`` equals :attr:`epsilon_`; training again on the
+            same instance continues its history, so the epsilon composes both runs.
         epsilon_ (float): Spent epsilon at ``delta`` (also ``privacy_epsilon_`` on the returned model).
         noise_multiplier_ (float): The noise multiplier trained with (``sigma``, or the one ``target_epsilon``
             picked; also ``privacy_noise_multiplier_`` on the returned model).
@@ -506,6 +531,8 @@ class DPSGD(MembershipInferenceDefense):
         ...            "cpu", delta=1e-5, max_per_sample_grad_norm=1.0, sigma=1.0, epochs=1)
         >>> private = dp.train_private()
         >>> round(private.privacy_epsilon_, 6) == round(dp.epsilon_, 6) and dp.epsilon_ > 0
+        True
+        >>> dp.privacy_engine.accountant.get_epsilon(1e-5) == dp.epsilon_
         True
     """
 
@@ -540,7 +567,7 @@ class DPSGD(MembershipInferenceDefense):
         epochs: int = 5,
         max_physical_batch_size: int | None = None,
         *,
-        accountant: str = "rdp",
+        accountant: str = "prv",
         seed: int = 0,
         target_epsilon: float | None = None,
         progress: Progress | None = None,
@@ -560,6 +587,19 @@ class DPSGD(MembershipInferenceDefense):
         self.seed = seed
         self.target_epsilon = target_epsilon
         self.progress = progress
+        self._privacy_engine: Any = None
+
+    @property
+    def privacy_engine(self) -> Any:
+        """The Opacus ``PrivacyEngine`` that training runs through (this instance's accountant and secure_rng)."""
+        engine = self._privacy_engine
+        if engine is None or engine.accountant.mechanism() != self.accountant or engine.secure_mode != self.secure_rng:
+            from opacus import PrivacyEngine
+
+            check_param(type(self).__name__, "accountant", self.accountant, [Options({"rdp", "prv", "gdp"})])
+            check_param(type(self).__name__, "secure_rng", self.secure_rng, [InstanceOf(bool)])
+            engine = self._privacy_engine = PrivacyEngine(accountant=self.accountant, secure_mode=self.secure_rng)
+        return engine
 
     def train_private(self) -> nn.Module:
         """Train with DP-SGD and return the plain, hook-free model (carrying ``privacy_epsilon_``)."""
@@ -580,6 +620,7 @@ class DPSGD(MembershipInferenceDefense):
             seed=self.seed,
             target_epsilon=self.target_epsilon,
             progress=self.progress,
+            privacy_engine=self.privacy_engine,
         )
         self.epsilon_ = result.epsilon
         self.noise_multiplier_ = result.noise_multiplier

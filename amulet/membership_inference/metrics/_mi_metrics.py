@@ -42,12 +42,14 @@ def compute_mi_metrics(preds: np.ndarray, true_labels: np.ndarray, fpr_threshold
             Default 0.01.
 
     Returns:
-        ``{"auc", "balanced_acc", "tpr_at_fpr", "threshold_score", "tpr_at_0_1pct_fpr"}``:
+        ``{"auc", "balanced_acc", "tpr_at_fpr", "threshold_score", "threshold_at_fpr", "tpr_at_0_1pct_fpr"}``:
 
         * ``auc``: area under the ROC curve (trapezoidal, as ``sklearn.metrics.roc_auc_score``);
         * ``balanced_acc``: the best balanced accuracy ``(TPR + TNR) / 2`` over all thresholds;
         * ``tpr_at_fpr``: the highest TPR among thresholds whose FPR is at most ``fpr_threshold``;
-        * ``threshold_score``: the score threshold reaching it (members are scores >= it);
+        * ``threshold_score``: the score threshold reaching ``balanced_acc`` (members are scores >= it; the
+          highest such threshold when several tie), as upstream Amulet 0.6.0;
+        * ``threshold_at_fpr``: the score threshold reaching ``tpr_at_fpr``;
         * ``tpr_at_0_1pct_fpr``: the same TPR at an FPR of at most 0.1%.
 
     Raises:
@@ -93,11 +95,15 @@ def compute_mi_metrics(preds: np.ndarray, true_labels: np.ndarray, fpr_threshold
         best = ok[np.argmax(tpr[ok])]
         return float(tpr[best]), float(thresholds[best])
 
-    tpr_low, threshold = tpr_at(fpr_threshold)
+    tpr_low, threshold_at_fpr = tpr_at(fpr_threshold)
+    balanced = (tpr + 1.0 - fpr) / 2.0
+    # argmax takes the first maximum, i.e. the highest threshold: the one sklearn's roc_curve (upstream) reports.
+    best = int(np.argmax(balanced))
     return {
         "auc": auc,
-        "balanced_acc": float(np.max((tpr + 1.0 - fpr) / 2.0)),
+        "balanced_acc": float(balanced[best]),
         "tpr_at_fpr": tpr_low,
-        "threshold_score": threshold,
+        "threshold_score": float(thresholds[best]),
+        "threshold_at_fpr": threshold_at_fpr,
         "tpr_at_0_1pct_fpr": tpr_at(0.001)[0],
     }
