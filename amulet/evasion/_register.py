@@ -142,6 +142,9 @@ def run_pgd(ctx: CellContext, params: PGDParams) -> dict[str, float]:
         clip_max=clip_max,
         seed=derive_seed(ctx.seed, "pgd") % (2**62),
         progress=ctx.progress,
+        # The cell measures robustness to attacks on the true labels (its threat model); layer 1's default
+        # (upstream's) attacks the model's own predictions, which differs on misclassified inputs.
+        label_source="true",
     )
     adversarial = attack.attack()
     # The clean loader is unshuffled, so the examples are aligned with test.x row by row.
@@ -210,6 +213,10 @@ def make_adversarial_training_stage(params: AdversarialTrainingParams) -> BatchS
         "clip_min": params.clip_min,
         "clip_max": params.clip_max,
         "mix_clean": params.mix_clean,
+        # The engine's meaning of adversarial training: one step per batch on PGD examples of the true labels.
+        # Upstream's clean step before it (layer 1's default) is not taken: under a stacked DP-SGD loop it
+        # would double the noisy steps, and so the privacy spent, per epoch.
+        "label_source": "true",
     }
     return BatchStage(
         defense="adversarial_training",

@@ -37,12 +37,21 @@ def test_batch_transform_mixes_the_requested_share_of_clean_rows():
     assert (x_new - x).abs().max() <= 0.2 + 1e-6
 
 
-def test_validation_happens_when_training_starts():
+@pytest.mark.parametrize(
+    ("kwargs", "name", "allowed"),
+    [
+        ({"epochs": -1}, "epochs", "an int in the range [0, inf]"),
+        ({"label_source": "gold"}, "label_source", "one of {'predicted', 'true'}"),
+        ({"clean_step": "yes"}, "clean_step", "an instance of bool"),
+        ({"clip_min": 1.0, "clip_max": 0.0}, "clip_max", "a float in the range (1, inf)"),
+    ],
+)
+def test_bad_parameters_are_refused_at_construction(kwargs, name, allowed):
     model = nn.Linear(4, 2)
     loader = TensorData(torch.rand(4, 4), torch.zeros(4, dtype=torch.long)).loader(2)
-    defense = AdversarialTrainingPGD(
-        model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), loader, "cpu", epochs=-1
-    )
-    assert defense.epochs == -1
-    with pytest.raises(InvalidParameterError, match="'epochs' parameter of AdversarialTrainingPGD"):
-        defense.train_robust()
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of AdversarialTrainingPGD") as error:
+        AdversarialTrainingPGD(
+            model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), loader, "cpu", **kwargs
+        )
+    assert isinstance(error.value, ValueError)
+    assert allowed in str(error.value)

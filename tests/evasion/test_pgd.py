@@ -60,18 +60,20 @@ def test_same_seed_same_examples():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "name"),
+    ("kwargs", "name", "allowed"),
     [
-        ({"epsilon": -0.1}, "epsilon"),
-        ({"iterations": 2.5}, "iterations"),
-        ({"clip_min": 1.0, "clip_max": 0.0}, "clip_max"),
+        ({"epsilon": -0.1}, "epsilon", "a float in the range [0, inf]"),
+        ({"iterations": 2.5}, "iterations", "an int in the range [0, inf]"),
+        ({"clip_min": 1.0, "clip_max": 0.0}, "clip_max", "a float in the range (1, inf)"),
+        ({"label_source": "gold"}, "label_source", "one of {'predicted', 'true'}"),
     ],
 )
-def test_bad_parameters_are_named_at_run_time(kwargs, name):
+def test_bad_parameters_are_refused_at_construction(kwargs, name, allowed):
     data = TensorData(torch.rand(4, 16), torch.zeros(4, dtype=torch.long))
-    attack = EvasionPGD(_tiny_model(), data.loader(4), "cpu", 4, **kwargs)  # __init__ does not validate
-    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of EvasionPGD"):
-        attack.attack()
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of EvasionPGD") as error:
+        EvasionPGD(_tiny_model(), data.loader(4), "cpu", 4, **kwargs)
+    assert isinstance(error.value, ValueError)
+    assert allowed in str(error.value)
 
 
 def test_fmnist_ball_clip_and_epsilon_zero(fmnist_model, fmnist_tensors):
@@ -104,8 +106,8 @@ def test_fmnist_agrees_with_torchattacks_pgd(fmnist_model, fmnist_tensors):
     torchattacks = pytest.importorskip("torchattacks")
     _, test = fmnist_tensors
     eps, alpha, steps = 0.05, 0.01, 10
-    ours = EvasionPGD(
-        fmnist_model, test.loader(500), "cpu", 500, epsilon=eps, iterations=steps, step_size=alpha
+    ours = EvasionPGD(  # torchattacks attacks the true labels
+        fmnist_model, test.loader(500), "cpu", 500, epsilon=eps, iterations=steps, step_size=alpha, label_source="true"
     ).attack()
     ours_acc = robust_accuracy(fmnist_model, ours, "cpu")
     reference = torchattacks.PGD(fmnist_model.eval(), eps=eps, alpha=alpha, steps=steps, random_start=True)

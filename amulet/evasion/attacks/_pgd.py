@@ -9,13 +9,35 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from amulet._validation import InstanceOf, Interval, check_param, validate_params
+from amulet._validation import InstanceOf, Interval, Options, check_param, validate_params
 from amulet.evasion.attacks._base import EvasionAttack
 from amulet.exceptions import InvalidParameterError
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator
 
-__all__ = ["EvasionPGD", "check_inputs_in_clip_range", "pgd_linf", "pgd_linf_stacked"]
+__all__ = [
+    "LABEL_SOURCES",
+    "EvasionPGD",
+    "check_inputs_in_clip_range",
+    "pgd_linf",
+    "pgd_linf_stacked",
+    "predicted_labels",
+]
+
+#: Which labels PGD ascends the loss of: the model's own predictions on the clean inputs (upstream Amulet's and
+#: cleverhans' default, ``y=None``) or the true labels (Madry et al.).
+LABEL_SOURCES = ("predicted", "true")
+
+
+@torch.no_grad()
+def predicted_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's eval-mode predictions on ``x`` (restoring its train/eval mode), as cleverhans' ``y=None``."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model(x).argmax(1)
+    finally:
+        model.train(was_training)
 
 
 def _clamp(x: torch.Tensor, low: float | None, high: float | None) -> torch.Tensor:
@@ -223,7 +245,12 @@ def check_inputs_in_clip_range(
 
 
 class EvasionPGD(EvasionAttack):
-    """Untargeted L-inf PGD with a uniform random start against the true labels (Madry et al. 2018).
+    """Untargeted L-inf PGD with a uniform random start (Madry et al. 2018).
+
+    By default, as upstream Amulet (cleverhans with ``y=None``), PGD raises the loss of the model's own
+    predictions on the clean inputs; ``label_source="true"`` raises the loss of the true labels instead (Madry et
+    al.'s formulation, used by the assessment engine). The two differ only on inputs the model misclassifies.
+    Either way the returned loader pairs each example with its true label.
 
     Reference:
         Towards Deep Learning Models Resistant to Adversarial Attacks. Aleksander Madry, Aleksandar Makelov,
@@ -243,6 +270,8 @@ class EvasionPGD(EvasionAttack):
             unbounded). The inputs must not lie above it.
         seed: Seed of the random start (default 0); the same seed gives the same examples.
         progress: Progress reporter (task ``"pgd"``, one unit per batch); silent when None.
+        label_source: ``"predicted"`` (default, upstream's: the model's predictions on the clean inputs) or
+            ``"true"`` (the loader's labels), the labels whose loss PGD raises.
 
     Every adversarial example lies within ``epsilon`` of its clean input (L-inf) and inside
     [clip_min, clip_max]. Inputs outside [clip_min, clip_max] are refused (:meth:`attack` raises): clamping
@@ -250,6 +279,10 @@ class EvasionPGD(EvasionAttack):
 
     Attributes:
         adversarial_examples_: Tensor of all adversarial inputs after :meth:`attack`.
+
+    Raises:
+        InvalidParameterError: (a ``ValueError``) at construction, for a parameter outside its allowed values
+            (the message names it and them).
 
     Example:
         >>> import torch
@@ -276,6 +309,7 @@ class EvasionPGD(EvasionAttack):
         "clip_max": [Interval(float, None, None), None],
         "seed": [Interval(int, 0, None)],
         "progress": [InstanceOf(Progress), None],
+        "label_source": [Options(set(LABEL_SOURCES))],
     }
 
     def __init__(
@@ -292,6 +326,7 @@ class EvasionPGD(EvasionAttack):
         *,
         seed: int = 0,
         progress: Progress | None = None,
+        label_source: str = "predicted",
     ) -> None:
         self.model = model
         self.test_loader = test_loader
@@ -304,12 +339,16 @@ class EvasionPGD(EvasionAttack):
         self.clip_max = clip_max
         self.seed = seed
         self.progress = progress
+        self.label_source = label_source
+        validate_params(self)
+        _check_clip_range(type(self).__name__, self.clip_min, self.clip_max)
 
     def attack(self) -> DataLoader:
         """Compute PGD examples for every test input.
 
         Returns:
-            An unshuffled loader of (x_adv, y_true) with ``batch_size``, aligned with ``test_loader``.
+            An unshuffled loader of (x_adv, y_true) with ``batch_size``, aligned with ``test_loader`` (the true
+            labels, whichever ``label_source`` the examples were made against).
 
         Raises:
             InvalidParameterError: (a ``ValueError``) a bad parameter, or inputs outside [clip_min, clip_max];
@@ -332,10 +371,11 @@ class EvasionPGD(EvasionAttack):
         xs, ys = [], []
         for x, y in progress.track(batches, "pgd", description="PGD attack"):
             x, y = x.to(device), y.to(device)
+            target = predicted_labels(self.model, x) if self.label_source == "predicted" else y
             x_adv = pgd_linf(
                 self.model,
                 x,
-                y,
+                target,
                 epsilon=float(self.epsilon),
                 step_size=float(self.step_size),
                 iterations=int(self.iterations),

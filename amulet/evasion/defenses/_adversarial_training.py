@@ -8,8 +8,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from amulet._validation import InstanceOf, Interval, validate_params
-from amulet.evasion.attacks._pgd import _check_clip_range, pgd_linf, pgd_linf_stacked
+from amulet._validation import InstanceOf, Interval, Options, validate_params
+from amulet.evasion.attacks._pgd import (
+    LABEL_SOURCES,
+    _check_clip_range,
+    pgd_linf,
+    pgd_linf_stacked,
+    predicted_labels,
+)
 from amulet.evasion.defenses._base import EvasionDefense
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator
@@ -26,11 +32,13 @@ def pgd_batch_transform(
     clip_min: float | None = None,
     clip_max: float | None = None,
     mix_clean: float = 0.0,
+    label_source: str = "true",
 ) -> BatchTransform:
     """A training-batch transform that replaces inputs by PGD examples against the current model.
 
-    The examples are made with the model in eval mode and the batch's true labels; a seeded
-    ``round(mix_clean * n)`` rows of each batch stay clean. Labels are unchanged.
+    The examples are made with the model in eval mode, raising the loss of the batch's true labels (default)
+    or of the model's own predictions (``label_source="predicted"``, upstream's choice); a seeded
+    ``round(mix_clean * n)`` rows of each batch stay clean. The returned labels are the batch's true labels.
 
     Args:
         epsilon: L-inf radius.
@@ -39,18 +47,24 @@ def pgd_batch_transform(
         clip_min: Lowest valid input value (None: unbounded).
         clip_max: Highest valid input value (None: unbounded).
         mix_clean: Fraction of every batch left clean, in [0, 1].
+        label_source: ``"true"`` (default) or ``"predicted"``: the labels whose loss PGD raises.
 
     Returns:
         ``transform(model, x, y, generator) -> (x', y)`` for :func:`amulet.utils.train_model` and recipes.
+
+    Raises:
+        ValueError: an unknown ``label_source``.
     """
+    _check_label_source(label_source)
 
     def transform(
         model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        target = predicted_labels(model, x) if label_source == "predicted" else y
         x_adv = pgd_linf(
             model,
             x,
-            y,
+            target,
             epsilon=epsilon,
             step_size=step_size,
             iterations=iterations,
@@ -71,6 +85,7 @@ def pgd_stacked_batch_transform(
     clip_min: float | None = None,
     clip_max: float | None = None,
     mix_clean: float = 0.0,
+    label_source: str = "true",
 ) -> StackedBatchTransform:
     """:func:`pgd_batch_transform` for a stacked ensemble of K models (batched population training).
 
@@ -81,7 +96,11 @@ def pgd_stacked_batch_transform(
     Returns:
         ``transform(forward, x, y, generators) -> (x', y)`` with ``x`` of shape (K, n, ...) and ``forward``
         the models' eval-mode logits.
+
+    Raises:
+        ValueError: an unknown ``label_source``.
     """
+    _check_label_source(label_source)
 
     def transform(
         forward: Callable[[torch.Tensor], torch.Tensor],
@@ -89,10 +108,15 @@ def pgd_stacked_batch_transform(
         y: torch.Tensor,
         generators: Sequence[torch.Generator],
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if label_source == "predicted":
+            with torch.no_grad():
+                target = forward(x.detach()).argmax(-1)
+        else:
+            target = y
         x_adv = pgd_linf_stacked(
             forward,
             x,
-            y,
+            target,
             epsilon=epsilon,
             step_size=step_size,
             iterations=iterations,
@@ -105,6 +129,11 @@ def pgd_stacked_batch_transform(
     return transform
 
 
+def _check_label_source(label_source: str) -> None:
+    if label_source not in LABEL_SOURCES:
+        raise ValueError(f"label_source must be one of {list(LABEL_SOURCES)}; got {label_source!r}.")
+
+
 def _keep_clean(x_adv: torch.Tensor, x: torch.Tensor, mix_clean: float, generator: torch.Generator) -> torch.Tensor:
     """``x_adv`` with a seeded ``round(mix_clean * n)`` of its rows put back to the clean ``x``."""
     n_clean = round(mix_clean * len(x))
@@ -115,10 +144,15 @@ def _keep_clean(x_adv: torch.Tensor, x: torch.Tensor, mix_clean: float, generato
 
 
 class AdversarialTrainingPGD(EvasionDefense):
-    """Adversarial training: every step trains on L-inf PGD examples of the current batch.
+    """Adversarial training on L-inf PGD examples of every batch.
 
-    The examples are generated against the current model in eval mode with the true labels (random start,
-    clipped to [clip_min, clip_max]); the update is then taken in train mode.
+    By default, as upstream Amulet, every batch gives two updates: a step on the clean batch, then a step on
+    PGD examples made against the model just updated, raising the loss of its own predictions
+    (``label_source="predicted"``, cleverhans' ``y=None``); both steps train on the true labels.
+    ``clean_step=False`` takes only the adversarial step (Madry et al.'s formulation, with ``mix_clean`` rows
+    of each batch left clean), and ``label_source="true"`` makes the examples against the true labels, as the
+    assessment engine's adversarial-training stage does. The examples are generated with the model in eval
+    mode (random start, clipped to [clip_min, clip_max]); the updates are taken in train mode.
 
     Reference:
         Towards Deep Learning Models Resistant to Adversarial Attacks. Madry et al., ICLR 2018.
@@ -136,12 +170,19 @@ class AdversarialTrainingPGD(EvasionDefense):
         step_size: PGD step size (default 0.01).
         clip_min: Lowest valid input value (default 0.0; None for unbounded features).
         clip_max: Highest valid input value (default 1.0; None for unbounded features).
-        mix_clean: Fraction of each batch left clean (default 0.0: all adversarial).
+        mix_clean: Fraction of each adversarial batch left clean (default 0.0: all adversarial).
         seed: Seed of the PGD random starts (default 0).
         progress: Progress reporter (task ``"adversarial_training"``, one unit per epoch).
+        clean_step: Take a step on the clean batch before the adversarial step (default True, upstream's).
+        label_source: ``"predicted"`` (default, upstream's) or ``"true"``: the labels whose loss PGD raises.
 
     Attributes:
-        losses_: Mean training loss of every epoch, after :meth:`train_robust`.
+        losses_: Mean training loss of every epoch (over all its steps, clean and adversarial), after
+            :meth:`train_robust`.
+
+    Raises:
+        InvalidParameterError: (a ``ValueError``) at construction, for a parameter outside its allowed values
+            (the message names it and them).
     """
 
     _parameter_constraints = {
@@ -159,6 +200,8 @@ class AdversarialTrainingPGD(EvasionDefense):
         "mix_clean": [Interval(float, 0, 1)],
         "seed": [Interval(int, 0, None)],
         "progress": [InstanceOf(Progress), None],
+        "clean_step": [InstanceOf(bool)],
+        "label_source": [Options(set(LABEL_SOURCES))],
     }
 
     def __init__(
@@ -178,6 +221,8 @@ class AdversarialTrainingPGD(EvasionDefense):
         mix_clean: float = 0.0,
         seed: int = 0,
         progress: Progress | None = None,
+        clean_step: bool = True,
+        label_source: str = "predicted",
     ) -> None:
         self.model = model
         self.criterion = criterion
@@ -193,6 +238,10 @@ class AdversarialTrainingPGD(EvasionDefense):
         self.mix_clean = mix_clean
         self.seed = seed
         self.progress = progress
+        self.clean_step = clean_step
+        self.label_source = label_source
+        validate_params(self)
+        _check_clip_range(type(self).__name__, self.clip_min, self.clip_max)
 
     def train_robust(self) -> nn.Module:
         """Run adversarial training.
@@ -212,6 +261,7 @@ class AdversarialTrainingPGD(EvasionDefense):
             clip_min=self.clip_min,
             clip_max=self.clip_max,
             mix_clean=float(self.mix_clean),
+            label_source=self.label_source,
         )
         model = self.model.to(device)
         has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
@@ -223,15 +273,23 @@ class AdversarialTrainingPGD(EvasionDefense):
                 x, y = batch[0].to(device).float(), batch[1].to(device).long()
                 if len(x) < 2 and has_bn:
                     continue  # BatchNorm cannot train on a batch of one
+                if self.clean_step:
+                    total += self._step(model, x, y)
+                    count += len(x)
+                # The examples are made against the model as the clean step left it (upstream's order).
                 x_adv, y = transform(model, x, y, generator)
-                model.train()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = self.criterion(model(x_adv), y)
-                loss.backward()
-                self.optimizer.step()
-                total += loss.item() * len(x)
+                total += self._step(model, x_adv, y)
                 count += len(x)
             self.losses_.append(total / max(count, 1))
             progress.advance("adversarial_training", loss=round(self.losses_[-1], 5), epoch=epoch + 1)
         progress.finish("adversarial_training")
         return model.eval()
+
+    def _step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One optimizer step on (x, y) in train mode; returns the batch's summed loss."""
+        model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.criterion(model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item() * len(x)
