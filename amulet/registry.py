@@ -11,7 +11,8 @@ Entries carry:
     help text (its JSON Schema is what the API and the dashboard show);
   * for risks, the headline metrics with their direction (does a higher value mean more susceptible?);
   * for attacks, the threat model (attacker knowledge, data, budget) and ``run``: the layer-2 adapter
-    ``run(ctx: CellContext, params) -> dict[metric_key, float]``;
+    ``run(ctx: CellContext, params) -> dict[metric_key, float]`` (or an :class:`AttackOutput` when the attack
+    also yields a ROC curve or per-record scores);
   * for defenses, ``make_stage(params) -> Stage``: the training-recipe stage it contributes
     (see :mod:`amulet.recipes`).
 
@@ -42,13 +43,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttackInfo",
+    "AttackOutput",
     "CellContext",
     "DefenseInfo",
     "HeadlineMetric",
     "MetricInfo",
     "NoParams",
     "RiskInfo",
+    "RocCurve",
     "ThreatModel",
+    "VulnerableRecord",
     "attacks",
     "catalog",
     "defenses",
@@ -154,6 +158,60 @@ class ThreatModel:
     goal: str = ""
 
 
+class RocCurve(BaseModel):
+    """A ROC curve, thinned for plotting: false-positive rates ascending, with their true-positive rates.
+
+    Attributes:
+        fpr: False-positive rates in [0, 1], ascending; the first is the smallest non-zero rate measured.
+        tpr: True-positive rate at each ``fpr``.
+        n_positive: Number of positive candidates (members) the curve was measured on.
+        n_negative: Number of negative candidates (non-members); ``1 / n_negative`` is the smallest
+            false-positive rate the curve can resolve.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    fpr: list[float]
+    tpr: list[float]
+    n_positive: int
+    n_negative: int
+
+
+class VulnerableRecord(BaseModel):
+    """A training record that an attack singled out: one of the highest-scoring members.
+
+    Attributes:
+        record: The record's row number (0-based) in the assessment's training split (the rows the
+            member/adversary split is drawn from; see ``docs/reports.md``).
+        label: The record's class label.
+        score: The attack's membership score for it (higher = more confidently a member).
+        rank: Its rank among every candidate the attack scored, members and non-members (1 = highest).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    record: int
+    label: int
+    score: float
+    rank: int
+
+
+class AttackOutput(BaseModel):
+    """What an attack adapter may return instead of a plain ``dict`` of metrics.
+
+    Attributes:
+        metrics: Metric key -> value, as a plain adapter returns.
+        roc: The ROC curve of the attack's scores (membership-style attacks).
+        vulnerable_records: The most exposed training records, highest score first.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: dict[str, float]
+    roc: RocCurve | None = None
+    vulnerable_records: list[VulnerableRecord] = []
+
+
 @dataclass(frozen=True)
 class AttackInfo:
     """An attack: how a risk is measured."""
@@ -165,7 +223,7 @@ class AttackInfo:
     cls: type | None
     params: type[BaseModel]
     threat_model: ThreatModel
-    run: Callable[[CellContext, Any], dict[str, float]]
+    run: Callable[[CellContext, Any], dict[str, float] | AttackOutput]
     summary: str = ""
     reference: str = ""
     modalities: tuple[str, ...] = ("tabular", "image")
@@ -220,6 +278,8 @@ class CellContext:
         defense_keys: Keys of the defenses in the target's recipe (empty for the baseline).
         input_shape: Shape of one input (e.g. (1, 28, 28) or (n_features,)).
         clip_range: (min, max) valid input values (e.g. (0, 1) for images).
+        member_index: Row numbers of ``member`` in the assessment's training split (so that an attack can
+            name the records it exposes); ``None`` when unknown.
     """
 
     target: nn.Module
@@ -236,6 +296,7 @@ class CellContext:
     defense_keys: tuple[str, ...] = ()
     input_shape: tuple[int, ...] = ()
     clip_range: tuple[float, float] | None = None
+    member_index: Any = None  # numpy array of ints; Any keeps numpy out of this module's imports
     extras: dict[str, Any] = field(default_factory=dict)
 
 

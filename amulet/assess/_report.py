@@ -31,6 +31,7 @@ from amulet.assess._display import (
     format_value,
     text_colour,
 )
+from amulet.assess._exposure import RECORDS_PER_ROW, exposed_records, roc_svgs
 from amulet.assess._heatmap import heatmap_rows, heatmap_svg, plotly_heatmap_html, tradeoff_svgs
 from amulet.assess._results import AssessmentResults, results_json_schema
 from amulet.assess._signing import sign_report
@@ -524,6 +525,12 @@ def _context(results: AssessmentResults, *, interactive: bool) -> dict[str, Any]
             {"title": t["title"], "uri": "data:image/svg+xml;base64," + base64.b64encode(t["svg"].encode()).decode()}
             for t in tradeoff_svgs(results)
         ],
+        "rocs": [
+            {**t, "uri": "data:image/svg+xml;base64," + base64.b64encode(t["svg"].encode()).decode()}
+            for t in roc_svgs(results)
+        ],
+        "exposed": exposed_records(results),
+        "records_per_row": RECORDS_PER_ROW,
         "summary": executive_summary(results),
         "card": {k: str(v) for k, v in (results.spec.get("model_card") or {}).items() if v not in (None, "")},
         "card_fields": MODEL_CARD_FIELDS,

@@ -38,6 +38,7 @@ from amulet.assess._compliance import clauses_for
 from amulet.assess._plan import AssessmentPlan
 from amulet.assess._spec import BASELINE
 from amulet.assess._stats import ALPHA, Summary, clip_interval, paired_difference, summarize
+from amulet.registry import RocCurve, VulnerableRecord
 from amulet.utils._utility import degenerate_reason
 
 __all__ = [
@@ -54,9 +55,10 @@ __all__ = [
     "results_json_schema",
 ]
 
-RESULTS_SCHEMA_VERSION = "1.1"
-#: Every schema version this module reads (1.0 files get the 1.1 fields derived or defaulted).
-READABLE_SCHEMA_VERSIONS = ("1.0", "1.1")
+RESULTS_SCHEMA_VERSION = "1.2"
+#: Every schema version this module reads (older files get the newer fields derived or defaulted; 1.2 added
+#: each cell's ``roc`` and ``vulnerable_records``).
+READABLE_SCHEMA_VERSIONS = ("1.0", "1.1", "1.2")
 
 #: Metric key under which a cell records the clean test accuracy (%) of the model it measured.
 ACCURACY_KEY = "model.test_accuracy"
@@ -94,6 +96,8 @@ class CellResult(BaseModel):
         data_sha256: SHA-256 of the assessment's data (when known).
         cached: True when the result was reused from the cell cache instead of computed in this run.
         computed_seconds: For a reused cell, the wall time of the run that computed it; ``None`` otherwise.
+        roc: The ROC curve of the attack's scores (membership inference), when the attack yields one.
+        vulnerable_records: The training records the attack exposed most (highest membership scores).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -111,6 +115,8 @@ class CellResult(BaseModel):
     data_sha256: str | None = None
     cached: bool = False
     computed_seconds: float | None = None
+    roc: RocCurve | None = None
+    vulnerable_records: list[VulnerableRecord] = Field(default_factory=list)
 
     @field_validator("metrics", mode="before")
     @classmethod

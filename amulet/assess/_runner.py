@@ -22,7 +22,14 @@ import torch
 from amulet.assess._cache import ModelCache, file_sha256
 from amulet.assess._cache import _count as _count_training
 from amulet.assess._cell_cache import CellCache
-from amulet.assess._data import architecture_spec, load_bundle, make_model_factory, split_for_seed, tensor_sha256
+from amulet.assess._data import (
+    architecture_spec,
+    load_bundle,
+    make_model_factory,
+    split_for_seed,
+    split_indices,
+    tensor_sha256,
+)
 from amulet.assess._plan import AssessmentPlan, plan_assessment
 from amulet.assess._results import (
     ACCURACY_KEY,
@@ -36,6 +43,7 @@ from amulet.assess._results import (
 from amulet.assess._spec import AssessmentSpec, load_spec
 from amulet.exceptions import NotApplicableError
 from amulet.progress import Progress, resolve_progress
+from amulet.registry import AttackOutput, RocCurve, VulnerableRecord
 
 __all__ = ["default_cache_dir", "run_assessment", "run_cell", "run_training"]
 
@@ -287,6 +295,8 @@ def run_cell(
     cell_cache, cache_key = CellCache(cache_dir), None
     # The model's own figures: recorded in every cell of a trained model, whatever the attack does.
     model_metrics: dict[str, float] = {}
+    roc: RocCurve | None = None
+    exposed: list[VulnerableRecord] = []
     try:
         training = run_training(plan, cell.training_key, cache_dir=cache_dir, device=device, progress=progress)
         model_sha, data_sha = training["model_sha256"], training["data_sha256"]
@@ -308,7 +318,8 @@ def run_cell(
                         "seconds": round(time.perf_counter() - start, 3),
                     }
                 )
-        member, adversary = split_for_seed(bundle, cell.seed, plan.spec.dataset.member_fraction)
+        member_index, adversary_index = split_indices(bundle, cell.seed, plan.spec.dataset.member_fraction)
+        member, adversary = bundle.train.subset(member_index), bundle.train.subset(adversary_index)
         factory = make_model_factory(arch)
         recipe = plan.recipe(cell.row)
         target = ModelCache(cache_dir).load(training["cache_key"], recipe.architecture(factory), device)
@@ -330,13 +341,16 @@ def run_cell(
             defense_keys=recipe.defense_keys,
             input_shape=bundle.input_shape,
             clip_range=bundle.clip_range,
+            member_index=member_index,
         )
         progress.start(f"cell/{cell.key}", None, f"{cell.row} x {cell.risk} (seed {cell.seed})")
         try:
             raw = attack.run(ctx, params)
         finally:
             progress.finish(f"cell/{cell.key}")
-        metrics = {**_check_metrics(raw, cell.risk, cell.attack), **model_metrics}
+        output = _check_output(raw, cell.risk, cell.attack)
+        metrics = {**output.metrics, **model_metrics}
+        roc, exposed = output.roc, list(output.vulnerable_records)
         status, reason = "ok", ""
     except NotApplicableError as exc:
         status, reason, metrics = "not_run", str(exc) or type(exc).__name__, dict(model_metrics)
@@ -352,6 +366,8 @@ def run_cell(
         seed=cell.seed,
         status=status,  # type: ignore[arg-type]
         metrics=metrics,
+        roc=roc if status == "ok" else None,
+        vulnerable_records=exposed if status == "ok" else [],
         reason=reason,
         seconds=round(time.perf_counter() - start, 3),
         model_sha256=model_sha,
@@ -420,11 +436,21 @@ def _cached_cell(cache: CellCache, key: str, cell_key: str, model_sha: str, data
     return hit
 
 
+def _check_output(raw: Any, risk_key: str, attack_key: str) -> AttackOutput:
+    """An adapter's return value as an :class:`~amulet.registry.AttackOutput` with checked metrics."""
+    if isinstance(raw, AttackOutput):
+        return raw.model_copy(update={"metrics": _check_metrics(raw.metrics, risk_key, attack_key)})
+    return AttackOutput(metrics=_check_metrics(raw, risk_key, attack_key))
+
+
 def _check_metrics(raw: Any, risk_key: str, attack_key: str) -> dict[str, float]:
     from amulet import registry
 
     if not isinstance(raw, dict):
-        raise TypeError(f"The adapter of attack {attack_key!r} returned {type(raw).__name__}, not a dict of metrics.")
+        raise TypeError(
+            f"The adapter of attack {attack_key!r} returned {type(raw).__name__}, not a dict of metrics "
+            "or an AttackOutput."
+        )
     metrics: dict[str, float] = {}
     for key, value in raw.items():
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from amulet.membership_inference.attacks import LiRA
@@ -14,21 +15,24 @@ from amulet.membership_inference.defenses._stacked_dpsgd import dp_sgd_stacked_l
 from amulet.membership_inference.metrics import compute_mi_metrics
 from amulet.registry import (
     AttackInfo,
+    AttackOutput,
     DefenseInfo,
     HeadlineMetric,
     MetricInfo,
     RiskInfo,
+    RocCurve,
     ThreatModel,
+    VulnerableRecord,
     register_attack,
     register_defense,
     register_metric,
     register_risk,
 )
+from amulet.utils import roc_curve_points
 
 if TYPE_CHECKING:
     from amulet.recipes import LoopStage
     from amulet.registry import CellContext
-    from amulet.utils import TensorData
 
 RISK = register_risk(
     RiskInfo(
@@ -95,15 +99,34 @@ class LiRAParams(BaseModel):
     fpr_threshold: float = Field(default=0.01, gt=0, lt=1, description="FPR at which tpr_at_fpr is read.")
 
 
-def _subsample(data: TensorData, limit: int, seed: int) -> TensorData:
+def _subsample_index(n: int, limit: int, seed: int) -> np.ndarray:
+    """Positions of ``min(n, limit)`` rows out of ``n``: all of them in order, or a seeded sample."""
     from amulet.utils import numpy_rng
 
-    if len(data) <= limit:
-        return data
-    return data.subset(numpy_rng(seed).choice(len(data), size=limit, replace=False))
+    if n <= limit:
+        return np.arange(n)
+    return numpy_rng(seed).choice(n, size=limit, replace=False)
 
 
-def run_lira(ctx: CellContext, params: LiRAParams) -> dict[str, float]:
+#: How many of the most exposed member records a LiRA cell reports.
+TOP_RECORDS = 10
+
+
+def _most_exposed(
+    scores: np.ndarray, m: int, member_rows: np.ndarray, labels: np.ndarray, k: int
+) -> list[VulnerableRecord]:
+    """The ``k`` members (``scores[:m]``) with the highest scores, named by their training-split rows."""
+    order = np.argsort(-scores, kind="stable")
+    rank = np.empty(len(scores), dtype=np.int64)
+    rank[order] = np.arange(1, len(scores) + 1)
+    top = [int(i) for i in order if i < m][:k]
+    return [
+        VulnerableRecord(record=int(member_rows[i]), label=int(labels[i]), score=float(scores[i]), rank=int(rank[i]))
+        for i in top
+    ]
+
+
+def run_lira(ctx: CellContext, params: LiRAParams) -> AttackOutput:
     """Layer-2 adapter of LiRA.
 
     Candidates: ``m`` rows of ``ctx.member`` (members) and ``m`` rows of ``ctx.adversary`` (non-members),
@@ -113,10 +136,11 @@ def run_lira(ctx: CellContext, params: LiRAParams) -> dict[str, float]:
     setting of Carlini et al.). Shadows are cached in ``ctx.cache_dir / "lira"``.
 
     Returns:
-        ``auc``, ``tpr_at_fpr``, ``balanced_acc`` (from the ``scores`` variant), ``tpr_at_0_1pct_fpr``,
-        ``threshold_score``, the same five with suffix ``_online`` and ``_offline``, and ``n_candidates``.
+        Metrics ``auc``, ``tpr_at_fpr``, ``balanced_acc`` (from the ``scores`` variant), ``tpr_at_0_1pct_fpr``,
+        ``threshold_score``, the same five with suffix ``_online`` and ``_offline``, and ``n_candidates``;
+        the ROC curve of the ``scores`` variant; the :data:`TOP_RECORDS` members with the highest scores
+        (their rows in the training split when ``ctx.member_index`` is known).
     """
-    import numpy as np
     import torch
 
     from amulet.utils import TensorData, derive_seed
@@ -126,8 +150,11 @@ def run_lira(ctx: CellContext, params: LiRAParams) -> dict[str, float]:
         from amulet.exceptions import NotApplicableError
 
         raise NotApplicableError("LiRA needs at least two training rows and two adversary rows.")
-    members = _subsample(ctx.member, m, derive_seed(ctx.seed, "lira", "members"))
-    outsiders = _subsample(ctx.adversary, m, derive_seed(ctx.seed, "lira", "outsiders"))
+    member_pos = _subsample_index(len(ctx.member), m, derive_seed(ctx.seed, "lira", "members"))
+    members = ctx.member.subset(member_pos)
+    outsiders = ctx.adversary.subset(
+        _subsample_index(len(ctx.adversary), m, derive_seed(ctx.seed, "lira", "outsiders"))
+    )
     pool_z = None
     if members.z is not None and outsiders.z is not None:  # kept so shadows of a debiased target can be debiased
         pool_z = torch.cat([members.z, outsiders.z])
@@ -164,7 +191,15 @@ def run_lira(ctx: CellContext, params: LiRAParams) -> dict[str, float]:
             out[f"{key}_{variant}"] = value
             if variant == params.scores:
                 out[key] = value
-    return out
+    scores = np.asarray(result[f"lira_{params.scores}_preds"], dtype=np.float64)
+    truth = np.asarray(result["true_labels"]).astype(int)
+    roc = None
+    if np.isfinite(scores).all():
+        fpr, tpr = roc_curve_points(scores, truth)
+        roc = RocCurve(fpr=fpr, tpr=tpr, n_positive=int(truth.sum()), n_negative=int((truth == 0).sum()))
+    member_rows = member_pos if ctx.member_index is None else np.asarray(ctx.member_index)[member_pos]
+    records = _most_exposed(np.nan_to_num(scores, nan=-np.inf), m, member_rows, members.y.numpy(), TOP_RECORDS)
+    return AttackOutput(metrics=out, roc=roc, vulnerable_records=records)
 
 
 register_attack(

@@ -19,6 +19,7 @@ _EXPORTS = {
     "get_predictions_numpy": "amulet.utils._evaluation",
     "get_intermediate_features": "amulet.utils._evaluation",
     "predict_logits": "amulet.utils._evaluation",
+    "roc_curve_points": "amulet.utils._roc",
     "load_or_train": "amulet.utils._files",
     "create_dir": "amulet.utils._files",
     "make_generator": "amulet.utils._seeding",

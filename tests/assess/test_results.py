@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from amulet.assess import CellResult, aggregate_results, load_spec, plan_assessment
+from amulet.assess._results import RESULTS_SCHEMA_VERSION
 from amulet.assess._stats import paired_difference, summarize
 
 from .conftest import tiny_spec
@@ -202,7 +203,7 @@ def test_results_json_round_trips_and_matches_its_schema():
     import json
 
     data = json.loads(text)
-    assert data["schema_version"] == "1.1" and data["exit_code"] == results.exit_code
+    assert data["schema_version"] == RESULTS_SCHEMA_VERSION == "1.2" and data["exit_code"] == results.exit_code
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(data, results_json_schema())
     again = AssessmentResults.model_validate(data)  # the file as written reads back (derived fields ignored)
