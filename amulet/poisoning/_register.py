@@ -63,7 +63,10 @@ class BadNetsParams(BaseModel):
 
     trigger_label: int = Field(default=0, ge=0, le=100_000, description="Label the backdoor maps triggered inputs to.")
     portion: float = Field(
-        default=0.1, gt=0, le=1, description="Fraction of the non-trigger-label training rows that are poisoned."
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Share of all training rows that are poisoned (chosen among the non-trigger-label rows).",
     )
     trigger_value: float | None = Field(
         default=None,

@@ -43,7 +43,7 @@ def test_exact_count_only_non_target_rows_and_determinism():
     n_candidates = int((y != 2).sum())
     first = BadNets(2, 0.3, 11)
     a = first.poison_train(data)
-    assert len(first.poisoned_indices_) == round(0.3 * n_candidates)
+    assert len(first.poisoned_indices_) == min(int(103 * 0.3), n_candidates) == 30  # a share of all rows
     assert (y[first.poisoned_indices_] != 2).all()
     assert len(a) == len(data)
     again = BadNets(2, 0.3, 11)
@@ -90,10 +90,10 @@ def test_trigger_value_option_and_3d_images():
 )
 def test_bad_parameters_are_named(kwargs, name, value):
     args = {"trigger_label": 0, "portion": 0.1, "random_seed": 0, **kwargs}
-    attack = BadNets(**args)
     prefix = PARAM_MESSAGE.split("{expected}")[0].format(name=name, owner="BadNets")
     with pytest.raises(InvalidParameterError, match=prefix.replace("(", r"\(")) as err:
-        attack.poison_train(_images(n=4))
+        BadNets(**args)  # refused at construction, as upstream's callers expect
+    assert isinstance(err.value, ValueError)
     assert f"Got {value!r} instead" in str(err.value)
 
 
@@ -116,3 +116,55 @@ def test_fmnist_backdoor_succeeds_and_keeps_clean_accuracy(fmnist_tensors):
     assert asr > 90, asr
     assert abs(clean_acc - poisoned_acc) <= 3, (clean_acc, poisoned_acc)
     assert backdoor_success_rate(clean_model, TensorData(*triggered.tensors).loader(1000), "cpu") < 20
+
+
+def _upstream_selection(y: torch.Tensor, trigger_label: int, portion: float, seed: int) -> list[int]:
+    """The rows upstream Amulet 0.6 poisons: walk a seeded permutation of all N rows, taking non-trigger-label
+    rows until ``int(N * portion)`` are taken or the permutation ends."""
+    import numpy as np
+
+    perm = np.random.default_rng(seed=seed).permutation(len(y))
+    chosen: list[int] = []
+    for idx in perm:
+        if len(chosen) >= int(len(y) * portion):
+            break
+        if int(y[idx]) != trigger_label:
+            chosen.append(int(idx))
+    return sorted(chosen)
+
+
+@pytest.mark.parametrize(("trigger_label", "portion"), [(1, 0.1), (0, 0.1), (1, 0.5)])
+def test_census_portion_is_a_share_of_all_rows_as_upstream(census_tensors, trigger_label, portion):
+    member, _, _ = census_tensors
+    data = member.subset(torch.arange(1000))
+    n_candidates = int((data.y != trigger_label).sum())
+    attack = BadNets(trigger_label, portion, 7, "tabular")
+    poisoned = attack.poison_train(data)
+    assert len(attack.poisoned_indices_) == min(int(len(data) * portion), n_candidates)
+    assert attack.poisoned_indices_.tolist() == _upstream_selection(data.y, trigger_label, portion, 7)
+    assert int((poisoned.tensors[1] != data.y).sum()) == len(attack.poisoned_indices_)
+
+
+def test_census_portion_is_capped_by_the_candidate_rows(census_tensors):
+    member, _, _ = census_tensors
+    data = member.subset(torch.arange(1000))
+    majority = int(torch.mode(data.y).values)  # most census rows earn <=50K: few rows are candidates
+    n_candidates = int((data.y != majority).sum())
+    assert n_candidates < 0.9 * len(data)
+    attack = BadNets(majority, 0.9, 0, "tabular")
+    poisoned = attack.poison_train(data)
+    assert len(attack.poisoned_indices_) == n_candidates
+    assert bool((poisoned.tensors[1] == majority).all())
+
+
+def test_upstream_attack_entry_point_dispatches_on_mode(census_tensors):
+    member, _, test = census_tensors
+    train, held_out = member.subset(torch.arange(300)), test.subset(torch.arange(200))
+    attack = BadNets(1, 0.2, 3, "tabular")
+    via_attack = attack.attack(train.dataset())
+    direct = BadNets(1, 0.2, 3, "tabular").poison_train(train.dataset())
+    assert all(torch.equal(a, b) for a, b in zip(via_attack.tensors, direct.tensors, strict=True))
+    triggered = attack.attack(held_out.dataset(), mode="test")
+    assert len(triggered) == int((held_out.y != 1).sum()) and bool((triggered.tensors[1] == 1).all())
+    with pytest.raises(ValueError, match="mode must be 'train' or 'test'"):
+        attack.attack(held_out.dataset(), mode="eval")

@@ -95,7 +95,7 @@ def test_layer2_adapter_reports_a_high_success_rate(fmnist_small, images, tmp_pa
     )
     attack = registry.get_attack("badnets")
     out = attack.run(ctx, attack.params(trigger_label=0, portion=0.1))
-    assert out["n_poisoned"] == round(0.1 * int((train.y != 0).sum()))
+    assert out["n_poisoned"] == min(int(0.1 * len(train)), int((train.y != 0).sum()))
     # the adapter's automatic trigger value on these black corners is 1.0: the clean target's base rate with it
     triggered = TensorData(*BadNets(0, 0.1, 0, "image", trigger_value=1.0).poison_test(test).tensors)
     base_rate = backdoor_success_rate(clean, triggered.loader(1000), "cpu")

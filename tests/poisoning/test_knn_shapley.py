@@ -93,8 +93,10 @@ def test_last_chunk_of_one_test_point_and_a_single_training_point(seed):
     assert float(single[0]) == pytest.approx(float(np.mean(y_test == y_train[0])))
 
 
-def test_all_equal_values_are_split_deterministically():
+def test_ties_are_split_deterministically_and_all_equal_values_remove_nothing():
     removed, kept = lowest_value_split(torch.zeros(10, dtype=torch.float64), 30)
+    assert removed.tolist() == [] and kept.tolist() == list(range(10))
+    removed, kept = lowest_value_split(torch.tensor([0.0] * 9 + [1.0], dtype=torch.float64), 30)
     assert removed.tolist() == [0, 1, 2]
     assert kept.tolist() == list(range(3, 10))
     removed, kept = lowest_value_split(torch.tensor([0.3, -0.2, 0.1, -0.5]), 50)

@@ -75,12 +75,85 @@ def _row_ids(full: TensorData, part: TensorData) -> torch.Tensor:
     return torch.tensor(ids)
 
 
-def test_percent_zero_keeps_everything_and_bad_percent_is_named():
-    assert lowest_value_split(torch.zeros(4), 0)[1].tolist() == [0, 1, 2, 3]
+def test_percent_zero_keeps_everything_and_bad_percent_is_named_at_construction():
+    assert lowest_value_split(torch.tensor([3.0, 1.0, 2.0, 0.0]), 0)[1].tolist() == [0, 1, 2, 3]
     model = nn.Linear(2, 2)
     loader = TensorData(torch.rand(4, 2), torch.zeros(4, dtype=torch.long)).loader(2)
+    with pytest.raises(InvalidParameterError, match="'percent' parameter of OutlierRemoval") as error:
+        OutlierRemoval(
+            model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), 0.1), loader, loader, "cpu", percent=100
+        )
+    assert isinstance(error.value, ValueError)
+    assert "a float in the range [0, 100)" in str(error.value)
+
+
+def test_all_tied_values_remove_nothing():
+    removed, kept = lowest_value_split(torch.full((10,), 0.1, dtype=torch.float64), 30)
+    assert removed.tolist() == [] and kept.tolist() == list(range(10))
+    removed, kept = lowest_value_split(torch.tensor([0.1] * 9 + [0.2]), 30)  # not all tied: ties by index
+    assert removed.tolist() == [0, 1, 2]
+
+
+def test_census_all_tied_shapley_values_keep_every_row_and_retrain_on_a_tensor_dataset(census_tensors):
+    member, _, test = census_tensors
+    # Training and validation rows of one class: every KNN-Shapley value is 1/N, so no row ranks below another.
+    train = member.subset(torch.nonzero(member.y == 0).reshape(-1)[:300])
+    valid = test.subset(torch.nonzero(test.y == 0).reshape(-1)[:100])
+    loaders = []
+
+    def recording_train(model, loader, criterion, optimizer, epochs, device):
+        loaders.append(loader)
+        return model
+
+    model = seeded_init(lambda: LinearNet(member.x.shape[1], 2, hidden_layer_sizes=[16]), 0)
     defense = OutlierRemoval(
-        model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), 0.1), loader, loader, "cpu", percent=100
+        model,
+        nn.CrossEntropyLoss(),
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        train.loader(64),
+        valid.loader(64),
+        "cpu",
+        train_function=recording_train,
+        percent=20,
+        epochs=1,
     )
-    with pytest.raises(InvalidParameterError, match="'percent' parameter of OutlierRemoval"):
-        defense.train_robust()
+    defense.train_robust()
+    values = torch.as_tensor(defense.shapley_values_)
+    # One class everywhere: every value is 1/N in exact arithmetic (float rounding aside).
+    assert float(values.max() - values.min()) <= 1e-12 * float(values.abs().max()), values
+    assert float(values[0]) == pytest.approx(1 / 300)
+    assert len(defense.removed_indices_) == 0 and len(defense.kept_indices_) == 300
+    retrain = loaders[-1]
+    assert type(retrain.dataset) is torch.utils.data.TensorDataset
+    x, y = retrain.dataset.tensors
+    assert len(x) == 300 and x.dtype == torch.float32 and y.dtype == torch.long
+    assert torch.equal(x, train.x) and torch.equal(y, train.y)
+
+
+def test_retraining_data_is_the_kept_rows_as_a_tensor_dataset(census_tensors):
+    member, _, test = census_tensors
+    train, valid = member.subset(torch.arange(400)), test.subset(torch.arange(200))
+    loaders = []
+
+    def recording_train(model, loader, criterion, optimizer, epochs, device):
+        loaders.append(loader)
+        return model
+
+    model = seeded_init(lambda: LinearNet(member.x.shape[1], 2, hidden_layer_sizes=[16]), 0)
+    defense = OutlierRemoval(
+        model,
+        nn.CrossEntropyLoss(),
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        torch.utils.data.DataLoader(train.dataset(with_z=True), batch_size=64),  # (x, y, z) batches
+        valid.loader(64),
+        "cpu",
+        train_function=recording_train,
+        percent=10,
+        epochs=1,
+    )
+    defense.train_robust()
+    assert len(defense.kept_indices_) == 360
+    dataset = loaders[-1].dataset
+    assert type(dataset) is torch.utils.data.TensorDataset and len(dataset.tensors) == 2  # (x, y), as upstream
+    assert torch.equal(dataset.tensors[0], train.x[defense.kept_indices_])
+    assert torch.equal(dataset.tensors[1], train.y[defense.kept_indices_])

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from amulet._validation import Interval, Options, validate_params
 from amulet.poisoning.attacks._base import PoisoningAttack
-from amulet.utils._seeding import make_generator
 from amulet.utils._tensordata import TensorData
 
 __all__ = ["BadNets", "add_trigger"]
@@ -57,9 +57,11 @@ def _as_tensors(dataset: Dataset | TensorData) -> tuple[torch.Tensor, torch.Tens
 class BadNets(PoisoningAttack):
     """BadNets: stamp a fixed trigger on a seeded ``portion`` of the training rows and relabel them.
 
-    Poisoned rows are drawn, without replacement, among the rows whose label is not ``trigger_label``:
-    exactly ``round(portion * n_candidates)`` of them. The whole operation is vectorised (no per-sample
-    loop) and depends only on ``random_seed``.
+    As upstream Amulet, ``portion`` is a share of all N training rows: ``min(int(N * portion), n_candidates)``
+    rows are poisoned, where the candidates are the rows whose label is not ``trigger_label``. They are the
+    first candidates of ``numpy.random.default_rng(random_seed).permutation(N)``, so a seed poisons the same
+    rows as upstream's. The whole operation is vectorised (no per-sample loop) and depends only on
+    ``random_seed``.
 
     Reference:
         BadNets: Evaluating Backdooring Attacks on Deep Neural Networks. Tianyu Gu, Kang Liu,
@@ -67,7 +69,7 @@ class BadNets(PoisoningAttack):
 
     Args:
         trigger_label: Label the backdoor maps triggered inputs to.
-        portion: Fraction of the non-``trigger_label`` training rows to poison, in (0, 1].
+        portion: Share of all training rows to poison, in (0, 1] (capped by the non-``trigger_label`` rows).
         random_seed: Seed of the choice of poisoned rows.
         dataset_type: ``"image"`` (2x2 square near the bottom-right corner) or ``"tabular"`` (last fifth
             of the features).
@@ -77,14 +79,18 @@ class BadNets(PoisoningAttack):
     Attributes:
         poisoned_indices_: Sorted indices of the rows :meth:`poison_train` poisoned.
 
+    Raises:
+        InvalidParameterError: (a ``ValueError``) at construction, for a parameter outside its allowed values
+            (the message names it and them).
+
     Example:
         >>> import torch
         >>> from torch.utils.data import TensorDataset
         >>> from amulet.poisoning.attacks import BadNets
         >>> data = TensorDataset(torch.ones(10, 1, 6, 6), torch.tensor([0, 1] * 5))
         >>> poisoned = BadNets(0, 0.4, random_seed=3).poison_train(data)
-        >>> int((poisoned.tensors[1] == 0).sum())
-        7
+        >>> int((poisoned.tensors[1] == 0).sum())  # 5 rows had label 0; int(10 * 0.4) = 4 more are poisoned
+        9
     """
 
     _parameter_constraints = {
@@ -109,6 +115,7 @@ class BadNets(PoisoningAttack):
         self.portion = portion
         self.dataset_type = dataset_type
         self.trigger_value = trigger_value
+        validate_params(self)
 
     def add_trigger(self, x: torch.Tensor) -> torch.Tensor:
         """Return a triggered copy of the batch ``x`` (see :func:`add_trigger`)."""
@@ -126,15 +133,28 @@ class BadNets(PoisoningAttack):
         """
         validate_params(self)
         x, y = _as_tensors(dataset)
-        candidates = torch.nonzero(y != self.trigger_label).reshape(-1)
-        n_poison = round(float(self.portion) * len(candidates))
-        order = torch.randperm(len(candidates), generator=make_generator(self.random_seed))
-        chosen = candidates[order[:n_poison]].sort().values
+        n = len(y)
+        is_candidate = (y != self.trigger_label).cpu().numpy()
+        n_poison = min(int(n * float(self.portion)), int(is_candidate.sum()))
+        perm = np.random.default_rng(seed=self.random_seed).permutation(n)
+        chosen = torch.as_tensor(perm[is_candidate[perm]][:n_poison], dtype=torch.long).sort().values
         x_out, y_out = x.clone(), y.clone()
         x_out[chosen] = self.add_trigger(x[chosen])
         y_out[chosen] = self.trigger_label
         self.poisoned_indices_ = chosen
         return TensorDataset(x_out, y_out)
+
+    def attack(self, dataset: Dataset | TensorData, mode: str = "train") -> TensorDataset:
+        """Upstream Amulet's entry point: :meth:`poison_train` (``mode="train"``) or :meth:`poison_test` (``"test"``).
+
+        Raises:
+            ValueError: ``mode`` is neither ``"train"`` nor ``"test"``.
+        """
+        if mode == "train":
+            return self.poison_train(dataset)
+        if mode == "test":
+            return self.poison_test(dataset)
+        raise ValueError(f"BadNets.attack: mode must be 'train' or 'test'; got {mode!r}.")
 
     def poison_test(self, dataset: Dataset | TensorData) -> TensorDataset:
         """Trigger every row whose label is not ``trigger_label`` and relabel it.

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, TensorDataset
 
 from amulet._validation import InstanceOf, Interval, IsCallable, validate_params
 from amulet.poisoning.defenses._base import PoisoningDefense
@@ -26,15 +26,29 @@ __all__ = ["OutlierRemoval", "lowest_value_split", "remove_low_value_points"]
 def lowest_value_split(values: torch.Tensor | np.ndarray, percent: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Split indices into the ``floor(n * percent / 100)`` lowest-valued and the rest.
 
-    Ties (including an all-equal vector) are broken by index, so the split is deterministic.
+    When every value is equal (up to float rounding, :data:`TIE_TOLERANCE` of their magnitude) the values rank
+    nothing, and every index is kept. Other ties are broken by index, so the split is deterministic.
 
     Returns:
         (removed, kept): sorted index tensors.
     """
     v = torch.as_tensor(values).reshape(-1)
     n_remove = int(len(v) * float(percent) / 100)
+    if len(v) and _all_tied(v):
+        n_remove = 0
     order = torch.sort(v, stable=True).indices
     return order[:n_remove].sort().values, order[n_remove:].sort().values
+
+
+#: Values whose spread is at most this fraction of their largest magnitude tie: KNN-Shapley values that are
+#: equal in exact arithmetic (one class everywhere) differ by float rounding only, far below this.
+TIE_TOLERANCE = 1e-9
+
+
+def _all_tied(v: torch.Tensor) -> bool:
+    v = v.double()
+    spread = float(v.max() - v.min())
+    return spread <= TIE_TOLERANCE * float(v.abs().max())
 
 
 class OutlierRemoval(PoisoningDefense):
@@ -42,8 +56,10 @@ class OutlierRemoval(PoisoningDefense):
 
     Values are computed on the penultimate features (``get_hidden``) of the model trained on all the data,
     with ``test_loader`` as the validation set. Poisoned and mislabelled points have low (often negative)
-    values, so removing the LOWEST-valued points removes them. The model is then reset to its initial
-    weights (and the optimizer to its initial state) and trained again on the kept points.
+    values, so removing the LOWEST-valued points removes them; when all values tie, every point is kept. The
+    model is then reset to its initial weights (and the optimizer to its initial state) and trained again on
+    the kept points, handed to ``train_function`` as a shuffled loader over a ``TensorDataset`` of (x, y), as
+    upstream Amulet.
 
     Reference:
         Efficient Task-Specific Data Valuation for Nearest Neighbor Algorithms. Jia et al., VLDB 2019.
@@ -68,6 +84,10 @@ class OutlierRemoval(PoisoningDefense):
         shapley_values_: Value of every training point (dataset order).
         removed_indices_: Indices (into ``train_loader.dataset``) of the removed points.
         kept_indices_: Indices of the points kept for retraining.
+
+    Raises:
+        InvalidParameterError: (a ``ValueError``) at construction, for a parameter outside its allowed values
+            (the message names it and them).
     """
 
     _parameter_constraints = {
@@ -116,6 +136,7 @@ class OutlierRemoval(PoisoningDefense):
         self.k = k
         self.seed = seed
         self.progress = progress
+        validate_params(self)
 
     def train_robust(self, get_hidden: Callable[..., Any] = get_intermediate_features) -> nn.Module:
         """Run the defense.
@@ -156,8 +177,9 @@ class OutlierRemoval(PoisoningDefense):
 
         model.load_state_dict(initial_model)
         self.optimizer.load_state_dict(initial_optimizer)
+        rows = TensorData.from_dataset(dataset).subset(kept)
         loader = DataLoader(
-            Subset(dataset, kept.tolist()),
+            TensorDataset(rows.x, rows.y),
             batch_size=self.train_loader.batch_size or self.batch_size,
             shuffle=True,
             generator=make_generator(self.seed),
