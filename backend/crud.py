@@ -34,7 +34,10 @@ from backend.models import (
 
 __all__ = [
     "add_event",
+    "assessment_estimate",
+    "assessment_state",
     "cancel_assessment",
+    "cell_metrics",
     "cell_status_counts",
     "claim_finalize",
     "create_assessment",
@@ -42,6 +45,7 @@ __all__ = [
     "create_model",
     "create_project",
     "create_token",
+    "error_messages",
     "finish_assessment",
     "get_assessment",
     "get_dataset",
@@ -61,14 +65,20 @@ __all__ = [
     "mark_running",
     "may_manage",
     "metric_rows",
+    "page_cells",
+    "page_results",
+    "page_trainings",
     "pending_cell_keys",
     "pending_training_keys",
+    "recent_assessment_specs",
     "record_report",
     "release_finalize",
     "revoke_token",
     "stale_assessments",
     "touch_assessment",
     "training_status_counts",
+    "unit_progress",
+    "unit_seconds",
     "upsert_cell",
     "upsert_training",
 ]
@@ -242,8 +252,10 @@ def create_assessment(
     resolved_spec: dict[str, Any],
     training_keys: Sequence[str],
     cells: Sequence[dict[str, Any]],
+    estimate: dict[str, Any] | None = None,
 ) -> Assessment:
-    """Add a queued assessment with one pending row per planned training and cell (the caller commits)."""
+    """Add a queued assessment with one pending row per planned training and cell (the caller commits); the
+    cost ``estimate`` made at submit is kept in the ``queued`` event's info (see :func:`assessment_estimate`)."""
     assessment = Assessment(
         project_id=project_id,
         name=name,
@@ -266,7 +278,8 @@ def create_assessment(
         )
         for c in cells
     )
-    session.add(Event(assessment_id=assessment.id, kind="queued", message="assessment queued"))
+    info = {"estimate": estimate} if estimate else {}
+    session.add(Event(assessment_id=assessment.id, kind="queued", message="assessment queued", info=info))
     session.flush()
     return assessment
 
@@ -464,6 +477,145 @@ def list_trainings(session: Session, *, assessment_id: str) -> list[Training]:
 def list_cells(session: Session, *, assessment_id: str) -> list[Cell]:
     """The assessment's cells in plan order."""
     return list(session.scalars(select(Cell).where(Cell.assessment_id == assessment_id).order_by(Cell.id)))
+
+
+def page_cells(
+    session: Session, *, assessment_id: str, limit: int, offset: int, status: str | None = None
+) -> tuple[list[Cell], int]:
+    """A page of the assessment's cells in plan order (optionally one status) and their total count."""
+    where = [Cell.assessment_id == assessment_id]
+    if status:
+        where.append(Cell.status == status)
+    rows = session.scalars(select(Cell).where(*where).order_by(Cell.id).limit(limit).offset(offset))
+    return list(rows), int(session.scalar(select(func.count()).select_from(Cell).where(*where)) or 0)
+
+
+def page_trainings(session: Session, *, assessment_id: str, limit: int, offset: int) -> tuple[list[Training], int]:
+    """A page of the assessment's trainings in plan order and their total count."""
+    where = Training.assessment_id == assessment_id
+    rows = session.scalars(select(Training).where(where).order_by(Training.id).limit(limit).offset(offset))
+    return list(rows), int(session.scalar(select(func.count()).select_from(Training).where(where)) or 0)
+
+
+def page_results(session: Session, *, assessment_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """A page of the engine results of the assessment's finished cells, in plan order, and their count."""
+    where = (Cell.assessment_id == assessment_id, Cell.result.is_not(None), Cell.status.in_(CELL_DONE))
+    rows = session.scalars(select(Cell.result).where(*where).order_by(Cell.id).limit(limit).offset(offset))
+    total = session.scalar(select(func.count()).select_from(Cell).where(*where))
+    return [dict(r) for r in rows if isinstance(r, dict)], int(total or 0)
+
+
+def cell_metrics(session: Session, *, cell_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+    """The metric values of the given cells: cell id -> {metric: value}."""
+    out: dict[int, dict[str, float]] = {}
+    if not cell_ids:
+        return out
+    stmt = select(MetricValue.cell_id, MetricValue.metric, MetricValue.value).where(MetricValue.cell_id.in_(cell_ids))
+    for cell_id, metric, value in session.execute(stmt):
+        out.setdefault(int(cell_id), {})[metric] = float(value)
+    return out
+
+
+def assessment_state(session: Session, *, assessment_id: str, project_id: str) -> Any:
+    """The few columns the status poll needs (no spec or summary JSON), or None (also for another project's)."""
+    stmt = select(
+        Assessment.id,
+        Assessment.status,
+        Assessment.created_at,
+        Assessment.started_at,
+        Assessment.finished_at,
+        Assessment.heartbeat_at,
+    ).where(Assessment.id == assessment_id, Assessment.project_id == project_id)
+    return session.execute(stmt).first()
+
+
+def unit_progress(session: Session, *, assessment_id: str) -> tuple[dict[str, int], dict[str, int], datetime | None]:
+    """Cells per status, trainings per status and the latest change of either (two grouped queries)."""
+    latest: list[datetime] = []
+    counts: list[dict[str, int]] = []
+    for table in (Cell, Training):
+        stmt = (
+            select(table.status, func.count(), func.max(table.updated_at))
+            .where(table.assessment_id == assessment_id)
+            .group_by(table.status)
+        )
+        by_status: dict[str, int] = {}
+        for status, n, updated in session.execute(stmt):
+            by_status[status] = int(n)
+            if updated is not None:
+                latest.append(updated)
+        counts.append(by_status)
+    return counts[0], counts[1], max(latest) if latest else None
+
+
+def error_messages(session: Session, *, assessment_id: str, limit: int) -> tuple[list[str], int]:
+    """The first ``limit`` training and cell errors (plan order) and how many there are in all."""
+    training_where = (Training.assessment_id == assessment_id, Training.error.is_not(None), Training.error != "")
+    cell_where = (
+        Cell.assessment_id == assessment_id,
+        Cell.status == "error",
+        Cell.reason.is_not(None),
+        Cell.reason != "",
+    )
+    trainings = session.execute(
+        select(Training.key, Training.error).where(*training_where).order_by(Training.id).limit(limit)
+    ).all()
+    cells = session.execute(
+        select(Cell.key, Cell.reason).where(*cell_where).order_by(Cell.id).limit(max(0, limit - len(trainings)))
+    ).all()
+    total = int(session.scalar(select(func.count()).select_from(Training).where(*training_where)) or 0)
+    total += int(session.scalar(select(func.count()).select_from(Cell).where(*cell_where)) or 0)
+    messages = [f"training {k}: {e}" for k, e in trainings] + [f"cell {k}: {r}" for k, r in cells]
+    return messages, total
+
+
+def assessment_estimate(session: Session, *, assessment_id: str) -> dict[str, Any] | None:
+    """The cost estimate made at submit (kept in the first ``queued`` event), or None."""
+    stmt = (
+        select(Event.info)
+        .where(Event.assessment_id == assessment_id, Event.kind == "queued")
+        .order_by(Event.id)
+        .limit(1)
+    )
+    info = session.scalar(stmt)
+    estimate = info.get("estimate") if isinstance(info, dict) else None
+    return estimate if isinstance(estimate, dict) else None
+
+
+def recent_assessment_specs(session: Session, *, project_id: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
+    """(id, resolved spec) of the project's latest ``limit`` assessments, newest first."""
+    stmt = (
+        select(Assessment.id, Assessment.resolved_spec)
+        .where(Assessment.project_id == project_id)
+        .order_by(Assessment.created_at.desc())
+        .limit(limit)
+    )
+    return [(str(i), dict(spec or {})) for i, spec in session.execute(stmt)]
+
+
+def unit_seconds(
+    session: Session, *, assessment_ids: Sequence[str], limit: int = 20_000
+) -> tuple[list[tuple[str, str, float]], list[tuple[str, float]]]:
+    """Measured seconds of the given assessments' units: (risk, attack, seconds) of their ``ok`` cells and
+    (key, seconds) of their ``done`` trainings, the latest ``limit`` of each."""
+    if not assessment_ids:
+        return [], []
+    cells = session.execute(
+        select(Cell.risk, Cell.attack, Cell.seconds)
+        .where(Cell.assessment_id.in_(assessment_ids), Cell.status == "ok", Cell.seconds.is_not(None))
+        .order_by(Cell.id.desc())
+        .limit(limit)
+    )
+    trainings = session.execute(
+        select(Training.key, Training.seconds)
+        .where(Training.assessment_id.in_(assessment_ids), Training.status == "done", Training.seconds.is_not(None))
+        .order_by(Training.id.desc())
+        .limit(limit)
+    )
+    return (
+        [(r, a, float(s)) for r, a, s in cells if s is not None],
+        [(k, float(s)) for k, s in trainings if s is not None],
+    )
 
 
 def metric_rows(session: Session, *, assessment_id: str) -> list[tuple[str, str, float]]:

@@ -9,15 +9,20 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 __all__ = [
     "AssessmentCreate",
+    "AssessmentCreated",
     "AssessmentDetail",
     "AssessmentPublic",
+    "AssessmentStatusPublic",
     "AssessmentsPublic",
     "BuiltinDatasetPublic",
     "CellPublic",
+    "CellsPublic",
     "DatasetPublic",
     "DatasetsPublic",
     "ErrorDetail",
     "ErrorResponse",
+    "EstimateItem",
+    "EstimatePublic",
     "EventPublic",
     "HealthPublic",
     "ModelPublic",
@@ -26,11 +31,13 @@ __all__ = [
     "ProjectCreate",
     "ProjectCreated",
     "ReportPublic",
+    "ResultsPublic",
     "TokenCreate",
     "TokenCreated",
     "TokenPublic",
     "TokensPublic",
     "TrainingPublic",
+    "TrainingsPublic",
 ]
 
 
@@ -253,7 +260,9 @@ class ProgressPublic(BaseModel):
     cells_total: int
     cells_by_status: dict[str, int]
     fraction: float
-    eta_seconds: float | None
+    eta_seconds: float | None = Field(
+        description="Seconds left: the estimate until a unit finishes, then the pace measured so far."
+    )
 
 
 class ReportPublic(_Orm):
@@ -263,14 +272,83 @@ class ReportPublic(_Orm):
     url: str = ""
 
 
+class EstimateItem(BaseModel):
+    """The estimated time of one kind of unit: the trainings of one row, or the cells of one risk column."""
+
+    unit: str = Field(description="'training' or 'cell'.")
+    kind: str = Field(description="The row (trainings) or 'risk/attack' (cells).")
+    count: int = Field(description="How many units of this kind the assessment runs.")
+    seconds_each: float = Field(description="Estimated seconds per unit.")
+    source: str = Field(
+        description="'measured': the median of this project's past units of the same kind on the same dataset, "
+        "model and training settings; 'model': the per-kind default model (no such past run)."
+    )
+    samples: int = Field(description="How many past units the measured median is taken over (0 for 'model').")
+
+
+class EstimatePublic(BaseModel):
+    """What an assessment costs: its units and an estimated duration, with how the estimate was derived."""
+
+    cells: int
+    trainings: int
+    seconds: float = Field(description="Estimated run time on one worker, queueing not included.")
+    measured_share: float = Field(description="Share (0..1) of the estimated seconds taken from measured past runs.")
+    basis: str = Field(description="How the estimate was derived, in words.")
+    items: list[EstimateItem]
+
+
+class AssessmentCreated(AssessmentPublic):
+    """``POST /assessments``: the queued assessment and the estimate of its cost."""
+
+    estimate: EstimatePublic
+
+
+class CellsPublic(BaseModel):
+    """A page of an assessment's cells (plan order) and their total count."""
+
+    data: list[CellPublic]
+    count: int
+
+
+class TrainingsPublic(BaseModel):
+    """A page of an assessment's trainings (plan order) and their total count."""
+
+    data: list[TrainingPublic]
+    count: int
+
+
+class ResultsPublic(BaseModel):
+    """A page of an assessment's cell results (the engine's ``CellResult`` of every finished cell, plan
+    order) and their total count; the whole results document is ``GET /assessments/{id}/report.json``."""
+
+    status: str = Field(description="The assessment's status: results of an active assessment are still coming.")
+    data: list[dict[str, Any]]
+    count: int
+
+
+class AssessmentStatusPublic(BaseModel):
+    """``GET /assessments/{id}/status``: the cheap poll (answers 304 to a matching ``If-None-Match``)."""
+
+    id: str
+    status: str
+    progress: ProgressPublic
+    eta_at: datetime | None = Field(
+        description="When the assessment is expected to finish; it moves only when progress is made."
+    )
+    updated_at: datetime = Field(description="The last change of the assessment, its trainings or its cells.")
+    step: EventPublic | None = Field(description="The latest event: what the worker is doing now.")
+
+
 class AssessmentDetail(AssessmentPublic):
-    """``GET /assessments/{id}``: status, per-cell progress, ETA, errors, reports (read from SQL only)."""
+    """``GET /assessments/{id}``: status, progress counts, estimate, ETA, errors, events and reports (read from
+    SQL only, bounded: the cells, trainings and results are listed page by page at their own endpoints)."""
 
     spec: dict[str, Any]
     summary: dict[str, Any]
     progress: ProgressPublic
-    trainings: list[TrainingPublic]
-    cells: list[CellPublic]
-    errors: list[str]
+    estimate: EstimatePublic | None = Field(description="The estimate made at submit (None for older assessments).")
+    updated_at: datetime
+    errors: list[str] = Field(description="The assessment's error, then the first training and cell errors.")
+    errors_total: int = Field(description="How many errors there are in all (``errors`` lists at most 50).")
     events: list[EventPublic]
     reports: list[ReportPublic]

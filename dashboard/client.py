@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -37,6 +38,8 @@ MSG_UNREACHABLE = (
 )
 MSG_UNAUTHORIZED = "The API rejected the token ({detail}). Paste a valid API token (`amulet serve` prints one)."
 MSG_NOT_FOUND = "Not found: {detail}"
+#: Rows per request when a client method follows a list endpoint's pages (the API's largest page).
+PAGE_SIZE = 500
 
 
 class ApiError(Exception):
@@ -146,8 +149,9 @@ class ApiClient:
         data: Mapping[str, Any] | None = None,
         files: Any = None,
         timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(headers or {})}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         clean_params = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
@@ -282,8 +286,56 @@ class ApiClient:
         return self._items(self._json("GET", "/assessments", params={"status": status, "limit": limit}))
 
     def get_assessment(self, assessment_id: str) -> dict[str, Any]:
-        """``GET /assessments/{id}``: status, per-cell progress, ETA and errors."""
+        """``GET /assessments/{id}``: status, progress counts, estimate, ETA, the first errors, events, reports."""
         return dict(self._json("GET", f"/assessments/{assessment_id}"))
+
+    def get_status(self, assessment_id: str, *, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``GET /assessments/{id}/status``: the cheap poll (status, progress counts, ETA, current step).
+
+        Pass the previous answer as ``previous``: its ``etag`` goes out as ``If-None-Match`` and, while nothing
+        changed (``304``), ``previous`` comes back with ``not_modified`` set and ``progress.eta_seconds``
+        counted down from ``eta_at``. The answer carries its ``etag``.
+        """
+        headers = {"If-None-Match": str(previous["etag"])} if previous and previous.get("etag") else None
+        response = self._request("GET", f"/assessments/{assessment_id}/status", headers=headers)
+        if response.status_code == 304 and previous is not None:
+            body = dict(previous)
+            body["progress"] = dict(body.get("progress") or {})
+            eta_at = body.get("eta_at")
+            if isinstance(eta_at, str) and body.get("status") in ("running", "finalizing"):
+                left = (
+                    datetime.fromisoformat(eta_at.replace("Z", "+00:00")) - datetime.now(timezone.utc)
+                ).total_seconds()
+                body["progress"]["eta_seconds"] = round(left, 1) if left > 0 else None
+            body["not_modified"] = True
+            return body
+        body = dict(response.json())
+        body["etag"] = response.headers.get("etag")
+        body["not_modified"] = False
+        return body
+
+    def _all_pages(self, path: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of a paginated list endpoint (``{"data": [...], "count": n}``), page after page."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._json("GET", path, params={**(params or {}), "limit": PAGE_SIZE, "offset": len(items)})
+            data = self._items(page)
+            items.extend(data)
+            count = page.get("count") if isinstance(page, Mapping) else None
+            if not data or len(data) < PAGE_SIZE or (isinstance(count, int) and len(items) >= count):
+                return items
+
+    def list_cells(self, assessment_id: str, *, status: str | None = None) -> list[dict[str, Any]]:
+        """``GET /assessments/{id}/cells``, every page: each cell's status, seconds, attempts and metrics."""
+        return self._all_pages(f"/assessments/{assessment_id}/cells", {"status": status})
+
+    def list_trainings(self, assessment_id: str) -> list[dict[str, Any]]:
+        """``GET /assessments/{id}/trainings``, every page: each training's status, seconds and error."""
+        return self._all_pages(f"/assessments/{assessment_id}/trainings")
+
+    def list_cell_results(self, assessment_id: str) -> list[dict[str, Any]]:
+        """``GET /assessments/{id}/results``, every page: the engine's result of each finished cell."""
+        return self._all_pages(f"/assessments/{assessment_id}/results")
 
     def cancel_assessment(self, assessment_id: str) -> dict[str, Any]:
         """``POST /assessments/{id}/cancel``."""
@@ -294,8 +346,9 @@ class ApiClient:
         self._json("DELETE", f"/assessments/{assessment_id}")
 
     def get_results(self, assessment_id: str) -> dict[str, Any]:
-        """``GET /assessments/{id}/results``: the ``AssessmentResults`` JSON."""
-        return dict(self._json("GET", f"/assessments/{assessment_id}/results"))
+        """The whole ``AssessmentResults`` document (matrix, checks, findings): the JSON report download
+        (``GET /assessments/{id}/report.json``)."""
+        return dict(self._json("GET", f"/assessments/{assessment_id}/report.json", timeout=self.timeout * 4))
 
     def download_report(self, assessment_id: str, fmt: str) -> bytes:
         """``GET /assessments/{id}/report.{ext}``: the report file's bytes (``fmt`` in :data:`REPORT_FORMATS`)."""

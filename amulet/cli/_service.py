@@ -396,7 +396,8 @@ def upload_references(client: Any, spec: dict[str, Any], base: Path) -> dict[str
 
 
 def wait_for(client: Any, assessment_id: str, *, poll: float, timeout: float, quiet: bool) -> dict[str, Any]:
-    """Poll ``GET /assessments/{id}`` until it finishes; shows a progress bar on stderr."""
+    """Poll ``GET /assessments/{id}/status`` (``304`` while nothing changed) until it finishes, with a progress
+    bar on stderr; returns the finished assessment's detail (``GET /assessments/{id}``)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -410,14 +411,18 @@ def wait_for(client: Any, assessment_id: str, *, poll: float, timeout: float, qu
         disable=quiet,
     ) as bar:
         task = bar.add_task("queued", total=None)
+        etag = ""
         while True:
-            detail = _check(client.get(f"/assessments/{assessment_id}"), "Reading the assessment")
-            progress = detail["progress"]
-            bar.update(
-                task, description=detail["status"], total=progress["cells_total"], completed=progress["cells_done"]
-            )
-            if detail["status"] in FINISHED_STATUSES:
-                return detail  # type: ignore[no-any-return]
+            response = client.get(f"/assessments/{assessment_id}/status", headers={"If-None-Match": etag})
+            if response.status_code != 304:
+                state = _check(response, "Reading the assessment")
+                etag = response.headers.get("etag", "")
+                progress = state["progress"]
+                bar.update(
+                    task, description=state["status"], total=progress["cells_total"], completed=progress["cells_done"]
+                )
+                if state["status"] in FINISHED_STATUSES:
+                    return _check(client.get(f"/assessments/{assessment_id}"), "Reading the assessment")  # type: ignore[no-any-return]
             if time.monotonic() > deadline:
                 raise _SubmitError(f"Gave up waiting after {timeout:.0f} s; the assessment {assessment_id} goes on.")
             time.sleep(poll)
@@ -457,7 +462,9 @@ def submit_command(
             body = upload_references(client, _load_spec_file(spec), spec.resolve().parent)
             created = _check(client.post("/assessments", json={"spec": body}), "Submitting the assessment")
             assessment_id = created["id"]
-            _err(f"assessment {assessment_id}: {created['n_cells']} cells queued on {server}")
+            seconds = (created.get("estimate") or {}).get("seconds")
+            estimated = f" (estimated {seconds:,.0f} s of work)" if isinstance(seconds, (int, float)) else ""
+            _err(f"assessment {assessment_id}: {created['n_cells']} cells queued on {server}{estimated}")
             if not wait:
                 typer.echo(assessment_id)
                 raise typer.Exit(EXIT_PASS)

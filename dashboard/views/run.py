@@ -1,4 +1,8 @@
-"""Run page: live progress of an assessment (per-cell progress, ETA, current step, errors) and cancel."""
+"""Run page: live progress of an assessment (per-cell progress, ETA, current step, errors) and cancel.
+
+It polls ``GET /assessments/{id}/status`` (304 while nothing changed) and reads the detail, cells and
+trainings again only when that status says the assessment changed.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from dashboard.progress import STATUS_ICONS, cell_grid, current_step, finish_mes
 from dashboard.state import current_assessment, remember_assessment, require_client, show_api_error
 
 POLL_SECONDS = 2.0
+STATUS_KEY = "run.status"
+DETAIL_KEY = "run.detail"
 
 client = require_client()
 st.title("Run")
@@ -46,8 +52,34 @@ remember_assessment(selected)
 if st.session_state.pop("run.just_launched", None) == selected:
     st.toast("Assessment queued.", icon=":material/rocket_launch:")
 
+
+def poll(assessment_id: str) -> dict:
+    """The assessment as the page draws it: the detail with every cell and training, re-read only when the
+    status poll says it changed; status, progress and current step from the poll itself."""
+    previous = st.session_state.get(STATUS_KEY)
+    status = client.get_status(
+        assessment_id, previous=previous if (previous or {}).get("id") == assessment_id else None
+    )
+    st.session_state[STATUS_KEY] = status
+    version = (assessment_id, status.get("status"), status.get("updated_at"))
+    cached = st.session_state.get(DETAIL_KEY)
+    if cached is None or cached[0] != version:
+        detail = client.get_assessment(assessment_id)
+        detail["cells"] = client.list_cells(assessment_id)
+        detail["trainings"] = client.list_trainings(assessment_id)
+        cached = (version, detail)
+        st.session_state[DETAIL_KEY] = cached
+    step = [status["step"]] if status.get("step") else []
+    return {
+        **cached[1],
+        "status": status.get("status"),
+        "progress": status.get("progress"),
+        "events": [*(cached[1].get("events") or []), *step],
+    }
+
+
 try:
-    first = client.get_assessment(selected)
+    first = poll(selected)
 except ApiError as exc:
     show_api_error(exc)
     st.stop()
@@ -57,7 +89,7 @@ except ApiError as exc:
 def live_progress() -> None:
     """Re-drawn every couple of seconds while the assessment is active."""
     try:
-        detail = client.get_assessment(selected)
+        detail = poll(selected)
     except ApiError as exc:
         show_api_error(exc)
         return

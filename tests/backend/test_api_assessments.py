@@ -21,7 +21,9 @@ def test_submit_stores_plan_and_queues(client: TestClient, project_headers) -> N
     detail = client.get(f"/assessments/{created['id']}", headers=project_headers).json()
     assert detail["progress"]["cells_total"] == 2
     assert detail["progress"]["cells_by_status"] == {"pending": 2}
-    assert {c["row"] for c in detail["cells"]} == {"baseline", "outlier"}
+    assert "cells" not in detail  # listed page by page: GET /assessments/{id}/cells
+    cells = client.get(f"/assessments/{created['id']}/cells", headers=project_headers).json()
+    assert {c["row"] for c in cells["data"]} == {"baseline", "outlier"} and cells["count"] == 2
     assert detail["events"][0]["kind"] == "queued"
     listed = client.get("/assessments", headers=project_headers).json()
     assert created["id"] in {a["id"] for a in listed["data"]}

@@ -91,7 +91,6 @@ def test_report_downloads_carry_csp_and_nosniff(
         f"{base}/report.pdf",
         f"{base}/report.json",
         f"{base}/report.xml",
-        f"{base}/results",
     ):
         response = client.get(url, headers=project_headers)
         assert response.status_code == 200, (url, response.text)

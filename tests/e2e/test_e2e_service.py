@@ -66,7 +66,14 @@ def test_distributed_redis_postgres_submit(distributed_stack: Stack, tiny_spec: 
 
 
 def _detail(stack: Stack, assessment_id: str) -> dict:
-    return httpx.get(f"{stack.url}/assessments/{assessment_id}", headers=HEADERS, timeout=10).json()
+    """The assessment's detail with its cells and trainings (listed at their own paginated endpoints)."""
+    url = f"{stack.url}/assessments/{assessment_id}"
+    detail = httpx.get(url, headers=HEADERS, timeout=10).json()
+    for part in ("cells", "trainings"):
+        page = httpx.get(f"{url}/{part}", params={"limit": 500}, headers=HEADERS, timeout=10).json()
+        assert page["count"] == len(page["data"]), page["count"]  # these tests' assessments fit one page
+        detail[part] = page["data"]
+    return detail
 
 
 def _wait_status(stack: Stack, assessment_id: str, timeout: float) -> dict:

@@ -154,10 +154,12 @@ def test_an_errored_cell_ends_partial_not_succeeded(worker_settings, planned_ass
         assert listed["data"][0]["error"] == detail["error"]
         # the results' warnings travel with the listing (one seed is too few to read an interval)
         assert "few_seeds" in {w["code"] for w in listed["data"][0]["warnings"]}
-        # the measured cell is still reported
-        results = client.get(f"/assessments/{assessment_id}/results", headers=headers)
-        assert results.status_code == 200
-        assert {c["status"] for c in results.json()["cells"]} == {"ok", "error"}
+        # the measured cell is still reported: in the results document and in the paginated cell results
+        document = client.get(f"/assessments/{assessment_id}/report.json", headers=headers)
+        assert document.status_code == 200
+        assert {c["status"] for c in document.json()["cells"]} == {"ok", "error"}
+        results = client.get(f"/assessments/{assessment_id}/results", headers=headers).json()
+        assert results["count"] == 2 and {c["status"] for c in results["data"]} == {"ok", "error"}
 
 
 def test_a_model_that_does_not_fit_the_data_at_run_time_fails(worker_settings, tmp_path) -> None:
