@@ -23,11 +23,19 @@ BATCH_OF_ONE_MESSAGE = (
 
 _TORCH_BATCH_OF_ONE = "Expected more than 1 value per channel when training"
 
+#: Raised (as ``RuntimeError``, torch's type) when an image model gets images with other channels than it was built for.
+CHANNELS_MESSAGE = (
+    "{model} was built for {expected}-channel images and got input of shape {shape}. Build it for the data's "
+    "channels: initialize_model(..., input_shape={example}) or {model}(..., input_channels={got})."
+)
+
+_TORCH_CHANNELS = "channels, but got"
+
 F = TypeVar("F", bound=Callable[..., torch.Tensor])
 
 
 def explain_batch_of_one(method: F) -> F:
-    """Wrap ``forward``/``get_hidden`` so that BatchNorm's batch-of-one error says what to do."""
+    """Wrap ``forward``/``get_hidden`` so that BatchNorm's batch-of-one error and a channel mismatch say what to do."""
 
     @functools.wraps(method)
     def wrapper(self: nn.Module, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -37,6 +45,15 @@ def explain_batch_of_one(method: F) -> F:
             if _TORCH_BATCH_OF_ONE in str(exc):
                 shape = tuple(x.shape) if isinstance(x, torch.Tensor) else "?"
                 raise ValueError(BATCH_OF_ONE_MESSAGE.format(model=type(self).__name__, shape=shape)) from exc
+            raise
+        except RuntimeError as exc:
+            expected = getattr(self, "input_channels", None)
+            if _TORCH_CHANNELS in str(exc) and expected is not None and isinstance(x, torch.Tensor) and x.dim() >= 3:
+                got, size = int(x.shape[-3]), tuple(int(d) for d in x.shape[-2:])
+                message = CHANNELS_MESSAGE.format(
+                    model=type(self).__name__, expected=expected, shape=tuple(x.shape), example=(got, *size), got=got
+                )
+                raise RuntimeError(message) from exc
             raise
 
     return wrapper  # type: ignore[return-value]

@@ -179,3 +179,15 @@ def test_dpsgd_and_compute_mi_metrics_take_upstreams_arguments() -> None:
     assert [(n, p.default) for n, p in mi_params.items()] == [
         ("preds", inspect.Parameter.empty), ("true_labels", inspect.Parameter.empty), ("fpr_threshold", 0.01)
     ]  # fmt: skip
+
+
+def test_lira_image_shadows_take_the_channels_of_the_data() -> None:
+    """Shadows built by name (no model_factory) on CIFAR-shaped rows: 3-channel shadows, whatever the architecture."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 3, 32, 32, generator=g), torch.randint(0, 10, (40,), generator=g)
+    target = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    lira = LiRA(target, np.arange(20), "cnn", "m1", TensorDataset(x, y), "cifar10", 32 * 32, 10, 20, 0.5,
+                nn.CrossEntropyLoss(), 2, 1, "cpu", None, 0)  # fmt: skip
+    result = lira.attack()
+    assert all(s.input_channels == 3 for s in lira.shadow_models_)
+    assert len(result["lira_online_preds"]) == 40 and np.isfinite(result["lira_online_preds"]).all()

@@ -168,3 +168,12 @@ def test_custom_capacity_map_in_upstreams_shape_and_logger(caplog):
     assert "Model initialized" in caplog.text
     cnn = initialize_model("cnn", "tiny", 784, 3, model_conf=conf)
     assert cnn.conv_channels_kernel == [(4, 3)] and cnn.fc_layers == [8]
+
+
+def test_channel_mismatch_says_how_to_build_for_the_data():
+    """fmnist into upstream's 3-channel VGG fails as upstream does, but the error names the fix."""
+    model = initialize_model("vgg", "m1", 28 * 28, 10).eval()
+    with pytest.raises(RuntimeError, match=r"built for 3-channel images .* input_shape=\(1, 28, 28\)"):
+        model(torch.zeros(2, 1, 28, 28))
+    fixed = initialize_model("vgg", "m1", 28 * 28, 10, input_shape=(1, 28, 28)).eval()
+    assert fixed(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

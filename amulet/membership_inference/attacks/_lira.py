@@ -227,7 +227,7 @@ class LiRA(MembershipInferenceAttack):
     def exp_id(self, value: int) -> None:
         self.experiment_id = value
 
-    def _factory(self) -> Callable[[], nn.Module]:
+    def _factory(self, data: TensorData) -> Callable[[], nn.Module]:
         if self.model_factory is not None:
             return self.model_factory
         from amulet.utils import initialize_model
@@ -238,6 +238,10 @@ class LiRA(MembershipInferenceAttack):
             self.num_features,
             self.num_classes,
         )
+        shape = tuple(data.x.shape[1:])
+        if len(shape) >= 2 and arch not in ("linearnet", "linear_net"):
+            # image shadows take the channels of the images they train on (upstream's are fixed per architecture)
+            return lambda: initialize_model(arch, capacity, features, classes, input_shape=shape)
         return lambda: initialize_model(arch, capacity, features, classes)
 
     def _recipe(self) -> Recipe:
@@ -300,7 +304,7 @@ class LiRA(MembershipInferenceAttack):
             cache_dir = Path(self.models_dir) / f"lira_{self.dataset}_{self.experiment_id}"
         progress.start("lira_shadows", 1, "LiRA: shadow models")
         population = train_population(
-            self._factory(),
+            self._factory(data),
             data,
             [np.flatnonzero(row) for row in keep],
             recipe=self._recipe(),
