@@ -117,7 +117,8 @@ def test_layer2_adapter_reports_both_scores_in_the_risky_direction(census, pool,
         input_shape=tuple(pool.x.shape[1:]),
     )
     attack = registry.get_attack("lira")
-    out = attack.run(ctx, attack.params(num_shadow=8, scores="offline"))
+    output = attack.run(ctx, attack.params(num_shadow=8, scores="offline"))
+    out = output.metrics  # a LiRA cell returns an AttackOutput (metrics, ROC curve, most exposed records)
     assert out["n_candidates"] == 2 * N_MEMBERS
     for metric in ("auc", "tpr_at_fpr", "balanced_acc"):
         assert out[metric] == out[f"{metric}_offline"]
