@@ -77,14 +77,14 @@ def test_every_loss_type_steals_the_census_model(loss_type, census_target, censu
 
 def test_unknown_loss_type_is_a_value_error_naming_the_parameter(census_target):
     model = nn.Linear(97, 2)
-    attack = ModelExtraction(
-        census_target,
-        model,
-        torch.optim.SGD(model.parameters(), 0.1),
-        TensorData(torch.rand(4, 97), torch.zeros(4)).loader(2),
-        "cpu",
-        loss_type="hinge",
-    )
     with pytest.raises(ValueError, match="'loss_type' parameter of ModelExtraction") as err:
-        attack.attack()
+        ModelExtraction(  # refused at construction, as upstream
+            census_target,
+            model,
+            torch.optim.SGD(model.parameters(), 0.1),
+            TensorData(torch.rand(4, 97), torch.zeros(4)).loader(2),
+            "cpu",
+            loss_type="hinge",
+        )
     assert isinstance(err.value, InvalidParameterError)
+    assert "one of {'ce', 'kl', 'mse'}" in str(err.value)

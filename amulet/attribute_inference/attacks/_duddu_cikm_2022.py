@@ -55,6 +55,10 @@ class DudduCIKM2022(AttributeInferenceAttack):
         thresholds_: Decision threshold chosen per attribute (on the adversary's data).
         attack_models_: The fitted scikit-learn classifiers, one per attribute.
 
+    Raises:
+        InvalidParameterError: (a ``ValueError``) at construction, for a parameter outside its allowed values, a
+            non-binary attribute column, or ``x_train_adv`` and ``z_train_adv`` of different lengths.
+
     Example:
         >>> import numpy as np, torch
         >>> rng = np.random.default_rng(0)
@@ -95,6 +99,26 @@ class DudduCIKM2022(AttributeInferenceAttack):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.max_iter = max_iter
         self.random_state = random_state
+        self._checked_attributes()
+
+    def _checked_attributes(self) -> np.ndarray:
+        """Validate the parameters and return ``z_train_adv`` as a 2-D array of binary columns."""
+        validate_params(self)
+        owner = type(self).__name__
+        z = _to_numpy(self.z_train_adv)
+        z = z.reshape(len(z), -1)
+        if len(z) != len(self.x_train_adv):
+            raise InvalidParameterError(
+                f"The 'z_train_adv' parameter of {owner} must have one row per row of x_train_adv "
+                f"({len(self.x_train_adv)}). Got {len(z)} rows instead."
+            )
+        for i in range(z.shape[1]):
+            values = np.unique(z[:, i])
+            if len(values) != 2 or not np.isin(values, (0, 1)).all():
+                raise InvalidParameterError(
+                    NON_BINARY_MESSAGE.format(owner=owner, column=i, values=values[:10].tolist())
+                )
+        return z
 
     def _outputs(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         from amulet.utils._evaluation import predict_logits
@@ -118,21 +142,7 @@ class DudduCIKM2022(AttributeInferenceAttack):
         from sklearn.neural_network import MLPClassifier
         from threadpoolctl import threadpool_limits
 
-        validate_params(self)
-        owner = type(self).__name__
-        z = _to_numpy(self.z_train_adv)
-        z = z.reshape(len(z), -1)
-        if len(z) != len(self.x_train_adv):
-            raise InvalidParameterError(
-                f"The 'z_train_adv' parameter of {owner} must have one row per row of x_train_adv "
-                f"({len(self.x_train_adv)}). Got {len(z)} rows instead."
-            )
-        for i in range(z.shape[1]):
-            values = np.unique(z[:, i])
-            if len(values) != 2 or not np.isin(values, (0, 1)).all():
-                raise InvalidParameterError(
-                    NON_BINARY_MESSAGE.format(owner=owner, column=i, values=values[:10].tolist())
-                )
+        z = self._checked_attributes()
         train_features = self._outputs(self.x_train_adv)
         test_features = self._outputs(self.x_test)
         results: dict[int, dict[str, np.ndarray]] = {}

@@ -314,6 +314,10 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         n_adversary_steps_: Adversary optimizer steps taken (pretraining included).
         n_classifier_steps_: Classifier optimizer steps taken.
 
+    Raises:
+        InvalidParameterError: (a ``ValueError``) at construction, for a parameter outside its allowed values
+            or ``lambdas`` of the wrong length (the message names the parameter and what it accepts).
+
     Example:
         >>> import torch
         >>> from torch import nn
@@ -377,6 +381,8 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         self.average_decay = average_decay
         self.seed = seed
         self.progress = progress
+        validate_params(self)
+        _lambdas_tensor(self.lambdas, self.n_sensitive_attrs, type(self).__name__)
 
     @property
     def discmodel(self) -> AdversaryModel:

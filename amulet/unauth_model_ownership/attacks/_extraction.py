@@ -53,7 +53,7 @@ class ModelExtraction(UnauthModelOwnershipAttack):
         train_loader: The adversary's query data: (x, ...) batches; labels, if any, are ignored.
         device: Torch device.
         epochs: Passes over the answered queries (default 50).
-        loss_type: ``"mse"``, ``"kl"`` or ``"ce"`` (default ``"mse"``).
+        loss_type: ``"mse"``, ``"kl"`` or ``"ce"`` (default ``"mse"``; case-insensitive).
         query_budget: Maximum number of queries (inputs) sent to the target; None for all of ``train_loader``.
         seed: Seed of the order of training batches (default 0).
         progress: Progress reporter (task ``"extraction"``, one unit per epoch).
@@ -63,8 +63,8 @@ class ModelExtraction(UnauthModelOwnershipAttack):
         losses_: Mean loss of every epoch.
 
     Raises:
-        ValueError: (an :class:`~amulet.exceptions.InvalidParameterError`) at :meth:`attack` for an unknown
-            ``loss_type``.
+        ValueError: (an :class:`~amulet.exceptions.InvalidParameterError`) at construction for an unknown
+            ``loss_type`` or any other parameter outside its allowed values (the message names it and them).
     """
 
     _parameter_constraints = {
@@ -100,10 +100,12 @@ class ModelExtraction(UnauthModelOwnershipAttack):
         self.train_loader = train_loader
         self.device = device
         self.epochs = epochs
-        self.loss_type = loss_type
+        # Case-insensitive, as upstream ("MSE" works there).
+        self.loss_type = loss_type.lower() if isinstance(loss_type, str) else loss_type
         self.query_budget = query_budget
         self.seed = seed
         self.progress = progress
+        validate_params(self)
 
     def _queries(self) -> torch.Tensor:
         xs, n = [], 0

@@ -218,6 +218,10 @@ class DatasetInference(FingerprintDefense):
     Attributes:
         results_: The dictionary :meth:`fingerprint` returned.
         power_: Its ``"power"`` entry (see :meth:`fingerprint`).
+
+    Raises:
+        InvalidParameterError: (a ``ValueError``) at construction, for a parameter outside its allowed values
+            (the message names it and them).
     """
 
     _parameter_constraints = {
@@ -284,6 +288,7 @@ class DatasetInference(FingerprintDefense):
         self.regressor_epochs = regressor_epochs
         self.seed = seed
         self.progress = progress
+        validate_params(self)
 
     def _samples(self, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The inputs used from ``loader`` and their labels (None when the loader yields no labels)."""

@@ -196,9 +196,10 @@ class WatermarkNN(WatermarkDefense):
         gray: Image trigger folder only: read images as one channel (otherwise the training data's channel
             count decides).
         tabular: The data is tabular (generated triggers of shape (n_features,)).
-        num_classes: Number of classes of the model (trigger labels are in 0..num_classes-1), default 2.
         epochs: Fine-tuning epochs (default 10).
         batch_size: Batch size of the trigger loader (default 256).
+        num_classes: Number of classes of the model (trigger labels are in 0..num_classes-1), default 2
+            (keyword-only: upstream's positional arguments end with ``epochs, batch_size``).
         n_trigger: Size of a generated trigger set (default 100).
         seed: Secret seed of the generated trigger set (default 0).
         value_range: Value range of generated trigger inputs (default (0.0, 1.0)).
@@ -207,6 +208,10 @@ class WatermarkNN(WatermarkDefense):
     Attributes:
         wm_loader: Loader of the trigger set (after :meth:`watermark`, :meth:`verify` or :meth:`get_wm_loader`).
         watermark_accuracy_: Trigger accuracy (percent) of the last model :meth:`verify` checked.
+
+    Raises:
+        InvalidParameterError: (a ``ValueError``) at construction, for a parameter outside its allowed values
+            (the message names it and them).
     """
 
     _parameter_constraints = {
@@ -237,10 +242,10 @@ class WatermarkNN(WatermarkDefense):
         wm_path: str | Path | None = None,
         gray: bool = False,
         tabular: bool = False,
-        num_classes: int = 2,
         epochs: int = 10,
         batch_size: int = 256,
         *,
+        num_classes: int = 2,
         n_trigger: int = 100,
         seed: int = 0,
         value_range: tuple[float, float] = (0.0, 1.0),
@@ -261,6 +266,7 @@ class WatermarkNN(WatermarkDefense):
         self.seed = seed
         self.value_range = value_range
         self.progress = progress
+        validate_params(self)
 
     def _input_shape(self) -> tuple[int, ...]:
         batch = next(iter(self.train_loader))
