@@ -137,7 +137,8 @@ def run_lira(ctx: CellContext, params: LiRAParams) -> AttackOutput:
 
     Returns:
         Metrics ``auc``, ``tpr_at_fpr``, ``balanced_acc`` (from the ``scores`` variant), ``tpr_at_0_1pct_fpr``,
-        ``threshold_score``, the same five with suffix ``_online`` and ``_offline``, and ``n_candidates``;
+        ``threshold_score`` (of ``balanced_acc``), ``threshold_at_fpr`` (of ``tpr_at_fpr``), the same six with
+        suffix ``_online`` and ``_offline``, and ``n_candidates``;
         the ROC curve of the ``scores`` variant; the :data:`TOP_RECORDS` members with the highest scores
         (their rows in the training split when ``ctx.member_index`` is known).
     """
