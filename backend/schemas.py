@@ -31,6 +31,7 @@ __all__ = [
     "ProjectCreate",
     "ProjectCreated",
     "ReportPublic",
+    "SigningKeyPublic",
     "ResultsPublic",
     "TokenCreate",
     "TokenCreated",
@@ -58,6 +59,14 @@ class ErrorResponse(BaseModel):
     plain message."""
 
     detail: ErrorDetail | list[dict[str, Any]] | str
+
+
+class SigningKeyPublic(BaseModel):
+    """``GET /signing-key``: the public key this server signs report manifests with."""
+
+    algorithm: Literal["Ed25519"] = "Ed25519"
+    key_id: str = Field(description="First 16 hex digits of the SHA-256 of the raw public key (as manifests show).")
+    public_key_pem: str = Field(description="The public key, PEM (SubjectPublicKeyInfo).")
 
 
 class HealthPublic(BaseModel):

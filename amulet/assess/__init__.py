@@ -17,6 +17,7 @@ The same steps as independent units (what the worker fans out)::
 
 from __future__ import annotations
 
+from amulet.assess._bundle import bundle_bytes, write_bundle
 from amulet.assess._cache import ModelCache, training_counts
 from amulet.assess._cell_cache import CellCache
 from amulet.assess._data import DataBundle, architecture_spec, load_bundle
@@ -86,6 +87,7 @@ __all__ = [
     "VerifyResult",
     "aggregate_results",
     "architecture_spec",
+    "bundle_bytes",
     "cell_colour",
     "cell_label",
     "default_cache_dir",
@@ -104,4 +106,5 @@ __all__ = [
     "spec_json_schema",
     "training_counts",
     "verify_report",
+    "write_bundle",
 ]

@@ -36,6 +36,10 @@ __all__ = ["MANIFEST_NAME", "SIGNATURE_NAME", "VerifyResult", "load_signing_key"
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.json.sig"
 MANIFEST_FORMAT = "amulet-report-manifest/1"
+#: Files a signed bundle (:mod:`amulet.assess._bundle`) adds next to the signed ones, not listed in the manifest.
+BUNDLE_EXTRAS = ("public_key.pem", "VERIFY.txt")
+#: The most a bundle may unpack to when verified (a zip bomb is refused, not extracted).
+MAX_BUNDLE_BYTES = 2 * 1024**3
 
 
 def _default_key_path() -> Path:
@@ -147,10 +151,12 @@ def _load_public_key(source: str | Path) -> Any:
 def verify_report(
     report_dir: str | Path, *, public_key: str | Path | None = None, key_path: str | Path | None = None
 ) -> VerifyResult:
-    """Check a report directory's signed manifest: the signature, then every listed file's size and SHA-256.
+    """Check a report directory's (or a signed bundle's) manifest: the signature, then every listed file's
+    size and SHA-256.
 
     Args:
-        report_dir: Directory holding ``manifest.json`` and ``manifest.json.sig``.
+        report_dir: Directory holding ``manifest.json`` and ``manifest.json.sig``, or a signed bundle zip
+            (:func:`~amulet.assess.write_bundle`), checked after unpacking it into a temporary directory.
         public_key: PEM file of the trusted Ed25519 public (or private) key. Default: the local signing key
             at ``key_path``/the settings' path when it exists, else the key embedded in the manifest.
         key_path: Private signing key whose public half to trust (default: the settings' path).
@@ -162,6 +168,8 @@ def verify_report(
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     report_dir = Path(report_dir)
+    if report_dir.is_file():
+        return _verify_bundle(report_dir, public_key=public_key, key_path=key_path)
     result = VerifyResult(ok=False)
     manifest_path, signature_path = report_dir / MANIFEST_NAME, report_dir / SIGNATURE_NAME
     if not manifest_path.is_file() or not signature_path.is_file():
@@ -204,9 +212,32 @@ def verify_report(
             result.problems.append(f"{name}: missing")
         elif path.stat().st_size != entry.get("bytes") or file_sha256(path) != entry.get("sha256"):
             result.problems.append(f"{name}: SHA-256 does not match the manifest (the file was modified)")
-    listed = set(result.files) | {MANIFEST_NAME, SIGNATURE_NAME}
+    listed = set(result.files) | {MANIFEST_NAME, SIGNATURE_NAME, *BUNDLE_EXTRAS}
     for path in sorted(report_dir.iterdir()):
         if path.is_file() and path.name not in listed:
             result.warnings.append(f"{path.name}: not covered by the manifest")
     result.ok = not result.problems
     return result
+
+
+def _verify_bundle(bundle: Path, *, public_key: str | Path | None, key_path: str | Path | None) -> VerifyResult:
+    """Unpack a signed bundle into a temporary directory (refusing unsafe entries) and verify that."""
+    import tempfile
+    import zipfile
+
+    result = VerifyResult(ok=False)
+    if not zipfile.is_zipfile(bundle):
+        result.problems.append(f"{bundle} is neither a report directory nor a signed bundle (zip)")
+        return result
+    with zipfile.ZipFile(bundle) as zf, tempfile.TemporaryDirectory(prefix="amulet-bundle-") as tmp:
+        members = zf.infolist()
+        if sum(m.file_size for m in members) > MAX_BUNDLE_BYTES:
+            result.problems.append(f"{bundle} unpacks to more than {MAX_BUNDLE_BYTES} bytes; refused")
+            return result
+        for member in members:
+            name = member.filename
+            if member.is_dir() or "/" in name or "\\" in name or name in ("", ".", ".."):
+                result.problems.append(f"{name!r}: a bundle holds only plain files at its top level")
+                return result
+            (Path(tmp) / name).write_bytes(zf.read(member))
+        return verify_report(tmp, public_key=public_key, key_path=key_path)

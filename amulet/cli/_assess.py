@@ -1,4 +1,4 @@
-"""``amulet assess``, ``amulet spec-schema`` and ``amulet verify-report``.
+"""``amulet assess``, ``amulet spec-schema``, ``amulet bundle`` and ``amulet verify-report``.
 
 Exit codes of ``amulet assess``: 0 every policy check passed; 1 a check failed (or was inconclusive, e.g. on
 a degenerate model); 2 error (invalid spec, bad data, a training or cell that raised: the assessment is
@@ -168,9 +168,30 @@ def spec_schema_command(
     typer.echo(json.dumps(results_json_schema() if results else spec_json_schema(), indent=2))
 
 
+@app.command("bundle")
+def bundle_command(
+    report_dir: Annotated[Path, typer.Argument(help="Signed report directory (from amulet assess --out DIR).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Zip to write; default: DIR-bundle.zip next to DIR.")
+    ] = None,
+) -> None:
+    """Pack a signed report directory into one zip (reports, results, manifest, signature, public key)."""
+    from amulet.assess import write_bundle
+
+    try:
+        path = write_bundle(report_dir, output)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path} ({path.stat().st_size} bytes); check it with: amulet verify-report {path}")
+
+
 @app.command("verify-report")
 def verify_report_command(
-    report_dir: Annotated[Path, typer.Argument(help="Report directory with manifest.json and manifest.json.sig.")],
+    report_dir: Annotated[
+        Path,
+        typer.Argument(help="Report directory with manifest.json and manifest.json.sig, or a signed bundle zip."),
+    ],
     public_key: Annotated[
         Path | None,
         typer.Option("--public-key", help="Trusted Ed25519 public key (PEM); default: the local signing key."),

@@ -31,6 +31,26 @@ def _check_reports(out: Path, junit: Path) -> None:
     assert int(root.find(".//property[@name='exit_code']").get("value")) == 0  # type: ignore[union-attr]
 
 
+def _check_signed_bundle(stack: Stack, tmp_path: Path) -> None:
+    """The latest assessment's signed bundle: byte-identical downloads that verify against the served key."""
+    from amulet.assess import verify_report
+
+    listed = httpx.get(f"{stack.url}/assessments", params={"limit": 1}, headers=HEADERS, timeout=10).json()
+    assessment_id = listed["data"][0]["id"]
+    first = httpx.get(f"{stack.url}/assessments/{assessment_id}/bundle.zip", headers=HEADERS, timeout=30)
+    second = httpx.get(f"{stack.url}/assessments/{assessment_id}/bundle.zip", headers=HEADERS, timeout=30)
+    assert first.status_code == 200, first.text
+    assert first.headers["content-type"] == "application/zip" and first.content == second.content
+    key = httpx.get(f"{stack.url}/signing-key", timeout=10)  # public: no token needed
+    assert key.status_code == 200, key.text
+    (tmp_path / "bundle.zip").write_bytes(first.content)
+    (tmp_path / "server-key.pem").write_text(key.json()["public_key_pem"])
+    result = verify_report(tmp_path / "bundle.zip", public_key=tmp_path / "server-key.pem")
+    assert result.ok, result.problems
+    assert result.key_id == key.json()["key_id"]
+    assert {"report.html", "report.pdf", "results.json", "junit.xml"} <= set(result.files)
+
+
 def _submit_and_check(stack: Stack, spec: Path, tmp_path: Path) -> None:
     out, junit = tmp_path / "reports", tmp_path / "ci" / "junit.xml"
     done = stack.submit(spec, "--report-dir", str(out), "--junit", str(junit))
@@ -50,6 +70,7 @@ def test_embedded_default_serve_and_submit(embedded_stack: Stack, tiny_spec: Pat
         assert time.monotonic() < deadline, f"the worker never created broker.db\n{embedded_stack.logs()}"
         time.sleep(0.2)
     _submit_and_check(embedded_stack, tiny_spec, tmp_path)
+    _check_signed_bundle(embedded_stack, tmp_path)
     embedded_stack.kill("serve", sig=2)  # Ctrl-C stops the API and the worker together
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{embedded_stack.url}/health", timeout=2)
