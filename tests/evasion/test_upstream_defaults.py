@@ -195,3 +195,10 @@ def test_engine_pgd_cell_attacks_the_true_labels(census, census_target, tmp_path
     assert out["robust_accuracy"] == layer1("true")
     # Attacking the predictions turns some misclassified rows right: a higher "robust accuracy".
     assert layer1("predicted") > out["robust_accuracy"]
+
+
+def test_defenses_all_lists_defenses_only_and_helpers_stay_importable():
+    import amulet.evasion.defenses as defenses
+
+    assert defenses.__all__ == ["AdversarialTrainingPGD"]
+    from amulet.evasion.defenses import EvasionDefense  # noqa: F401

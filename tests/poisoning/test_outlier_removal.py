@@ -157,3 +157,10 @@ def test_retraining_data_is_the_kept_rows_as_a_tensor_dataset(census_tensors):
     assert type(dataset) is torch.utils.data.TensorDataset and len(dataset.tensors) == 2  # (x, y), as upstream
     assert torch.equal(dataset.tensors[0], train.x[defense.kept_indices_])
     assert torch.equal(dataset.tensors[1], train.y[defense.kept_indices_])
+
+
+def test_defenses_all_lists_defenses_only_and_helpers_stay_importable():
+    import amulet.poisoning.defenses as defenses
+
+    assert defenses.__all__ == ["OutlierRemoval"]
+    from amulet.poisoning.defenses import PoisoningDefense, knn_shapley  # noqa: F401

@@ -83,7 +83,10 @@ def test_watermark_takes_upstreams_positional_arguments(census_split, census_tar
         64,
     )
     assert (defense.epochs, defense.batch_size, defense.tabular, defense.num_classes) == (3, 64, True, 2)
-    assert defense.get_wm_loader().batch_size == 64
+    # upstream builds the trigger loader in __init__: it is there before watermark() or verify()
+    x, y = defense.wm_loader.dataset.tensors
+    assert defense.wm_loader.batch_size == 64 and x.shape == (100, member.x.shape[1])
+    assert set(y.tolist()) <= {0, 1}
 
 
 @pytest.mark.parametrize(

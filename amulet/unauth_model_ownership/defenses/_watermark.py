@@ -206,7 +206,7 @@ class WatermarkNN(WatermarkDefense):
         progress: Progress reporter (task ``"watermark"``).
 
     Attributes:
-        wm_loader: Loader of the trigger set (after :meth:`watermark`, :meth:`verify` or :meth:`get_wm_loader`).
+        wm_loader: Loader of the trigger set, built at construction (and again by :meth:`get_wm_loader`).
         watermark_accuracy_: Trigger accuracy (percent) of the last model :meth:`verify` checked.
 
     Raises:
@@ -267,6 +267,8 @@ class WatermarkNN(WatermarkDefense):
         self.value_range = value_range
         self.progress = progress
         validate_params(self)
+        # As upstream, the trigger set is ready (and a bad trigger folder is reported) once the object exists.
+        self.get_wm_loader()
 
     def _input_shape(self) -> tuple[int, ...]:
         batch = next(iter(self.train_loader))
