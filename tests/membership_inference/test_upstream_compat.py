@@ -191,3 +191,23 @@ def test_lira_image_shadows_take_the_channels_of_the_data() -> None:
     result = lira.attack()
     assert all(s.input_channels == 3 for s in lira.shadow_models_)
     assert len(result["lira_online_preds"]) == 40 and np.isfinite(result["lira_online_preds"]).all()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_dpsgd_privacy_engine_on_an_uploaded_graph(census_rows, tmp_path) -> None:
+    """An uploaded graph trains through torch.func per-sample gradients handed to the same Opacus engine."""
+    from amulet.io import GraphModel, export_graph_model, load_graph_model
+
+    train, _ = census_rows
+    data = train.subset(np.arange(128))
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(data.x.shape[1], 16), nn.ReLU(), nn.Linear(16, 2))
+    (path,) = export_graph_model(tmp_path / "mlp.pt2", model=module.eval(), input_shape=(data.x.shape[1],),
+                                 num_classes=2)  # fmt: skip
+    graph = load_graph_model(path)
+    assert isinstance(graph, GraphModel)
+    dp = DPSGD(graph, nn.CrossEntropyLoss(), torch.optim.SGD(graph.parameters(), lr=0.1), data.loader(32), "cpu",
+               1e-5, 1.0, 1.0, epochs=1, accountant="rdp")  # fmt: skip
+    dp.train_private()
+    assert dp.privacy_engine.accountant.history == [(1.0, 0.25, 4)]
+    assert dp.privacy_engine.accountant.get_epsilon(1e-5) == dp.epsilon_ > 0
