@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from amulet.distribution_inference.attacks import SuriEvans2022, WhiteBoxPIM
@@ -93,9 +94,9 @@ def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> di
     """
     from torch.utils.data import DataLoader
 
-    from amulet.distribution_inference.attacks._splits import _dataset, ratio_indices, sample_with_ratio
+    from amulet.distribution_inference.attacks._splits import _tensor_dataset, ratio_indices, sample_with_ratio
     from amulet.exceptions import InvalidParameterError, NotApplicableError
-    from amulet.utils import derive_seed, numpy_rng
+    from amulet.utils import TensorData, derive_seed, numpy_rng
 
     names = list(getattr(ctx.dataset, "sensitive_columns", None) or [])
     if ctx.member.z is None or ctx.adversary.z is None or ctx.test.z is None or params.property not in names:
@@ -104,52 +105,49 @@ def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> di
         )
     col = names.index(params.property)
     rng = numpy_rng(derive_seed(ctx.seed, "distribution_inference", "splits"))
+    seed = derive_seed(ctx.seed, "distribution_inference")
+    cache = None if ctx.cache_dir is None else ctx.cache_dir / "distribution_inference" / "di_cell_0"
 
-    def pool(data, ratio: float) -> DataLoader:
-        x, y, z = data.x.numpy(), data.y.numpy(), data.z.numpy()
-        picked = ratio_indices(z[:, col] == params.property_value, ratio, rng)
-        return DataLoader(_dataset(x[picked], y[picked], z[picked]), batch_size=256)
+    def pool(data: TensorData, ratio: float) -> np.ndarray:
+        return ratio_indices(data.z.numpy()[:, col] == params.property_value, ratio, rng)  # type: ignore[union-attr]
 
     def queries(ratio: float) -> DataLoader:
-        x, y, z = ctx.test.x.numpy(), ctx.test.y.numpy(), ctx.test.z.numpy()
+        x, y, z = ctx.test.x.numpy(), ctx.test.y.numpy(), ctx.test.z.numpy()  # type: ignore[union-attr]
         picked = sample_with_ratio(z[:, col] == params.property_value, ratio, params.test_subsample, rng)
-        return DataLoader(_dataset(x[picked], y[picked], z[picked]), batch_size=256)
+        return DataLoader(_tensor_dataset(x[picked], y[picked]), batch_size=256)
 
     extra = {"meta_epochs": params.meta_epochs, "lr": params.lr} if isinstance(params, WhiteBoxPIMParams) else {}
     attack = cls(
         ctx.member.x.numpy(), ctx.member.y.numpy(), ctx.member.z.numpy(),
         ctx.test.x.numpy(), ctx.test.y.numpy(), ctx.test.z.numpy(),
         names, params.property, params.ratio1, params.ratio2, "custom", "custom",
-        int(ctx.member.x[0].numel()), int(getattr(ctx.dataset, "num_classes", 2)), params.num_models,
-        ctx.recipe.config.epochs, ctx.recipe.config.batch_size, ctx.device,
-        None if ctx.cache_dir is None else ctx.cache_dir / "distribution_inference", "cell", 0,
+        int(ctx.member.x[0].numel()), max(2, int(getattr(ctx.dataset, "num_classes", 2))), params.num_models,
+        ctx.recipe.config.epochs, ctx.recipe.config.batch_size, ctx.device, None, "cell", 0,
         params.property_value, None, params.train_subsample, params.test_subsample,
-        recipe=ctx.recipe, model_factory=ctx.model_factory, num_victim_models=params.num_victim_models,
-        seed=derive_seed(ctx.seed, "distribution_inference"), progress=ctx.progress, **extra,
+        recipe=ctx.recipe, model_factory=ctx.model_factory, num_target_models=params.num_victim_models,
+        seed=seed, progress=ctx.progress, **extra,
     )  # fmt: skip
     try:
-        pools = {
-            "adv_1": pool(ctx.adversary, params.ratio1),
-            "adv_2": pool(ctx.adversary, params.ratio2),
-            "vic_1": pool(ctx.member, params.ratio1),
-            "vic_2": pool(ctx.member, params.ratio2),
-        }
-        sizes = [len(p.dataset) for p in pools.values()]  # type: ignore[arg-type]
-        if min(sizes) < params.train_subsample:
-            attack.train_subsample = max(10, min(sizes))
-        populations = {
-            tag: attack.train_model_population(
-                loader,
-                checkpoint_tag=tag,
-                num_models=params.num_models if tag.startswith("adv") else params.num_victim_models,
-            )
-            for tag, loader in pools.items()
-        }
+        sources = {"adv_1": ctx.adversary, "adv_2": ctx.adversary, "target_1": ctx.member, "target_2": ctx.member}
+        ratios = {"1": params.ratio1, "2": params.ratio2}
+        pools = {tag: pool(data, ratios[tag[-1]]) for tag, data in sources.items()}
+        # each model draws its own rows from its pool, at the pool's (exact) ratio: the models of a population
+        # are independent samples of their distribution, so the victims' accuracy is not one draw counted N times
+        size = min(params.train_subsample, *(len(rows) for rows in pools.values()))
+        size = max(10, size)
+        populations = {}
+        for tag, data in sources.items():
+            rows = pools[tag]
+            mask = data.z.numpy()[rows, col] == params.property_value  # type: ignore[union-attr]
+            count = params.num_models if tag.startswith("adv") else params.num_victim_models
+            draws = numpy_rng(derive_seed(seed, "population", tag, "draws"))
+            subsets = [rows[sample_with_ratio(mask, float(mask.mean()), size, draws)] for _ in range(count)]
+            populations[tag] = attack._fit_population(data, subsets, tag, cache_dir=cache)
         given = dict(
             models_adv_1=populations["adv_1"],
             models_adv_2=populations["adv_2"],
-            models_target_1=populations["vic_1"],
-            models_target_2=populations["vic_2"],
+            models_target_1=populations["target_1"],
+            models_target_2=populations["target_2"],
         )
         if cls is SuriEvans2022:
             given.update(test_loader_1=queries(params.ratio1), test_loader_2=queries(params.ratio2))

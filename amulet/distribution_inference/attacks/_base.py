@@ -1,10 +1,13 @@
-"""Base class of distribution inference attacks: data splits and model populations."""
+"""Base class of distribution inference attacks: data splits and model populations (upstream Amulet 0.6 API)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,17 +16,19 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from amulet._validation import Interval, IsCallable, validate_params
+from amulet._validation import InstanceOf, Interval, IsCallable, validate_params
 from amulet.distribution_inference.attacks._splits import (
     DistributionSplits,
-    prepare_distribution_splits,
-    sample_with_ratio,
+    _check_splits_args,
+    _plan,
+    _splits_from_plan,
+    _tensor_dataset,
 )
 from amulet.distribution_inference.attacks._threshold import adversary_threshold, calibrate_scores
-from amulet.exceptions import InvalidParameterError, NotRunError
+from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError, NotRunError
 from amulet.progress import Progress, resolve_progress
-from amulet.utils._population import train_population
-from amulet.utils._seeding import derive_seed, numpy_rng
+from amulet.utils._population import architecture_fingerprint, tensor_fingerprint, train_population
+from amulet.utils._seeding import derive_seed, seeded_init
 from amulet.utils._tensordata import TensorData
 from amulet.utils._training import TrainConfig
 
@@ -34,52 +39,77 @@ __all__ = ["DistributionInferenceAttack"]
 
 logger = logging.getLogger(__name__)
 
+#: The architectures and capacities :func:`amulet.utils.initialize_model` builds by name (pass
+#: ``model_factory`` for any other architecture).
+_ARCHS = ("linearnet", "linear_net", "cnn", "simplecnn", "vgg", "resnet")
+_CAPACITIES = ("m1", "m2", "m3", "m4")
+
 
 class DistributionInferenceAttack(ABC):
     """Distinguish models trained on data with property ratio ``ratio1`` from models trained with ``ratio2``.
 
-    The data are split into a victim half and an adversary half (:func:`prepare_distribution_splits`).
-    Populations of ``num_models`` models per ratio are trained on the adversary's half and of
-    ``num_victim_models`` per ratio on the victim's half; each model draws its own ``train_subsample`` rows
-    (with the exact ratio) from its pool and has its own seed, and all populations are trained by
-    :func:`amulet.utils.train_population` (one stacked ensemble for plain recipes), cached under
-    ``models_dir``. Subclasses implement :meth:`attack`, which scores every victim model.
+    The lifecycle is upstream Amulet 0.6's: construct with the data and training parameters, call
+    :meth:`prepare_model_populations` (splits and four populations: adversary and target models at each ratio),
+    then :meth:`attack`, which scores every target model. The data are halved into a target and an adversary
+    half (:func:`prepare_distribution_splits`); each population model trains on its own class-balanced draw
+    from its half at its ratio (model 0 on the draw in ``splits``), with its own seed.
+
+    Checkpoints are written into ``models_dir`` under upstream's names,
+    ``{dataset}_dist_inf_{adv|target}_{1|2}_{model_arch}_{model_capacity}_{model_id}_{exp_id}.pth`` (a torch state
+    dict, read back with ``weights_only=True``), so a second run, or another attack on the same populations
+    (``WhiteBoxPIM`` after ``SuriEvans2022``), loads them instead of training. Next to each, a ``.json`` file
+    records a fingerprint of what trained it (architecture, recipe, training rows, seed); a checkpoint whose
+    fingerprint differs is retrained rather than silently reused, and one without it (written by upstream
+    Amulet) is loaded as upstream would.
 
     Args:
-        x_train, y_train, z_train, x_test, y_test, z_test: Data and sensitive attributes (numpy).
-        sensitive_columns (list[str]): Names of the columns of ``z``.
-        filter_column (str): The property's column (e.g. ``"sex"``).
+        x_train, y_train, z_train, x_test, y_test, z_test: Data, binary labels and sensitive attributes (numpy).
+        sensitive_columns (list[str]): Names of the columns of ``z_train`` / ``z_test``.
+        filter_column (str): The property's column (e.g. ``"sex"``); one of ``sensitive_columns``.
         ratio1, ratio2 (float): Share of rows with the property in distribution 1 and 2, in [0, 1].
-        model_arch, model_capacity (str): Architecture for :func:`amulet.utils.initialize_model`.
+        model_arch, model_capacity (str): Architecture for :func:`amulet.utils.initialize_model`
+            (e.g. ``"linearnet"``, ``"m1"``); image architectures take their input shape from ``x_train``.
         num_features, num_classes (int): Model input and output sizes.
-        num_models (int): Adversary models per ratio.
-        epochs, batch_size (int): Training of every population model (the default recipe).
+        num_models (int): Models per population.
+        epochs, batch_size (int): Training of every population model (Adam, lr 1e-3, cross-entropy, as upstream).
         device (str | torch.device): Torch device.
-        models_dir (str | Path | None): Cache directory of population models (None: no cache).
-        dataset (str): Dataset name (part of the cache directory name).
-        exp_id (int): Experiment id.
-        filter_value (int): Value of ``filter_column`` that has the property.
-        drop_values (dict | None): Rows to drop, per column.
-        train_subsample (int): Rows per model.
-        test_subsample (int): Query rows per ratio.
-        recipe (Recipe | None): Keyword-only. Training recipe of every population model.
+        models_dir (str | Path | None): Directory of the population checkpoints (None: nothing is written).
+        dataset (str): Dataset name (part of the checkpoint names).
+        exp_id (int): Experiment id: part of the checkpoint names and, unless ``seed`` is given, the seed of the
+            splits, the draws and the training. Default 0.
+        filter_value (int): Value of ``filter_column`` that has the property. Default 1.
+        drop_values (dict | None): Rows to drop first, per column (e.g. ``{"race": [2]}``).
+        train_subsample (int): Label-1 rows per training draw (label-0 rows: three times as many). Default 1100.
+        test_subsample (int): Label-1 rows per test draw and half. Default 500.
+        recipe (Recipe | None): Keyword-only. Training recipe of every population model (overrides ``epochs`` and
+            ``batch_size``'s plain training, e.g. to train defended populations).
         model_factory (Callable | None): Keyword-only. Architecture (overrides ``model_arch``).
-        num_victim_models (int | None): Keyword-only. Victim models per ratio (default ``num_models``).
-        seed (int): Keyword-only. Seed of the splits, draws and training. Default 0.
+        num_target_models (int | None): Keyword-only. Target models per ratio (default ``num_models``).
+        seed (int | None): Keyword-only. Seed of the splits, draws and training (default ``exp_id``).
         progress (Progress | None): Keyword-only. Progress reporter.
+
+    Raises:
+        ValueError: (:class:`~amulet.exceptions.InvalidParameterError`) at construction, for any argument out of
+            range, naming the parameter and its allowed values.
     """
 
-    _parameter_constraints = {
+    _parameter_constraints: dict[str, list[Any]] = {
         "ratio1": [Interval(float, 0, 1)],
         "ratio2": [Interval(float, 0, 1)],
+        "num_features": [Interval(int, 1, None)],
+        "num_classes": [Interval(int, 2, None)],
         "num_models": [Interval(int, 1, None)],
         "epochs": [Interval(int, 1, None)],
         "batch_size": [Interval(int, 1, None)],
-        "train_subsample": [Interval(int, 2, None)],
-        "test_subsample": [Interval(int, 2, None)],
-        "num_victim_models": [Interval(int, 1, None), None],
+        "models_dir": [InstanceOf(str), InstanceOf(Path), None],
+        "dataset": [InstanceOf(str)],
+        "exp_id": [Interval(int, 0, None)],
+        "filter_value": [Interval(int, None, None)],
+        "train_subsample": [Interval(int, 1, None)],
+        "test_subsample": [Interval(int, 1, None)],
+        "num_target_models": [Interval(int, 1, None), None],
         "model_factory": [IsCallable(), None],
-        "seed": [Interval(int, 0, None)],
+        "seed": [Interval(int, 0, None), None],
     }
 
     def __init__(
@@ -102,7 +132,7 @@ class DistributionInferenceAttack(ABC):
         epochs: int,
         batch_size: int,
         device: str | torch.device,
-        models_dir: str | Path | None,
+        models_dir: Path | str | None,
         dataset: str,
         exp_id: int = 0,
         filter_value: int = 1,
@@ -112,8 +142,8 @@ class DistributionInferenceAttack(ABC):
         *,
         recipe: Recipe | None = None,
         model_factory: Callable[[], nn.Module] | None = None,
-        num_victim_models: int | None = None,
-        seed: int = 0,
+        num_target_models: int | None = None,
+        seed: int | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.x_train = x_train
@@ -134,7 +164,7 @@ class DistributionInferenceAttack(ABC):
         self.epochs = epochs
         self.batch_size = batch_size
         self.device = device
-        self.models_dir = models_dir
+        self.models_dir = Path(models_dir) if isinstance(models_dir, str) else models_dir
         self.dataset = dataset
         self.exp_id = exp_id
         self.filter_value = filter_value
@@ -143,11 +173,90 @@ class DistributionInferenceAttack(ABC):
         self.test_subsample = test_subsample
         self.recipe = recipe
         self.model_factory = model_factory
-        self.num_victim_models = num_victim_models
+        self.num_target_models = num_target_models
         self.seed = seed
         self.progress = progress
 
+        self.splits: DistributionSplits | None = None
+        self.models_adv_1: list[nn.Module] = []
+        self.models_adv_2: list[nn.Module] = []
+        self.models_target_1: list[nn.Module] = []
+        self.models_target_2: list[nn.Module] = []
+        self._check_arguments()
+
     # ----------------------------------------------------------------------------------------------------
+    # validation
+
+    def _check_arguments(self) -> None:
+        """Construction-time checks: every bad argument raises before any work, naming the parameter."""
+        owner = type(self).__name__
+        validate_params(self)
+        arrays = {}
+        for name in ("x_train", "y_train", "z_train", "x_test", "y_test", "z_test"):
+            value = getattr(self, name)
+            if not isinstance(value, (np.ndarray, torch.Tensor, list, tuple)):
+                raise InvalidParameterError(
+                    PARAM_MESSAGE.format(name=name, owner=owner, expected="a numpy array", value=type(value).__name__)
+                )
+            arr = np.asarray(value)
+            if name.startswith("y"):
+                arr = arr.reshape(-1)
+            elif name.startswith("z") and arr.ndim == 1:
+                arr = arr.reshape(-1, 1)
+            arrays[name] = arr
+        _check_splits_args(owner, arrays, self.sensitive_columns, self.filter_column, self.drop_values)
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise InvalidParameterError(
+                PARAM_MESSAGE.format(
+                    name="device", owner=owner, expected="a torch device such as 'cpu' or 'cuda:0'", value=self.device
+                )
+            ) from exc
+        if self.recipe is not None:
+            from amulet.recipes import Recipe
+
+            if not isinstance(self.recipe, Recipe):
+                raise InvalidParameterError(
+                    PARAM_MESSAGE.format(name="recipe", owner=owner, expected="a Recipe or None", value=self.recipe)
+                )
+        if self.model_factory is None:
+            if self.model_arch not in _ARCHS:
+                raise InvalidParameterError(
+                    PARAM_MESSAGE.format(
+                        name="model_arch", owner=owner, expected=f"one of {list(_ARCHS)}", value=self.model_arch
+                    )
+                )
+            if self.model_capacity not in _CAPACITIES:
+                raise InvalidParameterError(
+                    PARAM_MESSAGE.format(
+                        name="model_capacity", owner=owner, expected=f"one of {list(_CAPACITIES)}",
+                        value=self.model_capacity,
+                    )
+                )  # fmt: skip
+
+    # ----------------------------------------------------------------------------------------------------
+    # deprecated names (before upstream renamed victim -> target)
+
+    @property
+    def models_vic_1(self) -> list[nn.Module]:
+        """Deprecated: use ``models_target_1``."""
+        warnings.warn("models_vic_1 is deprecated; use models_target_1.", DeprecationWarning, stacklevel=2)
+        return self.models_target_1
+
+    @property
+    def models_vic_2(self) -> list[nn.Module]:
+        """Deprecated: use ``models_target_2``."""
+        warnings.warn("models_vic_2 is deprecated; use models_target_2.", DeprecationWarning, stacklevel=2)
+        return self.models_target_2
+
+    # ----------------------------------------------------------------------------------------------------
+    # populations
+
+    @property
+    def _seed(self) -> int:
+        return int(self.exp_id if self.seed is None else self.seed)
+
     def _factory(self, model_arch: str | None = None, model_capacity: str | None = None) -> Callable[[], nn.Module]:
         if self.model_factory is not None and model_arch is None and model_capacity is None:
             return self.model_factory
@@ -156,6 +265,10 @@ class DistributionInferenceAttack(ABC):
         arch = model_arch or self.model_arch
         capacity = model_capacity or self.model_capacity
         features, classes = self.num_features, self.num_classes
+        shape = tuple(np.shape(self.x_train)[1:])
+        if len(shape) >= 2 and arch not in ("linearnet", "linear_net"):
+            # image architectures take their channels from the data, as upstream's initialize_model does
+            return lambda: initialize_model(arch, capacity, features, classes, input_shape=shape)
         return lambda: initialize_model(arch, capacity, features, classes)
 
     def _recipe(self, epochs: int | None) -> Recipe:
@@ -168,6 +281,59 @@ class DistributionInferenceAttack(ABC):
             return Recipe(config, self.recipe.stages, name=self.recipe.name)
         return Recipe(TrainConfig(epochs=epochs or self.epochs, batch_size=self.batch_size))
 
+    def _fit_population(
+        self,
+        data: TensorData,
+        subsets: Sequence[np.ndarray | torch.Tensor],
+        tag: str,
+        *,
+        model_arch: str | None = None,
+        model_capacity: str | None = None,
+        epochs: int | None = None,
+        cache_dir: Path | None = None,
+    ) -> list[nn.Module]:
+        """Model ``k`` trained on ``data.subset(subsets[k])`` with seed ``derive_seed(seed, tag, k)``.
+
+        With ``models_dir``, model ``k`` is loaded from / saved to ``{models_dir}/{tag}_{k}_{exp_id}.pth``
+        (see the class docstring); otherwise ``cache_dir`` is :func:`train_population`'s content-keyed cache.
+        """
+        factory = self._factory(model_arch, model_capacity)
+        recipe = self._recipe(epochs)
+        seeds = [derive_seed(self._seed, "population", tag, k) for k in range(len(subsets))]
+        device = torch.device(self.device)
+        if self.models_dir is None:
+            result = train_population(
+                factory, data, subsets, recipe=recipe, seeds=seeds, device=device, cache_dir=cache_dir,
+                progress=self.progress,
+            )  # fmt: skip
+            return [_frozen(m) for m in result.models]
+        directory = Path(self.models_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        architecture = recipe.architecture(factory)
+        arch_key = architecture_fingerprint(seeded_init(factory, 0))
+        models: list[nn.Module | None] = [None] * len(subsets)
+        stamps = []
+        for k, rows in enumerate(subsets):
+            idx = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+            stamp = hashlib.sha256(
+                json.dumps(
+                    [arch_key, recipe.key, tensor_fingerprint(data.x[idx], data.y[idx]), seeds[k]], sort_keys=True
+                ).encode()
+            ).hexdigest()
+            stamps.append(stamp)
+            path = directory / f"{tag}_{k}_{self.exp_id}.pth"
+            models[k] = _load_checkpoint(path, stamp, architecture, device)
+        todo = [k for k, m in enumerate(models) if m is None]
+        if todo:
+            trained = train_population(
+                factory, data, [subsets[k] for k in todo], recipe=recipe, seeds=[seeds[k] for k in todo],
+                device=device, progress=self.progress,
+            ).models  # fmt: skip
+            for k, model in zip(todo, trained):
+                _save_checkpoint(directory / f"{tag}_{k}_{self.exp_id}.pth", stamps[k], model)
+                models[k] = model
+        return [_frozen(m) for m in models if m is not None]
+
     def train_model_population(
         self,
         loader: DataLoader,
@@ -178,95 +344,107 @@ class DistributionInferenceAttack(ABC):
         num_models: int | None = None,
         epochs: int | None = None,
     ) -> list[nn.Module]:
-        """Train ``num_models`` models, each on its own ``train_subsample``-row draw from ``loader``'s pool.
+        """Train (or load) ``num_models`` models, each on every row of ``loader``, as upstream does.
 
-        The draws keep the pool's property ratio exactly; seeds and draws derive from ``seed`` and
-        ``checkpoint_tag``. Models are cached under ``models_dir`` (keyed by architecture, recipe, rows, seed).
+        The models differ by seed (``derive_seed(seed, "population", checkpoint_tag, k)``). With ``models_dir``,
+        model ``k`` is stored as ``{models_dir}/{checkpoint_tag}_{k}_{exp_id}.pth`` and loaded from there on the
+        next call (upstream's convention for the tag: ``"{dataset}_dist_inf_{role}_{dist}_{arch}_{capacity}"``).
+
+        Args:
+            loader: Training data; its dataset yields ``(x, y)`` (upstream's loaders) or ``(x, y, z)``.
+            checkpoint_tag: Names this population's checkpoints within ``models_dir``.
+            model_arch, model_capacity: Architecture overrides (default the instance's).
+            num_models: Model count override (default ``num_models``).
+            epochs: Epoch count override (default ``epochs``).
+
+        Returns:
+            The models, in eval mode, with gradients disabled.
         """
         validate_params(self)
-        data = TensorData.from_dataset(loader.dataset)
-        if data.z is None:
+        if not isinstance(checkpoint_tag, str) or not checkpoint_tag:
             raise InvalidParameterError(
-                "The 'loader' parameter of train_model_population must yield (x, y, z) batches with the property "
-                "column; build it with prepare_distribution_splits."
-            )
-        col = self.sensitive_columns.index(self.filter_column)
-        mask = (data.z[:, col] == self.filter_value).numpy()
-        ratio = float(mask.mean())
-        count = num_models or self.num_models
-        rng = numpy_rng(derive_seed(self.seed, "population", checkpoint_tag, "draws"))
-        size = min(self.train_subsample, len(data))
-        subsets = [sample_with_ratio(mask, ratio, size, rng) for _ in range(count)]
-        seeds = [derive_seed(self.seed, "population", checkpoint_tag, k) for k in range(count)]
-        cache = None if self.models_dir is None else Path(self.models_dir) / f"di_{self.dataset}_{self.exp_id}"
-        result = train_population(
-            self._factory(model_arch, model_capacity),
-            data,
-            subsets,
-            recipe=self._recipe(epochs),
-            seeds=seeds,
-            device=self.device,
-            cache_dir=cache,
-            progress=self.progress,
-        )
-        return result.models
+                PARAM_MESSAGE.format(
+                    name="checkpoint_tag", owner="train_model_population", expected="a non-empty string",
+                    value=checkpoint_tag,
+                )
+            )  # fmt: skip
+        count = self.num_models if num_models is None else num_models
+        for name, value in (("num_models", count), ("epochs", epochs if epochs is not None else self.epochs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidParameterError(
+                    PARAM_MESSAGE.format(
+                        name=name, owner="train_model_population", expected="an int in the range [1, inf)",
+                        value=value,
+                    )
+                )  # fmt: skip
+        data = TensorData.from_dataset(loader.dataset)
+        everything = np.arange(len(data))
+        return self._fit_population(
+            data, [everything] * count, checkpoint_tag, model_arch=model_arch, model_capacity=model_capacity,
+            epochs=epochs,
+        )  # fmt: skip
 
-    def prepare_model_populations(self) -> DistributionSplits:
-        """Build the splits and train the four populations (stored as ``models_adv_1`` ... ``models_vic_2``)."""
+    def _tag(self, role: str, dist: str) -> str:
+        return f"{self.dataset}_dist_inf_{role}_{dist}_{self.model_arch}_{self.model_capacity}"
+
+    def prepare_model_populations(self) -> None:
+        """Build the splits (``self.splits``) and train or load the four populations.
+
+        The populations are ``models_adv_1``, ``models_adv_2`` (``num_models`` each) and ``models_target_1``,
+        ``models_target_2`` (``num_target_models`` each, default ``num_models``). Model ``k`` of a population
+        trains on its own draw from its half at its ratio; model 0's draw is the one in ``splits``
+        (e.g. ``splits.target_trainloader_1``). Must be called before :meth:`attack`.
+        """
         validate_params(self)
         progress = resolve_progress(self.progress)
-        self.splits = prepare_distribution_splits(
-            np.asarray(self.x_train),
-            np.asarray(self.y_train),
-            np.asarray(self.z_train),
-            np.asarray(self.x_test),
-            np.asarray(self.y_test),
-            np.asarray(self.z_test),
-            list(self.sensitive_columns),
-            self.filter_column,
-            self.ratio1,
-            self.ratio2,
-            self.train_subsample,
-            self.test_subsample,
-            self.filter_value,
-            self.drop_values,
-            batch_size=self.batch_size,
-            seed=derive_seed(self.seed, "splits") % (2**32),
-        )
-        victims = self.num_victim_models or self.num_models
-        progress.start("distribution_inference/populations", 4, "training model populations")
-        self.models_adv_1 = self.train_model_population(self.splits.adv_trainloader_1, checkpoint_tag="adv_1")
-        progress.advance("distribution_inference/populations")
-        self.models_adv_2 = self.train_model_population(self.splits.adv_trainloader_2, checkpoint_tag="adv_2")
-        progress.advance("distribution_inference/populations")
-        self.models_vic_1 = self.train_model_population(
-            self.splits.vic_trainloader_1, checkpoint_tag="vic_1", num_models=victims
-        )
-        progress.advance("distribution_inference/populations")
-        self.models_vic_2 = self.train_model_population(
-            self.splits.vic_trainloader_2, checkpoint_tag="vic_2", num_models=victims
-        )
-        progress.advance("distribution_inference/populations")
-        progress.finish("distribution_inference/populations")
-        return self.splits
-
-    def _populations(self, **given: Any) -> dict[str, Any]:
-        names = {
-            "models_adv_1": "models_adv_1",
-            "models_adv_2": "models_adv_2",
-            "models_target_1": "models_vic_1",
-            "models_target_2": "models_vic_2",
+        seed = self._seed
+        plan = _plan(
+            self.x_train, self.y_train, self.z_train, self.x_test, self.y_test, self.z_test,
+            list(self.sensitive_columns), self.filter_column, self.ratio1, self.ratio2, self.train_subsample,
+            self.test_subsample, self.filter_value, self.drop_values, 3.0, 100, seed, owner=type(self).__name__,
+        )  # fmt: skip
+        self.splits = _splits_from_plan(plan, self.batch_size, np.random.default_rng(seed))
+        targets = self.num_target_models or self.num_models
+        loaders = {
+            ("target", "1"): self.splits.target_trainloader_1,
+            ("target", "2"): self.splits.target_trainloader_2,
+            ("adv", "1"): self.splits.adv_trainloader_1,
+            ("adv", "2"): self.splits.adv_trainloader_2,
         }
+        progress.start("distribution_inference/populations", 4, "training model populations")
+        populations: dict[tuple[str, str], list[nn.Module]] = {}
+        for (role, dist), loader in loaders.items():
+            half = plan.train[0] if role == "target" else plan.train[1]
+            ratio = plan.ratios[int(dist) - 1]
+            count = targets if role == "target" else self.num_models
+            first = TensorData.from_dataset(loader.dataset)
+            parts, subsets, offset = [first], [np.arange(len(first))], len(first)
+            for k in range(1, count):
+                rng = np.random.default_rng(derive_seed(seed, "draw", role, dist, k))
+                rows = plan.draw(half, ratio, plan.train_subsample, rng)
+                parts.append(TensorData.from_dataset(_tensor_dataset(half.x[rows], half.y[rows])))
+                subsets.append(np.arange(offset, offset + len(rows)))
+                offset += len(rows)
+            data = TensorData(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
+            populations[role, dist] = self._fit_population(data, subsets, self._tag(role, dist))
+            progress.advance("distribution_inference/populations")
+        progress.finish("distribution_inference/populations")
+        self.models_adv_1, self.models_adv_2 = populations["adv", "1"], populations["adv", "2"]
+        self.models_target_1, self.models_target_2 = populations["target", "1"], populations["target", "2"]
+
+    # ----------------------------------------------------------------------------------------------------
+    # attack helpers
+
+    def _populations(self, **given: Any) -> dict[str, list[nn.Module]]:
         out = {}
-        for arg, attr in names.items():
-            value = given.get(arg)
+        for arg, value in given.items():
             if value is None:
-                if not hasattr(self, attr):
+                value = getattr(self, arg)
+                if not value:
                     raise NotRunError(
-                        f"{type(self).__name__} has no populations yet; call prepare_model_populations() first "
-                        "or pass every population to attack()."
+                        f"{type(self).__name__} has no populations yet: call prepare_model_populations() before "
+                        "attack(), or pass every population to attack()."
                     )
-                value = getattr(self, attr)
             if not value:
                 raise InvalidParameterError(
                     f"The {arg!r} parameter of {type(self).__name__}.attack must be a non-empty list of models. "
@@ -278,10 +456,10 @@ class DistributionInferenceAttack(ABC):
     def _decide(
         self, scores: np.ndarray, truth: np.ndarray, adversary_scores: np.ndarray, adversary_labels: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """The result of :meth:`attack`: victim scores calibrated so that the adversary's threshold is 0.5.
+        """The result of :meth:`attack`: target scores calibrated so that the adversary's threshold is 0.5.
 
-        The threshold is the one that best classifies the adversary's own models from their held-out scores
-        (:func:`adversary_threshold`); the victims' scores and labels are not used to choose it.
+        The threshold is the one that best separates the adversary's own models by their held-out scores
+        (:func:`adversary_threshold`); the target models' scores and labels are not used to choose it.
         """
         threshold, adv_accuracy = adversary_threshold(adversary_scores, adversary_labels)
         if not np.isfinite(adv_accuracy):
@@ -305,6 +483,48 @@ class DistributionInferenceAttack(ABC):
         }
 
     @abstractmethod
-    def attack(self, **kwargs: Any) -> dict[str, np.ndarray]:
-        """Score every victim model: ``{"predictions": [0, 1] scores (>= 0.5: distribution 2), "ground_truth":
+    def attack(self) -> dict[str, np.ndarray]:
+        """Score every target model: ``{"predictions": [0, 1] scores (>= 0.5: distribution 2), "ground_truth":
         0/1, ...}``; the 0.5 cut is the threshold chosen on the adversary's own models."""
+
+
+def _frozen(model: nn.Module) -> nn.Module:
+    """Eval mode, gradients off (upstream returns population models this way)."""
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _save_checkpoint(path: Path, stamp: str, model: nn.Module) -> None:
+    """Upstream's file (a torch state dict) plus our fingerprint next to it."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps({"fingerprint": stamp}))
+
+
+def _load_checkpoint(
+    path: Path, stamp: str, architecture: Callable[[], nn.Module], device: torch.device
+) -> nn.Module | None:
+    """The model stored at ``path``, or None when there is none, it is unreadable, or it was trained otherwise."""
+    if not path.exists():
+        return None
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists():
+        try:
+            recorded = json.loads(sidecar.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            recorded = None
+        if recorded != stamp:
+            logger.warning("retraining %s: it was trained on other rows, settings or seed than this run's", path)
+            return None
+    else:
+        logger.info("loading %s (no fingerprint: written by upstream Amulet or by hand)", path)
+    model = architecture()
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:  # a foreign or corrupt file is retrained over, not a crash
+        logger.warning("retraining %s: it does not load into this architecture (%s)", path, exc)
+        return None
+    return model.to(device).eval()

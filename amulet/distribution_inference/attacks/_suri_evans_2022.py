@@ -52,22 +52,22 @@ def _votes(
 
 
 def kl_vote_scores(
-    adv_1: torch.Tensor, adv_2: torch.Tensor, victims: torch.Tensor, *, keep_fraction: float = 0.5
+    adv_1: torch.Tensor, adv_2: torch.Tensor, targets: torch.Tensor, *, keep_fraction: float = 0.5
 ) -> np.ndarray:
-    """Pairwise KL votes: for each victim, the share of (adv-1 model, adv-2 model) pairs it is closer to adv-2.
+    """Pairwise KL votes: for each target, the share of (adv-1 model, adv-2 model) pairs it is closer to adv-2.
 
     Args:
         adv_1, adv_2: Logits ``(n_models, n_points, n_classes)`` of the adversary populations.
-        victims: Logits ``(n_victims, n_points, n_classes)``.
+        targets: Logits ``(n_targets, n_points, n_classes)``.
         keep_fraction: Only the points on which the two adversary populations disagree most (mean absolute
             difference of log-probabilities) are used; this fraction of them.
 
     Returns:
-        ``(n_victims,)`` raw scores in [0, 1]; higher means "closer to distribution 2". They are not centred:
+        ``(n_targets,)`` raw scores in [0, 1]; higher means "closer to distribution 2". They are not centred:
         :func:`adversary_vote_scores` gives the adversary's own models' scores to choose the threshold on.
     """
     points = _selected_points(adv_1, adv_2, keep_fraction)
-    la, lb, lv = (_log_probs(t)[:, points] for t in (adv_1, adv_2, victims))
+    la, lb, lv = (_log_probs(t)[:, points] for t in (adv_1, adv_2, targets))
     return _votes(_kl_to(la, lv), _kl_to(lb, lv))
 
 
@@ -76,7 +76,7 @@ def adversary_vote_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-out KL votes of the adversary's own models, with their labels (0: adv-1, 1: adv-2).
 
-    Each adversary model is scored like a victim against every other adversary model (the pairs that
+    Each adversary model is scored like a target against every other adversary model (the pairs that
     involve the model itself are left out), on the same points as :func:`kl_vote_scores`. A model whose
     population has no other member gets NaN.
     """
@@ -93,16 +93,16 @@ def adversary_vote_scores(
 class SuriEvans2022(DistributionInferenceAttack):
     """Black-box distribution inference by KL divergence to adversary populations.
 
-    On query points drawn from both distributions, each victim model's predictive distribution is compared
+    On query points drawn from both distributions, each target model's predictive distribution is compared
     (KL divergence, averaged over the points where the adversary's two populations disagree most) with every
     adversary model of distribution 1 and of distribution 2; the score is the share of (model-1, model-2)
-    pairs for which the victim is closer to the distribution-2 model.
+    pairs for which the target is closer to the distribution-2 model.
 
     The decision threshold is chosen on the adversary's own models: each is scored the same way against
     the other adversary models (leave-one-out), and the threshold between their two groups of scores is mapped to
     0.5 (see :mod:`amulet.distribution_inference.attacks._threshold`). ``predictions`` are therefore
     calibrated scores whose 0.5 cut is the adversary's decision, and the vote shares themselves are in
-    ``raw_scores``. Victim models never influence the threshold.
+    ``raw_scores``. Target models never influence the threshold.
 
     Reference:
         A. Suri, D. Evans. Formalizing and Estimating Distribution Inference Risks. PETS 2022; the KL test of
@@ -121,13 +121,23 @@ class SuriEvans2022(DistributionInferenceAttack):
         test_loader_1: DataLoader | None = None,
         test_loader_2: DataLoader | None = None,
     ) -> dict[str, np.ndarray]:
-        """Score the victim (target) models; populations and loaders default to the prepared ones.
+        """Score the target models; populations and loaders default to the prepared ones.
+
+        Args:
+            models_adv_1, models_adv_2: Adversary models trained on distribution 1 / 2.
+            models_target_1, models_target_2: Target models trained on distribution 1 / 2 (the ones scored).
+            test_loader_1, test_loader_2: Query rows at ratio 1 / 2; batches ``(x, y)`` or ``(x, y, z)``.
 
         Returns:
             ``{"predictions": (n_1 + n_2,) calibrated scores in [0, 1] (>= 0.5: distribution 2),
             "ground_truth": 0 for target_1, 1 for target_2, "raw_scores": the vote shares, "threshold": the
             adversary's threshold on the vote shares (a 0-d array), "adversary_accuracy": the accuracy of
-            that threshold on the adversary's own models (leave-one-out)}``.
+            that threshold on the adversary's own models (leave-one-out), "adversary_scores",
+            "adversary_labels"}``.
+
+        Raises:
+            RuntimeError: (:class:`~amulet.exceptions.NotRunError`) no populations or loaders given and
+                :meth:`prepare_model_populations` not called.
         """
         pops = self._populations(
             models_adv_1=models_adv_1,
@@ -136,8 +146,11 @@ class SuriEvans2022(DistributionInferenceAttack):
             models_target_2=models_target_2,
         )
         if test_loader_1 is None or test_loader_2 is None:
-            if not hasattr(self, "splits"):
-                raise NotRunError("SuriEvans2022 needs query loaders; call prepare_model_populations() first.")
+            if self.splits is None:
+                raise NotRunError(
+                    "SuriEvans2022 needs query loaders: pass test_loader_1/test_loader_2 or call "
+                    "prepare_model_populations() first."
+                )
             test_loader_1 = test_loader_1 or self.splits.test_loader_1
             test_loader_2 = test_loader_2 or self.splits.test_loader_2
         x = torch.cat(
@@ -149,8 +162,8 @@ class SuriEvans2022(DistributionInferenceAttack):
             return population_logits(models, x, device=device)
 
         adv_1, adv_2 = logits(pops["models_adv_1"]), logits(pops["models_adv_2"])
-        victims = [pops["models_target_1"], pops["models_target_2"]]
-        scores = kl_vote_scores(adv_1, adv_2, torch.cat([logits(victims[0]), logits(victims[1])]))
+        targets = [pops["models_target_1"], pops["models_target_2"]]
+        scores = kl_vote_scores(adv_1, adv_2, torch.cat([logits(targets[0]), logits(targets[1])]))
         adv_scores, adv_labels = adversary_vote_scores(adv_1, adv_2)
-        truth = np.r_[np.zeros(len(victims[0])), np.ones(len(victims[1]))]
+        truth = np.r_[np.zeros(len(targets[0])), np.ones(len(targets[1]))]
         return self._decide(scores, truth, adv_scores, adv_labels)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,14 +19,36 @@ from amulet.utils._seeding import derive_seed, seeded_init
 __all__ = ["PermutationInvariantMetaClassifier", "WhiteBoxPIM", "linear_layer_weights"]
 
 
+@dataclass(frozen=True)
+class _PositiveInts:
+    """A non-empty list of positive ints (hidden sizes)."""
+
+    def accepts(self, value: Any) -> bool:
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) > 0
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        )
+
+    def describe(self) -> str:
+        return "a non-empty list of positive ints"
+
+
 def linear_layer_weights(model: nn.Module) -> list[torch.Tensor]:
-    """Per ``nn.Linear`` layer, in order, the matrix ``[W | b]`` of shape ``(out, in + 1)`` (one row per neuron)."""
+    """Per ``nn.Linear`` / ``nn.Conv2d`` layer, in order, one row per neuron: ``[W | b]`` of shape
+    ``(out, in + 1)`` (a convolution's kernel flattened to ``in * kh * kw`` columns; no bias column without a bias).
+
+    ``nn.DataParallel`` / ``DistributedDataParallel`` wrappers are unwrapped, as upstream does.
+    """
+    inner = getattr(model, "module", None)
+    base: nn.Module = inner if isinstance(inner, nn.Module) else model
     out = []
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            w = module.weight.detach().float().cpu()
-            b = module.bias.detach().float().cpu() if module.bias is not None else torch.zeros(w.shape[0])
-            out.append(torch.cat([w, b[:, None]], dim=1))
+    for module in base.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            w = module.weight.detach().float().cpu().reshape(module.weight.shape[0], -1)
+            if module.bias is not None:
+                w = torch.cat([w, module.bias.detach().float().cpu()[:, None]], dim=1)
+            out.append(w)
     return out
 
 
@@ -65,25 +89,28 @@ class PermutationInvariantMetaClassifier(nn.Module):
 
 class WhiteBoxPIM(DistributionInferenceAttack):
     """White-box distribution inference: a permutation-invariant meta-classifier trained on the adversary's
-    populations (label 0 = ratio1, 1 = ratio2) and applied to the victim models' weights.
+    populations (label 0 = ratio1, 1 = ratio2) and applied to the target models' weights.
 
     The meta-classifier is trained in up to 5 stratified folds over the adversary's models; the decision
     threshold is chosen on the adversary's models' out-of-fold scores (:func:`adversary_threshold`), and the
-    victims are scored by the mean of the fold meta-classifiers (``meta_classifiers_``). Victim models never
-    influence the threshold.
+    targets are scored by the mean of the fold meta-classifiers (``meta_classifiers_``). Target models never
+    influence the threshold (upstream trains one meta-classifier and cuts its sigmoid at 0.5).
 
-    Only ``nn.Linear`` layers are read (MLPs such as LinearNet, and the classifier head of CNNs).
+    Every ``nn.Linear`` and ``nn.Conv2d`` layer is read (one row per neuron or output channel, as upstream).
+    With ``models_dir``, the populations are the checkpoints an earlier run (of this attack or of
+    :class:`SuriEvans2022`) left there under the same names, so they are loaded, not retrained.
 
     Reference:
         K. Ganju et al. Property Inference Attacks on Fully Connected Neural Networks using Permutation
         Invariant Representations. CCS 2018; used as in A. Suri, D. Evans, PETS 2022.
 
     Args:
-        (the arguments of :class:`DistributionInferenceAttack`), plus
+        (the arguments of :class:`DistributionInferenceAttack`, in its order), then
         meta_epochs (int): Full-batch training steps of the meta-classifier. Default 100.
         lr (float): Its Adam learning rate. Default 0.01.
         inside_dims (list[int] | None): Hidden sizes of the per-layer MLPs (default [64, 8]).
         random_seed (int | None): Seed of the meta-classifier (default: derived from ``seed``).
+        **kwargs: The keyword-only arguments of :class:`DistributionInferenceAttack` (``recipe``, ...).
     """
 
     _parameter_constraints = {
@@ -91,28 +118,60 @@ class WhiteBoxPIM(DistributionInferenceAttack):
         "meta_epochs": [Interval(int, 1, None)],
         "lr": [Interval(float, 0, None, closed="neither")],
         "random_seed": [Interval(int, 0, None), None],
+        "inside_dims": [_PositiveInts(), None],
     }
 
     def __init__(
         self,
-        *args: Any,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        z_train: np.ndarray,
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+        z_test: np.ndarray,
+        sensitive_columns: list[str],
+        filter_column: str,
+        ratio1: float,
+        ratio2: float,
+        model_arch: str,
+        model_capacity: str,
+        num_features: int,
+        num_classes: int,
+        num_models: int,
+        epochs: int,
+        batch_size: int,
+        device: str | torch.device,
+        models_dir: Path | str | None,
+        dataset: str,
+        exp_id: int = 0,
+        filter_value: int = 1,
+        drop_values: dict[str, list[int]] | None = None,
+        train_subsample: int = 1100,
+        test_subsample: int = 500,
         meta_epochs: int = 100,
-        lr: float = 0.01,
+        lr: float = 1e-2,
         inside_dims: list[int] | None = None,
         random_seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        # set before the base constructor, which validates every constrained parameter
         self.meta_epochs = meta_epochs
         self.lr = lr
         self.inside_dims = inside_dims
         self.random_seed = random_seed
+        super().__init__(
+            x_train, y_train, z_train, x_test, y_test, z_test, sensitive_columns, filter_column, ratio1, ratio2,
+            model_arch, model_capacity, num_features, num_classes, num_models, epochs, batch_size, device,
+            models_dir, dataset, exp_id, filter_value, drop_values, train_subsample, test_subsample, **kwargs,
+        )  # fmt: skip
 
     @staticmethod
     def _stack(models: list[nn.Module]) -> list[torch.Tensor]:
         per_model = [linear_layer_weights(m) for m in models]
         if not per_model[0]:
-            raise NotApplicableError("WhiteBoxPIM reads nn.Linear layers; this architecture has none.")
+            raise NotApplicableError(
+                "WhiteBoxPIM reads nn.Linear and nn.Conv2d layers (no Linear or Conv2d layers in this architecture)."
+            )
         return [torch.stack([layers[i] for layers in per_model]) for i in range(len(per_model[0]))]
 
     def attack(  # type: ignore[override]
@@ -123,7 +182,9 @@ class WhiteBoxPIM(DistributionInferenceAttack):
         models_target_1: list[nn.Module] | None = None,
         models_target_2: list[nn.Module] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Train the meta-classifier on the adversary's models and score the victims.
+        """Train the meta-classifier on the adversary's models and score the target models.
+
+        Populations default to the prepared ones (:meth:`prepare_model_populations`).
 
         Returns:
             ``{"predictions": calibrated scores in [0, 1] (>= 0.5: distribution 2), "ground_truth": 0/1,
@@ -146,18 +207,18 @@ class WhiteBoxPIM(DistributionInferenceAttack):
         train_layers = [(w - m) / s for w, (m, s) in zip(train_layers, stats)]
         test_layers = [(w - m) / s for w, (m, s) in zip(test_layers, stats)]
         labels = torch.cat([torch.zeros(len(pops["models_adv_1"])), torch.ones(len(pops["models_adv_2"]))])
-        seed = self.random_seed if self.random_seed is not None else derive_seed(self.seed, "pim")
+        seed = self.random_seed if self.random_seed is not None else derive_seed(self._seed, "pim")
         widths = [w.shape[-1] for w in train_layers]
         dims = list(self.inside_dims or [64, 8])
         # k-fold over the adversary's models: every adversary model is scored by a meta-classifier that did
         # not train on it, and the decision threshold is chosen on those held-out scores (a meta-classifier's
-        # scores of its own training models are overfitted and say nothing about where to cut). The victims
+        # scores of its own training models are overfitted and say nothing about where to cut). The targets
         # are scored by the mean of the fold meta-classifiers, the same ones that produced the held-out scores.
         # Scores are logits: a fold's sigmoid saturates at 0 or 1 on its held-out models, and a mean of
         # probabilities would not be on the scale the threshold was chosen on.
         folds = _stratified_folds(labels.numpy(), seed)
         held_out = np.full(len(labels), np.nan)
-        victim_scores = []
+        target_scores = []
         self.meta_classifiers_: list[PermutationInvariantMetaClassifier] = []
         for k, test_idx in enumerate(folds):
             train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
@@ -167,10 +228,10 @@ class WhiteBoxPIM(DistributionInferenceAttack):
             with torch.no_grad():
                 if len(test_idx):
                     held_out[test_idx] = meta([w[test_idx] for w in train_layers]).double().numpy()
-                victim_scores.append(meta(test_layers).double().numpy())
+                target_scores.append(meta(test_layers).double().numpy())
             self.meta_classifiers_.append(meta)
         self.meta_classifier_ = self.meta_classifiers_[0]
-        scores = np.mean(victim_scores, axis=0)
+        scores = np.mean(target_scores, axis=0)
         truth = np.r_[np.zeros(len(pops["models_target_1"])), np.ones(len(pops["models_target_2"]))]
         return self._decide(scores, truth, held_out, labels.numpy())
 

@@ -1,3 +1,3 @@
-"""Distribution inference: defenses (none yet)."""
+"""Distribution inference: defenses (none yet, as upstream; DP-SGD of membership inference is the general one)."""
 
 __all__: list[str] = []
