@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from direction_testing import cell_context, riskier_in
 
 from amulet import registry
@@ -109,7 +110,8 @@ def test_layer2_default_tabular_trigger_is_not_one_the_clean_model_already_obeys
 
     Zeroing census' numeric block makes any model predict "<=50K" (label 0, the default trigger label), so a
     fixed trigger value of 0 reported a 100 % backdoor on every row, poisoned or not. The adapter now picks the
-    trigger value on the adversary's rows and reports the unpoisoned model's rate next to the headline.
+    trigger value on the adversary's rows and reports the unpoisoned model's rate next to the headline: that rate
+    stays at the clean model's own error rate on those rows.
     """
     rng = np.random.default_rng(1)
     order = rng.permutation(len(census.x_train))[:4000]
@@ -121,8 +123,9 @@ def test_layer2_default_tabular_trigger_is_not_one_the_clean_model_already_obeys
         return LinearNet(census.x_train.shape[1], 2, hidden_layer_sizes=[64, 32])
 
     recipe = Recipe(TrainConfig(epochs=8, batch_size=128))
+    target = recipe.train(factory, member, seed=1)
     ctx = cell_context(
-        target=recipe.train(factory, member, seed=1),
+        target=target,
         model_factory=factory,
         recipe=recipe,
         dataset=census,
@@ -136,5 +139,13 @@ def test_layer2_default_tabular_trigger_is_not_one_the_clean_model_already_obeys
     )
     attack = registry.get_attack("badnets")
     out = attack.run(ctx, attack.params())
-    assert out["unpoisoned_trigger_rate"] < 20, out
+    # The floor: the share of the ">50K" test rows the clean model sends to label 0 with no trigger at all
+    # (about 43 % for this small model on the upstream census encoding, where the last fifth of the features is
+    # the native-country block). The chosen trigger must add next to nothing to it, far from the 100 % of a
+    # trigger the clean model obeys.
+    positives = test.x[test.y != 0]
+    with torch.no_grad():
+        floor = 100 * float((target.eval()(positives).argmax(1) == 0).float().mean())
+    assert out["unpoisoned_trigger_rate"] <= floor + 5, (out, floor)
+    assert out["unpoisoned_trigger_rate"] < 60, out
     assert_riskier("attack_success_rate", out["attack_success_rate"], out["unpoisoned_trigger_rate"], 50)
