@@ -532,7 +532,7 @@ class DPSGD(MembershipInferenceDefense):
         >>> private = dp.train_private()
         >>> round(private.privacy_epsilon_, 6) == round(dp.epsilon_, 6) and dp.epsilon_ > 0
         True
-        >>> dp.privacy_engine.accountant.get_epsilon(1e-5) == dp.epsilon_
+        >>> float(dp.privacy_engine.accountant.get_epsilon(1e-5)) == dp.epsilon_
         True
     """
 
