@@ -15,6 +15,7 @@ import json
 import math
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +41,8 @@ __all__ = [
     "validate_model",
     "weights_format",
     "check_layer_lists",
+    "check_defense_rows",
+    "check_planned_rows",
     "setting_limit",
 ]
 
@@ -162,6 +165,51 @@ def setting_limit(value: int, setting: str) -> str:
     return f"the limit of {value:,} (setting {setting}, AMULET_{setting.upper()})"
 
 
+def check_defense_rows(defenses: Any, settings: Settings) -> int | None:
+    """Refuse a raw spec's defense row names longer than ``max_name_length``; return how many matrix rows the
+    ``defenses`` list makes (None when it is not a list).
+
+    A swept parameter counts one row per value, counted and never expanded here: a 1 KB spec can sweep
+    millions of rows, which expanding would take minutes and gigabytes to find out.
+
+    Raises:
+        IntakeError: 422 naming the row's ``name`` field, the limit and the setting.
+    """
+    if not isinstance(defenses, list):
+        return None
+    from amulet.assess._spec import count_expanded_rows
+
+    for i, row in enumerate(defenses):
+        name = row.get("name") if isinstance(row, dict) else None
+        if isinstance(name, str) and len(name) > settings.max_name_length:
+            raise IntakeError(
+                f"spec.defenses[{i}].name",
+                f"defenses[{i}].name has {len(name):,} characters, more than "
+                f"{setting_limit(settings.max_name_length, 'max_name_length')}. Use a shorter row name.",
+            )
+    return sum(count_expanded_rows(row) for row in defenses)
+
+
+def check_planned_rows(rows: Iterable[str]) -> None:
+    """Refuse planned row names longer than the database stores (a swept row's name adds the swept values
+    to the row's own, so a short enough ``name`` can still make a long row name).
+
+    Raises:
+        IntakeError: 422 on ``spec.defenses`` naming the row and the limit.
+    """
+    from backend.models import Cell
+
+    limit = int(Cell.__table__.c.row.type.length)  # type: ignore[attr-defined]
+    for name in rows:
+        if len(name) > limit:
+            raise IntakeError(
+                "spec.defenses",
+                f"The row {name[:80]!r}... has a {len(name):,}-character name, more than the {limit} the service "
+                "stores. Give the row a shorter 'name', or sweep fewer parameters in it (a swept row's name "
+                "lists the values that vary).",
+            )
+
+
 def check_layer_lists(config: Any, settings: Settings, *, field_prefix: str, where: str) -> None:
     """Refuse a model config's layer lists (``hidden_layer_sizes``, ``fc_layers``) that are not positive
     integers, wider than ``max_layer_width`` or longer than ``max_model_layers`` (building and checking a
@@ -208,11 +256,16 @@ def check_layer_lists(config: Any, settings: Settings, *, field_prefix: str, whe
             )
 
 
-def validate_model(spec: dict[str, Any], weights_path: Path) -> ModelInfo:
+def validate_model(spec: dict[str, Any], weights_path: Path, settings: Settings | None = None) -> ModelInfo:
     """Check the architecture spec against the registry and the weights against the architecture.
 
+    The architecture is built on the meta device first (no memory) and refused when it has more parameters
+    than ``settings.max_model_parameters`` (default: the process settings), before the weights are loaded
+    into a real model: a 2 KB spec can describe a model of billions of parameters.
+
     Raises:
-        IntakeError: 415 for a pickle, 422 for a bad spec or weights (missing/unexpected keys, shapes, NaN).
+        IntakeError: 415 for a pickle, 422 for a bad spec or weights (missing/unexpected keys, shapes, NaN)
+            or a model past the parameter limit.
     """
     kind = weights_format(weights_path)
     if kind == "pickle":
@@ -226,14 +279,25 @@ def validate_model(spec: dict[str, Any], weights_path: Path) -> ModelInfo:
         )
     from amulet.exceptions import ModelSpecError, UnsafeModelFileError
     from amulet.io import build_model, load_model, read_spec
+    from backend.core.config import get_settings
 
+    max_parameters = (settings or get_settings()).max_model_parameters
     try:
         arch = read_spec(spec)
-        build_model(arch, device="meta")  # the registry check: known architecture, valid config
+        meta = build_model(arch, device="meta")  # the registry check: known architecture, valid config
     except (RuntimeError, NotImplementedError):
-        pass  # a factory that cannot build on the meta device: load_model checks it below
+        meta = None  # a factory that cannot build on the meta device: load_model checks it below
     except (ModelSpecError, ValueError, TypeError) as exc:
         raise IntakeError("spec", f"The architecture spec is invalid: {exc}") from exc
+    if meta is not None:
+        n_meta = sum(p.numel() for p in meta.parameters())
+        if n_meta > max_parameters:
+            raise IntakeError(
+                "spec",
+                f"The architecture spec describes a model of {n_meta:,} parameters, more than "
+                f"{setting_limit(max_parameters, 'max_model_parameters')}; an assessment trains several copies. "
+                "Upload a smaller model.",
+            )
     try:
         model = load_model(arch, weights_path)
     except UnsafeModelFileError as exc:

@@ -29,7 +29,13 @@ from sqlalchemy.orm import Session
 
 from backend import crud
 from backend.core.config import Settings, get_settings
-from backend.intake import IntakeError, check_layer_lists, setting_limit
+from backend.intake import (
+    IntakeError,
+    check_defense_rows,
+    check_layer_lists,
+    check_planned_rows,
+    setting_limit,
+)
 
 __all__ = [
     "MAX_LAYER_WIDTH",
@@ -189,7 +195,11 @@ def check_bounds(spec: dict[str, Any], settings: Settings) -> None:
             f"spec.description has {len(description):,} characters, more than "
             f"{setting_limit(settings.max_description_length, 'max_description_length')}. Shorten it.",
         )
-    seeds, rows, risks = _count(spec.get("seeds")), _count(spec.get("defenses")), _count(spec.get("risks"))
+    seeds, rows, risks = (
+        _count(spec.get("seeds")),
+        check_defense_rows(spec.get("defenses"), settings),
+        _count(spec.get("risks")),
+    )
     for field, count, limit, setting, what in (
         ("spec.seeds", seeds, settings.max_seeds, "max_seeds", "seeds"),
         ("spec.defenses", rows, settings.max_defense_rows, "max_defense_rows", "defense rows"),
@@ -429,6 +439,7 @@ def plan_submission(
     info = preflight(loaded, dataset_name=dataset_name, uploaded=uploaded, settings=settings)
     plan = plan_assessment(loaded)
     _check_cells(len(plan.cells), settings)  # the planner's own count (risks may expand to several attacks)
+    check_planned_rows(row.name for row in plan.rows)
     cells = [{"key": c.key, "row": c.row, "risk": c.risk, "attack": c.attack, "seed": c.seed} for c in plan.cells]
     resolved_spec = loaded.model_dump(mode="json")
     training_keys = [t.key for t in plan.trainings]

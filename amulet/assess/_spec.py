@@ -334,13 +334,41 @@ def expand_params(params_model: type[BaseModel], params: Mapping[str, Any]) -> l
     """
     axes: list[list[tuple[str, Any]]] = []
     for key, value in params.items():
-        field = params_model.model_fields.get(key)
-        takes_list = field is not None and _accepts_list(field.annotation)
-        expands = isinstance(value, list) and (
-            not takes_list or (len(value) > 0 and all(isinstance(v, list) for v in value))
-        )
+        expands = _expands(params_model, key, value)
         axes.append([(key, v) for v in value] if expands and value else [(key, value)])
     return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+
+def _expands(params_model: type[BaseModel] | None, key: str, value: Any) -> bool:
+    """Whether parameter ``key``'s ``value`` is a sweep (one row per element; see :func:`expand_params`)."""
+    field = params_model.model_fields.get(key) if params_model is not None else None
+    takes_list = field is not None and _accepts_list(field.annotation)
+    return isinstance(value, list) and (not takes_list or (len(value) > 0 and all(isinstance(v, list) for v in value)))
+
+
+def count_expanded_rows(row: Any) -> int:
+    """How many matrix rows one raw (not yet validated) ``defenses`` entry expands into, without expanding it.
+
+    The product of the swept parameters' lengths over the row's stack: what :func:`expand_row` would make,
+    counted in time linear in the spec's size (a 1 KB spec can sweep millions of rows). Entries that are not
+    mappings count as one row (validation refuses them later).
+    """
+    from amulet import registry
+
+    if not isinstance(row, Mapping):
+        return 1
+    entries = row.get("stack") if "stack" in row else [row]
+    known = {d.key for d in registry.defenses()}
+    count = 1
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("params"), Mapping):
+            continue
+        key = entry.get("defense")
+        params_model = registry.get_defense(key).params if isinstance(key, str) and key in known else None
+        for name, value in entry["params"].items():
+            if _expands(params_model, str(name), value) and value:
+                count *= len(value)
+    return count
 
 
 def _pydantic_problems(exc: ValidationError, prefix: str) -> list[dict[str, str]]:

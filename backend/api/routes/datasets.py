@@ -43,7 +43,7 @@ def upload_dataset(
     store: StoreDep,
     token: CurrentToken,
     file: Annotated[UploadFile, File(description="A .csv, .parquet or .npz file (NPZ arrays x, y, optional z).")],
-    label: Annotated[str | None, Form(description="Label column (CSV/Parquet).")] = None,
+    label: Annotated[str | None, Form(max_length=200, description="Label column (CSV/Parquet).")] = None,
     sensitive: Annotated[list[str] | None, Form(description="Sensitive columns (repeat or comma-separate).")] = None,
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> DatasetPublic:
@@ -69,7 +69,7 @@ def upload_dataset(
         session,
         project_id=token.project_id,
         id=dataset_id,
-        name=name or (file.filename or "dataset"),
+        name=name or (file.filename or "dataset")[:200],  # the client's file name: any length
         format=fmt,
         label=label if fmt != "npz" else None,
         sensitive=sensitive_columns,

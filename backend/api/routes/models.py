@@ -135,7 +135,7 @@ def _upload_graph(
         session,
         project_id=project_id,
         id=model_id,
-        name=name or (upload.filename or "model"),
+        name=name or (upload.filename or "model")[:200],  # the client's file name: any length
         architecture="graph",
         spec=info.spec,
         spec_path="",
@@ -173,13 +173,13 @@ def _upload_spec_and_weights(
         sha256, size = store.save_stream(weights.file, staged, max_bytes=settings.max_upload_bytes)
         kind = weights_format(staged)
         final = directory / ("weights.safetensors" if kind == "safetensors" else "weights.pt")
-        info = validate_model(arch, staged)
+        info = validate_model(arch, staged, settings)
         staged.rename(final)
     return crud.create_model(
         session,
         project_id=project_id,
         id=model_id,
-        name=name or (weights.filename or "model"),
+        name=name or (weights.filename or "model")[:200],  # the client's file name: any length
         architecture=info.architecture,
         spec=info.spec,
         spec_path=str(directory / "architecture.json"),

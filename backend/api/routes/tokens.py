@@ -120,9 +120,8 @@ def create_project(body: ProjectCreate, session: SessionDep, admin: AdminToken) 
     if crud.get_project_by_name(session, name=body.name) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"A project named {body.name!r} already exists.")
     project = crud.create_project(session, name=body.name)
-    row, plaintext = crud.create_token(
-        session, project_id=project.id, name=f"{body.name} (first token)", scope="manage", minted_by=admin.id
-    )
+    first = f"{body.name[:186]} (first token)"  # at most 200 characters, what the name column holds
+    row, plaintext = crud.create_token(session, project_id=project.id, name=first, scope="manage", minted_by=admin.id)
     session.commit()
     created = TokenCreated(**TokenPublic.model_validate(row).model_dump(), token=plaintext)
     return ProjectCreated(id=project.id, name=project.name, token=created)
