@@ -2,15 +2,18 @@
 
 Messages from the engine and from libraries (torch, pyarrow, safetensors) often quote the file they failed
 on, which for an upload is an absolute path inside the artifact store. Every ``HTTPException`` detail is
-scrubbed before it is sent: a path under the service's home or artifact directory is replaced by its file
-name.
+scrubbed before it is sent: a path under the service's home, artifact, dataset or temporary directory, or
+under the Python installation, is replaced by its file name.
 """
 
 from __future__ import annotations
 
 import re
+import site
+import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from fastapi import Request
@@ -27,9 +30,14 @@ _PATH_TAIL = r"[^\s'\"()\[\]{}<>,;]*"
 
 
 def server_path_roots(settings: Settings) -> list[str]:
-    """The directories whose paths must not appear in an answer (longest first, resolved and as configured)."""
+    """The directories whose paths must not appear in an answer (longest first, resolved and as configured):
+    the artifact store, the home and dataset directories, the temporary directory (spooled uploads) and the
+    Python installation (library messages quote their own files)."""
+    directories = [settings.resolved_artifact_dir, settings.home, settings.resolved_data_dir]
+    directories += [Path(tempfile.gettempdir()), Path(sys.prefix), Path(sys.exec_prefix)]
+    directories += [Path(p) for p in site.getsitepackages() if p]
     roots: set[str] = set()
-    for directory in (settings.resolved_artifact_dir, settings.home):
+    for directory in directories:
         roots.add(str(directory))
         roots.add(str(directory.resolve()))
     return sorted((r for r in roots if len(r) > 1), key=len, reverse=True)
