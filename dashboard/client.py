@@ -350,6 +350,11 @@ class ApiClient:
         (``GET /assessments/{id}/report.json``)."""
         return dict(self._json("GET", f"/assessments/{assessment_id}/report.json", timeout=self.timeout * 4))
 
+    def download_bundle(self, assessment_id: str) -> bytes:
+        """``GET /assessments/{id}/bundle.zip``: the signed bundle (reports, results, manifest, signature, key)."""
+        response = self._request("GET", f"/assessments/{assessment_id}/bundle.zip", timeout=self.timeout * 4)
+        return response.content
+
     def download_report(self, assessment_id: str, fmt: str) -> bytes:
         """``GET /assessments/{id}/report.{ext}``: the report file's bytes (``fmt`` in :data:`REPORT_FORMATS`)."""
         if fmt not in REPORT_FORMATS:

@@ -86,8 +86,8 @@ def show_cell_detail(results: dict[str, Any], row: str, column: str) -> None:
 
 
 def report_downloads(client: ApiClient, assessment_id: str) -> None:
-    """One download button per report format (fetched when clicked)."""
-    cols = st.columns(len(REPORT_FORMATS))
+    """One download button per report format and one for the signed bundle (each fetched when clicked)."""
+    cols = st.columns(len(REPORT_FORMATS) + 1)
     labels = {"html": "HTML report", "pdf": "PDF report", "json": "JSON results", "junit": "JUnit XML"}
     for col, (fmt, (ext, mime)) in zip(cols, REPORT_FORMATS.items()):
         col.download_button(
@@ -99,3 +99,14 @@ def report_downloads(client: ApiClient, assessment_id: str) -> None:
             on_click="ignore",
             icon=":material/download:",
         )
+    cols[-1].download_button(
+        "Signed bundle",
+        data=lambda: client.download_bundle(assessment_id),
+        file_name=f"amulet-{assessment_id[:8]}-bundle.zip",
+        mime="application/zip",
+        key="results.download.bundle",
+        on_click="ignore",
+        icon=":material/verified:",
+        help="Every report, the results, the signed manifest and the public key in one zip; check it offline "
+        "with `amulet verify-report <zip> --public-key <key>` (the server's key: GET /signing-key).",
+    )

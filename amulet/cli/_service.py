@@ -262,6 +262,8 @@ def serve_command(
         if app_path is not None:
             streamlit = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.headless", "true"]
             streamlit += ["--server.port", str(settings.dashboard_port), "--server.address", host]
+            # "viewer": no Deploy button or developer menu (an auditor's app, not a Streamlit project).
+            streamlit += ["--client.toolbarMode", "viewer"]
             launch("dashboard", [*streamlit, "--browser.gatherUsageStats", "false"])
         if not _wait_healthy(api_url, processes, timeout=120):
             _err("The API did not become healthy; stopping.")

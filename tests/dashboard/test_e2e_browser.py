@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -235,6 +236,7 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
     # Results: the heatmap, then the PDF report.
     page.get_by_role("link", name="Open the results").click()
     wait_idle(page)
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)  # an auditor's app: no Streamlit chrome
     chart = page.locator('[data-testid="stPlotlyChart"]').first
     expect(chart).to_be_visible()
     expect(chart.locator(".heatmaplayer, g.hm").first).to_be_attached()
@@ -248,6 +250,20 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
     pdf = ARTIFACTS / "report.pdf"
     download.save_as(pdf)
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 2000
+    # The signed bundle: one zip that verifies offline, holding the same PDF.
+    with page.expect_download(timeout=120_000) as download_info:
+        page.get_by_role("button", name="Signed bundle").click()
+    bundle = ARTIFACTS / "bundle.zip"
+    download_info.value.save_as(bundle)
+    from amulet.assess import verify_report
+
+    served_key = httpx.get(f"{api.url}/signing-key", timeout=30)
+    assert served_key.status_code == 200, served_key.text
+    (ARTIFACTS / "server-key.pem").write_text(served_key.json()["public_key_pem"])
+    verified = verify_report(bundle, public_key=ARTIFACTS / "server-key.pem")
+    assert verified.ok, verified.problems
+    with zipfile.ZipFile(bundle) as zf:
+        assert zf.read("report.pdf") == pdf.read_bytes()
 
     # A narrow window: the page still renders the heatmap without a horizontal scroll bar.
     # (A reload would start a new browser session, which must connect again: resize instead.)

@@ -350,7 +350,13 @@ def test_results_page_heatmap_and_drill_down(api: Service, finished: list[dict])
     assert "Policy verdicts" in texts(at.header)
     verdicts = at.dataframe[-1].value["verdict"].tolist()
     assert len(verdicts) == 2 and all(v.split()[-1] in ("pass", "fail", "inconclusive", "run") for v in verdicts)
-    assert [b.label for b in at.get("download_button")] == ["HTML report", "PDF report", "JSON results", "JUnit XML"]
+    assert [b.label for b in at.get("download_button")] == [
+        "HTML report",
+        "PDF report",
+        "JSON results",
+        "JUnit XML",
+        "Signed bundle",
+    ]
 
 
 @pytest.mark.integration
