@@ -166,7 +166,8 @@ def heatmap_figure(grid: MatrixGrid, *, title: str = "", height: int | None = No
     """A Plotly heatmap of ``grid``: each cell drawn in its ``cell_colour``, labelled ``cell_label``, intended
     cells outlined.
 
-    Each cell's ``customdata`` is ``[row, column]`` so a click (Streamlit's ``on_select``) identifies it.
+    A second, invisible scatter trace puts one clickable marker on each cell, its ``customdata``
+    ``[row, column]``, so that a click (Streamlit's ``on_select``) identifies the cell.
     """
     import plotly.graph_objects as go
 
@@ -191,6 +192,24 @@ def heatmap_figure(grid: MatrixGrid, *, title: str = "", height: int | None = No
         ygap=2,
     )
     fig = go.Figure(figure)
+    # Plotly reports no selection for heatmap traces (Streamlit's on_select then gets 0 points), so each
+    # cell also carries an invisible square marker at its centre: clicking it selects a scatter point whose
+    # customdata names the cell.
+    fig.add_trace(
+        go.Scatter(
+            x=[col for _ in grid.rows for col in grid.columns],
+            y=[r for r in grid.rows for _ in grid.columns],
+            mode="markers",
+            marker={"symbol": "square", "size": 46, "color": "rgba(0,0,0,0)"},
+            selected={"marker": {"opacity": 1}},
+            unselected={"marker": {"opacity": 1}},
+            customdata=[[r, col] for r in grid.rows for col in grid.columns],
+            hovertext=[text for row in hover for text in row],
+            hoverinfo="text",
+            showlegend=False,
+            name="cells",
+        )
+    )
     for i, row in enumerate(grid.intended):
         for j, intended in enumerate(row):
             if intended:

@@ -243,6 +243,13 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
     expect(chart).to_contain_text("adversarial_training")
     expect(chart).to_contain_text("evasion (pgd)")
     expect(page.get_by_text("adversarial_training x evasion (pgd)")).to_be_visible()
+    # A click on the other cell of the row opens its detail (each cell carries a clickable marker).
+    chart.locator(".scatterlayer .point").nth(1).click(force=True)
+    expect(page.get_by_text("adversarial_training x discriminatory_behavior (subgroup_metrics)")).to_be_visible(
+        timeout=30_000
+    )
+    chart.locator(".scatterlayer .point").nth(0).click(force=True)
+    expect(page.get_by_text("adversarial_training x evasion (pgd)")).to_be_visible(timeout=30_000)
     page.screenshot(path=ARTIFACTS / "05-results-1280.png", full_page=True)
     with page.expect_download(timeout=120_000) as download_info:
         page.get_by_role("button", name="PDF report").click()

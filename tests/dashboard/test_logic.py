@@ -205,6 +205,13 @@ def test_degenerate_cells_are_grey_non_significant_neutral_and_labels_match_the_
         lower = max(stop for stop in scale if stop <= z / heat["zmax"])
         assert scale[lower] == colours[row]
     assert heat["text"] == grid.labels and not heat["showscale"]
+    # every cell has one clickable marker at its centre naming it (heatmap traces report no selection)
+    clicks = heatmap_figure(grid).to_plotly_json()["data"][1]
+    assert clicks["type"] == "scatter" and clicks["mode"] == "markers"
+    cells = [(r, c) for r in grid.rows for c in grid.columns]
+    assert [tuple(d) for d in clicks["customdata"]] == cells
+    assert list(zip(clicks["y"], clicks["x"], strict=True)) == cells
+    assert selected_cell({"selection": {"points": [{"customdata": list(cells[1])}]}}) == cells[1]
     # findings: the significant, non-degenerate cell only
     assert [(f["row"], f["change"]) for f in findings_table(results)] == [("dp", "-12.00 pts*")]
 
