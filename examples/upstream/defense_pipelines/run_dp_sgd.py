@@ -1,0 +1,159 @@
+# Upstream Amulet 0.6.0's examples/defense_pipelines/run_dp_sgd.py (ssg-research/amulet, Apache-2.0), run
+# against this package. Changed: the default --root (and the sys.path entry) point one directory further up,
+# because this copy lives one level deeper. See ../README.md.
+import sys
+
+sys.path.append("../../../")
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from amulet.membership_inference.defenses import DPSGD
+from amulet.utils import (
+    create_dir,
+    get_accuracy,
+    initialize_model,
+    load_data,
+    load_or_train,
+    train_classifier,
+)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+
+    parser.add_argument("--root", type=str, default="../../../", help="Root directory of models and datasets.")
+    parser.add_argument(
+        "--dataset",
+        type=str,
+        default="celeba",
+        help="Options: cifar10, cifar100, fmnist, mnist, lfw, census, celeba, utkface.",
+    )
+    parser.add_argument("--model", type=str, default="vgg", help="Options: vgg, linearnet.")
+    parser.add_argument(
+        "--model_capacity",
+        type=str,
+        default="m1",
+        help="Size of the model to use. Options: m1, m2, m3, m4, where m1 is the smallest.",
+    )
+    parser.add_argument("--training_size", type=float, default=1, help="Fraction of dataset to use.")
+    parser.add_argument("--batch_size", type=int, default=128, help="Batch size of input data.")
+    parser.add_argument("--epochs", type=int, default=5, help="Number of epochs for training.")
+    parser.add_argument(
+        "--device",
+        type=str,
+        default="cuda:0" if torch.cuda.is_available() else "cpu",
+        help="Device on which to run PyTorch",
+    )
+    parser.add_argument(
+        "-c",
+        "--max-per-sample-grad_norm",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="Clip per-sample gradients to this norm",
+    )
+    parser.add_argument("--sigma", type=float, default=1.0, metavar="S", help="Noise multiplier")
+    parser.add_argument("--delta", type=float, default=1e-5, metavar="D", help="Target delta")
+    parser.add_argument(
+        "--secure_rng",
+        type=bool,
+        default=False,
+        help="Enable Secure RNG to have trustworthy privacy guarantees. Comes at a performance cost",
+    )
+    parser.add_argument("--exp_id", type=int, default=0, help="Used as a random seed for experiments.")
+
+    return parser.parse_args()
+
+
+def main(args: argparse.Namespace) -> None:
+    # Setup logger
+    root_dir = Path(args.root)
+    log_dir = root_dir / "logs"
+    create_dir(log_dir)
+    logging.basicConfig(level=logging.INFO, filename=log_dir / "dp_training.log", filemode="w")
+    log = logging.getLogger("All")
+    log.addHandler(logging.StreamHandler())
+
+    # Set random seeds for reproducibility
+    torch.manual_seed(args.exp_id)
+
+    # Load dataset and create data loaders
+    data = load_data(root_dir, args.dataset, args.training_size, log)
+    train_loader = DataLoader(dataset=data.train_set, batch_size=args.batch_size, shuffle=False)
+    test_loader = DataLoader(dataset=data.test_set, batch_size=args.batch_size, shuffle=False)
+
+    # Set up filename and directories to save/load models
+    models_path = root_dir / "saved_models"
+    filename = (
+        f"{args.dataset}_{args.model}_{args.model_capacity}_{args.training_size * 100}_"
+        f"{args.batch_size}_{args.epochs}_{args.exp_id}.pt"
+    )
+    target_model_filename = models_path / "target" / filename
+
+    # Train or Load Target Model
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def _init_target():
+        return initialize_model(args.model, args.model_capacity, data.num_features, data.num_classes, log).to(
+            args.device
+        )
+
+    def _train_target(model):
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        return train_classifier(model, train_loader, criterion, optimizer, args.epochs, args.device)
+
+    target_model = load_or_train(target_model_filename, _init_target, _train_target, log, "target model")
+
+    test_accuracy_target = get_accuracy(target_model, test_loader, args.device)
+    log.info("Test accuracy of target model: %s", test_accuracy_target)
+
+    # Train or load model with DP Training. Opacus cannot handle batch norm so
+    # the DP model is initialised without BN layers.
+    defended_model_filename = models_path / "dp_sgd" / f"delta_{args.delta}" / filename
+
+    def _init_defended():
+        return initialize_model(
+            args.model,
+            args.model_capacity,
+            data.num_features,
+            data.num_classes,
+            log,
+            batch_norm=False,
+        ).to(args.device)
+
+    def _train_defended(model):
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        dp_training = DPSGD(
+            model,
+            criterion,
+            optimizer,
+            train_loader,
+            args.device,
+            args.delta,
+            args.max_per_sample_grad_norm,
+            args.sigma,
+            args.secure_rng,
+            args.epochs,
+        )
+        return dp_training.train_private()
+
+    defended_model = load_or_train(defended_model_filename, _init_defended, _train_defended, log, "defended model")
+
+    test_accuracy_defended = get_accuracy(defended_model, test_loader, args.device)
+    log.info("Test accuracy of defended model: %s", test_accuracy_defended)
+    log.info(
+        "Accuracy trade-off: baseline %.4f -> DP-SGD (delta=%s) %.4f",
+        test_accuracy_target,
+        args.delta,
+        test_accuracy_defended,
+    )
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    main(args)
