@@ -35,8 +35,10 @@ __all__ = [
     "assessment_warnings",
     "baseline_table",
     "cell_detail",
+    "changed_verdicts",
     "checks_table",
     "compare_grids",
+    "difference_of_changes",
     "findings_table",
     "heatmap_figure",
     "matrix_grid",
@@ -56,8 +58,9 @@ DIRECTION_LABELS = {
     "insufficient_data": "? too few seeds",
     "not_measured": "- not measured",
 }
-VERDICT_LABELS = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive", "not_run": "⏸ not run"}
-ROW_STATUS_LABELS = {"ok": "✅ ok", "degenerate": "⚠️ degenerate", "failed": "❌ failed"}
+# Marks from plain Unicode blocks that every common font has (emoji need an emoji font).
+VERDICT_LABELS = {"pass": "✔ pass", "fail": "✘ fail", "inconclusive": "⚠ inconclusive", "not_run": "○ not run"}
+ROW_STATUS_LABELS = {"ok": "✔ ok", "degenerate": "⚠ degenerate", "failed": "✘ failed"}
 _SIGNIFICANT = ("more_susceptible", "less_susceptible")
 #: Fill of a grid position with no matrix cell at all.
 _EMPTY = "#ffffff"
@@ -227,7 +230,15 @@ def heatmap_figure(grid: MatrixGrid, *, title: str = "", height: int | None = No
         title={"text": title} if title else None,
         height=height or max(260, 110 + 60 * len(grid.rows)),
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
-        xaxis={"side": "top", "tickangle": 0, "automargin": True},
+        # Column labels break before the attack's name ("evasion<br>(pgd)") so that neighbours do not overlap.
+        xaxis={
+            "side": "top",
+            "tickangle": 0,
+            "automargin": True,
+            "tickmode": "array",
+            "tickvals": grid.columns,
+            "ticktext": [c.replace("_", " ").replace(" (", "<br>(") for c in grid.columns],
+        },
         yaxis={"autorange": "reversed", "automargin": True},
         clickmode="event+select",
     )
@@ -493,9 +504,54 @@ def checks_table(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _delta_of(results: Mapping[str, Any], cell: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``delta`` summary (mean, se, n over seeds) of a matrix cell's metric."""
+    for metric in results.get("metrics", []):
+        if (metric.get("row"), metric.get("risk"), metric.get("attack"), metric.get("metric")) == (
+            cell.get("row"),
+            cell.get("risk"),
+            cell.get("attack"),
+            cell.get("metric"),
+        ):
+            return metric.get("delta") or None
+    # Results without per-metric summaries: the cell's own change, with no spread to test it against.
+    return {"mean": cell.get("delta"), "se": None, "n": 1} if cell.get("delta") is not None else None
+
+
+def difference_of_changes(
+    a: Mapping[str, Any] | None, b: Mapping[str, Any] | None
+) -> tuple[float, float | None, float | None, float | None] | None:
+    """B's change minus A's with a Welch 95% interval and two-sided p-value (the runs are independent).
+
+    ``a`` and ``b`` are ``delta`` summaries (``mean``, ``se``, ``n`` over seeds). Returns
+    ``(difference, ci_low, ci_high, p_value)``; the interval and p-value are ``None`` when either run has
+    fewer than two seeds (no standard error), and the whole is ``None`` when either change is unmeasured.
+    """
+    from scipy import stats
+
+    if not a or not b:
+        return None
+    ma, mb = _num(a.get("mean")), _num(b.get("mean"))
+    if ma is None or mb is None:
+        return None
+    diff = mb - ma
+    sa, sb = _num(a.get("se")), _num(b.get("se"))
+    na, nb = int(a.get("n") or 0), int(b.get("n") or 0)
+    if sa is None or sb is None or na < 2 or nb < 2:
+        return diff, None, None, None
+    se = math.hypot(sa, sb)
+    if se == 0:
+        return diff, diff, diff, (1.0 if diff == 0 else 0.0)
+    df = (sa**2 + sb**2) ** 2 / (sa**4 / (na - 1) + sb**4 / (nb - 1))  # Welch-Satterthwaite
+    half = float(stats.t.ppf(0.975, df)) * se
+    p = float(2 * stats.t.sf(abs(diff) / se, df))
+    return diff, diff - half, diff + half, p
+
+
 def compare_grids(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Cells present in both results: each one's change (``cell_label``) and B's change minus A's, in the
-    metric's unit (blank unless both cells are ok and in the same unit)."""
+    """Cells present in both results: each one's change (``cell_label``), and B's change minus A's in the
+    metric's unit with its Welch 95% interval and whether it is significant (5%). The difference is blank
+    unless both cells are ok and in the same unit."""
     a, b = matrix_grid(first), matrix_grid(second)
     out = []
     for row in a.rows:
@@ -503,19 +559,53 @@ def compare_grids(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[d
             if row not in b.rows or column not in b.columns:
                 continue
             ca, cb = a.cell(row, column), b.cell(row, column)
-            da = _num(ca.get("delta")) if ca and ca.get("status", "ok") == "ok" else None
-            db = _num(cb.get("delta")) if cb and cb.get("status", "ok") == "ok" else None
-            unit_a = str((ca or {}).get("unit") or "")
-            same_unit = unit_a == str((cb or {}).get("unit") or "")
+            ok = bool(ca and cb and ca.get("status", "ok") == "ok" and cb.get("status", "ok") == "ok")
+            unit = str((ca or {}).get("unit") or "")
+            same = (
+                ok
+                and unit == str((cb or {}).get("unit") or "")
+                and (ca or {}).get("metric") == (cb or {}).get("metric")
+            )
+            diff = difference_of_changes(_delta_of(first, ca), _delta_of(second, cb)) if same and ca and cb else None
+            significance = ""
+            if diff is not None:
+                significance = "untested: under 2 seeds" if diff[3] is None else ("yes" if diff[3] < 0.05 else "no")
             out.append(
                 {
                     "row": row,
                     "column": column,
                     "A: change": cell_label(ca) if ca else "not measured",
                     "B: change": cell_label(cb) if cb else "not measured",
-                    "B - A": format_change(db - da, unit_a) if da is not None and db is not None and same_unit else "",
+                    "B - A": format_change(diff[0], unit) if diff else "",
+                    "95% CI of B - A": format_interval(diff[1], diff[2], unit, change=True)
+                    if diff and diff[1] is not None
+                    else "",
+                    "significant": significance,
                     "A: direction": DIRECTION_LABELS.get(str(ca.get("direction")) if ca else "not_measured"),
                     "B: direction": DIRECTION_LABELS.get(str(cb.get("direction")) if cb else "not_measured"),
                 }
             )
+    return out
+
+
+def changed_verdicts(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Policy checks (matched by id and row) whose verdict differs between A and B, or that only one has."""
+
+    def by_key(results: Mapping[str, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
+        return {(str(c.get("id")), str(c.get("row"))): c for c in results.get("checks", [])}
+
+    a, b = by_key(first), by_key(second)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, {}).get("status"), b.get(key, {}).get("status")
+        if va == vb:
+            continue
+        out.append(
+            {
+                "check": key[0],
+                "row": key[1],
+                "A": VERDICT_LABELS.get(str(va), "not in A") if va else "not in A",
+                "B": VERDICT_LABELS.get(str(vb), "not in B") if vb else "not in B",
+            }
+        )
     return out

@@ -29,19 +29,22 @@ __all__ = [
 ]
 
 ACTIVE_STATUSES = ("queued", "running", "finalizing")
+#: Status marks from the plain Unicode blocks every common font covers (DejaVu Sans, Liberation): emoji render
+#: as empty boxes on machines without an emoji font.
 STATUS_ICONS = {
-    "queued": "🕓",
-    "running": "⏳",
-    "finalizing": "📝",
-    "succeeded": "✅",
-    "partial": "⚠️",
-    "failed": "❌",
-    "cancelled": "⏹",
-    "pending": "🕓",
-    "ok": "✅",
-    "not_run": "⏸",
-    "error": "❌",
-    "done": "✅",
+    "queued": "◷",
+    "running": "▶",
+    "finalizing": "✎",
+    "succeeded": "✔",
+    "partial": "⚠",
+    "failed": "✘",
+    "cancelled": "■",
+    "stalled": "⚠",
+    "pending": "◷",
+    "ok": "✔",
+    "not_run": "○",
+    "error": "✘",
+    "done": "✔",
 }
 _DONE = {"ok", "not_run", "error", "done"}
 

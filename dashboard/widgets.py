@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import streamlit as st
@@ -27,8 +28,14 @@ def load_results(client: ApiClient, assessment_id: str) -> dict[str, Any]:
 FINISHED_STATUSES = ("succeeded", "partial", "failed")
 
 
-def pick_assessment(client: ApiClient, label: str, key: str, default: str | None = None) -> str | None:
-    """A select box of the project's finished assessments: succeeded, partial and failed (newest first)."""
+def pick_assessment(
+    client: ApiClient, label: str, key: str, default: str | None = None, *, avoid: str | None = None
+) -> str | None:
+    """A select box of the project's finished assessments: succeeded, partial and failed (newest first).
+
+    The first time (nothing chosen under ``key`` yet) it shows ``default`` when that is finished, else the
+    newest one that is not ``avoid`` (so that Compare's A and B start on different runs).
+    """
     try:
         finished = [a for a in client.list_assessments(limit=200) if a.get("status") in FINISHED_STATUSES]
     except ApiError as exc:
@@ -39,7 +46,8 @@ def pick_assessment(client: ApiClient, label: str, key: str, default: str | None
     by_id = {a["id"]: a for a in finished}
     ids = list(by_id)
     if st.session_state.get(key) not in ids:
-        st.session_state[key] = default if default in ids else ids[0]
+        others = [i for i in ids if i != avoid] or ids
+        st.session_state[key] = default if default in ids else others[0]
     return str(
         st.selectbox(
             label,
@@ -92,7 +100,7 @@ def report_downloads(client: ApiClient, assessment_id: str) -> None:
     for col, (fmt, (ext, mime)) in zip(cols, REPORT_FORMATS.items()):
         col.download_button(
             labels[fmt],
-            data=lambda fmt=fmt: client.download_report(assessment_id, fmt),
+            data=partial(client.download_report, assessment_id, fmt),
             file_name=f"amulet-{assessment_id[:8]}.{ext}",
             mime=mime,
             key=f"results.download.{fmt}",
@@ -101,7 +109,7 @@ def report_downloads(client: ApiClient, assessment_id: str) -> None:
         )
     cols[-1].download_button(
         "Signed bundle",
-        data=lambda: client.download_bundle(assessment_id),
+        data=partial(client.download_bundle, assessment_id),
         file_name=f"amulet-{assessment_id[:8]}-bundle.zip",
         mime="application/zip",
         key="results.download.bundle",

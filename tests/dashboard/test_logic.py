@@ -170,11 +170,11 @@ def test_utility_table_comes_with_interval_change_majority_rate_and_epsilon() ->
     base, dp, adv = table["baseline"], table["dp"], table["adv"]
     assert base["clean accuracy"] == "84.00 %" and base["change vs baseline"] == ""
     assert base["95% CI"].startswith("[") and base["95% CI"].endswith(" %]")
-    assert base["majority rate"] == "76.00 %" and base["status"] == "✅ ok"
+    assert base["majority rate"] == "76.00 %" and base["status"] == "✔ ok"
     assert dp["change vs baseline"] == "-2.00 pts"  # defended - baseline, in percentage points
     assert dp["epsilon"] == "4.00" and dp["delta (DP)"] == "1.0e-05"
     assert base["epsilon"] == ""
-    assert adv["status"] == "⚠️ degenerate" and "predicts one class for 100.0% of the rows" in adv["reason"]
+    assert adv["status"] == "⚠ degenerate" and "predicts one class for 100.0% of the rows" in adv["reason"]
     assert adv["top-class share"] == "100.00 %"
 
 
@@ -227,3 +227,43 @@ def test_warnings_at_the_top_few_seeds_and_status() -> None:
     levels = [(w["level"], w["message"].split(":")[0]) for w in assessment_warnings(old)]
     assert levels == [("warning", "This assessment is PARTIAL"), ("warning", "Only 1 seed(s)")]
     assert assessment_warnings({"seeds": [0, 1, 2], "status": "failed"})[0]["level"] == "error"
+
+
+def test_status_marks_render_without_an_emoji_font() -> None:
+    """Every mark the dashboard puts before a status is in DejaVu Sans (no emoji font needed)."""
+    from pathlib import Path
+
+    from fontTools.ttLib import TTFont
+
+    from dashboard.heatmap import DIRECTION_LABELS, ROW_STATUS_LABELS, VERDICT_LABELS
+    from dashboard.progress import STATUS_ICONS
+
+    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    if not font.is_file():
+        pytest.skip("fonts-dejavu-core is not installed (make system installs it)")
+    covered = TTFont(font).getBestCmap()
+    labels = [*STATUS_ICONS.values(), *VERDICT_LABELS.values(), *ROW_STATUS_LABELS.values(), *DIRECTION_LABELS.values()]
+    missing = sorted({ch for label in labels for ch in label if not ch.isascii() and ord(ch) not in covered})
+    assert not missing, f"marks that need an emoji font: {missing}"
+
+
+def test_difference_of_two_runs_changes_is_a_welch_interval() -> None:
+    from scipy import stats
+
+    from dashboard.heatmap import changed_verdicts, difference_of_changes
+
+    a = {"mean": 2.0, "se": 0.5, "n": 3}
+    b = {"mean": 5.0, "se": 0.5, "n": 3}
+    diff, low, high, p = difference_of_changes(a, b)  # type: ignore[misc]
+    assert diff == 3.0 and low is not None and high is not None and p is not None
+    # equal variances and sizes: Welch's df = 4, the same test scipy runs on samples with these moments
+    half = stats.t.ppf(0.975, 4) * (0.5**2 + 0.5**2) ** 0.5
+    assert (low, high) == (pytest.approx(3.0 - half), pytest.approx(3.0 + half))
+    assert p == pytest.approx(2 * stats.t.sf(3.0 / (0.5**2 + 0.5**2) ** 0.5, 4)) and p < 0.05
+    assert difference_of_changes({"mean": 1.0, "se": None, "n": 1}, b) == (4.0, None, None, None)
+    assert difference_of_changes(None, b) is None
+    checks_a = [{"id": "mi", "row": "dp", "status": "pass"}, {"id": "ev", "row": "adv", "status": "fail"}]
+    checks_b = [{"id": "mi", "row": "dp", "status": "fail"}, {"id": "ev", "row": "adv", "status": "fail"}]
+    assert changed_verdicts({"checks": checks_a}, {"checks": checks_b}) == [
+        {"check": "mi", "row": "dp", "A": "✔ pass", "B": "✘ fail"}
+    ]

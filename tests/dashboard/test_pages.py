@@ -289,7 +289,7 @@ def test_partial_assessment_is_shown_with_its_errors_on_history_run_and_results(
     at.multiselect(key="history.status").set_value(["partial"]).run()
     table = at.dataframe[0].value
     assert table["name"].tolist() == ["history partial"]
-    assert table["status"].tolist() == ["⚠️ partial"]
+    assert table["status"].tolist() == ["⚠ partial"]
     assert table["error"].tolist()[0].startswith("partial: 1 of 2 cells errored")
     assert "seed" in table["warnings"].tolist()[0]  # the results' few-seeds warning
     # Run: a warning that names the error, the errored cell, and no success message
@@ -361,15 +361,25 @@ def test_results_page_heatmap_and_drill_down(api: Service, finished: list[dict])
 
 @pytest.mark.integration
 def test_compare_page_side_by_side(api: Service, finished: list[dict]) -> None:
+    import json
+
     at = app(api)
     open_page(at, "compare")
+    assert at.selectbox(key="compare.a").value != at.selectbox(key="compare.b").value  # two runs by default
     at.selectbox(key="compare.a").set_value(finished[0]["id"])
     at.selectbox(key="compare.b").set_value(finished[1]["id"]).run()
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 2
-    table = at.dataframe[-1].value
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    for chart in charts:  # labels break before the attack, and the title is not drawn over them
+        layout = json.loads(chart.proto.spec)["layout"]
+        assert all("<br>(" in t for t in layout["xaxis"]["ticktext"]) and "title" not in layout
+    assert "Both heatmaps share one colour scale" in texts(at.caption)
+    table = at.dataframe[2].value  # after the two utility tables
     assert list(table["row"]) == ["adversarial_training", "adversarial_training"]
-    assert {"A: change", "B: change", "B - A"} <= set(table.columns)
+    assert {"A: change", "B: change", "B - A", "95% CI of B - A", "significant"} <= set(table.columns)
+    assert set(table["significant"]) <= {"yes", "no", "untested: under 2 seeds", ""}
+    assert "Policy verdicts that changed" in texts(at.header)
 
 
 def test_history_delete_cancels_and_deletes(api: Service) -> None:
