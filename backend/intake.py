@@ -35,6 +35,7 @@ __all__ = [
     "ModelInfo",
     "dataset_format",
     "graph_model_format",
+    "non_finite_number",
     "parse_architecture_spec",
     "validate_dataset",
     "validate_graph_model",
@@ -43,6 +44,7 @@ __all__ = [
     "check_layer_lists",
     "check_defense_rows",
     "check_planned_rows",
+    "check_finite_numbers",
     "setting_limit",
 ]
 
@@ -137,11 +139,56 @@ def weights_format(path: Path) -> str:
     return "unknown"
 
 
+def non_finite_number(value: Any, field: str) -> tuple[str, float] | None:
+    """The first non-finite float (NaN, Infinity, or a literal like ``1e400``) in a parsed JSON ``value``, with
+    its field path under ``field`` (``spec.seeds[0]``); None when every number is finite.
+
+    Walked without recursion: a request body nested a few hundred levels deep is valid JSON.
+    """
+    stack: list[tuple[str, Any]] = [(field, value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return path, item
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{key}", v) for key, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+    return None
+
+
+def check_finite_numbers(value: Any, field: str) -> None:
+    """Refuse a parsed JSON ``value`` that holds NaN or an infinite number (Python's parser reads ``NaN``,
+    ``Infinity`` and ``1e400``; no JSON answer or PostgreSQL JSON column can hold them).
+
+    Raises:
+        IntakeError: 422 naming the first such field.
+    """
+    found = non_finite_number(value, field)
+    if found is not None:
+        path, number = found
+        raise IntakeError(
+            path, f"{path} is {number}, not a finite number: NaN and infinite values are refused. Use a finite number."
+        )
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is out of the range of a finite number")
+    return number
+
+
+def _no_constants(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number; use a finite number")
+
+
 def parse_architecture_spec(raw: bytes) -> dict[str, Any]:
-    """Parse the architecture spec JSON of a model upload (field ``spec``)."""
+    """Parse the architecture spec JSON of a model upload (field ``spec``); NaN and infinite numbers are
+    refused like invalid JSON."""
     try:
-        spec = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        spec = json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise IntakeError(
             "spec",
             "The 'spec' file must be the architecture spec JSON written by amulet.io.save_model; "

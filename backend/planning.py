@@ -32,6 +32,7 @@ from backend.core.config import Settings, get_settings
 from backend.intake import (
     IntakeError,
     check_defense_rows,
+    check_finite_numbers,
     check_layer_lists,
     check_planned_rows,
     setting_limit,
@@ -181,6 +182,7 @@ def check_bounds(spec: dict[str, Any], settings: Settings) -> None:
     Raises:
         IntakeError: 422 naming the field, the limit and the setting.
     """
+    check_finite_numbers(spec, "spec")  # NaN/Infinity: no JSON answer or PostgreSQL JSON column holds them
     name, description = spec.get("name"), spec.get("description")
     if isinstance(name, str) and len(name) > settings.max_name_length:
         raise IntakeError(

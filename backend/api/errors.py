@@ -8,6 +8,7 @@ under the Python installation, is replaced by its file name.
 
 from __future__ import annotations
 
+import math
 import re
 import site
 import sys
@@ -17,13 +18,21 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from fastapi import Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.core.config import Settings
 
-__all__ = ["scrub_server_paths", "server_path_roots", "scrubbing_http_exception_handler"]
+__all__ = [
+    "json_safe",
+    "scrub_server_paths",
+    "server_path_roots",
+    "scrubbing_http_exception_handler",
+    "validation_exception_handler",
+]
 
 # A path continues up to whitespace, a quote, a bracket or a comma/semicolon (what ends it in a sentence).
 _PATH_TAIL = r"[^\s'\"()\[\]{}<>,;]*"
@@ -65,5 +74,33 @@ def scrubbing_http_exception_handler(settings: Settings) -> Callable[[Request, E
         assert isinstance(exc, StarletteHTTPException)
         exc.detail = scrub_server_paths(exc.detail, roots)
         return await http_exception_handler(request, exc)
+
+    return handler
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float written as a string (``"NaN"``, ``"Infinity"``, ``"-Infinity"``).
+
+    Python's JSON parser reads ``NaN``, ``Infinity`` and ``1e400`` in a request body, but no JSON answer may
+    hold them: an answer that quotes such an input back would fail to serialise (a 500 instead of the 422).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def validation_exception_handler(settings: Settings) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """FastAPI's 422 for a malformed request (the list of problems, each quoting its input), with the inputs
+    made JSON-safe (:func:`json_safe`) and scrubbed of server paths."""
+    roots = server_path_roots(settings)
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        detail = scrub_server_paths(json_safe(jsonable_encoder(exc.errors())), roots)
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     return handler
