@@ -158,6 +158,17 @@ def _all_x(loader: DataLoader) -> torch.Tensor:
     return torch.cat([batch[0] for batch in DataLoader(loader.dataset, batch_size=4096)])
 
 
+def test_a_draw_smaller_than_one_batch_still_yields_it(census) -> None:
+    """Upstream drops the last partial batch, so a draw under batch_size yields nothing to train on; ours keeps it."""
+    splits = prepare_distribution_splits(*_arrays(census), list(census.sensitive_columns), "sex", 0.2, 0.8, 20, 10)
+    batches = list(splits.adv_trainloader_2)
+    assert len(batches) == 1 and len(batches[0][0]) == 80  # 20 label-1 rows + 60 label-0 rows, batch_size 256
+    large = prepare_distribution_splits(
+        *_arrays(census), list(census.sensitive_columns), "sex", 0.2, 0.8, 20, 10, batch_size=32
+    )
+    assert [len(b[0]) for b in large.adv_trainloader_2] == [32, 32]  # 80 rows: the partial batch of 16 is dropped
+
+
 def test_more_tries_get_closer_to_the_ratio(census) -> None:
     """n_tries is the number of draws the best one is chosen from: one try lands where chance puts it."""
     arrays = _arrays(census, with_ids=True)

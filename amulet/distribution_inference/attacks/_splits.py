@@ -177,9 +177,12 @@ def _tensor_dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
 
 
 def _train_loader(dataset: Dataset, batch_size: int) -> DataLoader:
-    if len(dataset) == 0:  # type: ignore[arg-type]
+    """Shuffled, the last partial batch dropped (upstream's loader), except when the whole draw is smaller than one
+    batch: upstream's loader then yields nothing, and models trained on it never see a row."""
+    rows = len(dataset)  # type: ignore[arg-type]
+    if rows == 0:
         return DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=rows >= batch_size)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -400,8 +403,8 @@ def prepare_distribution_splits(
 
     Returns:
         A :class:`DistributionSplits` whose loaders yield ``(x, y)`` batches: ``target_trainloader_1/2``,
-        ``adv_trainloader_1/2`` (shuffled, last partial batch dropped) and ``test_loader_1/2`` (the adversary's
-        and the target's test draws at that ratio, concatenated).
+        ``adv_trainloader_1/2`` (shuffled, last partial batch dropped unless the draw is smaller than one
+        batch) and ``test_loader_1/2`` (the adversary's and the target's test draws at that ratio, concatenated).
 
     Raises:
         ValueError: (:class:`~amulet.exceptions.InvalidParameterError`) ``filter_column`` not in

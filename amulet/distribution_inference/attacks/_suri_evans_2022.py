@@ -102,7 +102,9 @@ class SuriEvans2022(DistributionInferenceAttack):
     the other adversary models (leave-one-out), and the threshold between their two groups of scores is mapped to
     0.5 (see :mod:`amulet.distribution_inference.attacks._threshold`). ``predictions`` are therefore
     calibrated scores whose 0.5 cut is the adversary's decision, and the vote shares themselves are in
-    ``raw_scores``. Target models never influence the threshold.
+    ``raw_scores``. Target models never influence the threshold. (Upstream min-max normalises the pairwise KL
+    differences over all target models together and cuts at 0.5, so one target's decision depends on which
+    other targets are scored; its binary KL reads only the first logit, where this reads every class.)
 
     Reference:
         A. Suri, D. Evans. Formalizing and Estimating Distribution Inference Risks. PETS 2022; the KL test of
