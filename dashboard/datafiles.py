@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-__all__ = ["TABULAR_SUFFIXES", "FilePreview", "guess_label", "model_label", "preview_file", "shape_text"]
+__all__ = [
+    "LABEL_NAMES",
+    "TABULAR_SUFFIXES",
+    "FilePreview",
+    "distinct_counts",
+    "guess_label",
+    "model_label",
+    "preview_file",
+    "shape_text",
+]
 
 TABULAR_SUFFIXES = (".csv", ".parquet", ".pq")
 ARRAY_SUFFIXES = (".npz",)
@@ -32,6 +41,7 @@ class FilePreview:
         head: The first rows (a pandas DataFrame) of a tabular file, or one row per NPZ array with its shape
             and dtype.
         arrays: For NPZ files, ``{name: (shape, dtype)}``.
+        distinct: For tabular files, the number of distinct values of each column (to guess the label).
         error: Why the file cannot be read (then the other fields are empty).
     """
 
@@ -40,6 +50,7 @@ class FilePreview:
     n_rows: int = 0
     head: Any = None
     arrays: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
+    distinct: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -57,7 +68,11 @@ def preview_file(filename: str, content: bytes) -> FilePreview:
         except Exception as exc:  # any parser error is a message for the user
             return FilePreview(kind="tabular", error=f"Cannot read {filename} as {suffix[1:].upper()}: {exc}")
         return FilePreview(
-            kind="tabular", columns=[str(c) for c in frame.columns], n_rows=len(frame), head=frame.head(PREVIEW_ROWS)
+            kind="tabular",
+            columns=[str(c) for c in frame.columns],
+            n_rows=len(frame),
+            head=frame.head(PREVIEW_ROWS),
+            distinct=distinct_counts(frame),
         )
     if suffix in ARRAY_SUFFIXES:
         import numpy as np
@@ -75,17 +90,39 @@ def preview_file(filename: str, content: bytes) -> FilePreview:
     return FilePreview(kind="unknown", error=f"{filename}: upload a .csv, .parquet or .npz file.")
 
 
-def guess_label(columns: list[str]) -> str | None:
-    """A likely label column: one called label/target/class/y/income, else the last column.
+#: Column names that say "this is the label" whatever the data (no dataset-specific names such as "income").
+LABEL_NAMES = ("label", "target", "class", "y", "outcome")
+
+
+def distinct_counts(frame: Any) -> dict[str, int]:
+    """Distinct non-missing values per column of a pandas DataFrame."""
+    return {str(c): int(frame[c].nunique(dropna=True)) for c in frame.columns}
+
+
+def guess_label(columns: list[str], distinct: dict[str, int] | None = None, n_rows: int = 0) -> str | None:
+    """A likely label column.
+
+    A column named label/target/class/y/outcome; else, from the data (``distinct`` values per column out of
+    ``n_rows``), the last binary column, then the last column with at most 20 distinct values and far fewer
+    than rows (an id or a continuous measure is not a label); else the last column.
 
     Example:
-        >>> guess_label(["age", "income", "sex"]), guess_label(["a", "b"])
-        ('income', 'b')
+        >>> guess_label(["age", "income", "approved"], {"age": 40, "income": 180, "approved": 2}, 200)
+        'approved'
+        >>> guess_label(["a", "Target", "b"]), guess_label(["a", "b"])
+        ('Target', 'b')
     """
     lowered = {c.lower(): c for c in columns}
-    for name in ("label", "target", "class", "y", "income"):
+    for name in LABEL_NAMES:
         if name in lowered:
             return lowered[name]
+    if distinct:
+        binary = [c for c in columns if distinct.get(c) == 2]
+        if binary:
+            return binary[-1]
+        few = [c for c in columns if 2 < distinct.get(c, 0) <= min(20, max(2, n_rows // 5))]
+        if few:
+            return few[-1]
     return columns[-1] if columns else None
 
 

@@ -42,7 +42,7 @@ with tab_data:
             label_error = st.empty()
             sensitive_error = st.empty()
             if preview.kind == "tabular":
-                guessed = guess_label(preview.columns)
+                guessed = guess_label(preview.columns, preview.distinct, preview.n_rows)
                 label = st.selectbox(
                     "Label column",
                     preview.columns,

@@ -7,6 +7,7 @@ downloaded as YAML (for ``amulet assess`` / ``amulet submit``) and uploaded back
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -27,6 +28,14 @@ from dashboard.specs import (
 from dashboard.state import get_catalog, remember_assessment, require_client, show_api_error
 
 LOADED = "new.loaded"  # the spec uploaded as YAML, whose values pre-fill the form
+#: The form's values, kept outside the widgets: Streamlit forgets a widget's value when its page is left, so the
+#: form is restored from this draft when the user comes back (cleared by "Start over" and by a launch).
+DRAFT = "amulet_new_assessment_draft"
+#: Keys of widgets whose value cannot be set (buttons, uploaders): never part of the draft.
+_NOT_RESTORABLE = ("new.upload", "new.load", "new.launch", "new.download", "new.policy_add", "new.policy_remove",
+                   "new.reset", "new.template_use")  # fmt: skip
+#: Example specs offered as templates (the repository's examples/ folder).
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BUILTIN, UPLOADED = "Built-in dataset", "Uploaded dataset"
 TRAIN, UPLOADED_MODEL = "Train a baseline from a config", "Uploaded model"
 DEFAULT_ARCHITECTURES = ("linearnet", "cnn", "vgg", "resnet")
@@ -47,10 +56,46 @@ def _train_schema(catalog: dict[str, Any]) -> dict[str, Any]:
     return {**defs.get("TrainConfig", {}), "$defs": defs}
 
 
-def _apply_loaded(spec: dict[str, Any]) -> None:
-    """Reset the form and pre-fill it from an uploaded spec."""
+def _clear_form() -> None:
+    """Forget every value of the form: widgets, the loaded spec, the policy checks and the draft."""
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith("new.") and k != "new.upload"]:
         del st.session_state[key]
+    st.session_state.pop(DRAFT, None)
+
+
+def _restore_draft() -> None:
+    """Put back the values the widgets lost while the user was on another page."""
+    for key, value in (st.session_state.get(DRAFT) or {}).items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def _save_draft() -> None:
+    st.session_state[DRAFT] = {
+        k: v
+        for k, v in st.session_state.items()
+        if isinstance(k, str) and k.startswith("new.") and not k.startswith(_NOT_RESTORABLE)
+    }
+
+
+def _templates() -> dict[str, dict[str, Any]]:
+    """The example specs, by file name (each one's first comment line says what it is)."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        try:
+            spec = spec_from_yaml(path.read_bytes())
+        except ValueError:
+            continue  # an example the dashboard cannot read is not offered
+        first = path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
+        spec["__title__"] = first.lstrip("# ").strip() or spec.get("name", path.stem)
+        out[path.name] = spec
+    return out
+
+
+def _apply_loaded(spec: dict[str, Any]) -> None:
+    """Reset the form and pre-fill it from an uploaded spec."""
+    _clear_form()
+    spec = {k: v for k, v in spec.items() if k != "__title__"}
     st.session_state[LOADED] = spec
     st.session_state["new.name"] = spec.get("name", "assessment")
     data = spec.get("dataset") or {}
@@ -60,8 +105,16 @@ def _apply_loaded(spec: dict[str, Any]) -> None:
     else:
         st.session_state["new.data_source"] = UPLOADED
     for size in ("training_size", "test_size"):
-        if data.get(size) is not None:
-            st.session_state[f"new.{size}"] = float(data[size])
+        value = data.get(size)
+        if value is not None:
+            # The form counts rows; a fraction in a spec (0.5 = half the split) becomes that many rows at launch
+            # only through YAML, so it is shown as "every row" with a note.
+            st.session_state[f"new.{size}"] = int(value) if value >= 1 else 0
+            if 0 < value < 1:
+                st.session_state[f"new.{size}_note"] = (
+                    f"The loaded spec asked for a fraction ({value:g}) of the split; the form counts rows. "
+                    "Enter a number of rows, or leave 0 for every row."
+                )
     model = spec.get("model") or {}
     st.session_state["new.model_source"] = UPLOADED_MODEL if model.get("weights") or model.get("id") else TRAIN
     st.session_state["new.architecture"] = model.get("architecture", "linearnet")
@@ -93,7 +146,24 @@ st.caption(
     "how much the defense changes the model's susceptibility to the risk."
 )
 
+_restore_draft()
 loaded: dict[str, Any] = st.session_state.get(LOADED) or {}
+templates = _templates()
+top = st.columns([3, 1])
+if templates:
+    with top[0].expander(
+        "Start from a template", icon=":material/auto_awesome:", expanded=not st.session_state.get(DRAFT)
+    ):
+        st.caption("A ready-made assessment from the examples: it fills the whole form, which you can then change.")
+        picked = st.selectbox(
+            "Template", list(templates), key="new.template", format_func=lambda f: f"{f}: {templates[f]['__title__']}"
+        )
+        if st.button("Use this template", key="new.template_use"):
+            _apply_loaded(templates[picked])
+            st.rerun()
+if top[1].button("Start over", key="new.reset", icon=":material/restart_alt:", help="Clear every field and check."):
+    _clear_form()
+    st.rerun()
 with st.expander("Load a spec from YAML", icon=":material/upload_file:"):
     spec_upload = st.file_uploader("Assessment spec (YAML or JSON)", type=["yaml", "yml", "json"], key="new.upload")
     if spec_upload is not None and st.button("Load this spec", key="new.load"):
@@ -138,15 +208,19 @@ else:
 cols = st.columns(2)
 loaded_data = loaded.get("dataset") or {}
 for col, size, label in ((cols[0], "training_size", "Training rows"), (cols[1], "test_size", "Test rows")):
-    value = col.number_input(
+    loaded_size = loaded_data.get(size)
+    rows = col.number_input(
         label,
-        min_value=0.0,
-        value=float(loaded_data.get(size) or 0.0),
+        min_value=0,
+        step=100,
+        value=int(loaded_size) if isinstance(loaded_size, (int, float)) and loaded_size >= 1 else 0,
         key=f"new.{size}",
-        help="Subsample the split: a fraction in (0, 1] or a number of rows; 0 keeps every row.",
+        help="How many rows of the split to use (a seeded sample); 0 keeps every row.",
     )
-    if value > 0:
-        dataset[size] = int(value) if value > 1 else value
+    if st.session_state.get(f"new.{size}_note"):
+        col.caption(st.session_state[f"new.{size}_note"])
+    if rows > 0:
+        dataset[size] = int(rows)
 errors_area["dataset"] = st.empty()
 
 # -- model --------------------------------------------------------------------------------------------
@@ -282,6 +356,14 @@ st.caption("Thresholds on headline metrics, checked for every matching row; a CI
 if "new.policy" not in st.session_state:
     st.session_state["new.policy"] = list(loaded.get("policy") or [])
 policy: list[dict[str, Any]] = st.session_state["new.policy"]
+# A check on a risk that is no longer chosen would be refused by the API: it goes with its risk.
+stale = [c for c in policy if str(c.get("metric", "")).split(".", 1)[0] not in chosen_risks]
+if stale:
+    policy[:] = [c for c in policy if c not in stale]
+    st.info(
+        "Removed the policy check(s) on risks that are no longer selected: "
+        + ", ".join(f"`{c.get('metric')} {c.get('op')} {c.get('threshold')}`" for c in stale)
+    )
 metric_choices = [f"{r}.{m['key']}" for r in chosen_risks for m in risk_info[r].get("headline_metrics", [])]
 if metric_choices:
     cols = st.columns([3, 1, 1, 2, 1])
@@ -386,4 +468,6 @@ if st.button("Launch assessment", type="primary", disabled=bool(problems), key="
     else:
         remember_assessment(created["id"])
         st.session_state["run.just_launched"] = created["id"]
+        _clear_form()  # launched: the next visit starts a new assessment
         st.switch_page("views/run.py")
+_save_draft()

@@ -267,3 +267,30 @@ def test_difference_of_two_runs_changes_is_a_welch_interval() -> None:
     assert changed_verdicts({"checks": checks_a}, {"checks": checks_b}) == [
         {"check": "mi", "row": "dp", "A": "✔ pass", "B": "✘ fail"}
     ]
+
+
+def test_label_column_is_guessed_from_the_data() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from dashboard.datafiles import guess_label, preview_file
+
+    rng = np.random.default_rng(0)
+    loans = pd.DataFrame(
+        {
+            "applicant_id": np.arange(300),
+            "income": rng.normal(50_000, 15_000, 300).round(2),  # a continuous measure, not a label
+            "region": rng.choice(["north", "south", "east"], 300),
+            "approved": rng.integers(0, 2, 300),
+            "notes_len": rng.integers(0, 500, 300),
+        }
+    )
+    preview = preview_file("loans.csv", loans.to_csv(index=False).encode())
+    assert guess_label(preview.columns, preview.distinct, preview.n_rows) == "approved"
+    # census-like: the binary income class is the label when it is the binary column
+    census = pd.DataFrame({"age": rng.integers(17, 90, 300), "income": rng.choice([">50K", "<=50K"], 300)})
+    preview = preview_file("adult.csv", census.to_csv(index=False).encode())
+    assert guess_label(preview.columns, preview.distinct, preview.n_rows) == "income"
+    # a conventional name wins; a frame with no label-like column falls back to its last column
+    assert guess_label(["x1", "Outcome", "x2"], {"x1": 300, "Outcome": 300, "x2": 2}, 300) == "Outcome"
+    assert guess_label(["a", "b"], {"a": 300, "b": 299}, 300) == "b"

@@ -127,8 +127,8 @@ def test_builtin_datasets_are_listed(api: Service) -> None:
 
 def _fill_quick_assessment(at: AppTest) -> AppTest:
     at.text_input(key="new.name").input("dashboard quick")
-    at.number_input(key="new.training_size").set_value(400.0)
-    at.number_input(key="new.test_size").set_value(200.0)
+    at.number_input(key="new.training_size").set_value(400)
+    at.number_input(key="new.test_size").set_value(200)
     at.multiselect(key="new.defenses").set_value(["adversarial_training"]).run()
     at.multiselect(key="new.risks").set_value(["evasion", "discriminatory_behavior"]).run()
     at.text_input(key="new.seeds").input("0, 1").run()
@@ -218,6 +218,66 @@ def test_policy_checks_are_added_and_removed(api: Service) -> None:
     assert spec["policy"] == [{"metric": "evasion.robust_accuracy", "op": ">=", "threshold": 20.0, "row": "*"}]
     at.button(key="new.policy_remove.0").click().run()
     assert "policy" not in yaml.safe_load(at.get("code")[-1].value)
+
+
+def test_policy_checks_go_with_their_risk_and_start_over_clears_everything(api: Service) -> None:
+    import yaml
+
+    at = open_page(app(api), "new_assessment")
+    _fill_quick_assessment(at)
+    at.selectbox(key="new.policy_metric").set_value("discriminatory_behavior.demographic_parity")
+    at.number_input(key="new.policy_threshold").set_value(0.2)
+    at.button(key="new.policy_add").click().run()
+    assert [c["metric"] for c in yaml.safe_load(at.get("code")[-1].value)["policy"]] == [
+        "discriminatory_behavior.demographic_parity"
+    ]
+    # the user goes back and drops the risk: its check goes too (the API would refuse it), and says so
+    at.multiselect(key="new.risks").set_value(["evasion"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "policy" not in yaml.safe_load(at.get("code")[-1].value)
+    assert "no longer selected" in texts(at.info)
+    at.button(key="new.launch").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    # Start over: every field and check back to its default
+    at = open_page(app(api), "new_assessment")
+    _fill_quick_assessment(at)
+    at.selectbox(key="new.policy_metric").set_value("evasion.robust_accuracy")
+    at.button(key="new.policy_add").click().run()
+    at.button(key="new.reset").click().run()
+    spec = yaml.safe_load(at.get("code")[-1].value)
+    assert "policy" not in spec and spec["name"] == "assessment" and at.multiselect(key="new.risks").value == []
+    assert at.number_input(key="new.training_size").value == 0
+
+
+def test_the_form_survives_a_visit_to_another_page(api: Service) -> None:
+    import yaml
+
+    at = open_page(app(api), "new_assessment")
+    _fill_quick_assessment(at)
+    at.selectbox(key="new.policy_metric").set_value("evasion.robust_accuracy")
+    at.button(key="new.policy_add").click().run()
+    before = yaml.safe_load(at.get("code")[-1].value)
+    at.switch_page("views/history.py").run()
+    at.switch_page("views/new_assessment.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    after = yaml.safe_load(at.get("code")[-1].value)
+    assert after == before and after["name"] == "dashboard quick" and after["policy"]
+    assert isinstance(at.number_input(key="new.training_size").value, int)
+
+
+def test_a_template_fills_the_form_from_an_example(api: Service) -> None:
+    import yaml
+    from dashboard_testing import REPO
+
+    at = open_page(app(api), "new_assessment")
+    at.selectbox(key="new.template").set_value("census-quick.yaml")
+    at.button(key="new.template_use").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    example = yaml.safe_load((REPO / "examples" / "census-quick.yaml").read_text())
+    spec = yaml.safe_load(at.get("code")[-1].value)
+    assert spec["name"] == example["name"] and spec["seeds"] == example["seeds"]
+    assert [r["risk"] for r in spec["risks"]] == [r["risk"] for r in example["risks"]]
+    assert spec["dataset"]["training_size"] == example["dataset"]["training_size"]
 
 
 def test_spec_rejected_by_the_api_is_explained(api: Service) -> None:
