@@ -17,7 +17,7 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard.state import TOKEN_KEY, URL_KEY  # noqa: E402
+from dashboard.state import TOKEN_KEY, URL_KEY, restore_sign_in  # noqa: E402
 
 # A local favicon: a material-icon favicon would be fetched from a font CDN by the browser.
 st.set_page_config(page_title="Amulet", page_icon=str(Path(__file__).with_name("assets") / "icon.png"), layout="wide")
@@ -39,7 +39,9 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
+restore_sign_in()  # a reloaded page reconnects from the handle in its URL
 page.run()
+restore_sign_in()  # and the URL keeps the handle after a page switch
 with st.sidebar:  # after the page, so a connection made on this run already shows
     if st.session_state.get(URL_KEY):
         token = st.session_state.get(TOKEN_KEY) or ""

@@ -18,6 +18,17 @@ if "connect.url" not in st.session_state:
 if "connect.token" not in st.session_state:
     st.session_state["connect.token"] = st.session_state.get(TOKEN_KEY, "")
 
+if not st.session_state.get(URL_KEY):
+    with st.expander("Where do I get a token?", icon=":material/key:", expanded=True):
+        st.markdown(
+            "- **Your own machine** (`make run` or `amulet serve --demo`): the terminal prints the API URL and a "
+            "token when the service starts; paste both below.\n"
+            "- **A shared server**: ask its administrator for a token of your project. An administrator creates "
+            "one with `POST /projects` (a new project and its first token) or `POST /tokens` (with a `manage` "
+            "token), as docs/ci-integration.md shows.\n"
+            "- The token stays in this browser tab; a reload keeps you signed in, *Disconnect* forgets it."
+        )
+
 with st.form("connect"):
     url = st.text_input("API URL", key="connect.url", help="Where the Amulet REST API listens.")
     token = st.text_input(
@@ -48,6 +59,6 @@ if st.session_state.get(URL_KEY):
     cols[0].write(f"Connected to **{st.session_state[URL_KEY]}**. Next: pick a dataset and a model.")
     cols[0].page_link("views/data.py", label="Models & data", icon=":material/database:")
     cols[0].page_link("views/new_assessment.py", label="New assessment", icon=":material/add_circle:")
-    if cols[1].button("Disconnect"):
+    if cols[1].button("Disconnect", key="connect.disconnect"):
         disconnect()
         st.rerun()

@@ -199,6 +199,10 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
     """The user's path through the dashboard, from connecting to the PDF report."""
     connect(page, api, dashboard_server)
     page.screenshot(path=ARTIFACTS / "01-connect.png", full_page=True)
+    # A reload starts a new Streamlit session: the sign-in survives it (the URL's handle, never the token).
+    assert api.token not in page.url
+    page.reload()
+    expect(page.get_by_text(f"Connected to {api.url}").first).to_be_visible(timeout=60_000)
 
     # Upload the census CSV: label guessed from the preview, sensitive columns chosen.
     go(page, "Models & data")
@@ -273,7 +277,6 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
         assert zf.read("report.pdf") == pdf.read_bytes()
 
     # A narrow window: the page still renders the heatmap without a horizontal scroll bar.
-    # (A reload would start a new browser session, which must connect again: resize instead.)
     page.set_viewport_size({"width": 420, "height": 800})
     page.wait_for_timeout(1500)
     chart = page.locator('[data-testid="stPlotlyChart"]').first

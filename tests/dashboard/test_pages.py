@@ -50,6 +50,34 @@ def test_connect_success_remembers_url_and_token(api: Service) -> None:
     assert at.session_state[TOKEN_KEY] == api.token
 
 
+def test_sign_in_survives_a_reload_through_a_handle_not_the_token(api: Service) -> None:
+    at = app().run()
+    assert "Where do I get a token?" in [e.label for e in at.expander]  # first start: how to get one
+    at.text_input(key="connect.url").input(api.url)
+    at.text_input(key="connect.token").input(api.token)
+    at.button[0].click().run()
+    handle = at.query_params.get("s")
+    assert handle and api.token not in str(dict(at.query_params))
+    # a reload is a new session with the same URL: it comes back connected, on any page
+    reloaded = AppTest.from_file(APP, default_timeout=120)
+    reloaded.query_params["s"] = handle
+    reloaded.run()
+    assert reloaded.session_state[URL_KEY] == api.url and reloaded.session_state[TOKEN_KEY] == api.token
+    reloaded.switch_page("views/history.py").run()
+    assert not reloaded.exception and "Connect to an Amulet API first." not in texts(reloaded.info)
+    # Disconnect forgets the handle: the same URL no longer signs in
+    at.button(key="connect.disconnect").click().run()
+    again = AppTest.from_file(APP, default_timeout=120)
+    again.query_params["s"] = handle
+    again.run()
+    assert URL_KEY not in again.session_state
+    # a made-up handle signs nobody in
+    forged = AppTest.from_file(APP, default_timeout=120)
+    forged.query_params["s"] = "not-a-handle"
+    forged.run()
+    assert URL_KEY not in forged.session_state
+
+
 def test_connect_wrong_token_says_so(api: Service) -> None:
     at = app().run()
     at.text_input(key="connect.url").input(api.url)
