@@ -35,6 +35,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     # One uvicorn worker in quick mode: two workers migrating one fresh SQLite file at once can race.
     "api": ("benchmarks.bench_api", [], ["--clients", "10", "--gets", "300", "--posts", "30", "--workers", "1"]),
+    # Old poll path (the commit before the status endpoint, from git) vs the new one, SQLite and PostgreSQL.
+    "poll": ("benchmarks.bench_poll", ["--profile"], ["--pollers", "20", "--seconds", "3", "--databases", "sqlite"]),
     "census_matrix": ("benchmarks.bench_census_matrix", ["--compare-populations"], ["--quick"]),
     # Four fresh `amulet assess` processes: 1 and 2 torch threads, idle and next to busy processes.
     "threads": ("benchmarks.bench_threads", [], []),

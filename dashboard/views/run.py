@@ -61,7 +61,8 @@ def poll(assessment_id: str) -> dict:
         assessment_id, previous=previous if (previous or {}).get("id") == assessment_id else None
     )
     st.session_state[STATUS_KEY] = status
-    version = (assessment_id, status.get("status"), status.get("updated_at"))
+    progress = status.get("progress") or {}
+    version = (assessment_id, status.get("status"), status.get("updated_at"), str(progress.get("cells_by_status")))
     cached = st.session_state.get(DETAIL_KEY)
     if cached is None or cached[0] != version:
         detail = client.get_assessment(assessment_id)
