@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -530,22 +530,26 @@ def assessment_state(session: Session, *, assessment_id: str, project_id: str) -
 
 
 def unit_progress(session: Session, *, assessment_id: str) -> tuple[dict[str, int], dict[str, int], datetime | None]:
-    """Cells per status, trainings per status and the latest change of either (two grouped queries)."""
+    """Cells per status, trainings per status and the latest change of either (one grouped query).
+
+    A running unit's ``updated_at`` is its worker's heartbeat, not a change: the latest change is taken over
+    the other statuses (a unit starting to run shows in the counts).
+    """
+    stmt = union_all(
+        select(literal("cell"), Cell.status, func.count(), func.max(Cell.updated_at))
+        .where(Cell.assessment_id == assessment_id)
+        .group_by(Cell.status),
+        select(literal("training"), Training.status, func.count(), func.max(Training.updated_at))
+        .where(Training.assessment_id == assessment_id)
+        .group_by(Training.status),
+    )
     latest: list[datetime] = []
-    counts: list[dict[str, int]] = []
-    for table in (Cell, Training):
-        stmt = (
-            select(table.status, func.count(), func.max(table.updated_at))
-            .where(table.assessment_id == assessment_id)
-            .group_by(table.status)
-        )
-        by_status: dict[str, int] = {}
-        for status, n, updated in session.execute(stmt):
-            by_status[status] = int(n)
-            if updated is not None:
-                latest.append(updated)
-        counts.append(by_status)
-    return counts[0], counts[1], max(latest) if latest else None
+    counts: dict[str, dict[str, int]] = {"cell": {}, "training": {}}
+    for unit, status, n, updated in session.execute(stmt):
+        counts[unit][status] = int(n)
+        if updated is not None and status != "running":
+            latest.append(updated)
+    return counts["cell"], counts["training"], max(latest) if latest else None
 
 
 def error_messages(session: Session, *, assessment_id: str, limit: int) -> tuple[list[str], int]:
