@@ -115,6 +115,14 @@ def test_suri_evans_populations_checkpoints_and_attack(census_small, di_models_d
     metrics = evaluate_distinguishing_accuracy(predictions, truth)
     assert set(metrics) >= {"distinguishing_accuracy", "auc_score"}
     assert 0.0 <= metrics["distinguishing_accuracy"] <= 1.0
+    # upstream's keyword overrides score other populations: swapping the targets swaps the decision
+    swapped = attack.attack(
+        models_adv_1=attack.models_adv_1,
+        models_adv_2=attack.models_adv_2,
+        models_target_1=attack.models_target_2,
+        models_target_2=attack.models_target_1,
+    )
+    assert np.asarray(swapped["predictions"]).shape == predictions.shape
 
     # a second run, and the white-box attack on the same directory, reuse the saved populations
     stamps = {p.name: p.stat().st_mtime_ns for p in di_models_dir.iterdir() if p.is_file()}

@@ -222,3 +222,34 @@ def test_stratified_split(census_small) -> None:
     rate = census_small.y_train.mean()
     first_rate = np.mean([int(first[i][1]) for i in range(len(first))])
     assert abs(first_rate - rate) < 0.01
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+
+def test_model_classes_take_upstreams_keywords() -> None:
+    from amulet.models import VGG, AmuletModel, LinearNet, ResNet, SimpleCNN
+
+    torch.manual_seed(0)
+    cifar = torch.rand(2, 3, 32, 32)
+    gray = torch.rand(2, 1, 28, 28)
+    vgg = VGG(num_classes=10, layer_config=DEFAULT_CAPACITY_MAP["m1"]["vgg"], batch_norm=True).eval()
+    assert vgg(cifar).shape == (2, 10)
+    resnet = ResNet(size="resnet18", num_classes=10, replace_first=True).eval()
+    assert resnet(cifar).shape == (2, 10)
+    cnn = SimpleCNN(conv_channels_kernel=[(20, 5), (50, 5)], fc_layers=[500], num_classes=10, input_channels=1)
+    assert cnn.eval()(gray).shape == (2, 10)
+    assert cnn.get_hidden(gray).shape[0] == 2
+    net = LinearNet(num_features=93, num_classes=2, hidden_layer_sizes=[128, 256, 128], batch_norm=True).eval()
+    assert net(torch.rand(3, 93)).shape == (3, 2)
+    assert net.get_hidden(torch.rand(3, 93)).shape[0] == 3
+    assert all(isinstance(m, AmuletModel) for m in (vgg, resnet, cnn, net))
+
+
+def test_load_census_directly_with_upstreams_arguments(upstream_root: Path) -> None:
+    from amulet.datasets import load_census
+
+    data = load_census(upstream_root / "data" / "census", 7, 0.5)
+    assert data.num_features == 93 and data.num_classes == 2
+    assert data.sensitive_columns == ["race", "sex"]
+    assert abs(len(data.train_set) - len(data.test_set)) <= 1
