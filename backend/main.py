@@ -12,10 +12,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import amulet
-from backend.api.errors import scrubbing_http_exception_handler, validation_exception_handler
+from backend.api.errors import (
+    database_value_error_handler,
+    scrubbing_http_exception_handler,
+    validation_exception_handler,
+)
 from backend.api.main import api_router
 from backend.core.config import Settings, check_settings, get_settings
 from backend.core.db import get_sessionmaker, init_db, run_migrations
@@ -58,6 +63,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     # Library messages quote the file they failed on; no answer shows a path inside the artifact store.
     app.add_exception_handler(StarletteHTTPException, scrubbing_http_exception_handler(settings))
     app.add_exception_handler(RequestValidationError, validation_exception_handler(settings))
+    app.add_exception_handler(DataError, database_value_error_handler(settings))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app
 

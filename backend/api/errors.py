@@ -22,11 +22,13 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.core.config import Settings
 
 __all__ = [
+    "database_value_error_handler",
     "json_safe",
     "scrub_server_paths",
     "server_path_roots",
@@ -101,6 +103,33 @@ def validation_exception_handler(settings: Settings) -> Callable[[Request, Excep
     async def handler(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         detail = scrub_server_paths(json_safe(jsonable_encoder(exc.errors())), roots)
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+    return handler
+
+
+def database_value_error_handler(settings: Settings) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A 422 for a request value the database refuses to store or compare (``sqlalchemy.exc.DataError``).
+
+    The safety net under the routes' own validation: PostgreSQL refuses a text holding a NUL character
+    (``\\u0000`` in JSON, ``%00`` in a URL) in any column or query, and a value longer than its column,
+    where SQLite stores both. The answer says which and how to fix it, never the SQL.
+    """
+    roots = server_path_roots(settings)
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DataError)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        if "NUL" in reason or "0x00" in reason:
+            message = (
+                "A text value of the request (in the URL, a query parameter or the body) contains a NUL "
+                "character (\\u0000 or %00), which the database cannot store. Remove it."
+            )
+        else:
+            message = (
+                f"A value of the request cannot be stored by the database ({reason}). Send a shorter or smaller value."
+            )
+        detail = {"field": "request", "message": scrub_server_paths(message, roots)}
         return JSONResponse(status_code=422, content={"detail": detail})
 
     return handler
