@@ -35,10 +35,13 @@ if not shown:
 
 st.dataframe(history_rows(shown), hide_index=True, width="stretch", key="history.table")
 by_id = {a["id"]: a for a in shown}
+# A new key after each delete: the browser keeps a widget's chips across reruns even when its state is
+# cleared on the server, so the deleted runs would stay selected under an old key.
+PICK_KEY = f"history.pick.{st.session_state.get('history.generation', 0)}"
 picked = st.multiselect(
     "Select assessments",
     list(by_id),
-    key="history.pick",
+    key=PICK_KEY,
     format_func=lambda i: (
         f"{by_id[i].get('name')} · {by_id[i].get('status')} · "
         f"{str(by_id[i].get('created_at', ''))[:16].replace('T', ' ')} · {i[:8]}"
@@ -69,7 +72,8 @@ if picked:
             except ApiError as exc:
                 failed.append(f"{assessment_id[:8]}: {exc.message}")
         st.session_state.pop("history.confirm", None)
-        st.session_state.pop("history.pick", None)
+        st.session_state.pop(PICK_KEY, None)
+        st.session_state["history.generation"] = st.session_state.get("history.generation", 0) + 1
         st.session_state["history.flash"] = (deleted, failed)
         st.rerun()
 else:

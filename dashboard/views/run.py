@@ -30,6 +30,16 @@ if not assessments:
     st.stop()
 
 by_id = {a["id"]: a for a in assessments}
+
+
+def _live_status(assessment_id: str) -> str:
+    """The latest status the poll saw for the selected assessment, else the list's (which may be older)."""
+    polled = st.session_state.get(STATUS_KEY) or {}
+    if polled.get("id") == assessment_id and polled.get("status"):
+        return str(polled["status"])
+    return str(by_id[assessment_id].get("status", ""))
+
+
 current = current_assessment()
 if current and current not in by_id:
     try:
@@ -44,7 +54,7 @@ selected = st.selectbox(
     ids,
     key="run.selected",
     format_func=lambda i: (
-        f"{by_id[i].get('name')} · {by_id[i].get('status', '')} · "
+        f"{by_id[i].get('name')} · {_live_status(i)} · "
         f"{str(by_id[i].get('created_at', ''))[:19].replace('T', ' ')} · {i[:8]}"
     ),
 )

@@ -474,7 +474,7 @@ def test_history_delete_cancels_and_deletes(api: Service) -> None:
     doomed = [_queued(api, "history doomed 1"), _queued(api, "history doomed 2")]
     keep = _queued(api, "history keep")
     at = open_page(app(api), "history")
-    at.multiselect(key="history.pick").set_value(doomed).run()
+    at.multiselect(key="history.pick.0").set_value(doomed).run()
     assert at.button(key="history.delete").disabled  # needs the confirmation
     at.checkbox(key="history.confirm").check().run()
     at.button(key="history.delete").click().run()
@@ -485,12 +485,14 @@ def test_history_delete_cancels_and_deletes(api: Service) -> None:
     assert httpx.get(f"{api.url}/assessments/{keep}", headers=headers(api), timeout=60).status_code == 200
     names = at.dataframe[0].value["name"].tolist()
     assert "history keep" in names and "history doomed 1" not in names
+    # the deleted runs are no longer selected (a fresh selector, no stale chips)
+    assert at.multiselect(key="history.pick.1").value == []
 
 
 def test_history_open_results_switches_page(api: Service) -> None:
     assessment_id = _queued(api, "history open")
     at = open_page(app(api), "history")
-    at.multiselect(key="history.pick").set_value([assessment_id]).run()
+    at.multiselect(key="history.pick.0").set_value([assessment_id]).run()
     at.button(key="history.progress").click().run()
     assert at.session_state[CURRENT_KEY] == assessment_id
     assert any("history open" in str(s.value) for s in at.subheader)
