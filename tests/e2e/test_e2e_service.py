@@ -71,6 +71,17 @@ def test_embedded_default_serve_and_submit(embedded_stack: Stack, tiny_spec: Pat
         time.sleep(0.2)
     _submit_and_check(embedded_stack, tiny_spec, tmp_path)
     _check_signed_bundle(embedded_stack, tmp_path)
+    # The terminal stays readable: the URLs, one line per status change, no Celery or access logs (those go
+    # to AMULET_HOME/logs/).
+    deadline = time.monotonic() + 30
+    terminal = ""
+    while time.monotonic() < deadline and ": succeeded in " not in terminal:
+        time.sleep(1)
+        terminal = (embedded_stack.home / "serve.log").read_text(errors="replace")
+    assert "Amulet API" in terminal and ": running" in terminal and ": succeeded in " in terminal, terminal
+    for noise in ("] received", "] succeeded in", "chord_unlock", "GET /health", "INFO:"):
+        assert noise not in terminal, f"{noise!r} on the terminal:\n{terminal}"
+    assert {"api.log", "worker.log"} <= {p.name for p in (embedded_stack.home / "logs").iterdir()}
     embedded_stack.kill("serve", sig=2)  # Ctrl-C stops the API and the worker together
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{embedded_stack.url}/health", timeout=2)
