@@ -139,15 +139,19 @@ def shape_text(shape: Any) -> str:
 
 
 def model_label(model: dict[str, Any]) -> str:
-    """How an uploaded model is named in a picker: its name, format, input shape and parameter count.
+    """How an uploaded model is named in a picker: its name, format, input shape, classes and parameter count.
 
     Example:
-        >>> model_label({"name": "resmlp", "format": "pt2", "input_shape": [104], "num_parameters": 12345})
-        'resmlp (pt2, input [104], 12,345 parameters)'
+        >>> model_label(
+        ...     {"name": "resmlp", "format": "pt2", "input_shape": [104], "num_classes": 2, "num_parameters": 12345}
+        ... )
+        'resmlp (pt2, input [104], 2 classes, 12,345 parameters)'
     """
     parts = [str(model.get("format") or model.get("weights_format") or model.get("architecture") or "model")]
     if model.get("input_shape"):
         parts.append(f"input {shape_text(model['input_shape'])}")
+    if isinstance(model.get("num_classes"), int):
+        parts.append(f"{model['num_classes']} classes")
     n_parameters = model.get("num_parameters", model.get("n_parameters"))
     if isinstance(n_parameters, int):
         parts.append(f"{n_parameters:,} parameters")

@@ -67,11 +67,11 @@ def test_upload_pt2_shows_input_shape_and_parameters(api: Service, tmp_path: Pat
     table = at.dataframe[-1].value
     shown = table.loc[table["name"] == "resmlp nine"].iloc[0]
     assert (shown["input shape"], shown["parameters"], shown["format"]) == ("[9]", expected, "pt2")
-    # the assessment form offers it, named with its format, input shape and parameter count
+    # the assessment form offers it, named with its format, input shape, classes and parameter count
     form = _page(api, "new_assessment")
     form.radio(key="new.model_source").set_value("Uploaded model").run()
     picker = form.selectbox(key="new.uploaded_model")
-    assert f"resmlp nine (pt2, input [9], {expected:,} parameters)" in picker.options
+    assert f"resmlp nine (pt2, input [9], 3 classes, {expected:,} parameters)" in picker.options
 
 
 def test_hostile_pt2_refusal_is_shown_next_to_the_field(api: Service, tmp_path: Path) -> None:
