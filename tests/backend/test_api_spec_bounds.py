@@ -123,3 +123,10 @@ def test_counted_rows_match_the_expanded_rows() -> None:
     ]
     for raw in rows:
         assert count_expanded_rows(raw) == len(expand_row(DefenseRow.model_validate(raw))), raw
+
+
+def test_request_name_is_bounded_like_the_spec_name(client: TestClient, project_headers) -> None:
+    response = client.post("/assessments", json={"spec": census_spec(), "name": "n" * 201}, headers=project_headers)
+    assert response.status_code == 422, response.text
+    problem = response.json()["detail"][0]
+    assert problem["loc"] == ["body", "name"] and "200" in problem["msg"]
