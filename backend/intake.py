@@ -489,6 +489,21 @@ def dataset_format(filename: str) -> str:
     return DATASET_FORMATS[suffix]
 
 
+#: Advice the engine's loaders give Python callers that an uploader cannot follow, and what to do instead.
+_UPLOAD_ADVICE = {"pass include_sensitive=True": "name fewer columns in the 'sensitive' field"}
+
+
+def upload_message(message: str, stored: Path | None, filename: str | None) -> str:
+    """An intake message as the uploader reads it: their own file's name (the service stores every upload as
+    ``data.<ext>``) and advice they can follow with the upload form's fields."""
+    if stored is not None and filename:
+        client_name = Path(filename).name
+        message = message.replace(repr(stored.name), repr(client_name)).replace(stored.name, client_name)
+    for engine_advice, upload_advice in _UPLOAD_ADVICE.items():
+        message = message.replace(engine_advice, upload_advice)
+    return message
+
+
 def validate_dataset(
     path: Path, fmt: str, *, label: str | None, sensitive: list[str], settings: Settings
 ) -> DatasetInfo:

@@ -117,6 +117,26 @@ def test_csv_missing_sensitive_column_is_422(client: TestClient, project_headers
     assert response.json()["detail"]["field"] == "sensitive"
 
 
+def test_dataset_errors_name_the_uploaded_file_and_advice_the_form_can_follow(
+    client: TestClient, project_headers
+) -> None:
+    """Every upload is stored as data.<ext>; the message speaks of the user's file and of form fields, never of
+    a Python-only argument."""
+    response = upload_dataset(
+        client, project_headers, csv_bytes(nan=True), "loans 2026.csv", label="income", sensitive="sex"
+    )
+    assert response.status_code == 422
+    message = response.json()["detail"]["message"]
+    assert "'loans 2026.csv'" in message and "data.csv" not in message
+    # every feature marked sensitive: the fix is the form's 'sensitive' field, not include_sensitive=True
+    response = upload_dataset(
+        client, project_headers, csv_bytes(), "people.csv", label="income", sensitive="age,hours,job,sex"
+    )
+    assert response.status_code == 422, response.text
+    message = response.json()["detail"]["message"]
+    assert "include_sensitive" not in message and "'sensitive' field" in message and "people.csv" in message
+
+
 def test_csv_row_limit(client: TestClient, project_headers, service_settings) -> None:
     content = csv_bytes(service_settings.max_rows + 1)
     response = upload_dataset(client, project_headers, content, "big.csv", label="income")

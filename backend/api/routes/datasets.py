@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from backend import crud
 from backend.api.deps import CurrentToken, LimitQuery, OffsetQuery, SessionDep, SettingsDep, StoreDep
 from backend.core.storage import UploadTooLargeError
-from backend.intake import IntakeError, dataset_format, validate_dataset
+from backend.intake import IntakeError, dataset_format, upload_message, validate_dataset
 from backend.models import new_id
 from backend.schemas import BuiltinDatasetPublic, DatasetPublic, DatasetsPublic
 
@@ -51,6 +51,7 @@ def upload_dataset(
     sensitive_columns = _split(sensitive or [])
     dataset_id = new_id()
     directory = store.upload_dir(token.project_id, "datasets", dataset_id)
+    path = None
     try:
         fmt = dataset_format(file.filename or "")
         path = directory / f"data.{'parquet' if fmt == 'parquet' else fmt}"
@@ -58,7 +59,8 @@ def upload_dataset(
         info = validate_dataset(path, fmt, label=label, sensitive=sensitive_columns, settings=settings)
     except IntakeError as exc:
         store.discard(directory)
-        raise HTTPException(exc.status_code, {"field": exc.field, "message": exc.message}) from exc
+        message = upload_message(exc.message, path, file.filename)
+        raise HTTPException(exc.status_code, {"field": exc.field, "message": message}) from exc
     except UploadTooLargeError as exc:
         store.discard(directory)
         raise HTTPException(413, {"field": "file", "message": str(exc)}) from exc
