@@ -9,6 +9,9 @@ The tree::
     ├── UnsafeModelFileError (ValueError)     a model file that would need unpickling or is not safetensors
     ├── ModelSpecError (ValueError)           an architecture spec or weights that do not match the registry
     └── NotApplicableError (ValueError)       a risk/defense that structurally cannot apply to a model or dataset
+
+    RunCancelledError (BaseException)         the run was cancelled (raised from a progress callback); like
+                                              KeyboardInterrupt, no ``except Exception`` swallows it
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ __all__ = [
     "ModelSpecError",
     "NotApplicableError",
     "NotRunError",
+    "RunCancelledError",
     "UnsafeModelFileError",
 ]
 
@@ -53,3 +57,14 @@ class ModelSpecError(AmuletError, ValueError):
 
 class NotApplicableError(AmuletError, ValueError):
     """A risk or defense cannot apply to this model or dataset (reported as not-run, with this reason)."""
+
+
+class RunCancelledError(BaseException):
+    """The run was cancelled: raised by a progress reporter (or a caller's checkpoint) to stop a training,
+    a cell or a whole assessment at once.
+
+    It derives from ``BaseException`` on purpose, as ``KeyboardInterrupt`` and ``asyncio.CancelledError`` do:
+    the engine records any ``Exception`` of an attack or a defense as that cell's error and goes on, and a
+    cancellation must stop the run instead of becoming one more error. :func:`amulet.assess.run_cell`,
+    :func:`amulet.assess.run_training` and :func:`amulet.assess.run_assessment` let it propagate.
+    """

@@ -48,7 +48,12 @@ class Settings(BaseSettings):
         task_queue: Celery queue the service sends assessment tasks to (and ``amulet worker`` consumes).
         task_visibility_timeout: Seconds before a Redis broker redelivers an unacknowledged task (a killed
             worker's task); keep it above the longest task.
-        task_time_limit: Hard time limit of one worker task, in seconds (soft limit is 95% of it).
+        task_time_limit: Time limit of one worker job (a training, a cell, the reports), in seconds. The
+            worker runs each job in a child process and kills it at the limit, in every Celery pool (the
+            default solo pool enforces no limit of its own); the job is recorded as an error.
+        stall_after: Seconds without a heartbeat after which a running assessment shows as ``stalled`` (its
+            worker died) and a worker's recovery sweep resumes it. A worker renews the heartbeat of the job
+            it runs every quarter of this; keep it well above a database hiccup.
         max_uncompressed_bytes: Zip-bomb guard: largest uncompressed size of an uploaded Parquet/NPZ file.
         cell_cache: Reuse cached cell results: a cell whose inputs (models, data, attack and parameters,
             device, library versions, Amulet's code) are unchanged is read from ``<cache>/cells/`` instead of
@@ -95,6 +100,7 @@ class Settings(BaseSettings):
     task_queue: str = "amulet"
     task_visibility_timeout: int = Field(default=3600, gt=0)
     task_time_limit: int = Field(default=6 * 3600, gt=0)
+    stall_after: float = Field(default=60.0, gt=0)
     max_uncompressed_bytes: int = Field(default=4 * 1024 * 1024 * 1024, gt=0)
     cell_cache: bool = True
     population_mode: Literal["auto", "sequential"] = "auto"

@@ -19,6 +19,8 @@ from backend.core.security import generate_token, hash_token, token_display_pref
 from backend.models import (
     ASSESSMENT_ACTIVE,
     CELL_DONE,
+    STALLED,
+    TRAINING_SETTLED,
     ApiToken,
     Assessment,
     Cell,
@@ -37,6 +39,12 @@ __all__ = [
     "assessment_estimate",
     "assessment_state",
     "cancel_assessment",
+    "cancel_remaining",
+    "claim_cell_dispatch",
+    "end_lease",
+    "renew_lease",
+    "resume_stalled",
+    "stalled_assessments",
     "cell_metrics",
     "cell_status_counts",
     "claim_finalize",
@@ -138,10 +146,23 @@ def create_token(
 
 
 def get_token(session: Session, *, plaintext: str) -> ApiToken | None:
-    """The live (not revoked) token whose hash matches ``plaintext``."""
-    return session.scalar(
+    """The live token whose hash matches ``plaintext``: neither it nor any token up its minting chain revoked.
+
+    Revoking a token also revokes what it minted (:func:`revoke_token`); checking the chain here as well
+    closes the race of a token minted by one whose revocation commits meanwhile.
+    """
+    token = session.scalar(
         select(ApiToken).where(ApiToken.token_hash == hash_token(plaintext), ApiToken.revoked_at.is_(None))
     )
+    if token is None or token.minted_by is None:
+        return token
+    chain = select(ApiToken.id, ApiToken.minted_by, ApiToken.revoked_at).where(ApiToken.id == token.minted_by)
+    up = chain.cte("minters", recursive=True)
+    up = up.union_all(
+        select(ApiToken.id, ApiToken.minted_by, ApiToken.revoked_at).join(up, ApiToken.id == up.c.minted_by)
+    )
+    revoked_minter = session.scalar(select(up.c.id).where(up.c.revoked_at.is_not(None)).limit(1))
+    return None if revoked_minter is not None else token
 
 
 def get_token_by_id(session: Session, *, token_id: str) -> ApiToken | None:
@@ -296,8 +317,13 @@ def list_assessments(
     session: Session, *, project_id: str, limit: int = 100, offset: int = 0, status: str | None = None
 ) -> tuple[list[Assessment], int]:
     """A page of the project's assessments (newest first) and their total count."""
-    where = [Assessment.project_id == project_id]
-    if status:
+    where: list[Any] = [Assessment.project_id == project_id]
+    lease_over = Assessment.alive_until.is_not(None) & (Assessment.alive_until < utcnow())
+    if status == STALLED:  # derived, never stored: see Assessment.public_status
+        where += [Assessment.status.in_(("running", "finalizing")), lease_over]
+    elif status in ("running", "finalizing"):
+        where += [Assessment.status == status, ~lease_over]
+    elif status:
         where.append(Assessment.status == status)
     stmt = select(Assessment).where(*where).order_by(Assessment.created_at.desc()).limit(limit).offset(offset)
     total = session.scalar(select(func.count()).select_from(Assessment).where(*where))
@@ -317,7 +343,27 @@ def cancel_assessment(session: Session, *, assessment_id: str, project_id: str) 
     )
     if result.rowcount:  # type: ignore[attr-defined]
         session.add(Event(assessment_id=assessment_id, kind="cancelled", message="cancelled by the user"))
+        cancel_remaining(session, assessment_id=assessment_id)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def cancel_remaining(session: Session, *, assessment_id: str) -> None:
+    """Mark every training and cell that has not finished (pending or running) ``cancelled``.
+
+    A worker running one of them stops it within a second (see ``worker.supervisor``); one that finishes in
+    that second may still write its result over ``cancelled``, which is a true result, not a lost one.
+    """
+    now = utcnow()
+    session.execute(
+        update(Cell)
+        .where(Cell.assessment_id == assessment_id, Cell.status.not_in(CELL_DONE))
+        .values(status="cancelled", reason="cancelled by the user", updated_at=now)
+    )
+    session.execute(
+        update(Training)
+        .where(Training.assessment_id == assessment_id, Training.status.not_in(TRAINING_SETTLED))
+        .values(status="cancelled", updated_at=now)
+    )
 
 
 def mark_running(session: Session, *, assessment_id: str) -> bool:
@@ -377,6 +423,108 @@ def finish_assessment(
         update(Assessment).where(Assessment.id == assessment_id, Assessment.status != "cancelled").values(**values)
     )
     session.add(Event(assessment_id=assessment_id, kind=status, message=error or f"assessment {status}"))
+
+
+def renew_lease(
+    session: Session,
+    *,
+    assessment_id: str,
+    alive_until: datetime,
+    training_key: str | None = None,
+    cell_key: str | None = None,
+) -> str | None:
+    """A running job's heartbeat: renew the assessment's lease and the running row's ``updated_at``.
+
+    Returns the assessment's status (None when it is gone), which tells the job whether to go on.
+    """
+    now = utcnow()
+    session.execute(
+        update(Assessment)
+        .where(Assessment.id == assessment_id, Assessment.status.in_(("running", "finalizing")))
+        .values(heartbeat_at=now, alive_until=alive_until)
+    )
+    if training_key is not None:
+        session.execute(
+            update(Training)
+            .where(Training.assessment_id == assessment_id, Training.key == training_key, Training.status == "running")
+            .values(updated_at=now)
+        )
+    if cell_key is not None:
+        session.execute(
+            update(Cell)
+            .where(Cell.assessment_id == assessment_id, Cell.key == cell_key, Cell.status == "running")
+            .values(updated_at=now)
+        )
+    return session.scalar(select(Assessment.status).where(Assessment.id == assessment_id))
+
+
+def end_lease(session: Session, *, assessment_id: str) -> None:
+    """The job ended (whichever way): no lease until the next job of the assessment starts."""
+    session.execute(update(Assessment).where(Assessment.id == assessment_id).values(alive_until=None))
+
+
+def claim_cell_dispatch(session: Session, *, assessment_id: str, reset: bool = False) -> bool:
+    """Claim the queuing of the cells, atomically: True for exactly one caller once every training has
+    settled (done, error or cancelled) and the assessment is running. ``reset=True`` only releases the claim
+    (a resumed assessment whose trainings must run again) and returns False."""
+    if reset:
+        session.execute(update(Assessment).where(Assessment.id == assessment_id).values(cells_dispatched_at=None))
+        return False
+    unsettled = (
+        select(Training.id)
+        .where(Training.assessment_id == assessment_id, Training.status.not_in(TRAINING_SETTLED))
+        .exists()
+    )
+    result = session.execute(
+        update(Assessment)
+        .where(
+            Assessment.id == assessment_id,
+            Assessment.status == "running",
+            Assessment.cells_dispatched_at.is_(None),
+            ~unsettled,
+        )
+        .values(cells_dispatched_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def stalled_assessments(session: Session, *, stale_before: datetime) -> list[str]:
+    """Ids of active assessments whose worker died mid-job: the lease ran out, or a running training or
+    cell has had no heartbeat since ``stale_before`` (its worker died while another one renews the lease)."""
+    now = utcnow()
+    dead_cell = select(Cell.assessment_id).where(Cell.status == "running", Cell.updated_at < stale_before)
+    dead_training = select(Training.assessment_id).where(
+        Training.status == "running", Training.updated_at < stale_before
+    )
+    stmt = select(Assessment.id).where(
+        Assessment.status.in_(("running", "finalizing")),
+        (Assessment.alive_until.is_not(None) & (Assessment.alive_until < now))
+        | Assessment.id.in_(dead_cell)
+        | Assessment.id.in_(dead_training),
+    )
+    return list(session.scalars(stmt))
+
+
+def resume_stalled(session: Session, *, assessment_id: str, stale_before: datetime, reason: str) -> None:
+    """Make a stalled assessment resumable: its dead running rows go back to ``pending``, a dead
+    finalizer's claim is released, the lease is cleared; the caller then queues the assessment again."""
+    session.execute(
+        update(Cell)
+        .where(Cell.assessment_id == assessment_id, Cell.status == "running", Cell.updated_at < stale_before)
+        .values(status="pending", updated_at=utcnow())
+    )
+    session.execute(
+        update(Training)
+        .where(
+            Training.assessment_id == assessment_id, Training.status == "running", Training.updated_at < stale_before
+        )
+        .values(status="pending", updated_at=utcnow())
+    )
+    row = session.get(Assessment, assessment_id)
+    if row is not None and row.status == "finalizing" and row.alive_until is not None and row.alive_until < utcnow():
+        release_finalize(session, assessment_id=assessment_id)
+    session.execute(update(Assessment).where(Assessment.id == assessment_id).values(alive_until=None))
+    session.add(Event(assessment_id=assessment_id, kind="resumed", message=reason))
 
 
 def stale_assessments(session: Session, *, stale_before: datetime) -> list[str]:
@@ -525,6 +673,7 @@ def assessment_state(session: Session, *, assessment_id: str, project_id: str) -
         Assessment.started_at,
         Assessment.finished_at,
         Assessment.heartbeat_at,
+        Assessment.alive_until,
     ).where(Assessment.id == assessment_id, Assessment.project_id == project_id)
     return session.execute(stmt).first()
 

@@ -39,6 +39,8 @@ __all__ = [
     "ASSESSMENT_ACTIVE",
     "ASSESSMENT_STATUSES",
     "CELL_DONE",
+    "STALLED",
+    "TRAINING_SETTLED",
     "ApiToken",
     "Assessment",
     "Base",
@@ -53,6 +55,7 @@ __all__ = [
     "Training",
     "UTCDateTime",
     "new_id",
+    "public_status",
     "utcnow",
 ]
 
@@ -62,8 +65,13 @@ __all__ = [
 ASSESSMENT_STATUSES = ("queued", "running", "finalizing", "succeeded", "partial", "failed", "cancelled")
 #: Statuses of an assessment the worker still has to finish.
 ASSESSMENT_ACTIVE = ("queued", "running", "finalizing")
-#: Terminal cell statuses (from the engine's CellResult) ; "pending" and "running" are not.
-CELL_DONE = ("ok", "not_run", "error")
+#: Terminal cell statuses (the engine's CellResult's, and ``cancelled``); "pending" and "running" are not.
+CELL_DONE = ("ok", "not_run", "error", "cancelled")
+#: Training statuses a worker will not change again (``pending`` and ``running`` it will).
+TRAINING_SETTLED = ("done", "error", "cancelled")
+#: What the API shows for a running or finalizing assessment whose worker stopped renewing its heartbeat
+#: (:attr:`Assessment.public_status`); never stored: a worker's recovery sweep resumes it.
+STALLED = "stalled"
 #: ``Model.weights_format`` of an exported graph upload: file suffix -> format (torch.export archive, ONNX).
 GRAPH_MODEL_FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}
 
@@ -84,6 +92,14 @@ def new_id() -> str:
 def utcnow() -> datetime:
     """Timezone-aware now (UTC)."""
     return datetime.now(timezone.utc)
+
+
+def public_status(status: str, alive_until: datetime | None) -> str:
+    """``status`` as the API shows it: ``stalled`` for a running or finalizing assessment whose heartbeat
+    lease (``Assessment.alive_until``) ran out, else ``status`` itself."""
+    if status in ("running", "finalizing") and alive_until is not None and alive_until < utcnow():
+        return STALLED
+    return status
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -240,8 +256,19 @@ class Assessment(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # While a worker runs a job of this assessment it renews this lease (now + its ``stall_after``) and
+    # clears it when the job ends; a lease in the past means the worker died mid-job.
+    alive_until: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # Set once by whoever queues the cells after the last training settles (an atomic claim, no chord).
+    cells_dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_assessments_project_created", "project_id", "created_at"),)
+
+    @property
+    def public_status(self) -> str:
+        """The status the API shows: the stored one, or ``stalled`` for an active assessment whose
+        worker's heartbeat lease ran out (the worker died mid-job; a recovery sweep resumes it)."""
+        return public_status(self.status, self.alive_until)
 
     @property
     def warnings(self) -> list[dict[str, Any]]:

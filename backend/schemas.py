@@ -208,7 +208,12 @@ class AssessmentPublic(_Orm):
 
     id: str
     name: str
-    status: str
+    # Read from the ORM's derived ``public_status``: the stored status, or ``stalled`` when the worker died.
+    status: str = Field(
+        validation_alias=AliasChoices("public_status", "status"),
+        description="queued, running, finalizing, succeeded, partial, failed, cancelled; or stalled: running, "
+        "but its worker stopped renewing its heartbeat (it died); a worker's recovery sweep resumes it.",
+    )
     n_trainings: int
     n_cells: int
     exit_code: int | None

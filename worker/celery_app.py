@@ -1,8 +1,10 @@
 """The Celery application, configured from the one settings object.
 
 Long GPU jobs: ``acks_late`` + ``reject_on_worker_lost`` (a killed worker's task is redelivered, not
-lost), prefetch 1 (a worker holds one task at a time), JSON only, time limits from the settings. The
-result backend (chords need one) is the database unless ``AMULET_RESULT_BACKEND`` says otherwise.
+lost), prefetch 1 (a worker holds one task at a time), JSON only. The time limit of a job
+(``AMULET_TASK_TIME_LIMIT``) is enforced by :mod:`worker.supervisor` in every pool (the solo pool ignores
+Celery's); Celery's own limits sit a minute above it as a backstop for the prefork pool. The result backend
+is the database unless ``AMULET_RESULT_BACKEND`` says otherwise (the tasks use no chord and store no result).
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def create_celery_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.task_queue,
-        task_time_limit=settings.task_time_limit,
-        task_soft_time_limit=int(settings.task_time_limit * 0.95),
+        task_time_limit=settings.task_time_limit + 60,
+        task_soft_time_limit=settings.task_time_limit + 30,
         task_track_started=True,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,

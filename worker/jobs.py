@@ -6,6 +6,12 @@ worker killed mid-task, a duplicate from a recovery sweep) never adds a row or r
 Progress goes to the ``events`` table through :class:`SqlProgress`, so the API never asks the broker.
 An assessment of an uploaded exported model (``model.file``) re-validates the file before every training
 and cell (:func:`check_uploaded_model`): the worker never trusts the API's earlier inspection.
+
+The tasks run trainings, cells and the reports through :func:`supervised_training`,
+:func:`supervised_cell` and :func:`supervised_finalize`: the same jobs in a child process that the worker
+kills on cancellation or at the time limit (:mod:`worker.supervisor`), renewing the assessment's heartbeat
+lease meanwhile. A cancelled assessment's unfinished trainings and cells read ``cancelled``.
+:func:`resume_stalled` is the recovery sweep for assessments whose worker died mid-job.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from amulet.exceptions import RunCancelledError
 from amulet.progress import Progress, ProgressEvent
 from backend import crud
 from backend.core.config import Settings
@@ -34,14 +41,19 @@ __all__ = [
     "SqlProgress",
     "UploadedModelRefusedError",
     "check_uploaded_model",
+    "claim_cell_dispatch",
     "final_outcome",
     "finalize",
     "recover_stale",
     "record_cell_error",
     "record_training_error",
+    "resume_stalled",
     "run_one_cell",
     "run_one_training",
     "start",
+    "supervised_cell",
+    "supervised_finalize",
+    "supervised_training",
 ]
 
 logger = logging.getLogger("amulet.worker")
@@ -50,8 +62,9 @@ logger = logging.getLogger("amulet.worker")
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 
-class AssessmentCancelledError(Exception):
-    """The assessment was cancelled (or deleted) while a task ran; the task stops quietly."""
+class AssessmentCancelledError(RunCancelledError):
+    """The assessment was cancelled (or deleted) while a task ran; the engine lets it through (it is no
+    cell's error) and the task marks what is left ``cancelled``."""
 
 
 class SqlProgress(Progress):
@@ -186,7 +199,20 @@ def start(settings: Settings, assessment_id: str) -> tuple[list[str], list[str]]
         crud.add_event(session, assessment_id=assessment_id, kind="started", message="worker started the assessment")
         trainings = crud.pending_training_keys(session, assessment_id=assessment_id)
         cells = crud.pending_cell_keys(session, assessment_id=assessment_id)
+        if trainings:  # the last of them to settle queues the cells (claim_cell_dispatch)
+            crud.claim_cell_dispatch(session, assessment_id=assessment_id, reset=True)
     return trainings, cells
+
+
+def claim_cell_dispatch(settings: Settings, assessment_id: str) -> bool:
+    """True for exactly one caller once every training of the assessment has settled: it queues the cells."""
+    with session_scope(settings) as session:
+        return crud.claim_cell_dispatch(session, assessment_id=assessment_id)
+
+
+def _mark_cancelled(settings: Settings, assessment_id: str) -> None:
+    with session_scope(settings) as session:
+        crud.cancel_remaining(session, assessment_id=assessment_id)
 
 
 def run_one_training(settings: Settings, assessment_id: str, key: str) -> None:
@@ -219,7 +245,8 @@ def run_one_training(settings: Settings, assessment_id: str, key: str) -> None:
             device=settings.resolve_device(),
             progress=SqlProgress(settings, assessment_id, prefix=f"train/{key}/"),
         )
-    except AssessmentCancelledError:
+    except RunCancelledError:
+        _mark_cancelled(settings, assessment_id)
         return
     except TRANSIENT_ERRORS:
         raise
@@ -275,7 +302,8 @@ def run_one_cell(settings: Settings, assessment_id: str, key: str) -> bool:
             device=settings.resolve_device(),
             progress=SqlProgress(settings, assessment_id, prefix=f"cell/{key}/"),
         )
-    except AssessmentCancelledError:
+    except RunCancelledError:
+        _mark_cancelled(settings, assessment_id)
         return False
     except TRANSIENT_ERRORS:
         raise
@@ -507,22 +535,117 @@ def recover_stale(settings: Settings) -> list[str]:
     With the embedded SQLite broker, a task taken by a worker that was killed is never redelivered, and
     ``amulet serve`` runs one worker: every active assessment is resumed when it starts. With Redis, the
     broker redelivers unacknowledged tasks after the visibility timeout, so only assessments silent for
-    longer than that are resumed. Resuming is safe: finished trainings and cells are skipped.
+    longer than that are resumed. Stalled assessments (:func:`resume_stalled`) are resumed in both cases.
+    Resuming is safe: finished trainings and cells are skipped.
     """
     from backend.core.queue import enqueue_assessment
 
     embedded = settings.resolved_broker_url.startswith("sqla+")
     silence = 0 if embedded else settings.task_visibility_timeout
     try:
+        stalled = resume_stalled(settings)
         with session_scope(settings) as session:
             stale = crud.stale_assessments(session, stale_before=utcnow() - timedelta(seconds=silence))
+            stale = [a for a in stale if a not in stalled]
+            for assessment_id in stale:  # resumed now: no longer stalled, whatever its old lease says
+                crud.end_lease(session, assessment_id=assessment_id)
     except Exception:  # a missing schema (never migrated) must not stop the worker
         logger.exception("could not look for interrupted assessments")
         return []
     for assessment_id in stale:
         logger.warning("resuming interrupted assessment %s", assessment_id)
         enqueue_assessment(settings, assessment_id)
-    return stale
+    return stalled + stale
+
+
+# ----------------------------------------------------------------------------------- supervised jobs, recovery
+def supervised_training(settings: Settings, assessment_id: str, key: str) -> None:
+    """:func:`run_one_training` in a child process the worker stops on cancellation or at the time limit.
+
+    Raises:
+        TransientJobError: a database or broker blip (the task retries).
+    """
+    from worker import supervisor
+
+    try:
+        supervisor.run_supervised(
+            settings, assessment_id, "worker.jobs:run_one_training", assessment_id, key, training_key=key
+        )
+    except RunCancelledError:
+        _mark_cancelled(settings, assessment_id)
+    except (supervisor.JobTimeoutError, supervisor.JobDiedError, supervisor.JobFailedError) as exc:
+        logger.error("training %s of assessment %s: %s", key, assessment_id, exc)
+        record_training_error(settings, assessment_id, key, str(exc))
+
+
+def supervised_cell(settings: Settings, assessment_id: str, key: str) -> bool:
+    """:func:`run_one_cell` in a child process the worker stops on cancellation or at the time limit;
+    returns True when no cell of the assessment is left to run.
+
+    Raises:
+        TransientJobError: a database or broker blip (the task retries).
+    """
+    from worker import supervisor
+
+    try:
+        call = "worker.jobs:run_one_cell"
+        return bool(supervisor.run_supervised(settings, assessment_id, call, assessment_id, key, cell_key=key))
+    except RunCancelledError:
+        _mark_cancelled(settings, assessment_id)
+        return False
+    except (supervisor.JobTimeoutError, supervisor.JobDiedError, supervisor.JobFailedError) as exc:
+        logger.error("cell %s of assessment %s: %s", key, assessment_id, exc)
+        return record_cell_error(settings, assessment_id, key, str(exc))
+
+
+def supervised_finalize(settings: Settings, assessment_id: str) -> None:
+    """:func:`finalize` in a child process: reports that hang past the time limit fail the assessment.
+
+    Raises:
+        TransientJobError: a database or broker blip (the task retries).
+    """
+    from worker import supervisor
+
+    try:
+        supervisor.run_supervised(settings, assessment_id, "worker.jobs:finalize", assessment_id)
+    except RunCancelledError:
+        return
+    except (supervisor.JobTimeoutError, supervisor.JobDiedError, supervisor.JobFailedError) as exc:
+        logger.error("finalizing assessment %s: %s", assessment_id, exc)
+        with session_scope(settings) as session:
+            crud.finish_assessment(
+                session,
+                assessment_id=assessment_id,
+                status="failed",
+                exit_code=2,
+                error=f"the reports could not be made: {exc}",
+            )
+
+
+def resume_stalled(settings: Settings) -> list[str]:
+    """The recovery sweep: re-queue active assessments whose worker died mid-job; returns their ids.
+
+    Stalled: the heartbeat lease ran out, or a running training or cell has had no heartbeat for
+    ``stall_after`` seconds. Their dead rows go back to ``pending`` (a dead finalizer's claim is released)
+    and the assessment is queued again; finished work is skipped when it resumes. A worker runs this sweep
+    when it starts and, while it runs jobs, every ``stall_after`` seconds.
+    """
+    from backend.core.queue import enqueue_assessment
+
+    now = utcnow()
+    with session_scope(settings) as session:
+        stalled = crud.stalled_assessments(session, stale_before=now - timedelta(seconds=settings.stall_after))
+        for assessment_id in stalled:
+            crud.resume_stalled(
+                session,
+                assessment_id=assessment_id,
+                stale_before=now - timedelta(seconds=settings.stall_after / 2),
+                reason=f"resumed: its worker sent no heartbeat for {settings.stall_after:g} s (it died)",
+            )
+    for assessment_id in stalled:
+        logger.warning("resuming stalled assessment %s (no heartbeat for %g s)", assessment_id, settings.stall_after)
+        enqueue_assessment(settings, assessment_id)
+    return stalled
 
 
 def cells_left(settings: Settings, assessment_id: str) -> list[str]:

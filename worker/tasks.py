@@ -1,17 +1,20 @@
 """Celery tasks: thin wrappers that take ids, call :mod:`worker.jobs`, and fan work out.
 
-An assessment runs as ``start_assessment`` -> chord(trainings) -> ``dispatch_cells`` -> chord(cells) ->
-``finalize_assessment``. Every task is idempotent (see :mod:`worker.jobs`). Database/broker blips are
-retried with exponential backoff; engine errors are recorded on the row and the assessment goes on. Each
-cell task also triggers the finalizer when it sees no cell left, so the assessment finishes even when a
-chord's bookkeeping was lost with a killed worker (the finalizer claims its work atomically).
+An assessment runs as ``start_assessment`` -> one ``train_model`` per training -> ``dispatch_cells`` (queued
+by the training that settles last, an atomic claim) -> one ``run_cell`` per cell -> ``finalize_assessment``
+(queued by the cell that sees none left; the finalizer claims its work atomically). No chord: Celery's
+``chord_unlock`` bookkeeping tasks retried every second forever once a killed worker lost a header task.
+Every task is idempotent (see :mod:`worker.jobs`) and retries at most ``MAX_RETRIES`` times: database or
+broker blips with exponential backoff; engine errors are recorded on the row and the assessment goes on.
+Trainings, cells and the reports run in a child process the worker kills on cancellation or at the time
+limit (:mod:`worker.supervisor`); a lost task is resumed by the recovery sweep (``jobs.resume_stalled``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Task, chord
+from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from backend.core.config import get_settings
@@ -38,36 +41,39 @@ def start_assessment(self: Task, assessment_id: str) -> None:
     if pending is None:
         return
     trainings, _cells = pending
-    if trainings:
-        chord(train_model.si(assessment_id, key) for key in trainings)(dispatch_cells.si(assessment_id))
-    else:
+    for key in trainings:
+        train_model.delay(assessment_id, key)
+    if not trainings:
         dispatch_cells.delay(assessment_id)
 
 
 @celery_app.task(name="amulet.train_model", max_retries=MAX_RETRIES, **_COMMON)
 def train_model(self: Task, assessment_id: str, key: str) -> None:
-    """Train one planned model (content-addressed cache: a second run is a cache hit)."""
+    """Train one planned model (content-addressed cache: a second run is a cache hit); the training that
+    settles last queues the cells."""
     settings = get_settings()
     try:
-        jobs.run_one_training(settings, assessment_id, key)
+        jobs.supervised_training(settings, assessment_id, key)
     except jobs.TRANSIENT_ERRORS as exc:
         if self.request.retries < MAX_RETRIES:
             raise self.retry(exc=exc, countdown=_backoff(self)) from exc
         jobs.record_training_error(settings, assessment_id, key, f"gave up after {MAX_RETRIES} retries: {exc}")
     except SoftTimeLimitExceeded:
         jobs.record_training_error(settings, assessment_id, key, "time limit exceeded (AMULET_TASK_TIME_LIMIT)")
+    if jobs.claim_cell_dispatch(settings, assessment_id):
+        dispatch_cells.delay(assessment_id)
 
 
 @celery_app.task(name="amulet.dispatch_cells", max_retries=MAX_RETRIES, **_COMMON)
 def dispatch_cells(self: Task, assessment_id: str) -> None:
-    """Queue every unfinished cell, with the finalizer as the chord's callback."""
+    """Queue every unfinished cell (the last one to finish queues the finalizer)."""
     try:
         cells = jobs.cells_left(get_settings(), assessment_id)
     except jobs.TRANSIENT_ERRORS as exc:
         raise self.retry(exc=exc, countdown=_backoff(self)) from exc
-    if cells:
-        chord(run_cell.si(assessment_id, key) for key in cells)(finalize_assessment.si(assessment_id))
-    else:
+    for key in cells:
+        run_cell.delay(assessment_id, key)
+    if not cells:
         finalize_assessment.delay(assessment_id)
 
 
@@ -76,7 +82,7 @@ def run_cell(self: Task, assessment_id: str, key: str) -> None:
     """Run one defense x risk x seed cell and upsert its row."""
     settings = get_settings()
     try:
-        none_left = jobs.run_one_cell(settings, assessment_id, key)
+        none_left = jobs.supervised_cell(settings, assessment_id, key)
     except jobs.TRANSIENT_ERRORS as exc:
         if self.request.retries < MAX_RETRIES:
             raise self.retry(exc=exc, countdown=_backoff(self)) from exc
@@ -91,6 +97,6 @@ def run_cell(self: Task, assessment_id: str, key: str) -> None:
 def finalize_assessment(self: Task, assessment_id: str) -> None:
     """Aggregate the results and render the reports (once, whoever calls first)."""
     try:
-        jobs.finalize(get_settings(), assessment_id)
+        jobs.supervised_finalize(get_settings(), assessment_id)
     except jobs.TRANSIENT_ERRORS as exc:
         raise self.retry(exc=exc, countdown=_backoff(self)) from exc

@@ -5,6 +5,11 @@
 (``AttackInfo.run(ctx, params)``) and never raises for a failing attack: a cell that structurally cannot
 apply (:class:`~amulet.exceptions.NotApplicableError`) is ``not_run`` with its reason; any other exception
 is ``error`` with the message. :func:`run_assessment` does it all in one process and renders the reports.
+
+Cancellation: a progress reporter stops a run by raising :class:`~amulet.exceptions.RunCancelledError` from
+any of its calls. It is never recorded as a cell's error: every function here lets it propagate. Steps that
+report no progress of their own (loading the data, building and checking the model, evaluating it) are
+framed by progress events, so a cancellation is seen before and after each of them.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from amulet.assess._results import (
     aggregate_results,
 )
 from amulet.assess._spec import AssessmentSpec, load_spec
-from amulet.exceptions import NotApplicableError
+from amulet.exceptions import NotApplicableError, RunCancelledError
 from amulet.progress import Progress, resolve_progress
 from amulet.registry import AttackOutput, RocCurve, VulnerableRecord
 
@@ -55,6 +60,21 @@ def default_cache_dir() -> Path:
     from amulet.settings import get_settings
 
     return get_settings().resolved_artifact_dir / "cache"
+
+
+class _Step:
+    """Frames a step that reports no progress of its own with a start and a finish event (both
+    cancellation checkpoints: a reporter may raise :class:`RunCancelledError` from either)."""
+
+    def __init__(self, progress: Progress, key: str, description: str) -> None:
+        self.progress, self.key, self.description = progress, key, description
+
+    def __enter__(self) -> None:
+        self.progress.start(self.key, None, self.description)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> None:
+        if exc_type is None:  # an error of the step itself is reported, not masked by a checkpoint
+            self.progress.finish(self.key)
 
 
 def _device(device: torch.device | str | None) -> torch.device:
@@ -133,13 +153,15 @@ def run_training(
 
     Raises:
         KeyError: unknown training key. Errors of data loading or training propagate.
+        RunCancelledError: ``progress`` cancelled the run.
     """
     training = plan.training(training_key)
     device = _device(device)
     progress = resolve_progress(progress)
     start = time.perf_counter()
-    bundle = load_bundle(plan.spec.dataset)
-    member, _ = split_for_seed(bundle, training.seed, plan.spec.dataset.member_fraction)
+    with _Step(progress, "data", "loading the data"):
+        bundle = load_bundle(plan.spec.dataset)
+        member, _ = split_for_seed(bundle, training.seed, plan.spec.dataset.member_fraction)
     arch = architecture_spec(plan.spec.model, bundle)
     factory = make_model_factory(arch)
     recipe = plan.recipe(training.row)
@@ -178,13 +200,16 @@ def run_training(
             "seconds": round(time.perf_counter() - start, 3),
         }
     if weights:
-        model = _import_weights(arch, weights, factory).to(device).eval()
+        with _Step(progress, "import", "loading the uploaded model"):
+            model = _import_weights(arch, weights, factory).to(device).eval()
         status = "imported"
     else:
         model = recipe.train(factory, member, seed=training.seed, device=device, progress=progress)
         status = "trained"
-        _check_structure(model, recipe.architecture(factory), recipe.name)
-    utility = _evaluate(model, bundle.test, device)
+        with _Step(progress, "structure", "checking the trained model against its architecture"):
+            _check_structure(model, recipe.architecture(factory), recipe.name)
+    with _Step(progress, "evaluate", "measuring the model's utility on the test rows"):
+        utility = _evaluate(model, bundle.test, device)
     accuracy = utility["test_accuracy"]
     attributes = _model_attributes(model)
     seconds = round(time.perf_counter() - start, 3)
@@ -278,6 +303,7 @@ def run_cell(
 
     Raises:
         KeyError: unknown cell key.
+        RunCancelledError: ``progress`` cancelled the run (never recorded as the cell's error).
     """
     from amulet import registry
     from amulet.registry import CellContext
@@ -352,6 +378,8 @@ def run_cell(
         metrics = {**output.metrics, **model_metrics}
         roc, exposed = output.roc, list(output.vulnerable_records)
         status, reason = "ok", ""
+    except RunCancelledError:
+        raise  # a cancellation stops the run; it is not this cell's result
     except NotApplicableError as exc:
         status, reason, metrics = "not_run", str(exc) or type(exc).__name__, dict(model_metrics)
         logger.info("cell %s not run: %s", cell.key, reason)

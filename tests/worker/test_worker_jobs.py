@@ -67,19 +67,25 @@ def test_jobs_run_an_assessment_idempotently(worker_settings, planned_assessment
 
 
 def test_cancelled_assessment_runs_nothing(worker_settings, planned_assessment: str) -> None:
+    """Cancelling marks every unfinished training and cell `cancelled`; a task that arrives later runs nothing."""
     from backend import crud
     from backend.core.db import get_sessionmaker
     from worker import jobs
 
     with get_sessionmaker(worker_settings)() as session:
         project_id = crud.get_assessment(session, assessment_id=planned_assessment).project_id
+        cells = crud.pending_cell_keys(session, assessment_id=planned_assessment)
+        trainings = crud.pending_training_keys(session, assessment_id=planned_assessment)
         assert crud.cancel_assessment(session, assessment_id=planned_assessment, project_id=project_id)
         session.commit()
-        cells = crud.pending_cell_keys(session, assessment_id=planned_assessment)
     assert jobs.start(worker_settings, planned_assessment) is None
+    assert jobs.run_one_training(worker_settings, planned_assessment, trainings[0]) is None
     assert jobs.run_one_cell(worker_settings, planned_assessment, cells[0]) is False
     with get_sessionmaker(worker_settings)() as session:
-        assert crud.pending_cell_keys(session, assessment_id=planned_assessment) == cells
+        assert crud.pending_cell_keys(session, assessment_id=planned_assessment) == []
+        rows = crud.list_cells(session, assessment_id=planned_assessment)
+        assert {c.status for c in rows} == {"cancelled"} and {c.attempts for c in rows} == {0}
+        assert {t.status for t in crud.list_trainings(session, assessment_id=planned_assessment)} == {"cancelled"}
 
 
 def test_recover_stale_requeues_interrupted_assessments(worker_settings, planned_assessment: str) -> None:

@@ -22,7 +22,7 @@ from backend import crud
 from backend.api.deps import CurrentToken, LimitQuery, OffsetQuery, SessionDep, SettingsDep
 from backend.core.queue import enqueue_assessment
 from backend.intake import IntakeError
-from backend.models import CELL_DONE, Assessment, utcnow
+from backend.models import CELL_DONE, Assessment, public_status, utcnow
 from backend.planning import plan_submission
 from backend.schemas import (
     AssessmentCreate,
@@ -220,7 +220,7 @@ def read_status(
     latest = crud.list_events(session, assessment_id=row.id, limit=1)
     body = AssessmentStatusPublic(
         id=row.id,
-        status=row.status,
+        status=public_status(row.status, row.alive_until),
         progress=progress,
         eta_at=eta_at,
         updated_at=updated_at,
