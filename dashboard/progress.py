@@ -28,7 +28,8 @@ __all__ = [
     "summarize_progress",
 ]
 
-ACTIVE_STATUSES = ("queued", "running", "finalizing")
+#: ``stalled``: running, but its worker died; a worker's recovery sweep resumes it, so keep polling.
+ACTIVE_STATUSES = ("queued", "running", "finalizing", "stalled")
 #: Status marks from the plain Unicode blocks every common font covers (DejaVu Sans, Liberation): emoji render
 #: as empty boxes on machines without an emoji font.
 STATUS_ICONS = {
@@ -46,7 +47,7 @@ STATUS_ICONS = {
     "error": "✘",
     "done": "✔",
 }
-_DONE = {"ok", "not_run", "error", "done"}
+_DONE = {"ok", "not_run", "error", "done", "cancelled"}
 
 
 def is_active(detail: Mapping[str, Any]) -> bool:
