@@ -287,3 +287,23 @@ def test_serve_demo_token_has_the_submit_scope_and_replaces_the_last_one(tmp_pat
         assert _works(client, second) and not _works(client, first)
         demo = [t for t in client.get("/tokens", headers=_bearer(ADMIN_TOKEN)).json()["data"] if "demo" in t["name"]]
         assert [t["scope"] for t in demo] == ["submit"]
+
+
+def test_a_token_whose_minter_is_revoked_is_refused_even_if_the_cascade_missed_it(
+    client: TestClient, project_headers: Headers, service_settings: Any
+) -> None:
+    """A token minted while its minter's revocation commits is not in that revocation's cascade; the minting
+    chain checked at each request refuses it anyway."""
+    from sqlalchemy import update
+
+    from backend.core.db import get_sessionmaker
+    from backend.models import ApiToken, utcnow
+
+    parent, parent_headers = _mint(client, project_headers, "manage", "parent")
+    _, child_headers = _mint(client, parent_headers, "manage", "child")
+    _, grandchild_headers = _mint(client, child_headers, "read", "grandchild")
+    with get_sessionmaker(service_settings)() as session:  # the parent alone, as a racing revocation leaves it
+        session.execute(update(ApiToken).where(ApiToken.id == parent["id"]).values(revoked_at=utcnow()))
+        session.commit()
+    assert not _works(client, child_headers) and not _works(client, grandchild_headers)
+    assert _works(client, project_headers)
