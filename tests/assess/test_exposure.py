@@ -120,3 +120,7 @@ def test_pdf_report_has_the_figure_and_the_table(exposure_run: dict[str, Any]):
     assert "Membership inference: ROC curves" in text and "false-positive rate (log)" in text
     top = next(c for c in exposure_run["results"].cells if c.row == "t_shrink").vulnerable_records[0]
     assert f"{top.record} ({top.label})" in text
+    from .test_report_layout import _pages
+
+    for number, lines in enumerate(_pages(exposure_run["paths"]["pdf"]), 1):  # the new sections add no thin page
+        assert len(lines) >= 5, (number, lines)
