@@ -11,7 +11,14 @@ from dashboard.client import REPORT_FORMATS, ApiClient, ApiError
 from dashboard.heatmap import cell_detail
 from dashboard.state import show_api_error
 
-__all__ = ["FINISHED_STATUSES", "load_results", "pick_assessment", "report_downloads", "show_cell_detail"]
+__all__ = [
+    "FINISHED_STATUSES",
+    "load_results",
+    "pick_assessment",
+    "readable_columns",
+    "report_downloads",
+    "show_cell_detail",
+]
 
 RESULTS_CACHE = "results.cache"
 
@@ -118,3 +125,9 @@ def report_downloads(client: ApiClient, assessment_id: str) -> None:
         help="Every report, the results, the signed manifest and the public key in one zip; check it offline "
         "with `amulet verify-report <zip> --public-key <key>` (the server's key: GET /signing-key).",
     )
+
+
+def readable_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Table rows whose column names an API gave in snake_case, written as words (``num_classes`` ->
+    ``num classes``)."""
+    return [{str(k).replace("_", " "): v for k, v in row.items()} for row in rows]

@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard.client import ApiError
 from dashboard.datafiles import guess_label, preview_file, shape_text
 from dashboard.state import require_client, show_api_error
+from dashboard.widgets import readable_columns
 
 EXPORTED, SPEC_WEIGHTS = "Exported model (.pt2 / .onnx)", "Architecture spec + weights"
 
@@ -115,7 +116,7 @@ with tab_data:
         show_api_error(exc)
         builtin = []
     if builtin:
-        st.dataframe(builtin, hide_index=True, width="stretch")
+        st.dataframe(readable_columns(builtin), hide_index=True, width="stretch")
 
 with tab_models:
     st.subheader("Upload a trained model")

@@ -148,6 +148,7 @@ def test_builtin_datasets_are_listed(api: Service) -> None:
     table = next(d.value for d in at.dataframe if "description" in d.value.columns)
     names = table["name"].tolist()
     assert "census" in names and "fmnist" in names
+    assert not [c for c in table.columns if "_" in c], list(table.columns)  # column names as words
 
 
 # -- new assessment -------------------------------------------------------------------------------------
