@@ -290,11 +290,13 @@ def cell_detail(results: Mapping[str, Any], row: str, column: str) -> dict[str, 
     cell = next((m for m in results.get("matrix", []) if m.get("row") == row and m.get("column") == column), None)
     summaries = []
     units: dict[str, str] = {}
+    names: dict[str, str] = {}  # metric key -> its human name (the per-seed table shows names, not keys)
     for m in results.get("metrics", []):
         if m.get("row") == row and m.get("risk") == risk and m.get("attack") == attack and m.get("headline", True):
             delta = m.get("delta") or {}
             unit = str(m.get("unit") or "")
             units[str(m.get("metric"))] = unit
+            names[str(m.get("metric"))] = str(m.get("name") or m.get("metric"))
             summaries.append(
                 {
                     "metric": m.get("name") or m.get("metric"),
@@ -330,7 +332,7 @@ def cell_detail(results: Mapping[str, Any], row: str, column: str) -> dict[str, 
             per_seed.append(
                 {
                     "seed": seed,
-                    "metric": key,
+                    "metric": names.get(key, key.replace("_", " ")),
                     "value": format_value(value, unit),
                     "baseline": format_value(baseline, unit),
                     "change": format_change(None if value is None or baseline is None else value - baseline, unit),

@@ -431,6 +431,7 @@ def test_results_page_heatmap_and_drill_down(api: Service, finished: list[dict])
     assert "adversarial_training x evasion (pgd)" in texts(at.subheader)
     per_seed = at.dataframe[2].value  # after the utility table and the drill-down's headline metrics
     assert sorted(set(per_seed["seed"])) == [0, 1]
+    assert "Robust accuracy" in set(per_seed["metric"])  # the metric's name, not its key robust_accuracy
     assert "Threat model" in texts(at.markdown)
     labels = [m.label for m in at.metric]
     assert {"Clean accuracy", "Accuracy change", "Majority rate"} <= set(labels)
