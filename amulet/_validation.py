@@ -1,9 +1,10 @@
-"""Declarative parameter validation, run when an object runs (never in ``__init__``).
+"""Declarative parameter validation.
 
 Every attack, defense and metric class declares ``_parameter_constraints``: a mapping from each
-constructor argument to a list of constraints, any of which may accept the value. Its run method calls
-:func:`validate_params` first, so bad input fails before any work with a message that names the
-parameter, the allowed values and the value given (see :data:`amulet.exceptions.PARAM_MESSAGE`).
+constructor argument to a list of constraints, any of which may accept the value. Its ``__init__`` calls
+:func:`validate_params` (upstream Amulet refuses bad arguments at construction), and its run method calls it
+again (an attribute may have been changed since), so bad input fails before any work with a message that
+names the parameter, the allowed values and the value given (see :data:`amulet.exceptions.PARAM_MESSAGE`).
 
 Example:
     >>> from amulet._validation import Interval, validate_params
