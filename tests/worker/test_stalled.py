@@ -70,6 +70,35 @@ def test_a_dead_lease_reads_stalled_and_the_sweep_resumes_it(worker_settings, pl
     assert _broker_messages(settings) == [("amulet.start_assessment", [assessment_id])]
 
 
+def test_a_dead_finalizer_is_released_and_the_assessment_finishes(worker_settings, planned_assessment: str) -> None:
+    """The worker died while rendering the reports (status finalizing, lease run out): the sweep releases the
+    claim, and the resumed assessment is finalized once."""
+    from backend import crud
+    from backend.core.db import get_sessionmaker
+    from backend.models import utcnow
+    from worker import jobs
+
+    settings, assessment_id = worker_settings, planned_assessment
+    trainings, cells = jobs.start(settings, assessment_id)
+    for key in trainings:
+        jobs.run_one_training(settings, assessment_id, key)
+    for key in cells:
+        jobs.run_one_cell(settings, assessment_id, key)
+    long_ago = utcnow() - timedelta(seconds=10 * settings.stall_after)
+    with get_sessionmaker(settings)() as session:
+        assert crud.claim_finalize(session, assessment_id=assessment_id)  # the dead worker's claim
+        crud.renew_lease(session, assessment_id=assessment_id, alive_until=long_ago)
+        session.commit()
+        assert crud.get_assessment(session, assessment_id=assessment_id).public_status == "stalled"
+    assert jobs.finalize(settings, assessment_id) is False  # claimed by the dead worker
+    assert jobs.resume_stalled(settings) == [assessment_id]
+    assert jobs.start(settings, assessment_id) == ([], [])  # what the queued start_assessment does first
+    jobs.supervised_finalize(settings, assessment_id)
+    with get_sessionmaker(settings)() as session:
+        row = crud.get_assessment(session, assessment_id=assessment_id)
+        assert row.public_status == "succeeded" and row.alive_until is None
+
+
 def _broker_messages(settings: Any) -> list[tuple[str, list[Any]]]:
     """(task name, args) of every message waiting in the embedded broker."""
     engine = create_engine(settings.resolved_broker_url.removeprefix("sqla+"))
