@@ -10,10 +10,12 @@ faster with one intra-op thread than with two, and equally fast when the machine
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
-__all__ = ["configure_threads", "thread_count"]
+__all__ = ["apply_thread_setting", "configure_threads", "single_thread", "thread_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,3 +59,40 @@ def configure_threads(num_threads: int | None = None, *, processes: int = 1) -> 
         torch.set_num_threads(threads)
         logger.info("torch intra-op threads: %d", threads)
     return threads
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the block with one torch intra-op thread, then restore the previous count.
+
+    For work made of many tiny operations (an attack MLP of a few thousand weights), where waking other
+    threads costs more than they save, and far more on a busy machine.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
+
+
+def apply_thread_setting() -> int:
+    """Apply the ``num_threads`` setting where layer-1 training starts, when it is set; return the count in effect.
+
+    Layer 1 runs inside the user's own process, whose torch thread count (``torch.set_num_threads``,
+    ``OMP_NUM_THREADS``) is the user's choice: the automatic setting (0, the default) leaves it alone, and an
+    explicit ``AMULET_NUM_THREADS=N`` applies N, as the engine does (on a busy machine, 1 keeps small models
+    from slowing down several-fold).
+    """
+    import torch
+
+    from amulet.settings import get_settings
+
+    wanted = get_settings().num_threads
+    if wanted:
+        return configure_threads(wanted)
+    return torch.get_num_threads()

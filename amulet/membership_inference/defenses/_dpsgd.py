@@ -13,6 +13,11 @@ What is done differently from upstream Amulet 0.6.0:
   ``privacy_epsilon_`` (with ``privacy_delta_`` and ``privacy_noise_multiplier_``); the interaction engine
   reads it from the model. :attr:`DPSGD.privacy_engine` is, as upstream, the Opacus ``PrivacyEngine`` the
   training ran through, so ``privacy_engine.accountant.get_epsilon(delta)`` is the same number;
+* per-sample gradients come from ``torch.func`` (one ``vmap`` of ``grad`` over the batch) and are handed to
+  Opacus' optimizer (``grad_sample_mode="no_op"``), instead of Opacus' module hooks: Poisson sampling,
+  clipping, noise and the accountant stay Opacus' (the same model to float rounding as the hooks give,
+  ``dp_train(per_sample="hooks")``), at less cost per step, with no hooks on the module during training;
+* the ``num_threads`` setting (``AMULET_NUM_THREADS``), when set, is applied before training;
 * an optional ``target_epsilon`` picks the noise multiplier through Opacus' accountant utilities
   (``get_noise_multiplier``) for the sampling rate and number of steps the training will take;
 * the recipe stage trains with its own epochs, batch size, learning rate and optimizer (DP-SGD needs more
@@ -287,6 +292,35 @@ def _set_graph_grad_samples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
         return criterion(model(x), y)
 
 
+def _func_grad_samples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
+    """Put ``torch.func`` per-sample gradients of a module in ``p.grad_sample``, where Opacus' optimizer reads them.
+
+    The hook-free path of :func:`dp_train` (``per_sample="func"``): one ``vmap`` of ``grad_and_value`` over
+    the batch instead of Opacus' forward and backward hooks, each sample's gradient being that of
+    ``criterion`` on the one sample (what Opacus' hooks store for a mean-reduced loss). Opacus' optimizer then
+    clips, adds noise and steps as it does for gradients from its hooks. Returns the batch's mean loss.
+    """
+    from torch.func import functional_call, grad_and_value, vmap
+
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if len(x) == 0:  # an empty Poisson batch: no sample, Opacus adds noise to a zero sum
+        for p in params.values():
+            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)  # type: ignore[attr-defined]
+        return torch.zeros((), device=x.device)
+    detached = {name: p.detach() for name, p in params.items()}
+    buffers = {name: b.detach() for name, b in model.named_buffers()}
+
+    def one(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return criterion(functional_call(model, (p, buffers), (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    # Dropout draws differently for each sample (as it does in a batched forward pass).
+    randomness = "different" if any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()) else "error"
+    grads, losses = vmap(grad_and_value(one), in_dims=(None, 0, 0), randomness=randomness)(detached, x, y)
+    for name, p in params.items():
+        p.grad_sample = grads[name]  # type: ignore[attr-defined]
+    return losses.mean()
+
+
 def dp_train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -306,6 +340,7 @@ def dp_train(
     seed: int = 0,
     progress: Progress | None = None,
     privacy_engine: Any = None,
+    per_sample: str = "func",
 ) -> DPTrainingResult:
     """Train ``model`` with DP-SGD through Opacus and return a hook-free copy with its epsilon.
 
@@ -339,6 +374,11 @@ def dp_train(
         progress: Progress reporter (task ``"dp_sgd"``).
         privacy_engine: An Opacus ``PrivacyEngine`` to train through (its accountant must be ``accountant``);
             default a new one. One used before keeps its history, so the epsilon composes both trainings.
+        per_sample: How per-sample gradients are computed: ``"func"`` (default: ``torch.func``, one
+            ``vmap`` over the batch, handed to Opacus' optimizer with ``grad_sample_mode="no_op"``) or
+            ``"hooks"`` (Opacus' module hooks). Sampling, clipping, noise and accounting are Opacus' either
+            way, and both give the same model to float rounding; ``"func"`` is faster and trains layers that
+            Opacus has no hook for. An uploaded graph always uses ``torch.func``.
 
     Returns:
         A :class:`DPTrainingResult`.
@@ -355,6 +395,10 @@ def dp_train(
     from opacus.validators import ModuleValidator
 
     refuse_unless_dp_trainable(model)  # before any work: a BatchNorm graph has no per-sample gradient
+    if per_sample not in {"func", "hooks"}:
+        raise InvalidParameterError(
+            f"The 'per_sample' parameter of dp_train must be 'func' or 'hooks'. Got {per_sample!r}."
+        )
     progress = resolve_progress(progress)
     device = torch.device(device)
     if target_epsilon is not None:
@@ -388,7 +432,9 @@ def dp_train(
             f"Got one with {engine.accountant.mechanism()!r} instead."
         )
     steps_before = sum(n for _, _, n in engine.accountant.history)
-    grad_sample_mode = "no_op" if graph else "hooks"
+    # torch.func (no_op: Opacus only wraps the module) for graphs always, for other modules unless asked for hooks
+    functional = graph or per_sample == "func"
+    grad_sample_mode = "no_op" if functional else "hooks"
     if secure_rng:
         private_model, private_optimizer, loader = engine.make_private(
             module=model,
@@ -436,15 +482,17 @@ def dp_train(
                 if context is None:
                     batch_sizes.append(len(x))
                 if batch_transform is not None and len(x) > 0:
-                    if not graph:
+                    if not functional:
                         private_model.disable_hooks()
                     x, y = batch_transform(private_model._module, x, y, transform_gen)
-                    if not graph:
+                    if not functional:
                         private_model.enable_hooks()
                     private_model.train()
                 private_optimizer.zero_grad(set_to_none=True)
                 if graph:
                     loss = _set_graph_grad_samples(private_model._module, x, y, criterion)
+                elif functional:
+                    loss = _func_grad_samples(private_model._module, x, y, criterion)
                 else:
                     loss = criterion(private_model(x), y)
                     with warnings.catch_warnings():
@@ -603,7 +651,10 @@ class DPSGD(MembershipInferenceDefense):
 
     def train_private(self) -> nn.Module:
         """Train with DP-SGD and return the plain, hook-free model (carrying ``privacy_epsilon_``)."""
+        from amulet.utils._threads import apply_thread_setting
+
         validate_params(self)
+        apply_thread_setting()
         result = dp_train(
             self.model,
             self.optimizer,

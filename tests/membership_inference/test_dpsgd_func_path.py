@@ -1,0 +1,97 @@
+"""Layer-1 DP-SGD's hook-free path: torch.func per-sample gradients equal Opacus' hooks, same accountant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from amulet.exceptions import InvalidParameterError
+from amulet.membership_inference.defenses import DPSGD, dp_train
+from amulet.models import LinearNet
+from amulet.settings import get_settings
+
+
+def _train(data, per_sample: str, *, dropout: bool = False, physical: int | None = None, accountant: str = "rdp"):
+    torch.manual_seed(0)
+    model = LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[32, 16], batch_norm=False)
+    if dropout:
+        model.features.append(nn.Dropout(0.2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return dp_train(
+        model, optimizer, data.loader(64), nn.CrossEntropyLoss(), noise_multiplier=1.1, max_grad_norm=1.0,
+        delta=1e-5, epochs=2, seed=3, per_sample=per_sample, max_physical_batch_size=physical, accountant=accountant,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("physical", [None, 16])
+def test_func_path_equals_opacus_hooks(census_rows, physical) -> None:
+    train, _ = census_rows
+    data = train.subset(np.arange(512))
+    hooks, func = _train(data, "hooks", physical=physical), _train(data, "func", physical=physical)
+    assert func.batch_sizes == hooks.batch_sizes and func.steps == hooks.steps
+    assert func.epsilon == hooks.epsilon
+    trained = dict(func.model.named_parameters())
+    assert len(trained) == 6
+    for name, p in hooks.model.named_parameters():
+        torch.testing.assert_close(trained[name], p, atol=1e-5, rtol=1e-4, msg=name)
+    # training moved the model: the comparison is not between two initialisations
+    torch.manual_seed(0)
+    fresh = LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[32, 16], batch_norm=False)
+    assert not torch.allclose(fresh.classifier.weight, func.model.classifier.weight, atol=1e-3)
+    # the hook-free path leaves no per-sample state on the returned model
+    assert all(not hasattr(p, "grad_sample") for p in func.model.parameters())
+
+
+def test_func_path_keeps_the_privacy_engines_history(census_rows) -> None:
+    train, _ = census_rows
+    data = train.subset(np.arange(384))
+    model = LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[16], batch_norm=False)
+    dp = DPSGD(
+        model, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-2), data.loader(64), "cpu",
+        1e-5, 1.0, 1.0, False, 2,
+    )  # fmt: skip
+    dp.train_private()
+    assert float(dp.privacy_engine.accountant.get_epsilon(1e-5)) == pytest.approx(dp.epsilon_, rel=1e-9)
+    assert sum(n for _, _, n in dp.privacy_engine.accountant.history) == dp.steps_ == 12
+
+
+def test_func_path_trains_a_model_with_dropout(census_rows) -> None:
+    train, _ = census_rows
+    result = _train(train.subset(np.arange(256)), "func", dropout=True)
+    assert result.steps == 8 and np.isfinite(result.epsilon)
+
+
+def test_unknown_per_sample_mode_is_refused(census_rows) -> None:
+    train, _ = census_rows
+    with pytest.raises(InvalidParameterError, match="per_sample"):
+        _train(train.subset(np.arange(64)), "ghost")
+
+
+def test_layer1_dpsgd_applies_the_thread_setting(census_rows, monkeypatch) -> None:
+    train, _ = census_rows
+    data = train.subset(np.arange(128))
+    before = torch.get_num_threads()
+    monkeypatch.setenv("AMULET_NUM_THREADS", "1")
+    get_settings.cache_clear()
+    try:
+        torch.set_num_threads(2)
+        model = LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[8], batch_norm=False)
+        DPSGD(
+            model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), data.loader(64), "cpu",
+            1e-5, 1.0, 1.0, False, 1,
+        ).train_private()  # fmt: skip
+        assert torch.get_num_threads() == 1
+        # the automatic setting leaves the user's own choice alone
+        monkeypatch.setenv("AMULET_NUM_THREADS", "0")
+        get_settings.cache_clear()
+        torch.set_num_threads(2)
+        DPSGD(
+            model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), data.loader(64), "cpu",
+            1e-5, 1.0, 1.0, False, 1,
+        ).train_private()  # fmt: skip
+        assert torch.get_num_threads() == 2
+    finally:
+        get_settings.cache_clear()
+        torch.set_num_threads(before)
