@@ -140,6 +140,7 @@ class _JobProcess:
         os.close(to_child)
         os.close(from_child)
         self._buffer = b""
+        self.owner = os.getpid()  # a process forked from the owner (a prefork pool child) must not use it
 
     def send(self, request: dict[str, Any]) -> None:
         data = memoryview(json.dumps(request).encode() + b"\n")
@@ -179,6 +180,8 @@ _local = threading.local()  # one job process per thread that runs jobs (the thr
 
 def _job_process() -> _JobProcess:
     process: _JobProcess | None = getattr(_local, "process", None)
+    if process is not None and process.owner != os.getpid():
+        process = None  # inherited through a fork: not this process's child
     if process is None:
         process = _local.process = _JobProcess()
         ready = process.receive(timeout=600)  # the engine's imports, in the child; no time limit runs yet
@@ -282,9 +285,9 @@ def run_supervised(
     """
     limit = float(time_limit if time_limit is not None else settings.task_time_limit)
     beat_every = max(0.2, settings.stall_after / 4)
+    process = _job_process()  # before the lease: a job process's start-up (imports) is no job's time
     watch = _Watch(settings, assessment_id, training_key, cell_key)
     watch.beat(time.monotonic())
-    process = _job_process()
     process.send({"call": call, "args": list(args), "settings": settings.model_dump_json()})
     started = last_sweep = time.monotonic()
     done = False
