@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from e2e_stack import Stack
 from service_testing import ADMIN_TOKEN, census_spec, make_settings
-from test_cancellation import STUCK_LAYERS, _plan, stuck_spec
+from test_cancellation import STUCK_LAYERS, _plan, long_training_spec, stuck_spec
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -268,7 +268,7 @@ def test_a_stuck_job_does_not_stall_the_queue(make_stack: Callable[[int], Stack]
     stack = make_stack(40)
     settings = _stack_settings(stack, max_model_layers=len(STUCK_LAYERS))
     stuck_a = _plan(settings, stuck_spec())
-    stuck_c = _plan(settings, census_spec(name="trains for hours", defenses=[], training={"epochs": 10_000}))
+    stuck_c = _plan(settings, long_training_spec())
     spec_b = census_spec(name="behind the stuck ones")
     tiny_b = _plan(settings, spec_b)
     for assessment_id in (stuck_a, stuck_c, tiny_b):
