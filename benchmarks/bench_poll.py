@@ -2,15 +2,17 @@
 every answer) against the new one (``GET /assessments/{id}/status`` with ``If-None-Match``, 304 while nothing
 changed), side by side in one run, on SQLite and on PostgreSQL.
 
-For each database, two API servers run one after the other on the same machine: one from this tree and one
-from ``--old-ref`` (the last commit before the status endpoint, extracted with ``git archive``; same
-virtual environment). Each gets a fresh database, one uvicorn process and no Celery worker; the benchmark
+For each database, two API servers run at once on the same machine: one from this tree and one from
+``--old-ref`` (the last commit before the status endpoint, extracted with ``git archive``; same virtual
+environment). Each gets a fresh database, one uvicorn process and no Celery worker; the benchmark
 submits the same 120-cell assessment (census, 5 rows x 8 risks x 3 seeds), marks it running with half of
 its cells finished (metrics and results stored, as the worker stores them) and, while the pollers run, a
 writer finishes one more cell every ``--write-every`` seconds, as a worker would. ``--pollers`` clients each
 poll every ``--interval`` seconds for ``--seconds``; the latency of every request is recorded (p50/p95/p99,
-304 share). ``--profile`` samples each server under 20 pollers of its poll path with py-spy (SQLite) and
-reports where the request threads spend their time.
+304 share). The measurements (old detail, new status, new detail) are interleaved and repeated
+``--repeats`` times, their latencies pooled, so that a change of the machine's load hits every path alike.
+``--profile`` samples each server under 20 pollers of its poll path with py-spy (SQLite) and reports where
+the request threads spend their time.
 
     python -m benchmarks.bench_poll [--pollers 20 100] [--seconds 10] [--databases sqlite postgresql]
 
@@ -208,7 +210,8 @@ def _finish(session: Any, assessment_id: str, cell: Any) -> None:
 
 
 class _Writer(threading.Thread):
-    """Finishes one pending cell every ``every`` seconds (what a worker's progress looks like to pollers)."""
+    """Finishes one pending cell every ``every`` seconds (what a worker's progress looks like to pollers); once
+    none is left it reopens one instead, so that every measurement sees the same rate of change."""
 
     def __init__(self, home: Path, database_url: str, assessment_id: str, every: float) -> None:
         super().__init__(daemon=True)
@@ -223,17 +226,20 @@ class _Writer(threading.Thread):
         maker = get_sessionmaker(_settings(self.home, self.database_url))
         while not self.stop.wait(self.every):
             with maker() as session:
-                pending = [
-                    c for c in crud.list_cells(session, assessment_id=self.assessment_id) if c.status == "pending"
-                ]
-                if not pending:
-                    return
-                _finish(session, self.assessment_id, pending[0])
+                pending, _ = crud.page_cells(
+                    session, assessment_id=self.assessment_id, limit=1, offset=0, status="pending"
+                )
+                if pending:
+                    _finish(session, self.assessment_id, pending[0])
+                else:  # every cell finished: reopen one, so that every measurement sees the same rate of change
+                    done, _ = crud.page_cells(session, assessment_id=self.assessment_id, limit=1, offset=0, status="ok")
+                    crud.upsert_cell(session, assessment_id=self.assessment_id, key=done[0].key, status="pending")
                 session.commit()
                 self.writes += 1
 
 
 async def _poll(url: str, path: str, pollers: int, seconds: float, interval: float, etag: bool) -> dict[str, Any]:
+    """``pollers`` clients polling ``path`` every ``interval`` seconds for ``seconds``: every latency and status."""
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     sizes: list[int] = []
@@ -264,18 +270,27 @@ async def _poll(url: str, path: str, pollers: int, seconds: float, interval: flo
         start = time.perf_counter()
         await asyncio.gather(*(poller(client, interval * i / pollers) for i in range(pollers)))
         elapsed = time.perf_counter() - start
-    errors = sum(n for code, n in statuses.items() if code >= 400 or code == 0)
+    return {"latencies": latencies, "statuses": statuses, "sizes": sizes, "elapsed": elapsed}
+
+
+def _summary(raw: list[dict[str, Any]]) -> dict[str, Any]:
+    """Latency percentiles and counts over every repetition of one measurement (latencies pooled)."""
+    latencies = [v for r in raw for v in r["latencies"]]
+    sizes = [v for r in raw for v in r["sizes"]]
+    statuses: Counter[int] = Counter()
+    for r in raw:
+        statuses.update(r["statuses"])
     return {
         "requests": len(latencies),
-        "errors": errors,
+        "errors": sum(n for code, n in statuses.items() if code >= 400 or code == 0),
         "connection_errors": statuses.get(0, 0),
         "not_modified_share": round(statuses.get(304, 0) / max(1, len(latencies)), 3),
         "p50_ms": round(statistics.median(latencies), 1),
         "p95_ms": round(_percentile(latencies, 95), 1),
         "p99_ms": round(_percentile(latencies, 99), 1),
         "max_ms": round(max(latencies), 1),
-        "throughput_rps": round(len(latencies) / elapsed, 1),
-        "mean_bytes": round(statistics.mean(sizes)),
+        "throughput_rps": round(len(latencies) / sum(r["elapsed"] for r in raw), 1),
+        "mean_bytes": round(statistics.mean(sizes)) if sizes else 0,
     }
 
 
@@ -302,54 +317,78 @@ def _profile(pid: int, seconds: float, out: Path) -> list[dict[str, Any]]:
     return [{"frame": f, "share": round(n / max(1, busy), 3)} for f, n in inclusive.most_common(15)]
 
 
-def _one(
-    code: Path, name: str, db: str, args: argparse.Namespace, tmp: Path, profile: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _both(old: Path, db: str, args: argparse.Namespace, tmp: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Both servers up at once on fresh databases; the measurements interleaved (old, new, new detail) and
+    repeated ``--repeats`` times, so that a change of the machine's load hits both paths alike."""
     rows: list[dict[str, Any]] = []
-    profile_rows: list[dict[str, Any]] = []
-    with _database(db) as (database_url, broker_url):
-        home = tmp / f"{db}-{name}"
-        with _server(code, home, database_url, broker_url) as (url, server):
-            assessment_id = _seed(url, home, database_url)
-            base = f"/assessments/{assessment_id}"
-            paths = [("old", f"GET {'/assessments/{id}'} (every cell)", base, False)]
-            if name == "new":
-                paths = [
-                    ("new", "GET /assessments/{id}/status + ETag", f"{base}/status", True),
-                    ("new", "GET /assessments/{id} (no cells)", base, False),
-                ]
-            asyncio.run(_poll(url, paths[0][2], 5, 2.0, args.interval, paths[0][3]))  # warm-up
+    profiles: dict[str, Any] = {}
+    with _database(db) as (old_db, old_broker), _database(db) as (new_db, new_broker):
+        old_home, new_home = tmp / f"{db}-old", tmp / f"{db}-new"
+        with (
+            _server(old, old_home, old_db, old_broker) as (old_url, old_server),
+            _server(ROOT, new_home, new_db, new_broker) as (new_url, new_server),
+        ):
+            old_id = _seed(old_url, old_home, old_db)
+            new_id = _seed(new_url, new_home, new_db)
+            old_base, new_base = f"/assessments/{old_id}", f"/assessments/{new_id}"
+            paths = [
+                ("old", "GET /assessments/{id} (every cell)", old_url, old_base, False, old_home, old_db, old_id),
+                (
+                    "new",
+                    "GET /assessments/{id}/status + ETag",
+                    new_url,
+                    f"{new_base}/status",
+                    True,
+                    new_home,
+                    new_db,
+                    new_id,
+                ),
+                ("new", "GET /assessments/{id} (no cells)", new_url, new_base, False, new_home, new_db, new_id),
+            ]
+            for _, _, url, path, etag, *_ in paths:
+                asyncio.run(_poll(url, path, 5, 2.0, args.interval, etag))  # warm-up
             for pollers in args.pollers:
-                for version, label, path, etag in paths:
-                    writer = _Writer(home, database_url, assessment_id, args.write_every)
-                    load_before = os.getloadavg()
-                    writer.start()
-                    measured = asyncio.run(_poll(url, path, pollers, args.seconds, args.interval, etag))
-                    writer.stop.set()
-                    writer.join()
+                raw: dict[str, list[dict[str, Any]]] = {label: [] for _, label, *_ in paths}
+                writes: Counter[str] = Counter()
+                load_before = os.getloadavg()
+                for _ in range(args.repeats):
+                    for _, label, url, path, etag, home, database_url, assessment_id in paths:
+                        writer = _Writer(home, database_url, assessment_id, args.write_every)
+                        writer.start()
+                        raw[label].append(asyncio.run(_poll(url, path, pollers, args.seconds, args.interval, etag)))
+                        writer.stop.set()
+                        writer.join()
+                        writes[label] += writer.writes
+                for version, label, *_ in paths:
                     rows.append(
                         {
                             "database": db,
                             "code": version,
                             "path": label,
                             "pollers": pollers,
-                            **measured,
-                            "cell_writes": writer.writes,
+                            **_summary(raw[label]),
+                            "repeats": args.repeats,
+                            "cell_writes": writes[label],
                             "load_before": [round(v, 2) for v in load_before],
                             "load_after": [round(v, 2) for v in os.getloadavg()],
                         }
                     )
                     print(_line(rows[-1]), flush=True)
-            if profile:
-                _, _, path, etag = paths[0]
-                task = threading.Thread(
-                    target=lambda: asyncio.run(_poll(url, path, 20, args.seconds + 2, args.interval, etag))
-                )
-                task.start()
-                time.sleep(1.0)
-                profile_rows = _profile(server.pid, args.seconds, tmp / "pyspy.txt")
-                task.join()
-    return rows, profile_rows
+            if args.profile and db == "sqlite":
+                for name, server, (_, _, url, path, etag, *_) in (
+                    ("old", old_server, paths[0]),
+                    ("new", new_server, paths[1]),
+                ):
+                    task = threading.Thread(
+                        target=lambda u=url, p=path, e=etag: asyncio.run(
+                            _poll(u, p, 20, args.seconds + 2, args.interval, e)
+                        )
+                    )
+                    task.start()
+                    time.sleep(1.0)
+                    profiles[name] = _profile(server.pid, args.seconds, tmp / f"pyspy-{name}.txt")
+                    task.join()
+    return rows, profiles
 
 
 HEADER = (
@@ -376,11 +415,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(HEADER)
         print("-" * len(HEADER))
         for db in args.databases:
-            for name, code in (("old", old), ("new", ROOT)):
-                measured, sampled = _one(code, name, db, args, tmp, args.profile and db == "sqlite")
-                rows += measured
-                if sampled:
-                    profile[name] = sampled
+            measured, sampled = _both(old, db, args, tmp)
+            rows += measured
+            profile.update(sampled)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -391,6 +428,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "assessment": "census, 5 rows x 8 risks x 3 seeds: 120 cells, 15 trainings; half the cells finished",
         "poll_interval_s": args.interval,
         "seconds_per_measurement": args.seconds,
+        "repeats": args.repeats,
         "cell_finished_every_s": args.write_every,
         "uvicorn_workers": 1,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
@@ -405,6 +443,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--pollers", type=int, nargs="+", default=[20, 100])
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of polling per measurement")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds each poller waits between polls")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions of each measurement")
     parser.add_argument("--write-every", type=float, default=0.5, help="seconds between two finished cells")
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"])
     parser.add_argument("--old-ref", default=OLD_REF, help="the commit to measure the old path on")
