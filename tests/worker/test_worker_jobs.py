@@ -34,6 +34,12 @@ def test_celery_reliability_settings() -> None:
         tasks.finalize_assessment,
     ):
         assert task.acks_late and task.reject_on_worker_lost, task.name
+        assert task.max_retries == tasks.MAX_RETRIES, task.name  # no task retries forever
+    # Celery's solo pool ignores its time limits; the job processes enforce AMULET_TASK_TIME_LIMIT, and
+    # Celery's limits sit above it as a backstop for the prefork pool.
+    from amulet.settings import get_settings
+
+    assert conf.task_soft_time_limit > get_settings().task_time_limit
 
 
 def test_jobs_run_an_assessment_idempotently(worker_settings, planned_assessment: str) -> None:
