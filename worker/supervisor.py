@@ -285,10 +285,17 @@ def run_supervised(
     """
     limit = float(time_limit if time_limit is not None else settings.task_time_limit)
     beat_every = max(0.2, settings.stall_after / 4)
+    request = {"call": call, "args": list(args), "settings": settings.model_dump_json()}
     process = _job_process()  # before the lease: a job process's start-up (imports) is no job's time
+    try:
+        process.send(request)
+    except OSError:  # it died while idle (killed from outside): start another one
+        _forget(process)
+        process.close()
+        process = _job_process()
+        process.send(request)
     watch = _Watch(settings, assessment_id, training_key, cell_key)
     watch.beat(time.monotonic())
-    process.send({"call": call, "args": list(args), "settings": settings.model_dump_json()})
     started = last_sweep = time.monotonic()
     done = False
     try:

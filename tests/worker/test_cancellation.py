@@ -243,3 +243,7 @@ def test_a_job_whose_process_dies_is_an_error_not_a_hang(worker_settings, planne
         supervisor.run_supervised(settings, assessment_id, "test_cancellation:fail")
     after = supervisor.run_supervised(settings, assessment_id, "test_cancellation:answer", 3)
     assert after["answer"] == 3 and after["pid"] != first["pid"]  # a new job process after the death
+    os.kill(after["pid"], signal.SIGKILL)  # killed while idle, between two jobs
+    time.sleep(0.5)
+    again = supervisor.run_supervised(settings, assessment_id, "test_cancellation:answer", 4)
+    assert again["answer"] == 4 and again["pid"] != after["pid"]
