@@ -13,10 +13,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import amulet
 from backend.api.errors import (
+    database_busy_handler,
     database_value_error_handler,
     scrubbing_http_exception_handler,
     validation_exception_handler,
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.add_exception_handler(StarletteHTTPException, scrubbing_http_exception_handler(settings))
     app.add_exception_handler(RequestValidationError, validation_exception_handler(settings))
     app.add_exception_handler(DataError, database_value_error_handler(settings))
+    app.add_exception_handler(PoolTimeoutError, database_busy_handler)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app
 

@@ -133,3 +133,27 @@ def database_value_error_handler(settings: Settings) -> Callable[[Request, Excep
         return JSONResponse(status_code=422, content={"detail": detail})
 
     return handler
+
+
+#: Seconds a client is asked to wait (``Retry-After``) when every database connection is busy.
+BUSY_RETRY_AFTER = 2
+
+
+async def database_busy_handler(request: Request, exc: Exception) -> Response:
+    """A 503 with ``Retry-After`` when no database connection freed up in time (SQLAlchemy's pool timeout).
+
+    Many clients polling at once can hold every pooled connection; the request was not wrong and nothing was
+    changed, so the answer says to retry instead of a bare 500.
+    """
+    return JSONResponse(
+        status_code=503,
+        content={
+            "detail": {
+                "field": "request",
+                "message": "The service is busy (every database connection is in use); nothing was changed. "
+                f"Retry in {BUSY_RETRY_AFTER} seconds, or poll less often (GET /assessments/{{id}}/status "
+                "answers 304 while nothing changed).",
+            }
+        },
+        headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+    )

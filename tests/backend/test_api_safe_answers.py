@@ -147,3 +147,21 @@ def test_html_report_renders_its_heatmap_under_the_served_csp(report_files: dict
     finally:
         served.shutdown()
         strict.shutdown()
+
+
+def test_a_busy_database_pool_is_a_503_with_retry_after(service_settings) -> None:
+    """When every pooled connection stays busy past SQLAlchemy's pool timeout (100 pollers at once), the
+    answer is a 503 that says to retry, not a bare 500."""
+    import asyncio
+    import json
+
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    from backend.api.errors import database_busy_handler
+    from backend.main import create_app
+
+    app = create_app(service_settings)
+    assert app.exception_handlers[PoolTimeoutError] is database_busy_handler
+    response = asyncio.run(database_busy_handler(None, PoolTimeoutError("QueuePool limit reached")))  # type: ignore[arg-type]
+    assert response.status_code == 503 and response.headers["retry-after"] == "2"
+    assert "busy" in json.loads(bytes(response.body))["detail"]["message"]
