@@ -60,17 +60,21 @@ def test_torch_attack_mlp_matches_sklearn_accuracy_on_census(census_attack) -> N
     assert isinstance(attack.attack_models_[0], torch.nn.Sequential)
 
 
-def test_attack_applies_the_thread_setting(census_attack, monkeypatch) -> None:
+def test_attack_runs_with_the_thread_setting_and_restores_the_callers(census_attack, monkeypatch) -> None:
     attack, _, _ = census_attack
     before = torch.get_num_threads()
-    monkeypatch.setenv("AMULET_NUM_THREADS", "1")
+    seen: list[int] = []
+    handle = attack.target_model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    monkeypatch.setenv("AMULET_NUM_THREADS", "3")
     get_settings.cache_clear()
     try:
         torch.set_num_threads(2)
         attack.max_iter = 5
         attack.attack()
-        assert torch.get_num_threads() == 1
+        assert seen and set(seen) == {3}
+        assert torch.get_num_threads() == 2
     finally:
+        handle.remove()
         attack.max_iter = 300
         get_settings.cache_clear()
         torch.set_num_threads(before)

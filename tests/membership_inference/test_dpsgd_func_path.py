@@ -69,29 +69,31 @@ def test_unknown_per_sample_mode_is_refused(census_rows) -> None:
         _train(train.subset(np.arange(64)), "ghost")
 
 
-def test_layer1_dpsgd_applies_the_thread_setting(census_rows, monkeypatch) -> None:
+def _threads_during_training(data, setting: str, monkeypatch) -> tuple[int, int]:
+    """(torch threads seen by the model's forward pass during DPSGD.train_private, threads afterwards)."""
+    monkeypatch.setenv("AMULET_NUM_THREADS", setting)
+    get_settings.cache_clear()
+    seen: list[int] = []
+    model = LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[8], batch_norm=False)
+    model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    torch.set_num_threads(2)
+    DPSGD(
+        model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), data.loader(64), "cpu",
+        1e-5, 1.0, 1.0, False, 1,
+    ).train_private()  # fmt: skip
+    assert seen
+    return max(seen), torch.get_num_threads()
+
+
+def test_layer1_dpsgd_trains_with_the_thread_setting_and_restores_the_callers(census_rows, monkeypatch) -> None:
     train, _ = census_rows
     data = train.subset(np.arange(128))
     before = torch.get_num_threads()
-    monkeypatch.setenv("AMULET_NUM_THREADS", "1")
-    get_settings.cache_clear()
     try:
-        torch.set_num_threads(2)
-        model = LinearNet(data.x.shape[1], 2, hidden_layer_sizes=[8], batch_norm=False)
-        DPSGD(
-            model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), data.loader(64), "cpu",
-            1e-5, 1.0, 1.0, False, 1,
-        ).train_private()  # fmt: skip
-        assert torch.get_num_threads() == 1
-        # the automatic setting leaves the user's own choice alone
-        monkeypatch.setenv("AMULET_NUM_THREADS", "0")
-        get_settings.cache_clear()
-        torch.set_num_threads(2)
-        DPSGD(
-            model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), data.loader(64), "cpu",
-            1e-5, 1.0, 1.0, False, 1,
-        ).train_private()  # fmt: skip
-        assert torch.get_num_threads() == 2
+        # automatic: one thread for a small model, the caller's count back afterwards
+        assert _threads_during_training(data, "0", monkeypatch) == (1, 2)
+        # explicit setting: applied during training
+        assert _threads_during_training(data, "3", monkeypatch) == (3, 2)
     finally:
         get_settings.cache_clear()
         torch.set_num_threads(before)

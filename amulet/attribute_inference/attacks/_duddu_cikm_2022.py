@@ -244,12 +244,15 @@ class DudduCIKM2022(AttributeInferenceAttack):
             InvalidParameterError: for bad parameters, a non-binary attribute column, or ``x_train_adv`` and
                 ``z_train_adv`` of different lengths.
         """
-        from sklearn.metrics import roc_curve
-
-        from amulet.utils._threads import apply_thread_setting
+        from amulet.utils._threads import layer1_threads
 
         z = self._checked_attributes()
-        apply_thread_setting()
+        with layer1_threads(self.target_model):
+            return self._attack(z)
+
+    def _attack(self, z: np.ndarray) -> dict[int, dict[str, np.ndarray]]:
+        from sklearn.metrics import roc_curve
+
         train_features = self._outputs(self.x_train_adv)
         test_features = self._outputs(self.x_test)
         results: dict[int, dict[str, np.ndarray]] = {}

@@ -17,7 +17,9 @@ What is done differently from upstream Amulet 0.6.0:
   Opacus' optimizer (``grad_sample_mode="no_op"``), instead of Opacus' module hooks: Poisson sampling,
   clipping, noise and the accountant stay Opacus' (the same model to float rounding as the hooks give,
   ``dp_train(per_sample="hooks")``), at less cost per step, with no hooks on the module during training;
-* the ``num_threads`` setting (``AMULET_NUM_THREADS``), when set, is applied before training;
+* training runs with the ``num_threads`` setting (``AMULET_NUM_THREADS``) when it is set, and with one
+  thread for a small model when it is automatic (:func:`amulet.utils._threads.layer1_threads`; the caller's
+  thread count is restored afterwards);
 * an optional ``target_epsilon`` picks the noise multiplier through Opacus' accountant utilities
   (``get_noise_multiplier``) for the sampling rate and number of steps the training will take;
 * the recipe stage trains with its own epochs, batch size, learning rate and optimizer (DP-SGD needs more
@@ -651,11 +653,21 @@ class DPSGD(MembershipInferenceDefense):
 
     def train_private(self) -> nn.Module:
         """Train with DP-SGD and return the plain, hook-free model (carrying ``privacy_epsilon_``)."""
-        from amulet.utils._threads import apply_thread_setting
+        from amulet.utils._threads import layer1_threads
 
         validate_params(self)
-        apply_thread_setting()
-        result = dp_train(
+        with layer1_threads(self.model):
+            result = self._train()
+        self.epsilon_ = result.epsilon
+        self.noise_multiplier_ = result.noise_multiplier
+        self.sample_rate_ = result.sample_rate
+        self.steps_ = result.steps
+        self.replaced_modules_ = result.replaced_modules
+        self.batch_sizes_ = result.batch_sizes
+        return result.model
+
+    def _train(self) -> DPTrainingResult:
+        return dp_train(
             self.model,
             self.optimizer,
             self.train_loader,
@@ -673,13 +685,6 @@ class DPSGD(MembershipInferenceDefense):
             progress=self.progress,
             privacy_engine=self.privacy_engine,
         )
-        self.epsilon_ = result.epsilon
-        self.noise_multiplier_ = result.noise_multiplier
-        self.sample_rate_ = result.sample_rate
-        self.steps_ = result.steps
-        self.replaced_modules_ = result.replaced_modules
-        self.batch_sizes_ = result.batch_sizes
-        return result.model
 
     def get_epsilon(self) -> float:
         """The epsilon spent by :meth:`train_private` (at ``delta``)."""
