@@ -111,6 +111,9 @@ class Matrix:
         record["load_after"] = round(os.getloadavg()[0], 2)
         self.cells.append(record)
         print(json.dumps(record), flush=True)
+        if self.args.cells_file is not None:  # one line per cell as it finishes: a stopped run keeps its figures
+            with open(self.args.cells_file, "a") as out:
+                out.write(json.dumps(record) + "\n")
         return value
 
     # ---- the rows' training
@@ -323,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--di-models", type=int, default=4, help="distribution-inference models per population")
     parser.add_argument("--di-rows", type=int, default=200, help="rows per side for dataset inference")
     parser.add_argument("--di-iter", type=int, default=50, help="dataset-inference distance iterations")
+    parser.add_argument("--cells-file", type=Path, help="also append each cell as a JSON line here when it ends")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--skip-once", action="store_true", help="skip distribution inference / watermark / DI")
     parser.add_argument("--lira-only", type=int, nargs="+", help="only LiRA alone at these shadow counts")

@@ -75,12 +75,14 @@ def run_side(
             result.update(label=label, reused=True)
             return result
     output.unlink(missing_ok=True)
+    cells_file = OUT / f"{label}.cells.jsonl"
+    cells_file.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
     env.update(env_extra)
     load = os.getloadavg()
     start = time.perf_counter()
     proc = subprocess.run(
-        [python, str(SCRIPT), "--root", str(root), "--output", str(output), *extra],
+        [python, str(SCRIPT), "--root", str(root), "--output", str(output), "--cells-file", str(cells_file), *extra],
         cwd=root, env=env, capture_output=True, text=True,
     )  # fmt: skip
     wall = time.perf_counter() - start
