@@ -1,0 +1,38 @@
+"""The layer-1 comparison's data preparation: upstream's adult.csv written from the offline UCI files."""
+
+from __future__ import annotations
+
+import csv
+
+import pandas as pd
+
+from benchmarks.bench_layer1_compare import ADULT_COLUMNS, compare, prepare_census
+
+
+def test_prepare_census_writes_upstreams_csv_beside_the_uci_files(tmp_path) -> None:
+    root = prepare_census(tmp_path)
+    folder = root / "data" / "census"
+    assert {p.name for p in folder.iterdir()} == {"adult.csv", "adult.data", "adult.test"}
+    with open(folder / "adult.csv") as f:
+        header = next(csv.reader(f))
+    assert header == ADULT_COLUMNS
+    frame = pd.read_csv(folder / "adult.csv")
+    # the rows this package's loader keeps (race White or Black), labels without adult.test's trailing dot
+    assert set(frame["race"]) == {"White", "Black"}
+    assert set(frame["income"]) == {"<=50K", ">50K"}
+    assert 40_000 < len(frame) < 48_842
+    assert frame["workclass"].isna().any()  # UCI's "?" is a missing value, as upstream's file has it
+    # upstream's loader: one-hot (drop first) of the categorical columns gives its hard-coded 93 features
+    features = frame.drop(columns=["income", "fnlwgt", "race", "sex"]).fillna("Unknown")
+    assert pd.get_dummies(features, drop_first=True).shape[1] == 93
+
+
+def test_compare_ratios_and_crashed_cells(capsys) -> None:
+    up = {"cells": [{"row": "a", "risk": "x", "status": "ok", "seconds": 10.0, "metric": {}},
+                    {"row": "a", "risk": "y", "status": "crashed", "seconds": 0.1, "error": "E: boom"}]}  # fmt: skip
+    ours = {"cells": [{"row": "a", "risk": "x", "status": "ok", "seconds": 2.0, "metric": {}},
+                      {"row": "a", "risk": "y", "status": "ok", "seconds": 1.0, "metric": {}}]}  # fmt: skip
+    result = compare(up, ours)
+    assert result["ratio"] == 5.0  # only cells that ran on both sides count
+    assert result["cells"][1]["ratio"] is None
+    assert "upstream: CRASHED: E: boom" in capsys.readouterr().out
