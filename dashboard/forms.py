@@ -296,15 +296,8 @@ def render_fields(
                 continue
             if swept:
                 initial = initial[0] if initial else spec.default
-        # A number's first value goes in as the widget's own ``value``, not through st.session_state: a second
-        # browser session on the same dashboard server (a reload, another user) rendered numbers pre-set in the
-        # session state at their minimum instead (a learning rate of 0.0), which the API then refused.
-        first_value: dict[str, Any] = {}
         if key not in st.session_state and initial is not None:
-            if spec.numeric and spec.kind != "enum":
-                first_value = {"value": int(initial) if spec.kind == "integer" else float(initial)}
-            else:
-                st.session_state[key] = initial
+            st.session_state[key] = initial
         value: Any
         if spec.kind == "boolean":
             value = area.checkbox(spec.title, key=key, help=help_text)
@@ -318,7 +311,6 @@ def render_fields(
             high = spec.maximum if spec.maximum is not None else spec.exclusive_maximum
             # An optional number without a default starts empty (None), not at 0.
             empty: dict[str, Any] = {"value": None} if key not in st.session_state and initial is None else {}
-            empty.update(first_value)
             if spec.kind == "integer":
                 value = area.number_input(
                     spec.title,

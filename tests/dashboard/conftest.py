@@ -161,11 +161,11 @@ def dashboard_server(api: Service) -> Iterator[str]:
 def fresh_dashboard_server(api: Service, tmp_path: Path) -> Iterator[str]:
     """A dashboard server of the test's own, whose first browser session is the test's.
 
-    A later browser session on a shared server has been seen to start the New-assessment form with the
-    training learning rate at 0.0 (the launch then refuses it) after another browser test used that server.
-    Passing numbers' first values as the widgets' own ``value`` fixed it for a page reload (the end-to-end
-    scenario reloads and launches), not for a new browser context; the cause is not found yet, so the BYOM
-    scenario runs on a server of its own.
+    A later browser session on a shared server (another browser context, or the same page reloaded) has been
+    seen to start the New-assessment form with the training learning rate at 0.0 (Launch is then disabled
+    with "The 'lr' parameter must be > 0"; nothing wrong is submitted). It does not reproduce under AppTest,
+    so it lives between the browser and the Streamlit server; the cause is not found yet, so the BYOM
+    scenario runs on a server of its own and the end-to-end scenario reloads only after its launch.
     """
     with _streamlit(api, f"dashboard-{tmp_path.name}.log") as url:
         yield url

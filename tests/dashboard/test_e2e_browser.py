@@ -207,10 +207,6 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
     """The user's path through the dashboard, from connecting to the PDF report."""
     connect(page, api, dashboard_server)
     page.screenshot(path=ARTIFACTS / "01-connect.png", full_page=True)
-    # A reload starts a new Streamlit session: the sign-in survives it (the URL's handle, never the token).
-    assert api.token not in page.url
-    page.reload()
-    expect(page.get_by_text(f"Connected to {api.url}").first).to_be_visible(timeout=60_000)
 
     # Upload the census CSV: label guessed from the preview, sensitive columns chosen.
     go(page, "Models & data")
@@ -296,3 +292,10 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
     overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"horizontal overflow of {overflow}px at 420px"
     page.screenshot(path=ARTIFACTS / "06-results-420.png", full_page=True)
+
+    # A reload starts a new Streamlit session: the sign-in survives it (the URL's handle, never the token),
+    # and the Results page comes back with the heatmap.
+    assert api.token not in page.url and "s=" in page.url
+    page.reload()
+    expect(page.get_by_text(f"Connected to {api.url}").first).to_be_visible(timeout=60_000)
+    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(timeout=60_000)

@@ -463,7 +463,7 @@ def test_compare_page_side_by_side(api: Service, finished: list[dict]) -> None:
     assert len(charts) == 2
     for chart in charts:  # labels break before the attack, and the title is not drawn over them
         layout = json.loads(chart.proto.spec)["layout"]
-        assert all("<br>(" in t for t in layout["xaxis"]["ticktext"]) and "title" not in layout
+        assert all("<br>(" in t for t in layout["xaxis"]["ticktext"]) and not (layout.get("title") or {}).get("text")
     assert "Both heatmaps share one colour scale" in texts(at.caption)
     table = at.dataframe[2].value  # after the two utility tables
     assert list(table["row"]) == ["adversarial_training", "adversarial_training"]
