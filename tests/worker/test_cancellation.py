@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-#: 1,500 layers of width 4: about 20 s in the structure check alone on one core, after a few seconds of
-#: training (quadratic in the number of layers).
-STUCK_LAYERS = [4] * 1500
+#: 3,000 layers of width 4: about 3 s in the structure check alone on an idle machine, tens of seconds on a busy
+#: one (quadratic in the number of layers; 1,500 layers took 0.7 s, too short to cancel inside reliably).
+STUCK_LAYERS = [4] * 3000
 
 
 def _plan(settings: Any, spec: dict[str, Any]) -> str:
@@ -68,7 +68,7 @@ def long_training_spec() -> dict[str, Any]:
 
 @pytest.fixture
 def stuck_settings(tmp_path: Path):
-    """Service settings whose operator allows 1,500-layer models."""
+    """Service settings whose operator allows 3,000-layer models."""
     from service_testing import make_settings
 
     from backend.main import prestart
@@ -171,7 +171,7 @@ def test_cancel_stops_a_job_stuck_in_the_structure_check(stuck_settings) -> None
 
     def cancel_in_the_structure_check() -> None:
         _wait_for_event(settings, assessment_id, "/structure")
-        time.sleep(0.5)  # inside the check (seconds on an idle machine, tens of seconds on a busy one)
+        time.sleep(0.2)  # inside the check (about 3 s on an idle machine, tens of seconds on a busy one)
         with get_sessionmaker(settings)() as session:
             project_id = crud.get_assessment(session, assessment_id=assessment_id).project_id
             assert crud.cancel_assessment(session, assessment_id=assessment_id, project_id=project_id)
