@@ -161,3 +161,29 @@ def census_spec(**overrides: Any) -> dict[str, Any]:
     }
     spec.update(overrides)
     return json.loads(json.dumps(spec))
+
+
+def plan_assessment_row(settings: Any, spec: dict[str, Any]) -> str:
+    """Plan ``spec`` in the first project through the intake path (POST /assessments' own code) and return
+    the queued assessment's id (for worker tests that run its jobs themselves)."""
+    from sqlalchemy import select
+
+    from backend import crud
+    from backend.core.db import get_sessionmaker
+    from backend.models import Project
+    from backend.planning import plan_submission
+
+    with get_sessionmaker(settings)() as session:
+        project = session.scalar(select(Project))
+        planned = plan_submission(session, project_id=project.id, spec=spec, name=None, settings=settings)
+        row = crud.create_assessment(
+            session,
+            project_id=project.id,
+            name=planned.name,
+            spec=spec,
+            resolved_spec=planned.resolved_spec,
+            training_keys=planned.training_keys,
+            cells=planned.cells,
+        )
+        session.commit()
+        return row.id

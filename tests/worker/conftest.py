@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
-from service_testing import census_spec, make_settings
+from service_testing import census_spec, make_settings, plan_assessment_row
 
 
 @pytest.fixture
@@ -24,25 +24,4 @@ def worker_settings(tmp_path: Path):
 @pytest.fixture
 def planned_assessment(worker_settings) -> str:
     """Id of a queued tiny census assessment (2 trainings, 2 cells), as POST /assessments stores it."""
-    from sqlalchemy import select
-
-    from backend import crud
-    from backend.core.db import get_sessionmaker
-    from backend.models import Project
-    from backend.planning import plan_submission
-
-    with get_sessionmaker(worker_settings)() as session:
-        project = session.scalar(select(Project))
-        spec = census_spec()
-        planned = plan_submission(session, project_id=project.id, spec=spec, name=None)
-        row = crud.create_assessment(
-            session,
-            project_id=project.id,
-            name=planned.name,
-            spec=spec,
-            resolved_spec=planned.resolved_spec,
-            training_keys=planned.training_keys,
-            cells=planned.cells,
-        )
-        session.commit()
-        return row.id
+    return plan_assessment_row(worker_settings, census_spec())

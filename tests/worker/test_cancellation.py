@@ -24,27 +24,9 @@ STUCK_LAYERS = [4] * 3000
 
 def _plan(settings: Any, spec: dict[str, Any]) -> str:
     """Plan ``spec`` through the intake path (POST /assessments' own code) and return the assessment id."""
-    from sqlalchemy import select
+    from service_testing import plan_assessment_row
 
-    from backend import crud
-    from backend.core.db import get_sessionmaker
-    from backend.models import Project
-    from backend.planning import plan_submission
-
-    with get_sessionmaker(settings)() as session:
-        project = session.scalar(select(Project))
-        planned = plan_submission(session, project_id=project.id, spec=spec, name=None, settings=settings)
-        row = crud.create_assessment(
-            session,
-            project_id=project.id,
-            name=planned.name,
-            spec=spec,
-            resolved_spec=planned.resolved_spec,
-            training_keys=planned.training_keys,
-            cells=planned.cells,
-        )
-        session.commit()
-        return row.id
+    return plan_assessment_row(settings, spec)
 
 
 def stuck_spec(layers: list[int] = STUCK_LAYERS) -> dict[str, Any]:
