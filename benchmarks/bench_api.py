@@ -44,13 +44,29 @@ SPEC: dict[str, Any] = {
 }
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free loopback TCP port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _percentile(values: list[float], q: float) -> float:
+def wait_for_api(url: str, server: subprocess.Popen[bytes], *, timeout: float, what: str) -> None:
+    """Block until ``url``/health answers 200; RuntimeError if ``server`` exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.3)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``values`` (nearest rank)."""
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
@@ -89,8 +105,8 @@ def _summary(name: str, latencies: list[float], errors: int, elapsed: float, cli
         "requests": len(latencies),
         "errors": errors,
         "p50_ms": round(statistics.median(latencies), 2),
-        "p95_ms": round(_percentile(latencies, 95), 2),
-        "p99_ms": round(_percentile(latencies, 99), 2),
+        "p95_ms": round(percentile(latencies, 95), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
         "max_ms": round(max(latencies), 2),
         "throughput_rps": round(len(latencies) / elapsed, 1),
     }
@@ -99,7 +115,7 @@ def _summary(name: str, latencies: list[float], errors: int, elapsed: float, cli
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start the service, measure, stop it; returns the results document."""
     home = Path(tempfile.mkdtemp(prefix="amulet-bench-"))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "AMULET_HOME": str(home), "AMULET_ADMIN_TOKEN": TOKEN, "AMULET_DEVICE": "cpu"}
     if args.database_url:
@@ -110,16 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     argv += ["--workers", str(args.workers)]
     server = subprocess.Popen(argv, env=env, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.3)
+        wait_for_api(url, server, timeout=120, what="the API")
         headers = {"Authorization": f"Bearer {TOKEN}"}
         created = httpx.post(f"{url}/assessments", json={"spec": SPEC}, headers=headers, timeout=120)
         created.raise_for_status()

@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from benchmarks.bench_api import free_port, percentile, wait_for_api
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_poll.json"
@@ -76,17 +77,6 @@ SPEC: dict[str, Any] = {
 }
 #: Metrics stored per finished cell (what a real cell stores: a handful of numbers).
 METRICS = {"accuracy": 0.84, "auc": 0.61, "advantage": 0.07, "ci_low": 0.55, "ci_high": 0.66, "seconds": 0.4}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def _old_tree(ref: str, into: Path) -> Path:
@@ -125,7 +115,7 @@ def _database(kind: str) -> Iterator[tuple[str, str]]:
 
 @contextmanager
 def _server(code: Path, home: Path, database_url: str, broker_url: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "AMULET_HOME": str(home),
@@ -140,16 +130,7 @@ def _server(code: Path, home: Path, database_url: str, broker_url: str) -> Itera
     server = subprocess.Popen(argv, env=env, cwd=code)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(f"the API from {code} did not start")
-            time.sleep(0.3)
+        wait_for_api(url, server, timeout=180, what=f"the API from {code}")
         yield url, server
     finally:
         server.terminate()
@@ -286,8 +267,8 @@ def _summary(raw: list[dict[str, Any]]) -> dict[str, Any]:
         "connection_errors": statuses.get(0, 0),
         "not_modified_share": round(statuses.get(304, 0) / max(1, len(latencies)), 3),
         "p50_ms": round(statistics.median(latencies), 1),
-        "p95_ms": round(_percentile(latencies, 95), 1),
-        "p99_ms": round(_percentile(latencies, 99), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
         "max_ms": round(max(latencies), 1),
         "throughput_rps": round(len(latencies) / sum(r["elapsed"] for r in raw), 1),
         "mean_bytes": round(statistics.mean(sizes)) if sizes else 0,
