@@ -78,15 +78,18 @@ def _save_draft() -> None:
     }
 
 
+@st.cache_data(show_spinner=False)
 def _templates() -> dict[str, dict[str, Any]]:
-    """The example specs, by file name (each one's first comment line says what it is)."""
+    """The example specs, by file name (each one's first comment line says what it is); read once per
+    dashboard process, not on every rerun of the page."""
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(EXAMPLES.glob("*.yaml")):
+        content = path.read_bytes()
         try:
-            spec = spec_from_yaml(path.read_bytes())
+            spec = spec_from_yaml(content)
         except ValueError:
             continue  # an example the dashboard cannot read is not offered
-        first = path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
+        first = content.decode("utf-8").splitlines()[0] if content else ""
         spec["__title__"] = first.lstrip("# ").strip() or spec.get("name", path.stem)
         out[path.name] = spec
     return out
