@@ -165,8 +165,8 @@ def fresh_dashboard_server(api: Service, tmp_path: Path) -> Iterator[str]:
     seen to start the New-assessment form with the training learning rate at 0.0 (Launch is then disabled
     with "The 'lr' parameter must be > 0"; nothing wrong is submitted). It does not reproduce under AppTest,
     so it lives between the browser and the Streamlit server, and it also struck the BYOM scenario on a server
-    of its own once (fresh-clone CI run): the cause is not found yet. The BYOM scenario types the learning
-    rate as a user would; the end-to-end scenario reloads only after its launch.
+    of its own once and the end-to-end scenario once (fresh-clone CI runs): the cause is not found yet. Both
+    browser scenarios type the learning rate as a user would; the end-to-end scenario reloads after its launch.
     """
     with _streamlit(api, f"dashboard-{tmp_path.name}.log") as url:
         yield url

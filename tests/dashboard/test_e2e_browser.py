@@ -75,6 +75,16 @@ def launch(page: Page, screenshot: str) -> None:
     button.click()
 
 
+def type_learning_rate(page: Page) -> None:
+    """Type the training learning rate, as a user does after the launch warning: an open defect can start the
+    form's lr at 0.0 in a browser (see conftest.fresh_dashboard_server)."""
+    page.get_by_text("Training", exact=True).first.click()
+    learning_rate = page.get_by_role("spinbutton", name="Lr", exact=True)
+    learning_rate.fill("0.001")
+    learning_rate.press("Enter")
+    wait_idle(page)
+
+
 def set_number(page: Page, label: str, value: str) -> None:
     field = page.get_by_role("spinbutton", name=label, exact=True)
     field.fill(value)
@@ -186,14 +196,7 @@ def test_own_model_pt2_to_heatmap_in_chromium(
         seeds.press("Enter")
         wait_idle(page)
         expect(page.locator('[data-testid="stMetric"]').filter(has_text="Cells")).to_contain_text("2")
-        # The training learning rate, typed as a user would after the launch warning: an open defect can start
-        # this form's lr at 0.0 in a browser (see conftest.fresh_dashboard_server); this scenario tests the
-        # own-model path, so it sets the value it needs.
-        page.get_by_text("Training", exact=True).first.click()
-        learning_rate = page.get_by_role("spinbutton", name="Lr", exact=True)
-        learning_rate.fill("0.001")
-        learning_rate.press("Enter")
-        wait_idle(page)
+        type_learning_rate(page)
         launch(page, "own-model-disabled.png")
         expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible()
         expect(page.get_by_text("Finished. The interaction matrix is ready.")).to_be_visible(timeout=240_000)
@@ -242,6 +245,7 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
     wait_idle(page)
     expect(page.locator('[data-testid="stMetric"]').filter(has_text="Cells")).to_contain_text("8")
     page.screenshot(path=ARTIFACTS / "03-new-assessment.png", full_page=True)
+    type_learning_rate(page)
     launch(page, "launch-disabled.png")
 
     # Run page: live progress until the worker is done.
