@@ -5,10 +5,12 @@
     python -m benchmarks census_matrix api    # a subset (names as listed by --list)
     python -m benchmarks --list
 
-Each benchmark runs in this process through its ``main(argv)``, prints its table and writes its JSON under
-``benchmarks/results/``. A ``--quick`` run writes its JSON under ``benchmarks/results/quick/`` instead and
-leaves the full-size results in place. One failing benchmark does not stop the others; the exit status is
-1 when any failed. A summary table (wall time, load average before and after each) closes the run.
+Each benchmark runs in this process through its ``main(argv)``, prints its table and writes its JSON to
+``benchmarks/out/bench_<name>.json`` (``benchmarks/out/quick/`` for a ``--quick`` run; git-ignored, so a
+run never dirties the tree; ``--out DIR`` to change). The figures ``docs/`` cites stay in
+``benchmarks/results/`` until someone copies a new run there on purpose. One failing benchmark does not stop
+the others; the exit status is 1 when any failed. A summary table (wall time, load average before and after
+each) closes the run.
 """
 
 from __future__ import annotations
@@ -16,14 +18,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks import OUT
 
 #: name -> (module, full-size argv, quick argv); the order is the run order (cheapest first).
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
@@ -47,16 +47,17 @@ def _load() -> tuple[float, float, float]:
     return os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
 
 
-def _run_one(name: str, quick: bool) -> tuple[str, float, tuple[float, ...], tuple[float, ...]]:
+def _run_one(name: str, quick: bool, out: Path) -> tuple[str, float, tuple[float, ...], tuple[float, ...]]:
     module_name, full_argv, quick_argv = BENCHMARKS[name]
-    default_json = RESULTS / f"bench_{name}.json"
-    saved = default_json.read_bytes() if quick and default_json.is_file() else None
+    # Every benchmark takes --output; passing it here keeps the run off tracked files whatever its default.
+    output = (out / "quick" if quick else out) / f"bench_{name}.json"
+    argv = [*(quick_argv if quick else full_argv), "--output", str(output)]
     load_before = _load()
     start = time.perf_counter()
     status = "ok"
     try:
         module = importlib.import_module(module_name)
-        module.main(quick_argv if quick else full_argv)
+        module.main(argv)
     except SystemExit as exc:  # argparse errors
         status = "ok" if not exc.code else f"exit {exc.code}"
     except Exception as exc:
@@ -64,15 +65,6 @@ def _run_one(name: str, quick: bool) -> tuple[str, float, tuple[float, ...], tup
         status = f"error: {type(exc).__name__}: {exc}"[:120]
     seconds = time.perf_counter() - start
     load_after = _load()
-    if quick and default_json.is_file() and default_json.read_bytes() != saved:
-        # Keep the full-size figures where they were; the quick run's JSON goes under results/quick/.
-        quick_dir = RESULTS / "quick"
-        quick_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(default_json, quick_dir / default_json.name)
-        if saved is not None:
-            default_json.write_bytes(saved)
-        else:
-            default_json.unlink()
     return status, seconds, load_before, load_after
 
 
@@ -80,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen benchmarks, print their tables and a summary; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
-    parser.add_argument("--quick", action="store_true", help="small sizes; JSON under benchmarks/results/quick/")
+    parser.add_argument("--quick", action="store_true", help="small sizes; JSON under <out>/quick/")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder for the JSON (default: benchmarks/out/)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -94,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = []
     for name in names:
         print(f"\n=== {name}{' (quick)' if args.quick else ''} ===", flush=True)
-        summary.append((name, *_run_one(name, args.quick)))
+        summary.append((name, *_run_one(name, args.quick, args.out)))
         sys.stdout.flush()
     print(f"\n=== summary{' (quick)' if args.quick else ''} ===")
     header = f"{'benchmark':<15} {'wall s':>8}  {'load avg before':>17}  {'load avg after':>17}  status"

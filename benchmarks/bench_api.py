@@ -8,7 +8,7 @@ stay queued, so only the API is measured.
 
     python -m benchmarks.bench_api [--clients 50] [--gets 2000] [--posts 200] [--workers 2]
 
-Results: a table on stdout and ``benchmarks/results/bench_api.json``.
+Results: a table on stdout and ``benchmarks/out/bench_api.json`` (git-ignored; ``--output`` to change).
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from typing import Any
 
 import httpx
 
+from benchmarks import OUT
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "bench_api.json"
+RESULTS = OUT / "bench_api.json"
 TOKEN = "amt_benchmark-admin-token-0123456789"
 TARGET_P99_MS = 50.0
 SPEC: dict[str, Any] = {
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the benchmark, print the table, write ``benchmarks/results/bench_api.json``."""
+    """Run the benchmark, print the table, write its JSON to ``--output``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--gets", type=int, default=2000)
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--database-url", default="", help="e.g. postgresql+psycopg://postgres@127.0.0.1/bench")
     parser.add_argument("--broker-url", default="", help="e.g. redis://127.0.0.1:6379/0")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--output", "--out", dest="out", type=Path, default=RESULTS, help="JSON file to write")
     args = parser.parse_args(argv)
     results = run(args)
     header = f"{'endpoint':<24}{'clients':>8}{'requests':>10}{'errors':>8}"

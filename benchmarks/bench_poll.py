@@ -16,7 +16,7 @@ the request threads spend their time.
 
     python -m benchmarks.bench_poll [--pollers 20 100] [--seconds 10] [--databases sqlite postgresql]
 
-Results: a table on stdout and ``benchmarks/results/bench_poll.json``.
+Results: a table on stdout and ``benchmarks/out/bench_poll.json`` (git-ignored; ``--output`` to change).
 """
 
 from __future__ import annotations
@@ -42,11 +42,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
+from amulet.settings import Settings
+from backend import crud
+from backend.core.db import dispose_engines, get_sessionmaker
+from backend.models import Assessment, Event, utcnow
+from benchmarks import OUT
 from benchmarks.bench_api import free_port, percentile, wait_for_api
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "bench_poll.json"
+RESULTS = OUT / "bench_poll.json"
 TOKEN = "amt_benchmark-admin-token-0123456789"
 #: The last commit whose ``GET /assessments/{id}`` embedded every cell (before the status endpoint).
 OLD_REF = "3ff0879"
@@ -97,7 +103,7 @@ def _database(kind: str) -> Iterator[tuple[str, str]]:
     if kind == "sqlite":
         yield "", ""
         return
-    import psycopg
+    import psycopg  # lazy: the optional PostgreSQL driver, needed only for --databases postgresql
 
     name = f"amulet_bench_{uuid.uuid4().hex[:10]}"
     admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -106,8 +112,6 @@ def _database(kind: str) -> Iterator[tuple[str, str]]:
     try:
         yield PG.format(name=name), REDIS
     finally:
-        from backend.core.db import dispose_engines
-
         dispose_engines()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -138,19 +142,11 @@ def _server(code: Path, home: Path, database_url: str, broker_url: str) -> Itera
 
 
 def _settings(home: Path, database_url: str) -> Any:
-    from amulet.settings import Settings
-
     return Settings(home=home, database_url=database_url, admin_token=TOKEN)
 
 
 def _seed(url: str, home: Path, database_url: str) -> str:
     """Submit the assessment, mark it running with half its cells finished; returns its id."""
-    from sqlalchemy import update
-
-    from backend import crud
-    from backend.core.db import get_sessionmaker
-    from backend.models import Assessment, utcnow
-
     headers = {"Authorization": f"Bearer {TOKEN}"}
     created = httpx.post(f"{url}/assessments", json={"spec": SPEC}, headers=headers, timeout=300)
     created.raise_for_status()
@@ -173,9 +169,6 @@ def _seed(url: str, home: Path, database_url: str) -> str:
 
 
 def _finish(session: Any, assessment_id: str, cell: Any) -> None:
-    from backend import crud
-    from backend.models import Event
-
     result = {
         "key": cell.key,
         "row": cell.row,
@@ -201,9 +194,6 @@ class _Writer(threading.Thread):
         self.writes = 0
 
     def run(self) -> None:
-        from backend import crud
-        from backend.core.db import get_sessionmaker
-
         maker = get_sessionmaker(_settings(self.home, self.database_url))
         while not self.stop.wait(self.every):
             with maker() as session:
@@ -419,7 +409,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the benchmark, print the table, write ``benchmarks/results/bench_poll.json``."""
+    """Run the benchmark, print the table, write its JSON to ``--output``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pollers", type=int, nargs="+", default=[20, 100])
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of polling per measurement")
@@ -429,7 +419,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"])
     parser.add_argument("--old-ref", default=OLD_REF, help="the commit to measure the old path on")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of both paths (SQLite, 20 pollers)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--output", "--out", dest="out", type=Path, default=RESULTS, help="JSON file to write")
     args = parser.parse_args(argv)
     results = run(args)
     for name, frames in results["profile_sqlite_20_pollers"].items():

@@ -2,9 +2,10 @@
 # One prepared device run: the fmnist VGG11 matrix (benchmarks/specs/fmnist-vgg11.yaml) on a GPU.
 # Uses the device's own torch; installs only what is missing from a carried wheelhouse (data/wheelhouse,
 # pure-Python or abi3 wheels fetched with `pip download`), and the Fashion-MNIST IDX files carried in
-# data/fmnist. Writes the benchmark JSON and the AssessmentResults under $OUT (or benchmarks/results/gpu).
+# data/fmnist. Writes the benchmark JSON and the AssessmentResults under $OUT (default benchmarks/out/gpu,
+# git-ignored; the run docs/ cites is kept in benchmarks/results/gpu).
 set -uo pipefail
-OUT=${OUT:-benchmarks/results/gpu}
+OUT=${OUT:-benchmarks/out/gpu}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
