@@ -12,7 +12,7 @@ help:
 	@echo "make run       set up .venv and run the main job"
 	@echo "make test      set up .venv and run the default test suite"
 	@echo "make test-slow run the slow tests";
-	@echo "make lint      ruff (lint + format check) and mypy"
+	@echo "make lint      ruff (lint + format check), mypy and the import contracts (lint-imports)"
 	@echo "make bench     run the benchmarks (not part of make test)"
 
 # Re-installs only when pyproject.toml or the install script changed: a second `make` is quick.
@@ -41,6 +41,7 @@ lint: install
 	$(BIN)/ruff check amulet backend worker dashboard tests benchmarks
 	$(BIN)/ruff format --check amulet backend worker dashboard tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff check --fix amulet backend worker dashboard tests benchmarks

@@ -1,13 +1,19 @@
 """``amulet`` command line. Each command group lives in its own module and registers on ``app``.
 
-Commands: ``demo``, ``catalog`` (registry), ``datasets``, ``export-model`` ...
+Engine commands: ``demo``, ``catalog`` (registry), ``datasets``, ``export-model``, ``assess``, ``bundle``,
+``verify-report``, ``submit`` (a client of the REST API). The service's commands (``serve``, ``worker``) live
+with the service and are added by the plugins listed in :data:`SERVICE_PLUGINS`, looked up by name: the
+engine imports nothing of the service, and without the ``server`` extra those commands are simply absent.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from amulet.cli._app import app
+
+__all__ = ["SERVICE_PLUGINS", "app"]
 
 # Adding a command group: write amulet/cli/_<group>.py (decorating functions with @app.command()) and list it here.
 _COMMAND_MODULES = (
@@ -16,10 +22,30 @@ _COMMAND_MODULES = (
     "amulet.cli._datasets",
     "amulet.cli._demo",
     "amulet.cli._export",
-    "amulet.cli._service",
+    "amulet.cli._submit",
 )
+
+#: Modules of the service that add commands: each has ``register(app)``. Named, never imported statically,
+#: so the import contracts (pyproject.toml, ``make lint``) hold: the engine does not depend on the service.
+SERVICE_PLUGINS = ("backend.cli", "worker.cli")
+
+#: First-party top-level packages: a missing one of these inside a plugin is a bug, not a missing extra.
+_FIRST_PARTY = ("amulet", "backend", "worker", "dashboard")
+
+
+def _add_service_commands() -> None:
+    for name in SERVICE_PLUGINS:
+        if importlib.util.find_spec(name.partition(".")[0]) is None:
+            continue  # an install without the service packages
+        try:
+            plugin = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] in _FIRST_PARTY:
+                raise
+            continue  # the `server` extra (Celery, SQLAlchemy, ...) is not installed
+        plugin.register(app)
+
 
 for _module in _COMMAND_MODULES:
     importlib.import_module(_module)
-
-__all__ = ["app"]
+_add_service_commands()

@@ -160,7 +160,7 @@ def test_other_projects_ids_are_404(client: TestClient, admin_headers, project_h
 def test_demo_spec_is_valid() -> None:
     """`amulet serve --demo` seeds this spec: it must validate and plan."""
     from amulet.assess import load_spec, plan_assessment
-    from amulet.cli._service import _demo_spec
+    from amulet.cli._demo import demo_spec
 
-    plan = plan_assessment(load_spec(_demo_spec()))
+    plan = plan_assessment(load_spec(demo_spec()))
     assert len(plan.cells) >= 4

@@ -275,7 +275,7 @@ def test_tokens_of_an_old_database_keep_working_without_minting(
 
 
 def test_serve_demo_token_has_the_submit_scope_and_replaces_the_last_one(tmp_path: Path) -> None:
-    from amulet.cli._service import mint_demo_token
+    from backend.demo import mint_demo_token
     from backend.main import create_app
 
     settings = make_settings(tmp_path)

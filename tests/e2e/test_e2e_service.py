@@ -238,7 +238,7 @@ def test_submit_preflight_refuses_a_model_that_does_not_fit_the_data(embedded_st
 
 def test_submit_exit_codes_of_finished_statuses() -> None:
     """`amulet submit --wait` never exits 0 for an assessment in which something errored."""
-    from amulet.cli._service import submit_exit_code
+    from amulet.cli._submit import submit_exit_code
 
     def code(status: str, exit_code: int | None) -> int:
         return submit_exit_code({"status": status, "exit_code": exit_code})
