@@ -14,12 +14,10 @@ constant) is drawn dashed grey: its curve means nothing.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from amulet.assess._heatmap import _svg_text
-
-if TYPE_CHECKING:
-    from amulet.assess._results import AssessmentResults, CellResult
+from amulet.assess._schema import AssessmentResults, CellResult
 
 __all__ = ["exposed_records", "roc_svgs"]
 

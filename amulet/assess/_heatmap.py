@@ -27,7 +27,7 @@ from amulet.assess._display import (
     susceptibility_colour,
     text_colour,
 )
-from amulet.assess._results import AssessmentResults, MatrixCell
+from amulet.assess._schema import AssessmentResults, MatrixCell
 
 __all__ = ["heatmap_svg", "parameter_sweeps", "plotly_heatmap_html", "tradeoff_svgs"]
 

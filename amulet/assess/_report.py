@@ -33,7 +33,7 @@ from amulet.assess._display import (
 )
 from amulet.assess._exposure import RECORDS_PER_ROW, exposed_records, roc_svgs
 from amulet.assess._heatmap import heatmap_rows, heatmap_svg, plotly_heatmap_html, tradeoff_svgs
-from amulet.assess._results import AssessmentResults, results_json_schema
+from amulet.assess._schema import AssessmentResults, results_json_schema
 from amulet.assess._signing import sign_report
 from amulet.assess._spec import BASELINE
 
