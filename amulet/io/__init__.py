@@ -23,9 +23,9 @@ from amulet.io._graph import (
     inspect_model_file,
     load_graph_model,
     per_sample_gradients,
-    preflight_graph_model,
     reinitialize_parameters,
 )
+from amulet.io._preflight import preflight_graph_model
 from amulet.io._serialize import SPEC_FILENAME, WEIGHTS_FILENAME, load_model, save_model
 from amulet.io._spec import FORMAT_VERSION, ArchitectureSpec, build_model, read_spec, spec_from_model
 from amulet.io._weights import (

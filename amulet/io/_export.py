@@ -9,12 +9,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from amulet.exceptions import ModelSpecError
+from amulet.io._graph import inspect_model_file, load_graph_model
+from amulet.io._preflight import preflight_graph_model
 from amulet.io._serialize import load_model, save_model
 from amulet.io._spec import ArchitectureSpec, read_spec, spec_from_model
 from amulet.io._weights import check_weights, read_weights
+from amulet.settings import get_settings
+from amulet.utils import load_data
 
 __all__ = ["export_graph_model", "export_model", "load_entry"]
 
@@ -140,15 +146,14 @@ def export_model(
 
 
 def _dataset_shape(dataset: str) -> tuple[tuple[int, ...], int]:
-    """Input shape and number of classes of a built-in dataset (loaded offline)."""
-    from amulet.assess._data import load_bundle
-    from amulet.assess._spec import DatasetSpec
-
+    """Input shape and number of classes of a built-in dataset (loaded offline, as an assessment loads it)."""
     try:
-        bundle = load_bundle(DatasetSpec(name=dataset))
-    except ValueError as exc:  # pydantic: unknown dataset name
+        data = load_data(get_settings().resolved_data_dir, dataset)
+    except ValueError as exc:  # InvalidParameterError: unknown dataset name, listing the known ones
         raise ModelSpecError(f"Unknown dataset {dataset!r}: {exc}") from exc
-    return tuple(bundle.input_shape), int(bundle.num_classes)
+    # The arrays when the loader keeps them (as the assessment reads them), else the first training example.
+    shape = np.asarray(data.x_train).shape[1:] if data.x_train is not None else tuple(data.train_set[0][0].shape)
+    return tuple(int(v) for v in shape), int(data.num_classes)
 
 
 def export_graph_model(
@@ -190,10 +195,6 @@ def export_graph_model(
             torch.export cannot capture; UnsafeModelFileError: the export would be refused on upload (e.g. it
             uses a custom operator).
     """
-    import torch
-
-    from amulet.io._graph import inspect_model_file, load_graph_model, preflight_graph_model
-
     if (entry is None) == (model is None):
         raise ModelSpecError("Give the model as --entry module:function (or pass model=...), exactly one of them.")
     if dataset is not None:

@@ -6,8 +6,8 @@
   weights.
 * :func:`reinitialize_parameters`: the fresh initialisation every retrained row, shadow model and population
   member starts from (the rule is below).
-* :func:`preflight_graph_model`: input shape and classes against a dataset, a finite forward pass, gradients
-  that reach the input.
+* :func:`~amulet.io._preflight.preflight_graph_model` (its own module): input shape and classes against a
+  dataset, a finite forward pass, gradients that reach the input.
 
 Re-initialisation rule
 ----------------------
@@ -34,7 +34,6 @@ same seed gives the same initial weights.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import dataclass
@@ -45,6 +44,9 @@ import torch
 from torch import nn
 
 from amulet.exceptions import ModelSpecError, UnsafeModelFileError
+from amulet.io._graph_layers import onnx_norm_initialisers, op_name, promote_initialisers, restore_layers
+from amulet.io._onnx import convert_onnx, read_onnx
+from amulet.io._pt2 import load_pt2_module, read_pt2_archive
 from amulet.io._weights import sha256_file
 
 __all__ = [
@@ -55,7 +57,6 @@ __all__ = [
     "inspect_model_file",
     "load_graph_model",
     "per_sample_gradients",
-    "preflight_graph_model",
     "reinitialize_parameters",
 ]
 
@@ -94,17 +95,6 @@ class GraphModelInfo:
     num_parameters: int
     sha256: str
     operators: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {
-            "format": self.format,
-            "input_shape": list(self.input_shape),
-            "num_classes": self.num_classes,
-            "num_parameters": self.num_parameters,
-            "sha256": self.sha256,
-            "operators": list(self.operators),
-        }
 
 
 def _format_of(path: Path) -> Literal["pt2", "onnx"]:
@@ -145,17 +135,13 @@ def inspect_model_file(path: str | Path) -> GraphModelInfo:
     fmt = _format_of(path)
     digest = sha256_file(path)
     if fmt == "pt2":
-        from amulet.io._pt2 import read_pt2_archive
-
         archive = read_pt2_archive(path)
         return GraphModelInfo(
             "pt2", archive.input_shape, archive.num_outputs, archive.num_parameters, digest, archive.operators
         )
-    from amulet.io._onnx import convert_onnx, read_onnx
-
     model = read_onnx(path)
     module = convert_onnx(model)
-    _promote_initialisers(module)
+    promote_initialisers(module)
     n_params = sum(p.numel() for p in module.parameters())
     return GraphModelInfo("onnx", model.input_shape, model.num_outputs, n_params, digest, model.operators)
 
@@ -189,7 +175,7 @@ class GraphModel(nn.Module):
         if self.info.format == "pt2" and fx_graph is not None:
             changed = False
             for node in fx_graph.nodes:
-                index = _MODE_ARGUMENT.get(_op_name(node.target)) if node.op == "call_function" else None
+                index = _MODE_ARGUMENT.get(op_name(node.target)) if node.op == "call_function" else None
                 if index is not None and len(node.args) > index and node.args[index] is not mode:
                     args = list(node.args)
                     args[index] = bool(mode)
@@ -203,7 +189,7 @@ class GraphModel(nn.Module):
     def has_dropout(self) -> bool:
         """Whether the graph draws random numbers in training (dropout)."""
         fx_graph = getattr(self.graph, "graph", None)
-        if fx_graph is not None and any("dropout" in _op_name(n.target) for n in fx_graph.nodes):
+        if fx_graph is not None and any("dropout" in op_name(n.target) for n in fx_graph.nodes):
             return True
         return any(isinstance(m, nn.modules.dropout._DropoutNd) for m in self.modules())
 
@@ -211,192 +197,13 @@ class GraphModel(nn.Module):
     def has_batchnorm(self) -> bool:
         """Whether the graph normalises with batch statistics (BatchNorm)."""
         fx_graph = getattr(self.graph, "graph", None)
-        if fx_graph is not None and any("batch_norm" in _op_name(n.target) for n in fx_graph.nodes):
+        if fx_graph is not None and any("batch_norm" in op_name(n.target) for n in fx_graph.nodes):
             return True
         return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules())
 
     def reset_parameters(self) -> None:
         """Re-initialise every parameter by the module's rule (see :func:`reinitialize_parameters`)."""
-        reinitialize_parameters(self.graph, _onnx_norm_initialisers(self.graph) if self.info.format == "onnx" else None)
-
-
-def _op_name(target: Any) -> str:
-    """``aten.linear.default`` for an OpOverload, else the target's name."""
-    if isinstance(target, torch._ops.OpOverload):
-        return f"{target.namespace}.{target._schema.name.split('::')[-1]}.{target._overloadname}"
-    return str(getattr(target, "__name__", target))
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Putting a .pt2 graph's parameters back into real layers (so reset_parameters applies)
-
-
-def _arguments(node: Any) -> dict[str, Any]:
-    """A call's arguments by schema name, defaults filled in."""
-    schema = node.target._schema
-    out = {}
-    for i, arg in enumerate(schema.arguments):
-        if i < len(node.args):
-            out[arg.name] = node.args[i]
-        elif arg.name in node.kwargs:
-            out[arg.name] = node.kwargs[arg.name]
-        elif arg.has_default_value():
-            out[arg.name] = arg.default_value
-    return out
-
-
-def _attr_target(value: Any) -> str | None:
-    if isinstance(value, torch.fx.Node) and value.op == "get_attr" and isinstance(value.target, str):
-        return value.target
-    return None
-
-
-def _ints(value: Any, n: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * n
-    values = tuple(int(v) for v in value)
-    return values * n if len(values) == 1 else values
-
-
-def _layer_for(node: Any, graph_module: nn.Module) -> tuple[str, nn.Module] | None:
-    """The (owner path, fresh layer) whose parameters this aten call uses, or None."""
-    name = _op_name(node.target)
-    args = _arguments(node)
-
-    def param(key: str) -> torch.Tensor | None:
-        target = _attr_target(args.get(key))
-        return None if target is None else graph_module.get_parameter(target)
-
-    weight_target = _attr_target(args.get("weight"))
-    if weight_target is None or "." not in weight_target:
-        return None
-    owner = weight_target.rpartition(".")[0]
-    weight = graph_module.get_parameter(weight_target)
-    bias = param("bias")
-    if name == "aten.linear.default" and weight.dim() == 2:
-        return owner, nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-    if name in ("aten.conv1d.default", "aten.conv2d.default", "aten.conv3d.default", "aten.conv1d.padding",
-                "aten.conv2d.padding", "aten.conv3d.padding", "aten.convolution.default"):  # fmt: skip
-        dims = weight.dim() - 2
-        if dims not in (1, 2, 3):
-            return None
-        groups = int(args.get("groups", 1))
-        padding = args.get("padding", 0)
-        kwargs: dict[str, Any] = {
-            "kernel_size": tuple(weight.shape[2:]),
-            "stride": _ints(args.get("stride", 1), dims),
-            "padding": padding if isinstance(padding, str) else _ints(padding, dims),
-            "dilation": _ints(args.get("dilation", 1), dims),
-            "groups": groups,
-            "bias": bias is not None,
-        }
-        if args.get("transposed", False):
-            cls: Any = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[dims - 1]
-            kwargs["output_padding"] = _ints(args.get("output_padding", 0), dims)
-            return owner, cls(weight.shape[0], weight.shape[1] * groups, **kwargs)
-        conv: Any = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dims - 1]
-        return owner, conv(weight.shape[1] * groups, weight.shape[0], **kwargs)
-    if name == "aten.layer_norm.default":
-        shape = tuple(int(v) for v in args["normalized_shape"])
-        return owner, nn.LayerNorm(shape, eps=float(args.get("eps", 1e-5)), bias=bias is not None)
-    if name == "aten.group_norm.default":
-        return owner, nn.GroupNorm(int(args["num_groups"]), weight.shape[0], eps=float(args.get("eps", 1e-5)))
-    if name == "aten.batch_norm.default":
-        running = _attr_target(args.get("running_mean"))
-        rank = node.args[0].meta.get("val").dim() if "val" in node.args[0].meta else 2
-        norm: Any = {4: nn.BatchNorm2d, 5: nn.BatchNorm3d}.get(rank, nn.BatchNorm1d)
-        momentum = args.get("momentum")
-        return owner, norm(
-            weight.shape[0],
-            eps=float(args.get("eps", 1e-5)),
-            momentum=None if momentum is None else float(momentum),
-            track_running_stats=running is not None,
-        )
-    return None
-
-
-def _restore_layers(graph_module: nn.Module) -> list[str]:
-    """Replace the plain containers of a .pt2 graph's layer parameters by real layers; return their paths."""
-    fx_graph = getattr(graph_module, "graph", None)
-    if fx_graph is None:
-        return []
-    restored = []
-    for node in fx_graph.nodes:
-        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
-            continue
-        try:
-            found = _layer_for(node, graph_module)
-        except (AttributeError, KeyError, TypeError, ValueError, RuntimeError):
-            found = None
-        if found is None:
-            continue
-        owner, layer = found
-        try:
-            container = graph_module.get_submodule(owner)
-        except AttributeError:
-            continue
-        if type(container) is not nn.Module or list(container.children()):
-            continue  # already a layer, or a module with children: leave it
-        old = container.state_dict(keep_vars=True)
-        new = layer.state_dict(keep_vars=True)
-        if set(old) != set(new) or any(old[k].shape != new[k].shape for k in old):
-            continue
-        with torch.no_grad():
-            for key, value in old.items():
-                new[key].copy_(value)
-        for pname, p in layer.named_parameters():
-            p.requires_grad_(old[pname].requires_grad)
-        parent_name, _, child = owner.rpartition(".")
-        parent = graph_module.get_submodule(parent_name) if parent_name else graph_module
-        setattr(parent, child, layer)
-        restored.append(f"{owner} ({type(layer).__name__})")
-    return restored
-
-
-def _promote_initialisers(graph_module: nn.Module) -> None:
-    """Make the floating-point ONNX initialisers that onnx2torch keeps as buffers trainable parameters.
-
-    onnx2torch turns an initialiser into a layer's parameter when one node owns it (``Gemm`` -> ``nn.Linear``);
-    an initialiser fed to a node as a plain input (a ``LayerNormalization`` whose scale the exporter shared with
-    another one of equal value) stays a buffer under ``initializers``, which training would never update.
-    """
-    holder = getattr(graph_module, "initializers", None)
-    if not isinstance(holder, nn.Module):
-        return
-    for name, buffer in list(holder.named_buffers(recurse=False)):
-        if buffer.dtype.is_floating_point:
-            del holder._buffers[name]
-            holder.register_parameter(name, nn.Parameter(buffer.detach().clone()))
-
-
-def _onnx_norm_initialisers(graph_module: nn.Module) -> dict[str, str]:
-    """``{parameter: "ones"|"zeros"}`` for ONNX initialisers that are the scale/bias of a normalisation node
-    (onnx2torch's ``OnnxLayerNorm`` and friends take them as inputs), so they re-initialise as the layer would."""
-    fx_graph = getattr(graph_module, "graph", None)
-    out: dict[str, str] = {}
-    if fx_graph is None:
-        return out
-    for node in fx_graph.nodes:
-        if node.op != "call_module":
-            continue
-        kind = type(graph_module.get_submodule(node.target)).__name__
-        if "Norm" not in kind:
-            continue
-        for position, value in ((1, "ones"), (2, "zeros")):
-            arg = node.args[position] if len(node.args) > position else None
-            # The exporter routes a shared initialiser through Identity nodes: follow them back.
-            while (
-                isinstance(arg, torch.fx.Node)
-                and arg.op == "call_module"
-                and isinstance(arg.target, str)
-                and "Identity" in type(graph_module.get_submodule(arg.target)).__name__
-                and arg.args
-            ):
-                arg = arg.args[0]
-            target = _attr_target(arg)
-            if target:
-                out[target] = value
-    return out
+        reinitialize_parameters(self.graph, onnx_norm_initialisers(self.graph) if self.info.format == "onnx" else None)
 
 
 def reinitialize_parameters(module: nn.Module, overrides: dict[str, str] | None = None) -> list[str]:
@@ -503,8 +310,6 @@ def load_graph_model(path: str | Path) -> GraphModel:
     fmt = _format_of(path)
     digest = sha256_file(path)
     if fmt == "pt2":
-        from amulet.io._pt2 import load_pt2_module, read_pt2_archive
-
         archive = read_pt2_archive(path)
         if not archive.dynamic_batch:
             raise ModelSpecError(
@@ -516,19 +321,17 @@ def load_graph_model(path: str | Path) -> GraphModel:
         # Building the layers draws their default initialisation: keep the caller's RNG untouched, so that a
         # seeded factory that loads the file on its first call initialises like every later call.
         with torch.random.fork_rng(devices=[]):
-            restored = _restore_layers(graph)
+            restored = restore_layers(graph)
         if restored:
             logger.info("%s: layers restored from the graph: %s", path.name, ", ".join(restored))
         info = GraphModelInfo(
             "pt2", archive.input_shape, archive.num_outputs, archive.num_parameters, digest, archive.operators
         )
     else:
-        from amulet.io._onnx import convert_onnx, read_onnx
-
         onnx_model = read_onnx(path)
         with torch.random.fork_rng(devices=[]):
             graph = convert_onnx(onnx_model)  # type: ignore[assignment]
-        _promote_initialisers(graph)
+        promote_initialisers(graph)
         info = GraphModelInfo(
             "onnx",
             onnx_model.input_shape,
@@ -540,97 +343,3 @@ def load_graph_model(path: str | Path) -> GraphModel:
     for p in graph.parameters():
         p.requires_grad_(True)
     return GraphModel(graph, info).eval()
-
-
-def preflight_graph_model(
-    path_or_module: str | Path | nn.Module,
-    input_shape: tuple[int, ...] | list[int],
-    num_classes: int,
-    *,
-    batch_size: int = 4,
-    sample: torch.Tensor | None = None,
-) -> None:
-    """Check that a model fits a dataset and that Amulet can attack and retrain it.
-
-    Checks, in order: the model's input shape and class count against the dataset's; a forward pass on a
-    batch gives finite logits of shape (batch, classes); the loss's gradient reaches the input and is
-    finite (PGD, inversion); a training-mode forward and backward pass works.
-
-    Args:
-        path_or_module: A ``.pt2``/``.onnx`` path or a loaded module.
-        input_shape: The dataset's shape of one example.
-        num_classes: The dataset's number of classes.
-        batch_size: Rows of the probe batch (uniform in [0, 1], seeded, unless ``sample`` is given).
-        sample: Real rows to probe with (e.g. the dataset's first rows).
-
-    Raises:
-        ModelSpecError: naming what does not fit and the fix.
-        UnsafeModelFileError: from loading a path.
-    """
-    input_shape = tuple(int(v) for v in input_shape)
-    model = load_graph_model(path_or_module) if isinstance(path_or_module, (str, Path)) else path_or_module
-    model_shape = getattr(model, "input_shape", None)
-    if model_shape is not None and tuple(model_shape) != input_shape:
-        raise ModelSpecError(
-            f"The model takes inputs of shape {list(model_shape)} but the dataset's examples have shape "
-            f"{list(input_shape)}. Export the model with the dataset's input shape (amulet export-model "
-            f"--input-shape {','.join(map(str, input_shape))}, or --dataset NAME)."
-        )
-    model_classes = getattr(model, "num_classes", None)
-    if model_classes is not None and int(model_classes) != int(num_classes):
-        raise ModelSpecError(
-            f"The model outputs {model_classes} logits but the dataset has {num_classes} classes. Give the model a "
-            f"final layer with {num_classes} outputs."
-        )
-    if sample is not None:
-        x = sample[:batch_size].detach().clone().float()
-    else:
-        x = torch.rand((batch_size, *input_shape), generator=torch.Generator().manual_seed(0))
-    model = copy.deepcopy(model).cpu()
-    model.eval()
-    x.requires_grad_(True)
-    try:
-        logits = model(x)
-    except Exception as exc:
-        raise ModelSpecError(
-            f"The model's forward pass fails on a batch of shape {list(x.shape)}: {type(exc).__name__}: "
-            f"{str(exc)[:300]}. Check that it was exported for inputs of shape {list(input_shape)} with a dynamic "
-            "batch axis."
-        ) from exc
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), int(num_classes)):
-        shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ModelSpecError(
-            f"The model returns {shape} for a batch of {len(x)}; Amulet needs logits of shape "
-            f"[{len(x)}, {num_classes}] (one row of {num_classes} class scores per example)."
-        )
-    if not bool(torch.isfinite(logits).all()):
-        raise ModelSpecError(
-            "The model's logits are not finite (NaN or Inf) on a batch of inputs in the dataset's range; check the "
-            "uploaded weights."
-        )
-    loss = nn.functional.cross_entropy(logits, torch.arange(len(x)) % int(num_classes))
-    try:
-        (grad,) = torch.autograd.grad(loss, x)
-    except RuntimeError as exc:
-        raise ModelSpecError(
-            f"Gradients do not flow from the model's loss to its input ({str(exc)[:200]}); evasion (PGD) and "
-            "inversion attacks need them. Remove detach()/no_grad/integer casts from the forward pass."
-        ) from exc
-    if not bool(torch.isfinite(grad).all()):
-        raise ModelSpecError("The gradient of the loss with respect to the input is not finite (NaN or Inf).")
-    if float(grad.abs().sum()) == 0.0:
-        raise ModelSpecError(
-            "The gradient of the loss with respect to the input is zero everywhere: the model's output does not "
-            "depend on its input differentiably (evasion and inversion attacks need it). Remove detach(), "
-            "rounding or argmax from the forward pass."
-        )
-    model.train()
-    try:
-        nn.functional.cross_entropy(model(x.detach()), torch.arange(len(x)) % int(num_classes)).backward()
-    except Exception as exc:
-        raise ModelSpecError(
-            f"The model cannot be trained (a training-mode forward/backward pass fails: {type(exc).__name__}: "
-            f"{str(exc)[:200]}); defenses and shadow models retrain it."
-        ) from exc
-    if not any(p.grad is not None for p in model.parameters()):
-        raise ModelSpecError("No parameter of the model receives a gradient, so it cannot be retrained.")

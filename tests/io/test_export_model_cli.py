@@ -11,7 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from amulet.cli import app
-from amulet.io import load_model, read_spec, sha256_file
+from amulet.exceptions import ModelSpecError
+from amulet.io import export_graph_model, inspect_model_file, load_model, read_spec, sha256_file
 from amulet.models import LinearNet, SimpleCNN
 from amulet.utils import seeded_init
 
@@ -154,3 +155,18 @@ def test_bad_option_values(runner, tmp_path):
     assert result.exit_code == 2
     result = _invoke(runner, tmp_path / "o", "-a", "vgg", "--config", "[1]", "--input-shape", "1,28,28")
     assert result.exit_code == 2
+
+
+def test_graph_export_takes_shape_and_classes_from_a_builtin_dataset(tmp_path):
+    """``dataset="census"`` gives the input shape (93 encoded columns) and the 2 classes, checked on export."""
+    model = seeded_init(lambda: LinearNet(93, 2, hidden_layer_sizes=[8]), 0).eval()
+    (path,) = export_graph_model(tmp_path / "census.pt2", model=model, dataset="census")
+    info = inspect_model_file(path)
+    assert (info.input_shape, info.num_classes) == ((93,), 2)
+    with pytest.raises(ModelSpecError, match=r"contradicts the dataset 'census'.s \[93\]"):
+        export_graph_model(tmp_path / "x.pt2", model=model, dataset="census", input_shape=(12,))
+    wrong = seeded_init(lambda: LinearNet(93, 3, hidden_layer_sizes=[8]), 0).eval()
+    with pytest.raises(ModelSpecError, match="outputs 3 logits but 2 classes are expected"):
+        export_graph_model(tmp_path / "y.pt2", model=wrong, dataset="census")
+    with pytest.raises(ModelSpecError, match="Unknown dataset 'no_such_data'"):
+        export_graph_model(tmp_path / "z.pt2", model=model, dataset="no_such_data")
