@@ -22,13 +22,22 @@ Example:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
 
-__all__ = ["InstanceOf", "IsCallable", "Interval", "Options", "check_param", "validate_params", "validated"]
+__all__ = [
+    "Constraint",
+    "InstanceOf",
+    "Interval",
+    "IsCallable",
+    "Options",
+    "check_param",
+    "constraints_accept",
+    "validate_params",
+]
 
 
 @dataclass(frozen=True)
@@ -124,9 +133,14 @@ def _describe(constraints: list[Constraint]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
+def constraints_accept(constraints: list[Constraint], value: Any) -> bool:
+    """True when one of ``constraints`` accepts ``value`` (``None`` in the list accepts ``None``)."""
+    return any(_accepts(c, value) for c in constraints)
+
+
 def check_param(owner: str, name: str, value: Any, constraints: list[Constraint]) -> None:
     """Raise :class:`InvalidParameterError` unless one of ``constraints`` accepts ``value``."""
-    if not any(_accepts(c, value) for c in constraints):
+    if not constraints_accept(constraints, value):
         raise InvalidParameterError(
             PARAM_MESSAGE.format(name=name, owner=owner, expected=_describe(constraints), value=value)
         )
@@ -143,18 +157,3 @@ def validate_params(obj: Any, extra: Mapping[str, list[Constraint]] | None = Non
     owner = type(obj).__name__
     for name, allowed in constraints.items():
         check_param(owner, name, getattr(obj, name), allowed)
-
-
-def validated(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for run methods: validate the object's parameters before running."""
-    import functools
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        validate_params(self)
-        return method(self, *args, **kwargs)
-
-    return wrapper
-
-
-Callable_ = IsCallable

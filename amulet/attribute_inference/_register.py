@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +16,8 @@ from amulet.registry import (
     MetricInfo,
     RiskInfo,
     ThreatModel,
+    attribute_key,
+    derived_from,
     register_attack,
     register_metric,
     register_risk,
@@ -55,6 +56,17 @@ RISK = register_risk(
 )
 
 
+@derived_from(
+    DudduCIKM2022,
+    overrides={
+        "max_iter": "200 epochs per attack MLP instead of layer 1's 300 (upstream's): the attack trains "
+        "one MLP per sensitive attribute in every row of the matrix."
+    },
+    engine_only={
+        "max_adversary_rows": "The adapter trains the attack on at most this many adversary rows (seeded subset).",
+        "max_target_rows": "The adapter evaluates the attack on at most this many training rows (seeded subset).",
+    },
+)
 class DudduCIKM2022Params(BaseModel):
     """Parameters of the ``duddu_cikm_2022`` attack in an assessment."""
 
@@ -68,11 +80,6 @@ class DudduCIKM2022Params(BaseModel):
         default=5000, ge=50, le=10_000_000, description="The attack is evaluated on at most this many training rows."
     )
     batch_size: int = Field(default=1024, ge=1, le=1_000_000, description="Batch size for querying the target.")
-
-
-def attribute_key(name: str) -> str:
-    """A metric-key-safe form of a sensitive attribute's name (``"Sex"`` -> ``"sex"``)."""
-    return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_") or "attr"
 
 
 def _subsample(data: TensorData, limit: int, seed: int) -> TensorData:

@@ -16,6 +16,7 @@ from amulet.registry import (
     MetricInfo,
     RiskInfo,
     ThreatModel,
+    derived_from,
     register_attack,
     register_metric,
     register_risk,
@@ -57,6 +58,15 @@ RISK = register_risk(
 )
 
 
+@derived_from(
+    FredriksonCCS2015,
+    overrides={
+        "beta": "A patience of 50 steps (layer 1's 100, upstream's) stops a saturated search sooner.",
+        "gamma": "0: run until alpha steps or the patience, since with large steps the cost saturates early.",
+        "lamda": "Large steps with inputs clipped to their valid range give recognisable reconstructions (see the "
+        "field's description); layer 1's 0.003 (upstream's) barely leaves the starting point.",
+    },
+)
 class FredriksonCCS2015Params(BaseModel):
     """Parameters of the ``fredrikson_ccs_2015`` attack in an assessment."""
 

@@ -19,6 +19,8 @@ from amulet.registry import (
     NoParams,
     RiskInfo,
     ThreatModel,
+    attribute_key,
+    derived_from,
     register_attack,
     register_defense,
     register_metric,
@@ -75,8 +77,6 @@ def run_subgroup_metrics(ctx: CellContext, params: NoParams) -> dict[str, float]
     Raises:
         NotApplicableError: when the dataset has no sensitive attributes or the task is not binary.
     """
-    from amulet.attribute_inference._register import attribute_key
-
     names = list(ctx.dataset.sensitive_columns or [])
     if not names or ctx.test.z is None:
         raise NotApplicableError("Fairness metrics need sensitive attributes; this dataset declares none.")
@@ -127,6 +127,19 @@ register_attack(
 )
 
 
+@derived_from(
+    AdversarialDebiasing,
+    overrides={
+        "pretrain_adversary_epochs": "2 epochs: they count in the recipe's epochs, which an assessment "
+        "keeps small; layer 1's 5 would leave no epoch for the alternation at the default 5 epochs."
+    },
+    renamed={"fairness_weight": "lambdas"},
+    adapted={"fairness_weight": "One weight becomes lambdas = [fairness_weight] * n_sensitive_attributes."},
+    engine_only={
+        "pretrain_classifier_epochs": "Epochs of ordinary training the stage runs before AdversarialDebiasing "
+        "takes over (counted in the recipe's epochs).",
+    },
+)
 class AdversarialDebiasingParams(BaseModel):
     """Parameters of the ``adversarial_debiasing`` defense in an assessment."""
 

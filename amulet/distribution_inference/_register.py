@@ -15,6 +15,7 @@ from amulet.registry import (
     MetricInfo,
     RiskInfo,
     ThreatModel,
+    derived_from,
     register_attack,
     register_metric,
     register_risk,
@@ -55,6 +56,16 @@ RISK = register_risk(
 )
 
 
+@derived_from(
+    SuriEvans2022,
+    overrides={
+        "train_subsample": "800 training rows per model instead of layer 1's 1100 (upstream's census value): "
+        "every row of the matrix trains 2 * (num_models + num_victim_models) models.",
+        "test_subsample": "400 query rows per distribution instead of layer 1's 500, for the same reason.",
+    },
+    renamed={"property": "filter_column", "property_value": "filter_value"},
+    engine_only={"num_victim_models": "Victim models per distribution the adapter trains with the row's recipe."},
+)
 class DistributionInferenceParams(BaseModel):
     """Parameters of the distribution inference attacks in an assessment."""
 
@@ -70,6 +81,15 @@ class DistributionInferenceParams(BaseModel):
     test_subsample: int = Field(default=400, ge=10, le=1_000_000, description="Query rows per distribution.")
 
 
+@derived_from(
+    WhiteBoxPIM,
+    overrides={
+        "train_subsample": "800 training rows per model instead of layer 1's 1100 (see suri_evans_2022).",
+        "test_subsample": "400 query rows per distribution instead of layer 1's 500 (see suri_evans_2022).",
+    },
+    renamed={"property": "filter_column", "property_value": "filter_value"},
+    engine_only={"num_victim_models": "Victim models per distribution the adapter trains with the row's recipe."},
+)
 class WhiteBoxPIMParams(DistributionInferenceParams):
     """Parameters of ``whitebox_pim``."""
 

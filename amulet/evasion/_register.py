@@ -17,6 +17,7 @@ from amulet.registry import (
     MetricInfo,
     RiskInfo,
     ThreatModel,
+    derived_from,
     register_attack,
     register_defense,
     register_metric,
@@ -56,6 +57,18 @@ RISK = register_risk(
 )
 
 
+@derived_from(
+    EvasionPGD,
+    overrides={
+        "iterations": "The engine's budget: 10 steps of Madry et al.'s step size (2.5 * epsilon / iterations) reach "
+        "any point of the epsilon-ball, at a quarter of the cost of layer 1's 40 steps (upstream's default), in "
+        "every cell of the matrix.",
+        "step_size": "None: Madry et al.'s 2.5 * epsilon / iterations, which follows epsilon and the number of "
+        "steps; layer 1's fixed 0.01 (upstream's) suits only its own epsilon and step count.",
+    },
+    adapted={"step_size": "None becomes madry_step_size(epsilon, iterations, None) before EvasionPGD gets it."},
+    engine_only={"max_samples": "The adapter attacks a seeded subset of the test rows when there are more."},
+)
 class PGDParams(BaseModel):
     """Parameters of the ``pgd`` attack in an assessment."""
 
@@ -181,6 +194,16 @@ register_attack(
 )
 
 
+@derived_from(
+    AdversarialTrainingPGD,
+    overrides={
+        "iterations": "PGD runs on every training batch of every epoch (and of every shadow model trained with "
+        "the recipe): 5 steps of Madry et al.'s step size still reach the ball's edge, at an eighth of the cost "
+        "of layer 1's 40 (upstream's default).",
+        "step_size": "None: Madry et al.'s 2.5 * epsilon / iterations (see the pgd attack).",
+    },
+    adapted={"step_size": "None becomes madry_step_size(epsilon, iterations, None) before the stage gets it."},
+)
 class AdversarialTrainingParams(BaseModel):
     """Parameters of the ``adversarial_training`` defense."""
 

@@ -23,6 +23,7 @@ from amulet.registry import (
     RocCurve,
     ThreatModel,
     VulnerableRecord,
+    derived_from,
     register_attack,
     register_defense,
     register_metric,
@@ -75,6 +76,14 @@ RISK = register_risk(
 # LiRA
 
 
+@derived_from(
+    LiRA,
+    engine_only={
+        "max_members": "The adapter draws at most this many candidate members (and as many non-members).",
+        "scores": "Which of LiRA's two scores the cell reports as its headline metrics.",
+        "fpr_threshold": "The false-positive rate at which the cell reads tpr_at_fpr (compute_mi_metrics).",
+    },
+)
 class LiRAParams(BaseModel):
     """Parameters of the ``lira`` attack in an assessment."""
 
@@ -231,6 +240,23 @@ register_attack(
 # DP-SGD
 
 
+@derived_from(
+    DPSGD,
+    overrides={
+        "accountant": "RDP: the accountant the utility figure in this model's docstring was measured with.",
+        "epochs": "DP-SGD replaces the spec's training config for this stage; 10 epochs keep utility under the "
+        "noise (see the docstring); null keeps the spec's.",
+    },
+    renamed={"noise_multiplier": "sigma", "max_grad_norm": "max_per_sample_grad_norm"},
+    adapted={
+        "epochs": "null: the spec's training.epochs.",
+        "optimizer": "'adam' or 'sgd' becomes the torch optimizer over the model's parameters; null: the spec's.",
+    },
+    engine_only={
+        "batch_size": "Expected (Poisson) batch size of the loader the stage builds (DPSGD takes the loader).",
+        "lr": "Learning rate of the optimizer the stage builds (DPSGD takes the optimizer).",
+    },
+)
 class DPSGDParams(BaseModel):
     """Parameters of the ``dp_sgd`` defense (a training-loop stage).
 

@@ -18,6 +18,7 @@ from amulet.registry import (
     MetricInfo,
     RiskInfo,
     ThreatModel,
+    derived_from,
     register_attack,
     register_defense,
     register_metric,
@@ -56,6 +57,14 @@ RISK = register_risk(
 )
 
 
+@derived_from(
+    BadNets,
+    overrides={
+        "trigger_value": "None: the adapter picks the end of the valid range the trigger is written with "
+        "(see the field's description); layer 1's 0.0 can be a value the clean model already obeys."
+    },
+    adapted={"trigger_value": "None becomes one end of the data's clip range before BadNets gets it."},
+)
 class BadNetsParams(BaseModel):
     """Parameters of the ``badnets`` attack in an assessment."""
 
@@ -178,6 +187,7 @@ register_attack(
 )
 
 
+@derived_from(OutlierRemoval)
 class OutlierRemovalParams(BaseModel):
     """Parameters of the ``outlier_removal`` defense."""
 

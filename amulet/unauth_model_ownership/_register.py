@@ -16,6 +16,7 @@ from amulet.registry import (
     MetricInfo,
     RiskInfo,
     ThreatModel,
+    derived_from,
     register_attack,
     register_defense,
     register_metric,
@@ -77,6 +78,20 @@ RISK = register_risk(
 # --------------------------------------------------------------------------------------------- defenses
 
 
+@derived_from(
+    WatermarkNN,
+    overrides={
+        "epochs": "5 epochs embed the trigger set on the built-in data; the stage trains longer (up to "
+        "twice 'epochs') when the owner's model is not yet above 'threshold'."
+    },
+    renamed={"trigger_seed": "seed"},
+    engine_only={
+        "value_low": "With value_high, WatermarkNN's value_range=(value_low, value_high) (a tuple has no form field).",
+        "value_high": "With value_low, WatermarkNN's value_range=(value_low, value_high).",
+        "threshold": "The trigger accuracy above which the verification says 'watermarked' (WatermarkNN reports "
+        "the accuracy; the decision is the engine's).",
+    },
+)
 class WatermarkParams(BaseModel):
     """Parameters of the ``watermark`` defense."""
 
@@ -163,6 +178,15 @@ def make_watermark_stage(params: WatermarkParams) -> PostStage:
     return PostStage(defense="watermark", params=stage_params, apply=apply)
 
 
+@derived_from(
+    DatasetInference,
+    overrides={
+        "num_iter": "100 MinGD steps per input instead of layer 1's 500 (upstream's): the verification runs in "
+        "every row's model-stealing cell.",
+        "alpha_l2": "Five times layer 1's 0.01, as num_iter is a fifth of layer 1's 500.",
+        "alpha_linf": "Five times layer 1's 0.001, as num_iter is a fifth of its 500.",
+    },
+)
 class FingerprintParams(BaseModel):
     """Parameters of the ``fingerprint`` defense (dataset inference, verified in the model-stealing cell)."""
 
@@ -228,6 +252,18 @@ register_defense(
 # --------------------------------------------------------------------------------------------- attack
 
 
+@derived_from(
+    ModelExtraction,
+    overrides={
+        "epochs": "20 surrogate epochs instead of layer 1's 50 (upstream's): the surrogate trains in "
+        "every row of the matrix."
+    },
+    engine_only={
+        "lr": "Learning rate of the Adam optimizer the adapter builds for the surrogate (ModelExtraction takes "
+        "the optimizer).",
+        "batch_size": "Batch size of the adversary's loader the adapter builds (ModelExtraction takes the loader).",
+    },
+)
 class ModelExtractionParams(BaseModel):
     """Parameters of the ``model_extraction`` attack in an assessment."""
 

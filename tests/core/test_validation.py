@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from amulet._validation import InstanceOf, Interval, IsCallable, Options, check_param, validate_params, validated
+from amulet._validation import (
+    InstanceOf,
+    Interval,
+    IsCallable,
+    Options,
+    check_param,
+    constraints_accept,
+    validate_params,
+)
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
 
 
@@ -19,9 +27,10 @@ class _Thing:
         self.k = k
         self.mode = mode
         self.fn = fn
+        validate_params(self)  # the convention: refuse bad arguments at construction...
 
-    @validated
     def run(self):
+        validate_params(self)  # ...and again when run, as an attribute may have been changed since
         return "ran"
 
 
@@ -45,7 +54,18 @@ def test_valid_parameters_pass():
 )
 def test_bad_parameter_message_names_the_parameter_and_the_class(kwargs: dict, name: str):
     with pytest.raises(InvalidParameterError, match=rf"The '{name}' parameter of _Thing must be"):
-        _Thing(**kwargs).run()
+        _Thing(**kwargs)
+    thing = _Thing()
+    for key, value in kwargs.items():
+        setattr(thing, key, value)
+    with pytest.raises(InvalidParameterError, match=rf"The '{name}' parameter of _Thing must be"):
+        thing.run()
+
+
+def test_constraints_accept_reads_none_as_accepting_none():
+    assert constraints_accept([Interval(int, 0, None), None], None)
+    assert not constraints_accept([Interval(int, 0, None)], None)
+    assert constraints_accept([Options({"a"})], "a")
 
 
 def test_message_follows_the_template():
