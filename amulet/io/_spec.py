@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torch import nn
 
 from amulet.exceptions import InvalidParameterError, ModelSpecError
+from amulet.models import AmuletModel, create_model
 
 __all__ = ["FORMAT_VERSION", "ArchitectureSpec", "build_model", "read_spec", "spec_from_model"]
 
@@ -138,8 +139,6 @@ def build_model(spec: ArchitectureSpec | Mapping[str, Any] | str | Path, *, devi
         ModelSpecError: unknown architecture (the message lists the known ones) or a bad config value (the
             message names the field).
     """
-    from amulet.models import create_model
-
     spec = read_spec(spec)
     try:
         with torch.random.fork_rng(devices=[]):
@@ -172,8 +171,6 @@ def spec_from_model(
     Raises:
         ModelSpecError: the model does not describe itself (not a zoo model) or the input shape is unknown.
     """
-    from amulet.models import AmuletModel
-
     if not isinstance(model, AmuletModel) or not model.architecture:
         raise ModelSpecError(
             f"Cannot describe a {type(model).__name__} automatically: give the architecture name, its config, "
