@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make run       set up .venv and run the main job"
-	@echo "make test      set up .venv and run the default test suite"
+	@echo "make test      set up .venv and run the default test suite (with the doctests in amulet/)"
 	@echo "make test-slow run the slow tests";
 	@echo "make lint      ruff (lint + format check), mypy and the import contracts (lint-imports)"
 	@echo "make bench     run the benchmarks (not part of make test)"
@@ -38,8 +38,8 @@ test-all: install system
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check amulet backend worker dashboard tests benchmarks
-	$(BIN)/ruff format --check amulet backend worker dashboard tests benchmarks
+	$(BIN)/ruff check amulet backend worker dashboard tests benchmarks conftest.py
+	$(BIN)/ruff format --check amulet backend worker dashboard tests benchmarks conftest.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
