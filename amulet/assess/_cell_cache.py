@@ -46,8 +46,10 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
+import amulet
 from amulet.assess._plan import AssessmentPlan
 from amulet.assess._results import CellResult
+from amulet.settings import get_settings
 
 __all__ = ["CellCache", "code_fingerprint", "source_fingerprint"]
 
@@ -84,8 +86,6 @@ def code_fingerprint() -> str:
     Computed once per process. Part of every cell-cache key, so that any code change invalidates every
     cached cell.
     """
-    import amulet
-
     return _tree_sha256(Path(amulet.__file__).resolve().parent)
 
 
@@ -129,8 +129,6 @@ def _library_versions() -> dict[str, str | None]:
 
 
 def _key_settings() -> dict[str, Any]:
-    from amulet.settings import get_settings
-
     settings = get_settings()
     return {name: getattr(settings, name, None) for name in KEY_SETTINGS}
 
@@ -201,8 +199,6 @@ class CellCache:
         Raises:
             KeyError: unknown cell key.
         """
-        from amulet import __version__
-
         cell = plan.cell(cell_key)
         external = _external_code(code)
         if any(v is None for v in external.values()):
@@ -225,7 +221,7 @@ class CellCache:
             "model_sha256": model_sha256,
             "data_sha256": data_sha256,
             "device": _device_identity(device),
-            "versions": {"amulet": __version__, **_library_versions()},
+            "versions": {"amulet": amulet.__version__, **_library_versions()},
             "settings": _key_settings(),
             "code": code_fingerprint(),
             "external_code": external,
@@ -283,8 +279,6 @@ class CellCache:
         Returns:
             True when the entry was written.
         """
-        from amulet import __version__
-
         path = self.path(key)
         if result.status != "ok":
             return False
@@ -298,7 +292,7 @@ class CellCache:
             "format": ENTRY_FORMAT,
             "key": key,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "amulet_version": __version__,
+            "amulet_version": amulet.__version__,
             "result": json.loads(text),
         }
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}.{threading.get_ident()}")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from amulet.assess._cache import file_sha256
+from amulet.settings import get_settings
 
 __all__ = ["MANIFEST_NAME", "SIGNATURE_NAME", "VerifyResult", "load_signing_key", "sign_report", "verify_report"]
 
@@ -43,8 +44,6 @@ MAX_BUNDLE_BYTES = 2 * 1024**3
 
 
 def _default_key_path() -> Path:
-    from amulet.settings import get_settings
-
     return get_settings().resolved_signing_key_path
 
 
