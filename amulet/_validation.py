@@ -21,14 +21,16 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import numbers
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
 
 __all__ = [
+    "SEED_ALIASES",
     "Constraint",
     "InstanceOf",
     "Interval",
@@ -36,6 +38,7 @@ __all__ = [
     "Options",
     "check_param",
     "constraints_accept",
+    "seed_keyword",
     "validate_params",
 ]
 
@@ -131,6 +134,23 @@ def _accepts(constraint: Constraint, value: Any) -> bool:
 def _describe(constraints: list[Constraint]) -> str:
     parts = ["None" if c is None else c.describe() for c in constraints]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+#: The names a seed goes by: ``seed`` in new code; ``random_seed`` (upstream's dataset loaders) and ``exp_id``
+#: (upstream's ``load_data`` and LiRA) where Amulet keeps upstream's signatures.
+SEED_ALIASES = ("seed", "random_seed", "exp_id")
+
+
+def seed_keyword(func: Callable[..., Any]) -> str | None:
+    """Which of :data:`SEED_ALIASES` the callable ``func`` takes (``seed`` first), or ``None``.
+
+    Example:
+        >>> def load(path, random_seed=7): ...
+        >>> seed_keyword(load)
+        'random_seed'
+    """
+    params = inspect.signature(func).parameters
+    return next((name for name in SEED_ALIASES if name in params), None)
 
 
 def constraints_accept(constraints: list[Constraint], value: Any) -> bool:

@@ -6,6 +6,7 @@ target's *member* rows and the adversary's rows (disjoint); the test split is he
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -13,6 +14,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,8 +22,13 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from amulet import datasets
 from amulet.assess._spec import DatasetSpec, ModelSpec
-from amulet.utils._models import CAPACITY_CONFIG  # upstream's capacities m1..m4 as architecture config fields
+from amulet.exceptions import ModelSpecError
+from amulet.io import inspect_model_file, load_graph_model
+from amulet.models import canonical_architecture, create_model, get_architecture
+from amulet.settings import get_settings
+from amulet.utils._data import load_data
 from amulet.utils._seeding import derive_seed, numpy_rng
 from amulet.utils._tensordata import TensorData
 
@@ -38,9 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Upstream's short names.
-ARCHITECTURE_ALIASES = {"cnn": "simplecnn"}
 
 
 def tensor_sha256(*parts: torch.Tensor | None) -> str:
@@ -89,14 +93,8 @@ def _call_with_supported(func: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _load_dataset(spec: DatasetSpec) -> Any:
-    from amulet.settings import get_settings
-
     if spec.name is not None:
-        from amulet.utils import load_data
-
         return load_data(str(get_settings().resolved_data_dir), spec.name, exp_id=spec.split_seed)
-    from amulet import datasets
-
     path = str(spec.path)
     if path.lower().endswith(".npz"):
         return _call_with_supported(datasets.load_npz, path, random_seed=spec.split_seed)
@@ -218,8 +216,6 @@ def architecture_spec(spec: ModelSpec, bundle: DataBundle) -> dict[str, Any]:
     its path; input shape and classes are the dataset's (the pre-flight checks the graph against them).
     """
     if spec.file is not None:
-        from amulet.io import inspect_model_file
-
         info = _graph_info(spec.file, inspect_model_file)
         return {
             "architecture": GRAPH_ARCHITECTURE,
@@ -228,10 +224,10 @@ def architecture_spec(spec: ModelSpec, bundle: DataBundle) -> dict[str, Any]:
             "input_shape": list(bundle.input_shape),
             "num_classes": bundle.num_classes,
         }
-    name = ARCHITECTURE_ALIASES.get(spec.architecture, spec.architecture)
+    name = canonical_architecture(spec.architecture)
     config: dict[str, Any] = {}
     if spec.capacity is not None:
-        config.update(CAPACITY_CONFIG.get(name, {}).get(spec.capacity, {}))
+        config.update(get_architecture(name).capacities.get(spec.capacity, {}))
     config.update(spec.config)
     return {
         "architecture": name,
@@ -247,8 +243,6 @@ _GRAPH_TEMPLATES: dict[str, nn.Module] = {}
 
 def _graph_info(path: str, inspect_model_file: Any) -> Any:
     """The file's GraphModelInfo, validated once per (path, size, mtime) and process."""
-    from pathlib import Path
-
     stat = Path(path).stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     with _LOCK:
@@ -262,18 +256,12 @@ def _graph_info(path: str, inspect_model_file: Any) -> Any:
 
 def load_graph_template(arch: dict[str, Any]) -> nn.Module:
     """The uploaded graph of ``arch`` with its uploaded weights (loaded once per file and process; a copy)."""
-    import copy
-
-    from amulet.io import load_graph_model
-
     sha = arch["config"]["sha256"]
     with _LOCK:
         template = _GRAPH_TEMPLATES.get(sha)
     if template is None:
         template = load_graph_model(arch["file"])
         if template.info.sha256 != sha:  # type: ignore[union-attr]
-            from amulet.exceptions import ModelSpecError
-
             raise ModelSpecError(f"The model file {arch['file']!r} changed during the assessment; run it again.")
         with _LOCK:
             _GRAPH_TEMPLATES[sha] = template
@@ -287,8 +275,6 @@ def make_model_factory(arch: dict[str, Any]):
     layer type (:func:`amulet.io.reinitialize_parameters`), drawing from torch's global generator: callers
     seed it (:func:`amulet.utils.seeded_init`, :meth:`amulet.recipes.Recipe.train`).
     """
-    from amulet.models import create_model
-
     if arch["architecture"] == GRAPH_ARCHITECTURE:
 
         def graph_factory() -> nn.Module:

@@ -25,6 +25,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from amulet import registry
+from amulet.datasets import dataset_names, datasets
+from amulet.models import architectures, canonical_architecture
+from amulet.recipes import Recipe
 from amulet.utils._training import TrainConfig
 
 __all__ = [
@@ -43,8 +47,8 @@ __all__ = [
 #: Schema version written into every spec's JSON Schema and every results file.
 SPEC_VERSION = 1
 
-#: Datasets ``amulet.utils.load_data`` knows by name (listed in errors and the JSON Schema).
-BUILTIN_DATASETS = ("census", "fmnist", "mnist", "cifar10", "cifar100", "celeba", "lfw", "utkface", "compas", "german")
+#: The built-in datasets' names (the spec accepts every registered one: :func:`amulet.datasets.dataset_names`).
+BUILTIN_DATASETS = tuple(d.name for d in datasets() if d.source == "builtin")
 
 #: Name of the undefended row of the matrix; no defense row may use it.
 BASELINE = "baseline"
@@ -88,7 +92,10 @@ class DatasetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, description=f"Built-in dataset: one of {', '.join(BUILTIN_DATASETS)}.")
+    name: str | None = Field(
+        default=None,
+        description=f"A registered dataset (amulet.datasets.dataset_names()); built in: {', '.join(BUILTIN_DATASETS)}.",
+    )
     path: str | None = Field(
         default=None, description="A CSV, Parquet or NPZ file (absolute, or relative to the spec)."
     )
@@ -112,8 +119,8 @@ class DatasetSpec(BaseModel):
     def _one_source(self) -> DatasetSpec:
         if (self.name is None) == (self.path is None):
             raise ValueError("give exactly one of 'name' (a built-in dataset) or 'path' (a CSV, Parquet or NPZ file)")
-        if self.name is not None and self.name not in BUILTIN_DATASETS:
-            raise ValueError(f"unknown built-in dataset {self.name!r}; allowed values: {', '.join(BUILTIN_DATASETS)}")
+        if self.name is not None and self.name not in dataset_names():
+            raise ValueError(f"unknown built-in dataset {self.name!r}; allowed values: {', '.join(dataset_names())}")
         if self.path is not None:
             suffix = Path(self.path).suffix.lower()
             if suffix not in {".csv", ".parquet", ".pq", ".npz"}:
@@ -353,8 +360,6 @@ def count_expanded_rows(row: Any) -> int:
     counted in time linear in the spec's size (a 1 KB spec can sweep millions of rows). Entries that are not
     mappings count as one row (validation refuses them later).
     """
-    from amulet import registry
-
     if not isinstance(row, Mapping):
         return 1
     entries = row.get("stack") if "stack" in row else [row]
@@ -381,9 +386,6 @@ def _pydantic_problems(exc: ValidationError, prefix: str) -> list[dict[str, str]
 
 def _registry_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
     """Problems that need the registry: unknown keys, bad parameters, policy on unselected metrics."""
-    from amulet import registry
-    from amulet.recipes import Recipe
-
     problems: list[dict[str, str]] = []
     problems.extend(_model_problems(spec))
     defense_keys = sorted(d.key for d in registry.defenses())
@@ -514,11 +516,9 @@ def _registry_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
 
 
 def _model_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
-    from amulet.models import architectures
-
     problems = []
     known = architectures()
-    name = {"cnn": "simplecnn"}.get(spec.model.architecture, spec.model.architecture).lower()
+    name = canonical_architecture(spec.model.architecture)
     if spec.model.file is not None:
         if not Path(spec.model.file).is_file():
             problems.append({"path": "model.file", "message": f"the model file {spec.model.file!r} does not exist"})
@@ -548,8 +548,6 @@ def expand_row(row: DefenseRow) -> list[dict[str, Any]]:
     Only the parameters given in the spec are kept (the defense's defaults fill the rest when its stage
     is built), so row names and cache keys do not change when an unrelated default does.
     """
-    from amulet import registry
-
     per_entry = [
         [(entry.defense, combo) for combo in expand_params(registry.get_defense(entry.defense).params, entry.params)]
         for entry in row.stack

@@ -10,12 +10,23 @@ upstream when read: :func:`default_train_transform`); the built-in tables as ups
 columns min-max scaled into [0, 1] (fitted on the training split only), then one-hot blocks without their
 first category, ``x_*`` float64 arrays and float32 tensors; labels int64; sensitive attributes in ``z``,
 coded as upstream codes them (see each loader).
+
+The dataset registry (:func:`datasets`, :func:`get_dataset`, :func:`register_dataset`) is the one list of the
+datasets that can be named: ``load_data``, assessment specs, the CLI and the service read it.
 """
 
 from amulet.datasets._base import AmuletDataset, CustomImageDataset, TransformedTensorDataset
 from amulet.datasets._faces import load_celeba, load_lfw, load_utkface
 from amulet.datasets._files import load_npz, load_tabular_file
 from amulet.datasets._images import default_train_transform, load_cifar10, load_cifar100, load_fmnist, load_mnist
+from amulet.datasets._registry import (
+    DatasetInfo,
+    dataset_names,
+    datasets,
+    get_dataset,
+    register_dataset,
+    unregister_dataset,
+)
 from amulet.datasets._sources import DATASET_SOURCES, dataset_status
 from amulet.datasets._tabular import load_census, load_compas, load_german
 
@@ -23,9 +34,13 @@ __all__ = [
     "AmuletDataset",
     "CustomImageDataset",
     "DATASET_SOURCES",
+    "DatasetInfo",
     "TransformedTensorDataset",
+    "dataset_names",
     "dataset_status",
+    "datasets",
     "default_train_transform",
+    "get_dataset",
     "load_celeba",
     "load_census",
     "load_cifar10",
@@ -38,4 +53,6 @@ __all__ = [
     "load_npz",
     "load_tabular_file",
     "load_utkface",
+    "register_dataset",
+    "unregister_dataset",
 ]

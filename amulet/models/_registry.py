@@ -12,7 +12,12 @@ Operators add their own architectures, without touching Amulet, through the Pyth
     mynet = "my_package.models:build_mynet"
 
 where ``build_mynet(*, num_classes, input_shape, **config)`` returns an ``nn.Module``. An entry point may also
-point at an :class:`ArchitectureInfo`.
+point at an :class:`ArchitectureInfo`, which can also name the architecture's capacities ``m1`` ... ``m4``
+(the config fields a spec's ``model.capacity`` stands for).
+
+This module holds the only table of capacities (:data:`BUILTIN_CAPACITIES`, upstream's m1 ... m4) and the only
+map of alternative names (:data:`ALIASES`, upstream's names -> registry names); :func:`canonical_architecture`
+applies it. ``amulet.utils.initialize_model`` and the assessment engine read both from here.
 
 Example:
     >>> from amulet.models import architectures, create_model
@@ -28,19 +33,26 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from torch import nn
 
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
+from amulet.models._cnn import SimpleCNN
+from amulet.models._linear_net import LinearNet
+from amulet.models._resnet import ResNet
+from amulet.models._vgg import VGG
 
 __all__ = [
+    "ALIASES",
+    "BUILTIN_CAPACITIES",
     "ENTRY_POINT_GROUP",
     "ArchitectureInfo",
     "architectures",
+    "canonical_architecture",
     "create_model",
     "get_architecture",
     "register_architecture",
@@ -73,12 +85,16 @@ class ArchitectureInfo:
             the parameter on bad config.
         description: One line shown in catalogs.
         source: ``"builtin"``, ``"python"`` (registered at run time) or ``"entry point <value>"``.
+        capacities: Capacity name (``"m1"`` ... ``"m4"``, smallest first) -> the config fields it stands for;
+            a spec's ``model.capacity`` picks one, and its ``model.config`` overrides single fields. Empty when
+            the architecture has no named capacities.
     """
 
     name: str
     factory: Callable[..., nn.Module]
     description: str = ""
     source: str = "python"
+    capacities: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def accepted_fields(self) -> list[str] | None:
         """Keyword arguments the factory accepts (``None`` when it takes ``**kwargs``)."""
@@ -91,8 +107,42 @@ class ArchitectureInfo:
         return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-#: Alternative names accepted wherever an architecture name is (``initialize_model`` calls SimpleCNN "cnn").
-ALIASES: dict[str, str] = {"cnn": "simplecnn"}
+#: Alternative names accepted wherever an architecture name is: upstream's names (``initialize_model`` calls
+#: SimpleCNN ``"cnn"`` and distribution inference LinearNet ``"linear_net"``) -> registry names.
+ALIASES: dict[str, str] = {"cnn": "simplecnn", "linear_net": "linearnet"}
+
+#: Capacities m1 ... m4 of the built-in architectures (upstream Amulet 0.6.0's), as fields of their factories'
+#: configs: VGG by name, lists where upstream has tuples, so that a capacity serialises as JSON.
+BUILTIN_CAPACITIES: dict[str, dict[str, dict[str, Any]]] = {
+    "linearnet": {
+        "m1": {"hidden_layer_sizes": [128, 256, 128]},
+        "m2": {"hidden_layer_sizes": [256, 512, 256]},
+        "m3": {"hidden_layer_sizes": [512, 1024, 512]},
+        "m4": {"hidden_layer_sizes": [512, 1024, 1024, 512]},
+    },
+    "simplecnn": {
+        "m1": {"conv_channels_kernel": [[12, 5], [24, 5]], "fc_layers": [256]},
+        "m2": {"conv_channels_kernel": [[20, 5], [50, 5]], "fc_layers": [512]},
+        "m3": {"conv_channels_kernel": [[32, 5], [64, 5]], "fc_layers": [768]},
+        "m4": {"conv_channels_kernel": [[32, 5], [64, 5], [128, 3]], "fc_layers": [1024, 512]},
+    },
+    "vgg": {f"m{i + 1}": {"layer_config": name} for i, name in enumerate(("VGG11", "VGG13", "VGG16", "VGG19"))},
+    "resnet": {
+        f"m{i + 1}": {"size": name} for i, name in enumerate(("resnet34", "resnet50", "resnet101", "resnet152"))
+    },
+}
+
+
+def canonical_architecture(name: str) -> str:
+    """The registry name of the architecture ``name`` (lower case, :data:`ALIASES` applied).
+
+    Example:
+        >>> canonical_architecture("CNN"), canonical_architecture("linearnet")
+        ('simplecnn', 'linearnet')
+    """
+    key = name.strip().lower()
+    return ALIASES.get(key, key)
+
 
 _REGISTRY: dict[str, ArchitectureInfo] = {}
 _ENTRY_POINT_ERRORS: dict[str, str] = {}
@@ -101,7 +151,12 @@ _ENTRY_POINTS_LOADED = False
 
 
 def register_architecture(
-    name: str, factory: Callable[..., nn.Module] | ArchitectureInfo, force: bool = False, *, description: str = ""
+    name: str,
+    factory: Callable[..., nn.Module] | ArchitectureInfo,
+    force: bool = False,
+    *,
+    description: str = "",
+    capacities: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ArchitectureInfo:
     """Register ``factory`` under ``name`` (case-insensitive) and return its :class:`ArchitectureInfo`.
 
@@ -111,6 +166,8 @@ def register_architecture(
             :class:`ArchitectureInfo`.
         force: Replace an existing registration of the same name. Default ``False``.
         description: One line for catalogs (ignored when ``factory`` is an :class:`ArchitectureInfo`).
+        capacities: Capacity name -> config fields (see :attr:`ArchitectureInfo.capacities`; ignored when
+            ``factory`` is an :class:`ArchitectureInfo`).
 
     Raises:
         InvalidParameterError: ``name`` is empty or not a string, ``factory`` is not callable, or ``name`` is
@@ -122,9 +179,9 @@ def register_architecture(
         )
     key = name.strip().lower()
     if isinstance(factory, ArchitectureInfo):
-        info = ArchitectureInfo(key, factory.factory, factory.description, factory.source)
+        info = ArchitectureInfo(key, factory.factory, factory.description, factory.source, factory.capacities)
     else:
-        info = ArchitectureInfo(key, factory, description, "python")
+        info = ArchitectureInfo(key, factory, description, "python", dict(capacities or {}))
     if not callable(info.factory):
         raise InvalidParameterError(
             PARAM_MESSAGE.format(name="factory", owner="register_architecture", expected="a callable", value=factory)
@@ -160,7 +217,9 @@ def _load_entry_points() -> None:
                 logger.warning("architecture %r: %s", key, _ENTRY_POINT_ERRORS[key])
                 continue
             if isinstance(loaded, ArchitectureInfo):
-                _REGISTRY[key] = ArchitectureInfo(key, loaded.factory, loaded.description, f"entry point {ep.value}")
+                _REGISTRY[key] = ArchitectureInfo(
+                    key, loaded.factory, loaded.description, f"entry point {ep.value}", loaded.capacities
+                )
             elif callable(loaded):
                 doc = (inspect.getdoc(loaded) or "").split("\n", 1)[0]
                 _REGISTRY[key] = ArchitectureInfo(key, loaded, doc, f"entry point {ep.value}")
@@ -185,7 +244,7 @@ def get_architecture(name: str) -> ArchitectureInfo:
     if not isinstance(name, str):
         raise InvalidParameterError(UNKNOWN_ARCHITECTURE_MESSAGE.format(name=name, known=", ".join(architectures())))
     key = name.strip().lower()
-    key = ALIASES.get(key, key) if key not in _REGISTRY else key
+    key = canonical_architecture(key) if key not in _REGISTRY else key
     with _LOCK:
         if key in _REGISTRY:
             return _REGISTRY[key]
@@ -212,10 +271,10 @@ def create_model(name: str, /, **config: Any) -> nn.Module:
     info = get_architecture(name)
     accepted = info.accepted_fields()
     if accepted is not None:
-        for field in config:
-            if field not in accepted:
+        for key in config:
+            if key not in accepted:
                 raise InvalidParameterError(
-                    UNKNOWN_FIELD_MESSAGE.format(field=field, name=info.name, accepted=", ".join(accepted))
+                    UNKNOWN_FIELD_MESSAGE.format(field=key, name=info.name, accepted=", ".join(accepted))
                 )
     model = info.factory(**config)
     if not isinstance(model, nn.Module):
@@ -256,8 +315,6 @@ def _linearnet(
     batch_norm: bool = True,
 ) -> nn.Module:
     """Fully connected network (LinearNet); input_shape is flattened."""
-    from amulet.models._linear_net import LinearNet
-
     if input_shape is not None:
         flat = math.prod(_shape("linearnet", input_shape, length=None))
         if num_features is not None and num_features != flat:
@@ -286,8 +343,6 @@ def _simplecnn(
     batch_norm: bool = False,
 ) -> nn.Module:
     """Small CNN (SimpleCNN): convolution + max-pool blocks, then fully connected layers."""
-    from amulet.models._cnn import SimpleCNN
-
     channels, height, width = _shape("simplecnn", input_shape, length=3)
     return SimpleCNN(
         conv_channels_kernel,  # type: ignore[arg-type]
@@ -307,8 +362,6 @@ def _vgg(
     batch_norm: bool = True,
 ) -> nn.Module:
     """VGG for any channel count and input size (layer_config: VGG11/13/16/19 or a list)."""
-    from amulet.models._vgg import VGG
-
     channels = _shape("vgg", input_shape, length=3)[0]
     return VGG(num_classes, layer_config, batch_norm, input_channels=channels)
 
@@ -323,11 +376,11 @@ def _resnet(
     batch_norm: bool = True,
 ) -> nn.Module:
     """torchvision ResNet backbone (resnet18 ... resnet152) with a new classifier."""
-    from amulet.models._resnet import ResNet
-
     channels = _shape("resnet", input_shape, length=3)[0]
     return ResNet(size, pretrained, num_classes, replace_first, input_channels=channels, batch_norm=batch_norm)
 
 
 for _name, _factory in (("linearnet", _linearnet), ("resnet", _resnet), ("simplecnn", _simplecnn), ("vgg", _vgg)):
-    _REGISTRY[_name] = ArchitectureInfo(_name, _factory, (_factory.__doc__ or "").strip(), "builtin")
+    _REGISTRY[_name] = ArchitectureInfo(
+        _name, _factory, (_factory.__doc__ or "").strip(), "builtin", BUILTIN_CAPACITIES[_name]
+    )

@@ -53,15 +53,11 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from amulet._validation import Constraint, constraints_accept
+from amulet._validation import SEED_ALIASES, Constraint, constraints_accept, seed_keyword
 
 __all__ = ["SEED_ALIASES", "ParamSource", "derived_from", "param_source", "params_problems", "seed_keyword"]
 
 M = TypeVar("M", bound=type[BaseModel])
-
-#: The names a seed goes by: ``seed`` in new code, ``random_seed`` (upstream's dataset loaders) and ``exp_id``
-#: (upstream's ``load_data`` and LiRA) in the upstream names Amulet keeps.
-SEED_ALIASES = ("seed", "random_seed", "exp_id")
 
 _ATTRIBUTE = "__amulet_param_source__"
 _EMPTY = inspect.Parameter.empty
@@ -123,12 +119,6 @@ def param_source(model: type[BaseModel]) -> ParamSource | None:
     """The :class:`ParamSource` recorded by :func:`derived_from` on ``model`` (``None`` when there is none)."""
     source = model.__dict__.get(_ATTRIBUTE)
     return source if isinstance(source, ParamSource) else None
-
-
-def seed_keyword(func: Callable[..., Any]) -> str | None:
-    """Which of :data:`SEED_ALIASES` the callable ``func`` takes (``seed`` first), or ``None``."""
-    params = inspect.signature(func).parameters
-    return next((name for name in SEED_ALIASES if name in params), None)
 
 
 def _bounds(info: FieldInfo) -> dict[str, float]:

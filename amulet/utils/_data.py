@@ -4,48 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from amulet._validation import Interval, Options, check_param
-
-if TYPE_CHECKING:
-    from amulet.datasets import AmuletDataset
+from amulet.datasets import AmuletDataset, TransformedTensorDataset, dataset_names, datasets, get_dataset
+from amulet.exceptions import InvalidParameterError
+from amulet.utils._seeding import derive_seed
 
 __all__ = ["DATASET_NAMES", "load_data", "stratified_split", "subsample_dataset"]
 
 logger = logging.getLogger("amulet.datasets")
 
-#: Names accepted by :func:`load_data`.
-DATASET_NAMES = ("celeba", "census", "cifar10", "cifar100", "compas", "fmnist", "german", "lfw", "mnist", "utkface")
-
-
-def _loader(dataset: str, exp_id: int, celeba_target: str, download: bool) -> Callable[[Path], AmuletDataset]:
-    from amulet import datasets as ds
-
-    loaders: dict[str, Callable[[Path], AmuletDataset]] = {
-        "census": lambda p: ds.load_census(p, random_seed=exp_id, download=download),
-        "compas": lambda p: ds.load_compas(p, random_seed=exp_id, download=download),
-        "german": lambda p: ds.load_german(p, random_seed=exp_id, download=download),
-        "fmnist": lambda p: ds.load_fmnist(p, download=download),
-        "mnist": lambda p: ds.load_mnist(p, download=download),
-        "cifar10": lambda p: ds.load_cifar10(p, download=download),
-        "cifar100": lambda p: ds.load_cifar100(p, download=download),
-        "lfw": lambda p: ds.load_lfw(p, random_seed=exp_id),
-        "celeba": lambda p: ds.load_celeba(p, random_seed=exp_id, target_attribute=celeba_target),
-        "utkface": lambda p: ds.load_utkface(p, random_seed=exp_id),
-    }
-    return loaders[dataset]
+#: The built-in datasets' names (those :func:`load_data` accepts are :func:`amulet.datasets.dataset_names`,
+#: which also lists datasets registered since).
+DATASET_NAMES = tuple(d.name for d in datasets() if d.source == "builtin")
 
 
 def _subset_dataset(dataset: Dataset, index: np.ndarray) -> Dataset:
-    from amulet.datasets import TransformedTensorDataset
-
     idx = torch.as_tensor(index, dtype=torch.long)
     if isinstance(dataset, TensorDataset):
         return TensorDataset(*(t[idx] for t in dataset.tensors))
@@ -72,8 +52,6 @@ def subsample_dataset(
     n = len(torch_set)  # type: ignore[arg-type]
     k = int(fraction * n)
     if k < 2:
-        from amulet.exceptions import InvalidParameterError
-
         name = "training_size" if split == "train" else "test_size"
         raise InvalidParameterError(
             f"The '{name}' parameter of {owner} must keep at least 2 of the {n} {split} rows. Got {fraction!r}, "
@@ -100,6 +78,7 @@ def load_data(
     test_size: float = 1.0,
     *,
     download: bool = False,
+    seed: int | None = None,
 ) -> AmuletDataset:
     """Load a built-in dataset by name, optionally keeping only a fraction of its train and test rows.
 
@@ -109,13 +88,16 @@ def load_data(
 
     Args:
         root: Directory holding one folder per dataset.
-        dataset: One of :data:`DATASET_NAMES`.
+        dataset: A registered dataset (:func:`amulet.datasets.dataset_names`; the built-ins are
+            :data:`DATASET_NAMES`).
         training_size: Fraction of training rows kept, in (0, 1]; it must keep at least 2 rows.
         log: Logger for progress messages (default: the ``amulet.datasets`` logger).
-        exp_id: Seed of the dataset's train/test split (for datasets that split) and of the subsampling.
+        exp_id: Seed of the dataset's train/test split (for datasets that split) and of the subsampling
+            (upstream's name; ``seed`` is the same seed under the name new code uses).
         celeba_target: Target attribute for ``celeba``.
         test_size: Fraction of test rows kept, in (0, 1] (not the split ratio); it must keep at least 2 rows.
         download: Allow the canonical download when no local or offline source exists.
+        seed: Keyword-only alias of ``exp_id``; give one of the two, or both equal.
 
     Returns:
         The :class:`~amulet.datasets.AmuletDataset`; the same arguments give the same rows.
@@ -125,7 +107,14 @@ def load_data(
             ``training_size``/``test_size`` that keeps fewer than 2 rows.
         DatasetUnavailableError: When the dataset has no source; the message names the install command.
     """
-    check_param("load_data", "dataset", dataset, [Options(set(DATASET_NAMES))])
+    if seed is not None:
+        check_param("load_data", "seed", seed, [Interval(int, 0, None)])
+        if exp_id not in (0, seed):
+            raise InvalidParameterError(
+                f"load_data got seed={seed!r} and exp_id={exp_id!r}: they are two names of one seed; give one."
+            )
+        exp_id = seed
+    check_param("load_data", "dataset", dataset, [Options(set(dataset_names()))])
     check_param("load_data", "training_size", training_size, [Interval(float, 0, 1, closed="right")])
     check_param("load_data", "test_size", test_size, [Interval(float, 0, 1, closed="right")])
     check_param("load_data", "exp_id", exp_id, [Interval(int, 0, None)])
@@ -135,9 +124,7 @@ def load_data(
     upstream_layout = root / "data" / dataset
     if not path.exists() and upstream_layout.exists():
         path = upstream_layout
-    data = _loader(dataset, exp_id, celeba_target, download)(path)
-    from amulet.utils._seeding import derive_seed
-
+    data = get_dataset(dataset).load(path, seed=exp_id, download=download, celeba_target=celeba_target)
     data = subsample_dataset(
         data, "train", training_size, derive_seed(exp_id, "load_data", dataset, "train"), owner="load_data"
     )
@@ -163,7 +150,7 @@ def stratified_split(dataset: Dataset, split_ratio: float, seed: int = 42) -> tu
     Returns:
         ``(first, second)`` as ``torch.utils.data.Subset`` objects.
     """
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # lazy: scikit-learn costs about a second to import
 
     check_param("stratified_split", "split_ratio", split_ratio, [Interval(float, 0, 1, closed="neither")])
     tensors = getattr(dataset, "tensors", None)

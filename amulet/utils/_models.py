@@ -10,38 +10,30 @@ from typing import Any
 from torch import nn
 
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
+from amulet.models import (
+    ALIASES,
+    BUILTIN_CAPACITIES,
+    VGG,
+    VGG_CONFIGS,
+    LinearNet,
+    ResNet,
+    SimpleCNN,
+    architectures,
+    canonical_architecture,
+    create_model,
+)
 
 __all__ = ["CAPACITY_CONFIG", "DEFAULT_CAPACITY_MAP", "CapacityError", "initialize_model"]
 
 logger = logging.getLogger(__name__)
 
-#: Capacities m1 ... m4 of the built-in architectures as fields of their registry configs
-#: (:func:`amulet.models.create_model`), keyed by registry name then capacity: the form the assessment
-#: engine reads (VGG by name, lists where upstream has tuples, so that it serialises as JSON).
+#: Capacities m1 ... m4 of the built-in architectures as fields of their registry configs, keyed by registry
+#: name then capacity: :data:`amulet.models.BUILTIN_CAPACITIES`, the one table, under its upstream-era name.
 #: :data:`DEFAULT_CAPACITY_MAP` (upstream's shape) is derived from it.
-CAPACITY_CONFIG: dict[str, dict[str, dict[str, Any]]] = {
-    "linearnet": {
-        "m1": {"hidden_layer_sizes": [128, 256, 128]},
-        "m2": {"hidden_layer_sizes": [256, 512, 256]},
-        "m3": {"hidden_layer_sizes": [512, 1024, 512]},
-        "m4": {"hidden_layer_sizes": [512, 1024, 1024, 512]},
-    },
-    "simplecnn": {
-        "m1": {"conv_channels_kernel": [[12, 5], [24, 5]], "fc_layers": [256]},
-        "m2": {"conv_channels_kernel": [[20, 5], [50, 5]], "fc_layers": [512]},
-        "m3": {"conv_channels_kernel": [[32, 5], [64, 5]], "fc_layers": [768]},
-        "m4": {"conv_channels_kernel": [[32, 5], [64, 5], [128, 3]], "fc_layers": [1024, 512]},
-    },
-    "vgg": {f"m{i + 1}": {"layer_config": name} for i, name in enumerate(("VGG11", "VGG13", "VGG16", "VGG19"))},
-    "resnet": {
-        f"m{i + 1}": {"size": name} for i, name in enumerate(("resnet34", "resnet50", "resnet101", "resnet152"))
-    },
-}
+CAPACITY_CONFIG: dict[str, dict[str, dict[str, Any]]] = BUILTIN_CAPACITIES
 
 
 def _upstream_capacity_map() -> dict[str, dict[str, Any]]:
-    from amulet.models._vgg import VGG_CONFIGS
-
     capacities = sorted(CAPACITY_CONFIG["linearnet"])
     return {
         capacity: {
@@ -63,8 +55,10 @@ def _upstream_capacity_map() -> dict[str, dict[str, Any]]:
 #: copy it to customise, and pass the copy as ``model_conf``.
 DEFAULT_CAPACITY_MAP: dict[str, dict[str, Any]] = _upstream_capacity_map()
 
-_ALIASES = {"simplecnn": "cnn", "linear_net": "linearnet"}
+#: Upstream's four architecture names, the keys of :data:`DEFAULT_CAPACITY_MAP`'s configs.
 _BUILT_IN = ("vgg", "resnet", "linearnet", "cnn")
+#: Registry name -> upstream's name, derived from the one alias map (:data:`amulet.models.ALIASES`).
+_UPSTREAM_NAME = {canonical_architecture(name): name for name in _BUILT_IN}
 #: The input upstream's image models are built for when ``num_features`` is an int (upstream ignores it for
 #: them): VGG and ResNet take 3 channels (CIFAR) at any size, SimpleCNN 1 channel at 28x28 ((F)MNIST).
 _UPSTREAM_CHANNELS = {"vgg": 3, "resnet": 3, "cnn": 1}
@@ -154,8 +148,6 @@ def initialize_model(
         >>> initialize_model("vgg", "m1", (1, 28, 28), 10).input_channels
         1
     """
-    from amulet.models import VGG, LinearNet, ResNet, SimpleCNN, architectures, create_model
-
     log = log or logger
     owner = "initialize_model"
     if not isinstance(model_capacity, str) or model_capacity not in model_conf:
@@ -164,10 +156,14 @@ def initialize_model(
             f"must be one of {sorted(model_conf)}."
         )
     capacity_config = model_conf[model_capacity]
-    arch = _ALIASES.get(model_arch, model_arch) if isinstance(model_arch, str) else model_arch
+    arch: Any = model_arch
+    if isinstance(model_arch, str):
+        arch = _UPSTREAM_NAME.get(canonical_architecture(model_arch), model_arch)
     registered = isinstance(arch, str) and arch in architectures() and isinstance(capacity_config.get(arch), Mapping)
     if arch not in _BUILT_IN and not registered:
-        known = sorted(set(_BUILT_IN) | set(_ALIASES) | {a for a in capacity_config if a in architectures()})
+        aliases = {alias for alias, name in ALIASES.items() if name in _UPSTREAM_NAME}
+        names = set(_BUILT_IN) | set(_UPSTREAM_NAME) | aliases
+        known = sorted(names | {a for a in capacity_config if a in architectures()})
         msg = (
             f"Incorrect model architecture: {model_arch}. The 'model_arch' parameter of {owner} must be one of "
             f"{known}. Got {model_arch!r} instead."

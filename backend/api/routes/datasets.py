@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 
+from amulet.datasets import datasets
 from backend import crud
 from backend.api.deps import CurrentToken, LimitQuery, OffsetQuery, SessionDep, SettingsDep, StoreDep
 from backend.core.storage import UploadTooLargeError
@@ -14,19 +15,6 @@ from backend.models import new_id
 from backend.schemas import BuiltinDatasetPublic, DatasetPublic, DatasetsPublic
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
-
-_BUILTIN = (
-    ("census", "tabular", "UCI Adult income (race, sex sensitive)"),
-    ("compas", "tabular", "ProPublica COMPAS two-year recidivism (race, sex sensitive)"),
-    ("german", "tabular", "UCI German credit (personal status and sex, age sensitive)"),
-    ("fmnist", "image", "Fashion-MNIST, 28x28 grey-scale, 10 classes"),
-    ("mnist", "image", "MNIST digits, 28x28 grey-scale, 10 classes"),
-    ("cifar10", "image", "CIFAR-10, 32x32 colour, 10 classes"),
-    ("cifar100", "image", "CIFAR-100, 32x32 colour, 100 classes"),
-    ("celeba", "image", "CelebA faces (Male sensitive)"),
-    ("lfw", "image", "Labeled Faces in the Wild (race, gender sensitive)"),
-    ("utkface", "image", "UTKFace (gender, race sensitive)"),
-)
 
 
 def _split(values: list[str]) -> list[str]:
@@ -97,8 +85,8 @@ def list_datasets(
 
 @router.get("/builtin", response_model=list[BuiltinDatasetPublic])
 def builtin_datasets(token: CurrentToken) -> list[BuiltinDatasetPublic]:
-    """Datasets a spec can name directly (``{"dataset": {"name": "census"}}``)."""
-    return [BuiltinDatasetPublic(name=n, modality=m, description=d) for n, m, d in _BUILTIN]
+    """Datasets a spec can name directly (``{"dataset": {"name": "census"}}``): the engine's dataset registry."""
+    return [BuiltinDatasetPublic(name=d.name, modality=d.modality, description=d.description) for d in datasets()]
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
