@@ -52,6 +52,7 @@ from amulet.assess._schema import (
     MetricSummary,
     ResultWarning,
     RowInfo,
+    attach_strength,
     few_seeds_warning,
 )
 from amulet.assess._spec import BASELINE
@@ -306,7 +307,7 @@ def aggregate_results(
     warnings = _warnings(plan, cells, accuracy_rows)
     assessment_status = _assessment_status(cells, base_state, accuracy_rows)
     reproducibility = reproducibility_record(plan, cells, trainings)
-    return AssessmentResults(
+    results = AssessmentResults(
         name=spec.name,
         description=spec.description,
         created=created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -328,6 +329,7 @@ def aggregate_results(
         threat_model={"data_split": _data_split_text(plan), "model": _model_text(plan)},
         reproducibility=reproducibility,
     )
+    return attach_strength(results)
 
 
 def _distinct_reasons(cells: Iterable[CellResult], status: str, limit: int = 3) -> str:

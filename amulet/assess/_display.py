@@ -5,6 +5,8 @@
 * **Changes** are always *defended minus baseline*, signed, in the metric's own unit; a change of a %
   metric is in percentage points: ``format_change(6.45, "%") == "+6.45 pts"``,
   ``format_change(-0.035, "") == "-0.035"``. (Never a relative change, never rescaled.)
+* **Attack strength** (:func:`strength_label`): the budget a column's attack ran with, next to its result,
+  and ``WEAK BUDGET`` when it cannot resolve small effects.
 * **Colour** (:func:`cell_colour`) encodes the change in *susceptibility* (the change signed so that > 0
   means more susceptible, % metrics divided by 100) on the FIXED scale :data:`COLOUR_SCALE` that
   saturates at ±:data:`SATURATION`; only significant ``ok`` cells are coloured (red: more susceptible,
@@ -163,6 +165,19 @@ def cell_label(cell: Any) -> str:
     if not _finite(delta):
         return "n/a"
     return format_change(delta, _get(cell, "unit", "") or "") + ("*" if _get(cell, "significant", False) else "")
+
+
+def strength_label(column: Any) -> str:
+    """One line saying how strong a column's (or a cell's) attack was: ``"64 shadow models (online; ...)"``.
+
+    A weak budget ends with ``"; WEAK BUDGET"`` (its cells are not findings); ``"-"`` when the attack has
+    no budget (a measurement) or the results predate schema 1.3 and were not upgraded (a plain JSON dict).
+    """
+    strength = _get(column, "strength", None)
+    if strength is None:
+        return "-"
+    summary = str(_get(strength, "summary", "") or "-")
+    return summary + ("; WEAK BUDGET" if _get(strength, "weak", False) else "")
 
 
 def text_colour(fill: str) -> str:

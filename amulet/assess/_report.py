@@ -36,6 +36,7 @@ from amulet.assess._heatmap import heatmap_rows, heatmap_svg, plotly_heatmap_htm
 from amulet.assess._schema import AssessmentResults, results_json_schema
 from amulet.assess._signing import sign_report
 from amulet.assess._spec import BASELINE
+from amulet.assess._strength import strength_text
 
 __all__ = ["FORMATS", "REPORT_FILES", "render_reports"]
 
@@ -221,7 +222,8 @@ def executive_summary(results: AssessmentResults) -> dict[str, Any]:
 
     Findings are the significant matrix cells (more susceptible first, by the size of the change in
     susceptibility: ``high`` >= 0.10, i.e. 10 pts of a % metric or 0.10 of a rate, ``medium`` >= 0.03),
-    failed and inconclusive policy checks, and degenerate rows; improvements (less susceptible) come last.
+    failed and inconclusive policy checks, degenerate rows and attacks run with a weak budget (whose cells are
+    never findings); improvements (less susceptible) come last.
     """
     names = _metric_names(results)
     risk_names = _risk_names(results)
@@ -299,6 +301,27 @@ def executive_summary(results: AssessmentResults) -> dict[str, Any]:
                 "mitigation": "Weaken the defense (e.g. a larger privacy budget or a smaller perturbation), train "
                 "longer, or check its parameters; the row's checks stay inconclusive until then.",
                 "rank": -1.0,
+            }
+        )
+
+    for col in results.columns:
+        if col.strength is None or not col.strength.weak:
+            continue
+        significant = sum(m.significant for m in results.matrix if m.column == col.label)
+        raise_to = ", ".join(f"{name} to at least {floor}" for name, floor in col.strength.raise_to.items())
+        plural = "s" if significant != 1 else ""
+        left_out = f" ({significant} significant change{plural} left out)" if significant else ""
+        items.append(
+            {
+                "severity": "medium",
+                "title": f"{col.label}: weak attack budget",
+                "measured": f"the attack ran with {col.strength.summary}",
+                "certainty": col.strength.note,
+                "meaning": f"A change in {risk_names.get(col.risk, col.risk).lower()} smaller than this attack "
+                "resolves goes unseen, and a result near chance says little about the risk; its cells are shown "
+                "in the matrix but are not findings" + left_out + ".",
+                "mitigation": f"Raise {raise_to or 'the budget'} and measure again.",
+                "rank": 0.5,
             }
         )
 
@@ -460,6 +483,7 @@ def _environment():
     env.filters["human"] = humanize_text
     env.filters["hvalue"] = human_value
     env.globals["metric_label"] = metric_label
+    env.filters["capitalize_first"] = lambda s: str(s)[:1].upper() + str(s)[1:]
     return env
 
 
@@ -537,6 +561,8 @@ def _context(results: AssessmentResults, *, interactive: bool) -> dict[str, Any]
         "metric_names": _metric_names(results),
         "problem_groups": _problem_groups(results),
         "problem_cells": [c for c in results.cells if c.status != "ok"],
+        "strength_of": {c.label: strength_text(c.strength) for c in results.columns if c.strength is not None},
+        "strength_pair": {(c.risk, c.attack): c.strength for c in results.columns if c.strength is not None},
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
+from amulet.assess._strength import AttackStrength, attack_strength
 from amulet.registry import RocCurve, VulnerableRecord
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "SIGNIFICANT_DIRECTIONS",
     "TOP_CLASS_KEY",
     "UTILITY_KEYS",
+    "attach_strength",
     "AccuracySummary",
     "AssessmentResults",
     "CellResult",
@@ -46,10 +48,11 @@ __all__ = [
     "results_json_schema",
 ]
 
-RESULTS_SCHEMA_VERSION = "1.2"
+RESULTS_SCHEMA_VERSION = "1.3"
 #: Every schema version this module reads (older files get the newer fields derived or defaulted; 1.2 added
-#: each cell's ``roc`` and ``vulnerable_records``).
-READABLE_SCHEMA_VERSIONS = ("1.0", "1.1", "1.2")
+#: each cell's ``roc`` and ``vulnerable_records``; 1.3 each cell's and column's ``strength``, each matrix cell's
+#: ``weak_budget`` and the ``weak_budget`` warning, which :func:`attach_strength` derives for older files).
+READABLE_SCHEMA_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 
 #: Metric key under which a cell records the clean test accuracy (%) of the model it measured.
 ACCURACY_KEY = "model.test_accuracy"
@@ -89,6 +92,9 @@ class CellResult(BaseModel):
         computed_seconds: For a reused cell, the wall time of the run that computed it; ``None`` otherwise.
         roc: The ROC curve of the attack's scores (membership inference), when the attack yields one.
         vulnerable_records: The training records the attack exposed most (highest membership scores).
+        strength: The budget the attack ran with (shadows, models, steps, queries) and whether it is weak
+            (:func:`~amulet.assess._strength.attack_strength`); ``None`` for a cell that did not run or an
+            attack without parameters.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -108,6 +114,7 @@ class CellResult(BaseModel):
     computed_seconds: float | None = None
     roc: RocCurve | None = None
     vulnerable_records: list[VulnerableRecord] = Field(default_factory=list)
+    strength: AttackStrength | None = None
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -212,6 +219,10 @@ class ColumnInfo(BaseModel):
     threat_model: dict[str, str] = Field(default_factory=dict)
     headline_metrics: list[dict[str, Any]] = Field(default_factory=list)
     primary_metric: str
+    strength: AttackStrength | None = Field(
+        default=None,
+        description="The budget the column's attack ran with (from its ok cells; 'varies' when they differ).",
+    )
 
 
 class MatrixCell(BaseModel):
@@ -241,6 +252,11 @@ class MatrixCell(BaseModel):
     reason: str = ""
     significant: bool = False
     unit: str = Field(default="", description="The metric's unit ('%' or '')")
+    weak_budget: bool = Field(
+        default=False,
+        description="The column's attack ran with a weak budget: the cell cannot resolve small effects and is "
+        "never a finding (see the column's strength).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -258,7 +274,8 @@ class ResultWarning(BaseModel):
     """Something a reader must know before trusting the numbers (shown at the top of every report).
 
     ``code``: ``"few_seeds"``, ``"baseline_degenerate"``, ``"baseline_failed"``, ``"row_degenerate"``,
-    ``"cell_errors"`` or ``"budget_exceeded"``; ``row``: the row it concerns (``None``: the assessment).
+    ``"cell_errors"``, ``"budget_exceeded"`` or ``"weak_budget"`` (an attack ran with a budget too small to
+    resolve small effects); ``row``: the row it concerns (``None``: the assessment).
     """
 
     code: str
@@ -338,6 +355,14 @@ class AssessmentResults(BaseModel):
             if version == "1.0":
                 data = _upgrade_1_0(data)
         return data
+
+    @model_validator(mode="after")
+    def _derive_strength(self) -> AssessmentResults:
+        # Files before 1.3 carry no attack strength: derive it from the columns' parameters and the cells'
+        # counts, as aggregation does.
+        if self.schema_version in ("1.0", "1.1", "1.2"):
+            attach_strength(self)
+        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -431,3 +456,62 @@ def results_json_schema() -> dict[str, Any]:
         "anyOf": [{"type": "number"}, {"type": "null"}]
     }
     return schema
+
+
+def _column_strength(column: ColumnInfo, cells: list[CellResult]) -> AttackStrength | None:
+    """The budget of a column: its ok cells' when they agree, else the first one's marked as varying."""
+    measured = [c.strength for c in cells if c.status == "ok" and c.strength is not None]
+    if not measured:
+        return attack_strength(column.attack, column.params, {})
+    first = measured[0]
+    if all(m.summary == first.summary for m in measured):
+        return first
+    return first.model_copy(
+        update={
+            "summary": f"varies by cell, e.g. {first.summary}",
+            "weak": any(m.weak for m in measured),
+            "note": next((m.note for m in measured if m.weak), ""),
+        }
+    )
+
+
+def attach_strength(results: AssessmentResults) -> AssessmentResults:
+    """Derive each cell's and column's attack strength and apply the weak-budget rule, in place.
+
+    A cell without a ``strength`` gets it from its column's parameters (as run) and its own counts. A column
+    whose attack ran with a weak budget marks its matrix cells ``weak_budget``, drops them from ``findings``
+    (their significance is kept, and shown) and gets a ``weak_budget`` warning.
+
+    Args:
+        results: Results to complete (aggregated now, or read from a file older than schema 1.3).
+
+    Returns:
+        ``results`` itself.
+    """
+    params = {(c.risk, c.attack): c.params for c in results.columns}
+    for cell in results.cells:
+        if cell.strength is None and cell.status == "ok" and (cell.risk, cell.attack) in params:
+            cell.strength = attack_strength(cell.attack, params[(cell.risk, cell.attack)], cell.metrics)
+    weak: dict[str, ColumnInfo] = {}
+    for column in results.columns:
+        own = [c for c in results.cells if (c.risk, c.attack) == (column.risk, column.attack)]
+        column.strength = _column_strength(column, own)
+        if column.strength is not None and column.strength.weak:
+            weak[column.label] = column
+    for matrix_cell in results.matrix:
+        matrix_cell.weak_budget = matrix_cell.column in weak
+    left_out = {label: sum(f.column == label for f in results.findings) for label in weak}
+    results.findings = [f for f in results.findings if f.column not in weak]
+    known = {w.message for w in results.warnings if w.code == "weak_budget"}
+    for label, column in weak.items():
+        n = left_out[label]
+        assert column.strength is not None
+        message = (
+            f"{label}: {column.strength.note}; it ran with {column.strength.summary}. Its cells are shown with "
+            "this note and are not findings"
+            + (f" ({n} significant change{'s' if n != 1 else ''} left out of the findings)" if n else "")
+            + "; raise the budget to measure this risk."
+        )
+        if message not in known:
+            results.warnings.append(ResultWarning(code="weak_budget", message=message))
+    return results

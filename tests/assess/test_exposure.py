@@ -98,7 +98,7 @@ def test_curves_and_records_survive_results_json(exposure_run: dict[str, Any]):
     from amulet.assess import AssessmentResults
 
     data = json.loads(exposure_run["paths"]["json"].read_text())
-    assert data["schema_version"] == "1.2"
+    assert data["schema_version"] == "1.3"
     back = AssessmentResults.model_validate(data)
     for before, after in zip(exposure_run["results"].cells, back.cells, strict=True):
         assert before.roc == after.roc and before.vulnerable_records == after.vulnerable_records

@@ -203,7 +203,7 @@ def test_results_json_round_trips_and_matches_its_schema():
     import json
 
     data = json.loads(text)
-    assert data["schema_version"] == RESULTS_SCHEMA_VERSION == "1.2" and data["exit_code"] == results.exit_code
+    assert data["schema_version"] == RESULTS_SCHEMA_VERSION == "1.3" and data["exit_code"] == results.exit_code
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(data, results_json_schema())
     again = AssessmentResults.model_validate(data)  # the file as written reads back (derived fields ignored)
