@@ -1,56 +1,104 @@
 """Training, evaluation, data and model utilities (upstream ``amulet.utils`` names, plus our additions).
 
-Names are imported lazily so that ``import amulet.utils`` stays cheap.
+Every name is re-exported explicitly (typed for type checkers): code inside and outside the package imports
+these public names, not the private modules they live in. Importing ``amulet.utils`` imports torch and
+pydantic; ``import amulet`` alone imports neither (its sub-packages load lazily).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from amulet.utils._data import DATASET_NAMES, load_data, stratified_split, subsample_dataset
+from amulet.utils._evaluation import (
+    get_accuracy,
+    get_fidelity,
+    get_intermediate_features,
+    get_predictions_numpy,
+    predict_logits,
+)
+from amulet.utils._files import create_dir, load_or_train
+from amulet.utils._models import CAPACITY_CONFIG, DEFAULT_CAPACITY_MAP, CapacityError, initialize_model
+from amulet.utils._population import (
+    BATCHABLE_MODULES,
+    PopulationResult,
+    StackedOptimizer,
+    architecture_fingerprint,
+    batchable_reason,
+    population_logits,
+    tensor_fingerprint,
+    train_population,
+)
+from amulet.utils._roc import roc_curve_points
+from amulet.utils._seeding import derive_seed, make_generator, numpy_rng, resolve_device, seeded_init
+from amulet.utils._tensordata import TensorData
+from amulet.utils._threads import configure_threads, layer1_threads, single_thread, thread_count
+from amulet.utils._training import (
+    BatchTransform,
+    StackedBatchTransform,
+    TrainConfig,
+    has_batchnorm,
+    loader_batches,
+    make_optimizer,
+    run_epoch,
+    train_classifier,
+    train_model,
+    transform_generator,
+)
+from amulet.utils._utility import (
+    DEGENERATE_P_VALUE,
+    DEGENERATE_TOP_CLASS_SHARE,
+    UtilityCheck,
+    check_utility,
+    degenerate_reason,
+)
 
-_EXPORTS = {
-    "TensorData": "amulet.utils._tensordata",
-    "TrainConfig": "amulet.utils._training",
-    "train_classifier": "amulet.utils._training",
-    "train_model": "amulet.utils._training",
-    "make_optimizer": "amulet.utils._training",
-    "get_accuracy": "amulet.utils._evaluation",
-    "get_fidelity": "amulet.utils._evaluation",
-    "get_predictions_numpy": "amulet.utils._evaluation",
-    "get_intermediate_features": "amulet.utils._evaluation",
-    "predict_logits": "amulet.utils._evaluation",
-    "roc_curve_points": "amulet.utils._roc",
-    "load_or_train": "amulet.utils._files",
-    "create_dir": "amulet.utils._files",
-    "make_generator": "amulet.utils._seeding",
-    "derive_seed": "amulet.utils._seeding",
-    "resolve_device": "amulet.utils._seeding",
-    "numpy_rng": "amulet.utils._seeding",
-    "seeded_init": "amulet.utils._seeding",
-    "load_data": "amulet.utils._data",
-    "stratified_split": "amulet.utils._data",
-    "initialize_model": "amulet.utils._models",
-    "DEFAULT_CAPACITY_MAP": "amulet.utils._models",
-    "train_population": "amulet.utils._population",
-    "population_logits": "amulet.utils._population",
-    "PopulationResult": "amulet.utils._population",
-    "StackedOptimizer": "amulet.utils._population",
-    "architecture_fingerprint": "amulet.utils._population",
-    "tensor_fingerprint": "amulet.utils._population",
-    "batchable_reason": "amulet.utils._population",
-    "configure_threads": "amulet.utils._threads",
-    "check_utility": "amulet.utils._utility",
-    "UtilityCheck": "amulet.utils._utility",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'amulet.utils' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__ = [
+    "BATCHABLE_MODULES",
+    "BatchTransform",
+    "CAPACITY_CONFIG",
+    "CapacityError",
+    "DATASET_NAMES",
+    "DEFAULT_CAPACITY_MAP",
+    "DEGENERATE_P_VALUE",
+    "DEGENERATE_TOP_CLASS_SHARE",
+    "PopulationResult",
+    "StackedBatchTransform",
+    "StackedOptimizer",
+    "TensorData",
+    "TrainConfig",
+    "UtilityCheck",
+    "architecture_fingerprint",
+    "batchable_reason",
+    "check_utility",
+    "configure_threads",
+    "create_dir",
+    "degenerate_reason",
+    "derive_seed",
+    "get_accuracy",
+    "get_fidelity",
+    "get_intermediate_features",
+    "get_predictions_numpy",
+    "has_batchnorm",
+    "initialize_model",
+    "layer1_threads",
+    "load_data",
+    "load_or_train",
+    "loader_batches",
+    "make_generator",
+    "make_optimizer",
+    "numpy_rng",
+    "population_logits",
+    "predict_logits",
+    "resolve_device",
+    "roc_curve_points",
+    "run_epoch",
+    "seeded_init",
+    "single_thread",
+    "stratified_split",
+    "subsample_dataset",
+    "tensor_fingerprint",
+    "thread_count",
+    "train_classifier",
+    "train_model",
+    "train_population",
+    "transform_generator",
+]

@@ -25,9 +25,9 @@ class AttributeInferenceAttack(ABC):
     def __init__(
         self,
         target_model: nn.Module,
-        x_train_adv: np.ndarray,
-        x_test: np.ndarray,
-        z_train_adv: np.ndarray,
+        x_train_adv: np.ndarray | torch.Tensor,
+        x_test: np.ndarray | torch.Tensor,
+        z_train_adv: np.ndarray | torch.Tensor,
         device: str | torch.device,
     ):
         self.target_model = target_model
