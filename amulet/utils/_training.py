@@ -5,22 +5,25 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data._utils.collate import default_collate
 
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator
 from amulet.utils._tensordata import TensorData
+from amulet.utils._threads import layer1_threads
 
 __all__ = [
     "BatchTransform",
     "StackedBatchTransform",
     "TrainConfig",
     "has_batchnorm",
+    "loader_batches",
     "make_optimizer",
     "run_epoch",
     "train_classifier",
@@ -72,6 +75,81 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
+def _indexable(loader: Any) -> TensorDataset | None:
+    """The ``TensorDataset`` of a plain single-process ``DataLoader`` that batches it with default collation."""
+    if type(loader) is not DataLoader or type(loader.dataset) is not TensorDataset:
+        return None  # a subclass (Opacus' DPDataLoader ...) or another dataset may fetch rows its own way
+    if loader.num_workers or loader.collate_fn is not default_collate or loader.batch_sampler is None:
+        return None
+    if loader.pin_memory:
+        return None
+    return loader.dataset
+
+
+def loader_batches(loader: Iterable[Any]) -> Iterator[Any]:
+    """The batches one pass over ``loader`` yields, fetched by indexing when it is a DataLoader over tensors.
+
+    A ``DataLoader`` over a ``TensorDataset`` fetches every row with its own ``__getitem__`` and stacks them
+    again (``default_collate``): on small tabular batches that costs as much as the training step. Here its
+    index batches (``loader.batch_sampler``, the same sampler, so the same order from the same random draws,
+    the iterator's base seed drawn first as ``DataLoader`` draws it) index the dataset's tensors in one
+    operation each, which gives the same tensors ``default_collate`` stacks. Any other loader (workers, custom
+    collation or dataset, a ``DataLoader`` subclass) is iterated as it is.
+
+    Args:
+        loader: Any iterable of batches, usually a ``DataLoader``.
+
+    Yields:
+        The batches (lists of tensors for a ``TensorDataset``, as ``default_collate`` gives them).
+    """
+    dataset = _indexable(loader)
+    if dataset is None:
+        yield from loader
+        return
+    assert isinstance(loader, DataLoader)
+    tensors = dataset.tensors
+    # _BaseDataLoaderIter draws its workers' base seed from the loader's generator at every new pass.
+    torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+    plan = _sampler_order(loader.batch_sampler, len(dataset))
+    if plan is not None:
+        order, finish = plan
+        batch_size, drop_last = loader.batch_sampler.batch_size, loader.batch_sampler.drop_last  # type: ignore[union-attr]
+        full = len(order) - len(order) % batch_size
+        for start in range(0, full, batch_size):
+            index = order[start : start + batch_size]
+            yield [t[index] for t in tensors]
+        finish()  # the sampler is asked past its last index before the last partial batch, or for the next batch
+        if full < len(order) and not drop_last:
+            index = order[full:]
+            yield [t[index] for t in tensors]
+        return
+    for indices in loader.batch_sampler:  # type: ignore[union-attr]
+        index = torch.as_tensor(indices, dtype=torch.long)
+        yield [t[index] for t in tensors]
+
+
+def _sampler_order(batch_sampler: Any, n: int) -> tuple[torch.Tensor, Callable[[], Any]] | None:
+    """A pass's index order of torch's own ``BatchSampler`` over a sequential or plain random sampler.
+
+    Returns the order as one tensor (instead of ``n`` Python ints) and what the sampler does once asked past
+    its last index; None for any other sampler. ``RandomSampler.__iter__`` draws a seed from the global
+    generator when it has none, then one ``randperm`` for the pass, and a second one (sliced to nothing)
+    when it is asked past the end: the same draws, in the same order.
+    """
+    if type(batch_sampler) is not BatchSampler:
+        return None
+    sampler = batch_sampler.sampler
+    if type(sampler) is SequentialSampler:
+        return torch.arange(n), lambda: None
+    if type(sampler) is RandomSampler and not sampler.replacement and sampler.num_samples == n:
+        generator = sampler.generator
+        if generator is None:
+            generator = torch.Generator()
+            generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        return torch.randperm(n, generator=generator), lambda: torch.randperm(n, generator=generator)
+    return None
+
+
 def train_classifier(
     model: nn.Module,
     data_loader: DataLoader,
@@ -100,9 +178,30 @@ def train_classifier(
         early_stopping_patience: Epochs without training-loss improvement before stopping.
         progress: Progress reporter (task ``"train"``); silent when None.
 
+    A ``DataLoader`` over a ``TensorDataset`` is read by indexing its tensors (:func:`loader_batches`: the
+    same batches), and a small model trains with the layer-1 thread count
+    (:func:`amulet.utils._threads.layer1_threads`).
+
     Returns:
         The trained model, in eval mode.
     """
+    with layer1_threads(model):
+        return _train_classifier(
+            model, data_loader, criterion, optimizer, epochs, device, scheduler, early_stopping_patience, progress
+        )
+
+
+def _train_classifier(
+    model: nn.Module,
+    data_loader: Iterable[Any],
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    device: torch.device | str,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    early_stopping_patience: int,
+    progress: Progress | None,
+) -> nn.Module:
     progress = resolve_progress(progress)
     model.to(device)
     best_loss = float("inf")
@@ -114,7 +213,7 @@ def train_classifier(
 
         def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             nonlocal count
-            for batch in data_loader:
+            for batch in loader_batches(data_loader):
                 count += len(batch[0])
                 yield batch[0].to(device), batch[1].to(device)
 

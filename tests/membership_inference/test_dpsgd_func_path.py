@@ -1,4 +1,4 @@
-"""Layer-1 DP-SGD's hook-free path: torch.func per-sample gradients equal Opacus' hooks, same accountant."""
+"""Layer-1 DP-SGD without Opacus' wrappers (torch.func per-sample gradients) equals Opacus' hooks, same accountant."""
 
 from __future__ import annotations
 
@@ -30,7 +30,11 @@ def test_func_path_equals_opacus_hooks(census_rows, physical) -> None:
     train, _ = census_rows
     data = train.subset(np.arange(512))
     hooks, func = _train(data, "hooks", physical=physical), _train(data, "func", physical=physical)
-    assert func.batch_sizes == hooks.batch_sizes and func.steps == hooks.steps
+    assert func.steps == hooks.steps
+    if physical is None:
+        assert func.batch_sizes == hooks.batch_sizes
+    else:  # Opacus' BatchMemoryManager yields physical batches only; the own loop records the logical ones
+        assert hooks.batch_sizes == [] and len(func.batch_sizes) == func.steps
     assert func.epsilon == hooks.epsilon
     trained = dict(func.model.named_parameters())
     assert len(trained) == 6
@@ -66,7 +70,7 @@ def test_func_path_trains_a_model_with_dropout(census_rows) -> None:
 def test_unknown_per_sample_mode_is_refused(census_rows) -> None:
     train, _ = census_rows
     with pytest.raises(InvalidParameterError, match="per_sample"):
-        _train(train.subset(np.arange(64)), "ghost")
+        _train(train.subset(np.arange(64)), "per-layer")
 
 
 def _threads_during_training(data, setting: str, monkeypatch) -> tuple[int, int]:

@@ -14,6 +14,8 @@ from amulet.evasion.attacks._base import EvasionAttack
 from amulet.exceptions import InvalidParameterError
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator
+from amulet.utils._threads import layer1_threads
+from amulet.utils._training import loader_batches
 
 __all__ = [
     "LABEL_SOURCES",
@@ -356,39 +358,83 @@ class EvasionPGD(EvasionAttack):
         """
         validate_params(self)
         _check_clip_range(type(self).__name__, self.clip_min, self.clip_max)
+        with layer1_threads(self.model):
+            return self._attack()
+
+    def _attack(self) -> DataLoader:
         device = torch.device(self.device)
         progress = resolve_progress(self.progress)
         generator = make_generator(self.seed, device if device.type == "cuda" else "cpu")
         self.model.to(device)
         # The whole loader's range is checked before any work, so the error names the data's actual range.
-        batches = [(batch[0].float(), batch[1].long()) for batch in self.test_loader]
+        batches = [(batch[0].float(), batch[1].long()) for batch in loader_batches(self.test_loader)]
         filled = [x for x, _ in batches if x.numel()]
         if filled:
             value_range = (min(float(x.min()) for x in filled), max(float(x.max()) for x in filled))
             check_inputs_in_clip_range(
                 type(self).__name__, filled[0], self.clip_min, self.clip_max, value_range=value_range
             )
+        # The model is attacked in eval mode, where every row's examples depend on that row alone: the loader's
+        # batches are attacked together in chunks of about CHUNK_ELEMENTS input values, one forward and backward
+        # pass per PGD step for the whole chunk instead of one per batch. The random starts are drawn batch by
+        # batch, as attacking each batch in turn draws them, so the examples are the same up to float rounding.
         xs, ys = [], []
-        for x, y in progress.track(batches, "pgd", description="PGD attack"):
-            x, y = x.to(device), y.to(device)
-            target = predicted_labels(self.model, x) if self.label_source == "predicted" else y
-            x_adv = pgd_linf(
-                self.model,
-                x,
-                target,
-                epsilon=float(self.epsilon),
-                step_size=float(self.step_size),
-                iterations=int(self.iterations),
-                clip_min=self.clip_min,
-                clip_max=self.clip_max,
-                generator=generator,
-            )
-            xs.append(x_adv.cpu())
-            ys.append(y.cpu())
+        chunks = _chunks(batches, CHUNK_ELEMENTS)
+        progress.start("pgd", len(batches), "PGD attack")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for chunk in chunks:
+                x = torch.cat([b[0] for b in chunk]).to(device)
+                y = torch.cat([b[1] for b in chunk]).to(device)
+                target = predicted_labels(self.model, x) if self.label_source == "predicted" else y
+                x_adv = x.detach().clone()
+                if self.epsilon != 0 and len(x):
+                    noise = torch.cat([_uniform_noise(b[0].to(device), generator) for b in chunk])
+
+                    def loss(xa: torch.Tensor, target: torch.Tensor = target) -> torch.Tensor:
+                        return F.cross_entropy(self.model(xa), target, reduction="sum")
+
+                    x_adv = _ascend(
+                        loss,
+                        x.detach(),
+                        noise,
+                        epsilon=float(self.epsilon),
+                        step_size=float(self.step_size),
+                        iterations=int(self.iterations),
+                        clip_min=self.clip_min,
+                        clip_max=self.clip_max,
+                    )
+                xs.append(x_adv.cpu())
+                ys.append(y.cpu())
+                for _ in chunk:
+                    progress.advance("pgd")
+        finally:
+            self.model.train(was_training)
+        progress.finish("pgd")
         x_all = torch.cat(xs) if xs else torch.empty(0)
         y_all = torch.cat(ys) if ys else torch.empty(0, dtype=torch.long)
         self.adversarial_examples_ = x_all
         return DataLoader(TensorDataset(x_all, y_all), batch_size=self.batch_size, shuffle=False)
+
+
+#: Input values PGD attacks at once in :meth:`EvasionPGD.attack` (16 MiB of float32 per copy of the inputs).
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _chunks(
+    batches: list[tuple[torch.Tensor, torch.Tensor]], elements: int
+) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Consecutive batches grouped so that each group holds about ``elements`` input values (at least one batch)."""
+    groups: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    size = 0
+    for batch in batches:
+        if not groups or size + batch[0].numel() > elements:
+            groups.append([])
+            size = 0
+        groups[-1].append(batch)
+        size += batch[0].numel()
+    return groups
 
 
 def _check_clip_range(owner: str, clip_min: float | None, clip_max: float | None) -> None:

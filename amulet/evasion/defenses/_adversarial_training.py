@@ -19,7 +19,8 @@ from amulet.evasion.attacks._pgd import (
 from amulet.evasion.defenses._base import EvasionDefense
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import make_generator
-from amulet.utils._training import BatchTransform, StackedBatchTransform
+from amulet.utils._threads import layer1_threads
+from amulet.utils._training import BatchTransform, StackedBatchTransform, loader_batches
 
 __all__ = ["AdversarialTrainingPGD", "pgd_batch_transform", "pgd_stacked_batch_transform"]
 
@@ -251,6 +252,10 @@ class AdversarialTrainingPGD(EvasionDefense):
         """
         validate_params(self)
         _check_clip_range(type(self).__name__, self.clip_min, self.clip_max)
+        with layer1_threads(self.model):
+            return self._train()
+
+    def _train(self) -> nn.Module:
         device = torch.device(self.device)
         progress = resolve_progress(self.progress)
         generator = make_generator(self.seed, device if device.type == "cuda" else "cpu")
@@ -269,7 +274,7 @@ class AdversarialTrainingPGD(EvasionDefense):
         progress.start("adversarial_training", self.epochs, "adversarial training")
         for epoch in range(self.epochs):
             total, count = 0.0, 0
-            for batch in self.train_loader:
+            for batch in loader_batches(self.train_loader):
                 x, y = batch[0].to(device).float(), batch[1].to(device).long()
                 if len(x) < 2 and has_bn:
                     continue  # BatchNorm cannot train on a batch of one

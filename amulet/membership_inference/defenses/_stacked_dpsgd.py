@@ -36,18 +36,20 @@ from torch import nn
 from torch.nn import functional as F
 
 from amulet.exceptions import InvalidParameterError
-from amulet.membership_inference.defenses._dpsgd import (
+from amulet.membership_inference.defenses._dp_accounting import (
     DELTA_ATTRIBUTE,
     EPSILON_ATTRIBUTE,
     NOISE_ATTRIBUTE,
-    dp_stage_config,
-    is_uploaded_graph,
-    make_dp_compatible,
     noise_for_epsilon,
     poisson_schedule,
-    refuse_unless_dp_trainable,
     spent_epsilon,
 )
+from amulet.membership_inference.defenses._dp_models import (
+    is_uploaded_graph,
+    make_dp_compatible,
+    refuse_unless_dp_trainable,
+)
+from amulet.membership_inference.defenses._dpsgd import dp_stage_config
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import derive_seed, make_generator
 from amulet.utils._tensordata import TensorData

@@ -18,6 +18,7 @@ from amulet.progress import Progress, resolve_progress
 from amulet.utils._evaluation import get_intermediate_features
 from amulet.utils._seeding import derive_seed, make_generator, seeded_init
 from amulet.utils._tensordata import TensorData
+from amulet.utils._threads import layer1_threads
 from amulet.utils._training import TrainConfig, train_classifier, train_model
 
 __all__ = ["OutlierRemoval", "lowest_value_split", "remove_low_value_points"]
@@ -149,6 +150,10 @@ class OutlierRemoval(PoisoningDefense):
             The model retrained on the kept points, in eval mode.
         """
         validate_params(self)
+        with layer1_threads(self.model):
+            return self._train_robust(get_hidden)
+
+    def _train_robust(self, get_hidden: Callable[..., Any]) -> nn.Module:
         device = torch.device(self.device)
         initial_model = copy.deepcopy(self.model.state_dict())
         initial_optimizer = copy.deepcopy(self.optimizer.state_dict())
@@ -177,7 +182,7 @@ class OutlierRemoval(PoisoningDefense):
 
         model.load_state_dict(initial_model)
         self.optimizer.load_state_dict(initial_optimizer)
-        rows = TensorData.from_dataset(dataset).subset(kept)
+        rows = _tensor_rows(dataset).subset(kept)
         loader = DataLoader(
             TensorDataset(rows.x, rows.y),
             batch_size=self.train_loader.batch_size or self.batch_size,
@@ -186,6 +191,13 @@ class OutlierRemoval(PoisoningDefense):
         )
         model = self.train_function(model, loader, self.criterion, self.optimizer, self.epochs, device)
         return model.eval()
+
+
+def _tensor_rows(dataset: Any) -> TensorData:
+    """The (x, y) rows of ``dataset``: a ``TensorDataset``'s own tensors, any other dataset materialised."""
+    if type(dataset) is TensorDataset and len(dataset.tensors) >= 2:
+        return TensorData(dataset.tensors[0].float(), dataset.tensors[1].long().reshape(-1))
+    return TensorData.from_dataset(dataset)
 
 
 @torch.no_grad()

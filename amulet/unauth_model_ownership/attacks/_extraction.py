@@ -12,6 +12,8 @@ from amulet.progress import Progress, resolve_progress
 from amulet.unauth_model_ownership.attacks._base import UnauthModelOwnershipAttack
 from amulet.utils._evaluation import predict_logits
 from amulet.utils._seeding import make_generator
+from amulet.utils._threads import layer1_threads
+from amulet.utils._training import loader_batches
 
 __all__ = ["ModelExtraction"]
 
@@ -109,7 +111,7 @@ class ModelExtraction(UnauthModelOwnershipAttack):
 
     def _queries(self) -> torch.Tensor:
         xs, n = [], 0
-        for batch in self.train_loader:
+        for batch in loader_batches(self.train_loader):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             if self.query_budget is not None:
                 x = x[: self.query_budget - n]
@@ -126,6 +128,10 @@ class ModelExtraction(UnauthModelOwnershipAttack):
             The trained surrogate, in eval mode.
         """
         validate_params(self)
+        with layer1_threads(self.attack_model):
+            return self._attack()
+
+    def _attack(self) -> nn.Module:
         device = torch.device(self.device)
         progress = resolve_progress(self.progress)
         x = self._queries()

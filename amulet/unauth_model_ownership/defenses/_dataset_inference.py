@@ -25,6 +25,8 @@ from amulet._validation import InstanceOf, Interval, Options, validate_params
 from amulet.progress import Progress, resolve_progress
 from amulet.unauth_model_ownership.defenses._base import FingerprintDefense
 from amulet.utils._seeding import make_generator, seeded_init
+from amulet.utils._threads import layer1_threads
+from amulet.utils._training import loader_batches
 
 __all__ = ["DatasetInference", "mingd_distances", "welch_power"]
 
@@ -296,7 +298,7 @@ class DatasetInference(FingerprintDefense):
         xs: list[torch.Tensor] = []
         ys: list[torch.Tensor] | None = []
         seen = 0
-        for batch in loader:
+        for batch in loader_batches(loader):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             y = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
             lo = max(0, skip - seen)
@@ -386,6 +388,10 @@ class DatasetInference(FingerprintDefense):
             The target's effect bounds what a copy can show: a stolen model usually shows less.
         """
         validate_params(self)
+        with layer1_threads(self.target_model):
+            return self._fingerprint()
+
+    def _fingerprint(self) -> dict[str, Any]:
         progress = resolve_progress(self.progress)
         progress.start("dataset_inference", 4, "dataset inference")
         private, y_private = self._samples(self.train_loader)

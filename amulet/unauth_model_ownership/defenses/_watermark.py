@@ -17,6 +17,8 @@ from amulet.unauth_model_ownership.defenses._base import WatermarkDefense
 from amulet.utils._evaluation import get_accuracy
 from amulet.utils._seeding import make_generator
 from amulet.utils._tensordata import TensorData
+from amulet.utils._threads import layer1_threads
+from amulet.utils._training import loader_batches
 
 __all__ = ["WatermarkNN", "embed_watermark", "generate_trigger_set", "load_trigger_folder"]
 
@@ -153,7 +155,7 @@ def embed_watermark(
     for epoch in range(epochs):
         model.train()
         total, count = 0.0, 0
-        for batch in data:
+        for batch in loader_batches(data):
             x, y = batch[0].to(device).float(), batch[1].to(device).long()
             m = min(len(tx), max(len(x), 1))
             idx = (torch.arange(cursor, cursor + m, device=device)) % len(tx)
@@ -330,16 +332,17 @@ class WatermarkNN(WatermarkDefense):
             raise ValueError(
                 f"The trigger set has labels up to {int(triggers.y.max())} but num_classes is {self.num_classes}."
             )
-        return embed_watermark(
-            self.target_model,
-            self.train_loader,
-            triggers,
-            criterion=self.criterion,
-            optimizer=self.optimizer,
-            epochs=self.epochs,
-            device=self.device,
-            progress=self.progress,
-        )
+        with layer1_threads(self.target_model):
+            return embed_watermark(
+                self.target_model,
+                self.train_loader,
+                triggers,
+                criterion=self.criterion,
+                optimizer=self.optimizer,
+                epochs=self.epochs,
+                device=self.device,
+                progress=self.progress,
+            )
 
     def verify(self, model: nn.Module, threshold: float = 0.9) -> bool:
         """Whether ``model``'s accuracy on the trigger set exceeds ``threshold`` (a fraction, default 0.9)."""
