@@ -8,6 +8,7 @@ The tree::
     ├── DatasetUnavailableError (FileNotFoundError)  no source for a dataset; the message names the install command
     ├── UnsafeModelFileError (ValueError)     a model file that would need unpickling or is not safetensors
     ├── ModelSpecError (ValueError)           an architecture spec or weights that do not match the registry
+    ├── SpecError (ValueError)                an assessment spec is invalid; ``errors`` lists every problem
     └── NotApplicableError (ValueError)       a risk/defense that structurally cannot apply to a model or dataset
 
     RunCancelledError (BaseException)         the run was cancelled (raised from a progress callback); like
@@ -24,6 +25,7 @@ __all__ = [
     "NotApplicableError",
     "NotRunError",
     "RunCancelledError",
+    "SpecError",
     "UnsafeModelFileError",
 ]
 
@@ -53,6 +55,20 @@ class UnsafeModelFileError(AmuletError, ValueError):
 
 class ModelSpecError(AmuletError, ValueError):
     """An architecture spec or weights file does not match the registered architecture."""
+
+
+class SpecError(AmuletError, ValueError):
+    """An assessment spec is invalid. ``errors`` lists ``{"path", "message"}`` dicts, one per problem.
+
+    ``str(error)`` has one line per problem, each starting with the field path.
+    """
+
+    def __init__(self, errors: list[dict[str, str]]):
+        self.errors = errors
+        lines = [f"  {e['path'] or '<spec>'}: {e['message']}" for e in errors]
+        super().__init__(
+            f"Invalid assessment spec ({len(errors)} problem{'s' if len(errors) != 1 else ''}):\n" + "\n".join(lines)
+        )
 
 
 class NotApplicableError(AmuletError, ValueError):

@@ -5,6 +5,9 @@ second reads the registry (defense, risk and attack keys, their parameters, poli
 is reported at once as a :class:`SpecError` that names the exact field path (``defenses[1].stack[0].params.epsilon``)
 and, where there is a fixed set, the allowed values.
 
+This module holds the spec's models and its loading; the registry pass is :mod:`amulet.assess._spec_checks`,
+the expansion of parameter sweeps into rows :mod:`amulet.assess._spec_sweeps` (both re-exported here).
+
 Example:
     >>> from amulet.assess import load_spec
     >>> spec = load_spec({"dataset": {"name": "census"}, "risks": [{"risk": "evasion"}], "seeds": [0, 1]})
@@ -14,8 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import fnmatch
-import itertools
 import json
 import typing
 from collections.abc import Mapping
@@ -25,13 +26,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from amulet import registry
+from amulet.assess._spec_checks import BASELINE, RegistryProblemsError, registry_problems
+from amulet.assess._spec_sweeps import count_expanded_rows, expand_params, expand_row
 from amulet.datasets import dataset_names, datasets
-from amulet.models import architectures, canonical_architecture
-from amulet.recipes import Recipe
+from amulet.exceptions import SpecError
 from amulet.utils._training import TrainConfig
 
 __all__ = [
+    "BASELINE",
     "AssessmentSpec",
     "DatasetSpec",
     "DefenseEntry",
@@ -40,6 +42,9 @@ __all__ = [
     "PolicyCheck",
     "RiskEntry",
     "SpecError",
+    "count_expanded_rows",
+    "expand_params",
+    "expand_row",
     "load_spec",
     "spec_json_schema",
 ]
@@ -50,36 +55,8 @@ SPEC_VERSION = 1
 #: The built-in datasets' names (the spec accepts every registered one: :func:`amulet.datasets.dataset_names`).
 BUILTIN_DATASETS = tuple(d.name for d in datasets() if d.source == "builtin")
 
-#: Name of the undefended row of the matrix; no defense row may use it.
-BASELINE = "baseline"
-
-POLICY_OPS = ("<=", "<", ">=", ">")
-
-
 #: The largest seed a spec accepts (numpy's and torch's seeding take 32 bits).
 MAX_SEED = 2**32 - 1
-
-
-class SpecError(ValueError):
-    """An assessment spec is invalid. ``errors`` lists ``{"path", "message"}`` dicts, one per problem.
-
-    ``str(error)`` has one line per problem, each starting with the field path.
-    """
-
-    def __init__(self, errors: list[dict[str, str]]):
-        self.errors = errors
-        lines = [f"  {e['path'] or '<spec>'}: {e['message']}" for e in errors]
-        super().__init__(
-            f"Invalid assessment spec ({len(errors)} problem{'s' if len(errors) != 1 else ''}):\n" + "\n".join(lines)
-        )
-
-
-class _RegistryProblemsError(ValueError):
-    """Raised inside the spec's model validator; carries the problems with their paths."""
-
-    def __init__(self, problems: list[dict[str, str]]):
-        self.problems = problems
-        super().__init__("; ".join(f"{p['path']}: {p['message']}" for p in problems))
 
 
 class DatasetSpec(BaseModel):
@@ -311,9 +288,9 @@ class AssessmentSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_against_registry(self) -> AssessmentSpec:
-        problems = _registry_problems(self)
+        problems = registry_problems(self)
         if problems:
-            raise _RegistryProblemsError(problems)
+            raise RegistryProblemsError(problems)
         return self
 
     def canonical_json(self) -> str:
@@ -323,249 +300,6 @@ class AssessmentSpec(BaseModel):
 
 # --------------------------------------------------------------------------------------------------------------
 # Expansion of list-valued parameters
-
-
-def _accepts_list(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset):
-        return True
-    if origin is not None and str(origin).endswith("Sequence"):
-        return True
-    return any(_accepts_list(arg) for arg in typing.get_args(annotation) if arg is not type(None))
-
-
-def expand_params(params_model: type[BaseModel], params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Expand list-valued parameters into the cartesian product of their values.
-
-    A list expands unless the parameter itself takes a list; then only a list of lists expands.
-    """
-    axes: list[list[tuple[str, Any]]] = []
-    for key, value in params.items():
-        expands = _expands(params_model, key, value)
-        axes.append([(key, v) for v in value] if expands and value else [(key, value)])
-    return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
-
-
-def _expands(params_model: type[BaseModel] | None, key: str, value: Any) -> bool:
-    """Whether parameter ``key``'s ``value`` is a sweep (one row per element; see :func:`expand_params`)."""
-    field = params_model.model_fields.get(key) if params_model is not None else None
-    takes_list = field is not None and _accepts_list(field.annotation)
-    return isinstance(value, list) and (not takes_list or (len(value) > 0 and all(isinstance(v, list) for v in value)))
-
-
-def count_expanded_rows(row: Any) -> int:
-    """How many matrix rows one raw (not yet validated) ``defenses`` entry expands into, without expanding it.
-
-    The product of the swept parameters' lengths over the row's stack: what :func:`expand_row` would make,
-    counted in time linear in the spec's size (a 1 KB spec can sweep millions of rows). Entries that are not
-    mappings count as one row (validation refuses them later).
-    """
-    if not isinstance(row, Mapping):
-        return 1
-    entries = row.get("stack") if "stack" in row else [row]
-    known = {d.key for d in registry.defenses()}
-    count = 1
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("params"), Mapping):
-            continue
-        key = entry.get("defense")
-        params_model = registry.get_defense(key).params if isinstance(key, str) and key in known else None
-        for name, value in entry["params"].items():
-            if _expands(params_model, str(name), value) and value:
-                count *= len(value)
-    return count
-
-
-def _pydantic_problems(exc: ValidationError, prefix: str) -> list[dict[str, str]]:
-    out = []
-    for err in exc.errors():
-        path = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
-        out.append({"path": path.lstrip("."), "message": err["msg"]})
-    return out
-
-
-def _registry_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
-    """Problems that need the registry: unknown keys, bad parameters, policy on unselected metrics."""
-    problems: list[dict[str, str]] = []
-    problems.extend(_model_problems(spec))
-    defense_keys = sorted(d.key for d in registry.defenses())
-    risk_keys = sorted(r.key for r in registry.risks())
-    row_names: list[str] = []
-    for i, row in enumerate(spec.defenses):
-        stack_ok = True
-        for j, entry in enumerate(row.stack):
-            path = f"defenses[{i}].stack[{j}]"
-            if entry.defense not in defense_keys:
-                problems.append(
-                    {
-                        "path": f"{path}.defense",
-                        "message": f"unknown defense {entry.defense!r}; allowed values: {', '.join(defense_keys)}",
-                    }
-                )
-                stack_ok = False
-                continue
-            info = registry.get_defense(entry.defense)
-            for combo in expand_params(info.params, entry.params):
-                try:
-                    info.params(**combo)
-                except ValidationError as exc:
-                    problems.extend(_pydantic_problems(exc, f"{path}.params"))
-                    stack_ok = False
-                    break
-        if stack_ok:
-            try:
-                for expanded in expand_row(row):
-                    Recipe(
-                        spec.training,
-                        [
-                            registry.get_defense(e["defense"]).make_stage(
-                                registry.get_defense(e["defense"]).params(**e["params"])
-                            )
-                            for e in expanded["stack"]
-                        ],
-                    )
-                    row_names.append(expanded["name"])
-            except ValueError as exc:
-                problems.append({"path": f"defenses[{i}].stack", "message": str(exc)})
-    seen: set[str] = set()
-    for name in row_names:
-        if name == BASELINE:
-            problems.append(
-                {"path": "defenses", "message": f"the row name {BASELINE!r} is reserved for the undefended model"}
-            )
-        elif name in seen:
-            problems.append(
-                {"path": "defenses", "message": f"two rows are called {name!r}; give each row a distinct 'name'"}
-            )
-        seen.add(name)
-
-    selected: dict[str, set[str]] = {}
-    for i, risk_entry in enumerate(spec.risks):
-        path = f"risks[{i}]"
-        if risk_entry.risk not in risk_keys:
-            problems.append(
-                {
-                    "path": f"{path}.risk",
-                    "message": f"unknown risk {risk_entry.risk!r}; allowed values: {', '.join(risk_keys)}",
-                }
-            )
-            continue
-        attack_keys = [a.key for a in registry.attacks(risk_entry.risk)]
-        if risk_entry.attack is None:
-            if not attack_keys:
-                problems.append(
-                    {
-                        "path": f"{path}.attack",
-                        "message": f"no attack is registered for the risk {risk_entry.risk!r} yet",
-                    }
-                )
-                continue
-            attack_key = attack_keys[0]
-        elif risk_entry.attack not in attack_keys:
-            problems.append(
-                {
-                    "path": f"{path}.attack",
-                    "message": f"unknown attack {risk_entry.attack!r} for the risk {risk_entry.risk!r}; "
-                    "allowed values: " + (", ".join(attack_keys) or "(none registered)"),
-                }
-            )
-            continue
-        else:
-            attack_key = risk_entry.attack
-        if attack_key in selected.setdefault(risk_entry.risk, set()):
-            problems.append(
-                {"path": path, "message": f"the attack {attack_key!r} of {risk_entry.risk!r} is listed twice"}
-            )
-        selected[risk_entry.risk].add(attack_key)
-        try:
-            registry.get_attack(attack_key).params(**risk_entry.params)
-        except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc, f"{path}.params"))
-
-    for i, check in enumerate(spec.policy):
-        path = f"policy[{i}]"
-        risk_key, _, metric_key = check.metric.partition(".")
-        allowed = sorted(f"{r}.{m.key}" for r in selected for m in registry.get_risk(r).headline_metrics)
-        if risk_key not in selected or metric_key not in {m.key for m in registry.get_risk(risk_key).headline_metrics}:
-            problems.append(
-                {
-                    "path": f"{path}.metric",
-                    "message": f"{check.metric!r} is not a headline metric of a risk in this spec; allowed values: "
-                    + ", ".join(allowed),
-                }
-            )
-        elif check.attack is not None and check.attack not in selected[risk_key]:
-            problems.append(
-                {
-                    "path": f"{path}.attack",
-                    "message": f"the attack {check.attack!r} is not assessed for {risk_key!r}; allowed values: "
-                    + ", ".join(sorted(selected[risk_key])),
-                }
-            )
-        names = [BASELINE, *row_names]
-        if check.row != "*" and not fnmatch.filter(names, check.row):
-            problems.append(
-                {
-                    "path": f"{path}.row",
-                    "message": f"{check.row!r} matches no row; allowed values: '*', " + ", ".join(map(repr, names)),
-                }
-            )
-        if check.delta and check.row == BASELINE:
-            problems.append({"path": f"{path}.delta", "message": "a delta check cannot apply to the baseline row"})
-    return problems
-
-
-def _model_problems(spec: AssessmentSpec) -> list[dict[str, str]]:
-    problems = []
-    known = architectures()
-    name = canonical_architecture(spec.model.architecture)
-    if spec.model.file is not None:
-        if not Path(spec.model.file).is_file():
-            problems.append({"path": "model.file", "message": f"the model file {spec.model.file!r} does not exist"})
-    elif name not in known:
-        problems.append(
-            {
-                "path": "model.architecture",
-                "message": f"unknown architecture {spec.model.architecture!r}; allowed values: {', '.join(known)}",
-            }
-        )
-    if spec.model.weights is not None and not Path(spec.model.weights).is_file():
-        problems.append({"path": "model.weights", "message": f"the weights file {spec.model.weights!r} does not exist"})
-    if spec.dataset.path is not None and not Path(spec.dataset.path).is_file():
-        problems.append({"path": "dataset.path", "message": f"the dataset file {spec.dataset.path!r} does not exist"})
-    return problems
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return json.dumps(value) if not isinstance(value, str) else value
-
-
-def expand_row(row: DefenseRow) -> list[dict[str, Any]]:
-    """The concrete rows of one spec row: ``[{"name", "stack": [{"defense", "params"}]}]``.
-
-    Only the parameters given in the spec are kept (the defense's defaults fill the rest when its stage
-    is built), so row names and cache keys do not change when an unrelated default does.
-    """
-    per_entry = [
-        [(entry.defense, combo) for combo in expand_params(registry.get_defense(entry.defense).params, entry.params)]
-        for entry in row.stack
-    ]
-    base = row.name or "+".join(e.defense for e in row.stack)
-    combos = list(itertools.product(*per_entry))
-    rows = []
-    for combo in combos:
-        name = base
-        if len(combos) > 1:
-            varying = []
-            for j, (_defense, params) in enumerate(combo):
-                for key, value in params.items():
-                    if isinstance(row.stack[j].params.get(key), list) and row.stack[j].params.get(key) != value:
-                        varying.append(f"{key}={_format_value(value)}")
-            name = f"{base} ({', '.join(varying)})"
-        rows.append({"name": name, "stack": [{"defense": d, "params": dict(p)} for d, p in combo]})
-    return rows
 
 
 def _resolve_relative(data: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -620,7 +354,7 @@ def load_spec(source: AssessmentSpec | Mapping[str, Any] | str | Path) -> Assess
         problems: list[dict[str, str]] = []
         for err in exc.errors():
             ctx_error = (err.get("ctx") or {}).get("error")
-            if isinstance(ctx_error, _RegistryProblemsError):
+            if isinstance(ctx_error, RegistryProblemsError):
                 problems.extend(ctx_error.problems)
                 continue
             path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
