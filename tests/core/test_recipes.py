@@ -106,7 +106,13 @@ def test_key_changes_with_everything_that_determines_the_model():
 
 def test_train_model_skips_a_final_batch_of_one_with_batchnorm():
     model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
-    train_model(model, _data(33), config=TrainConfig(epochs=1, batch_size=32), seed=0)  # 32 + 1: must not raise
+    before = [p.detach().clone() for p in model.parameters()]
+    batches: list[int] = []
+    model[1].register_forward_pre_hook(lambda module, args: batches.append(len(args[0])) if module.training else None)
+    # 33 rows in batches of 32: BatchNorm cannot train on the final batch of one, so that batch alone is skipped.
+    train_model(model, _data(33), config=TrainConfig(epochs=1, batch_size=32), seed=0)
+    assert batches == [32]
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
 
 
 def test_train_config_rejects_bad_values_naming_the_field():

@@ -77,9 +77,22 @@ def test_lambdas_validated_against_attributes(lambdas) -> None:
         _defense(_data(), lambdas=lambdas).train_fair()
 
 
-@pytest.mark.parametrize("lambdas", [0.5, torch.tensor(0.5), [0.5, 0.0]])
-def test_scalar_or_per_attribute_lambdas_accepted(lambdas) -> None:
-    _defense(_data(), epochs=1, pre=0, lambdas=lambdas).train_fair()
+def _trained(lambdas) -> list[torch.Tensor]:
+    return [p.detach() for p in _defense(_data(), epochs=1, pre=0, lambdas=lambdas).train_fair().parameters()]
+
+
+@pytest.mark.parametrize(
+    ("lambdas", "per_attribute"), [(0.5, (0.5, 0.5)), (torch.tensor(0.5), (0.5, 0.5)), ([0.5, 0.0], (0.5, 0.0))]
+)
+def test_scalar_or_per_attribute_lambdas_accepted(lambdas, per_attribute) -> None:
+    """A number weighs every attribute alike; a sequence gives one weight per attribute (same model as the tensor)."""
+    for got, want in zip(_trained(lambdas), _trained(per_attribute), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_per_attribute_lambdas_change_the_model() -> None:
+    """The weights enter the loss: dropping the second attribute's weight gives another model."""
+    assert any(not torch.equal(a, b) for a, b in zip(_trained((0.5, 0.5)), _trained((0.5, 0.0))))
 
 
 def test_attribute_count_mismatch_named() -> None:
@@ -130,7 +143,7 @@ def test_stage_applies_batch_transforms_of_stacked_defenses() -> None:
     assert not model.training
     # 1 plain epoch + 2 debiasing epochs, 3 batches each (the adversary learns on clean inputs)
     assert len(calls) == (1 + 2) * 3
-    assert _stage().params["fairness_weight"] >= 0
+    assert _stage(fairness_weight=3.0).params["fairness_weight"] == 3.0  # the stage records its parameters
 
 
 def test_stage_is_deterministic() -> None:
