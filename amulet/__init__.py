@@ -13,29 +13,18 @@ Sub-packages are imported lazily, so ``import amulet`` does not import torch.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = (
-    "assess",
-    "attribute_inference",
-    "data_reconstruction",
-    "datasets",
-    "discriminatory_behavior",
-    "distribution_inference",
-    "evasion",
-    "exceptions",
-    "io",
-    "membership_inference",
-    "models",
-    "poisoning",
-    "progress",
-    "recipes",
-    "registry",
-    "settings",
-    "unauth_model_ownership",
-    "utils",
+#: Sub-packages that are applications rather than library API (``amulet.cli`` imports typer and rich).
+_APPLICATIONS = frozenset({"cli"})
+
+#: Every public sub-package and module, found on disk: a new risk package is listed without editing this file
+#: (its registry entries come from its ``_register`` module, see :mod:`amulet.registry`).
+_SUBMODULES = tuple(
+    sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name not in _APPLICATIONS)
 )
 
 __all__ = ["__version__", *_SUBMODULES]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata as importlib_metadata
 
 import pytest
 from pydantic import BaseModel
 
 from amulet import registry
-from amulet.registry import AttackInfo, HeadlineMetric, RiskInfo, ThreatModel
+from amulet.registry import AttackInfo, HeadlineMetric, RiskInfo, ThreatModel, _store
 
+#: The eight risks of upstream Amulet with their codes in the interaction matrix. A new risk is added to
+#: ``registry.BUILTIN_RISK_PACKAGES`` only; these tests check that the eight keep their codes.
 EXPECTED_RISKS = {
     "evasion": "S1",
     "poisoning": "S2",
@@ -23,7 +26,37 @@ EXPECTED_RISKS = {
 
 
 def test_all_eight_risks_are_registered_with_their_codes():
-    assert {r.key: r.code for r in registry.risks()} == EXPECTED_RISKS
+    assert EXPECTED_RISKS.items() <= {r.key: r.code for r in registry.risks()}.items()
+
+
+def test_each_builtin_risk_package_registers_the_risk_named_after_it_in_matrix_order():
+    keys = [package.rsplit(".", 1)[1] for package in registry.BUILTIN_RISK_PACKAGES]
+    assert [r.key for r in registry.risks()][: len(keys)] == keys
+    codes = [r.code for r in registry.risks()]
+    assert len(codes) == len(set(codes)), "two risks share a code"
+
+
+def test_an_entry_point_adds_an_out_of_tree_risk_and_a_broken_one_is_skipped(monkeypatch, tmp_path, caplog):
+    module = tmp_path / "toy_risk_register.py"
+    module.write_text(
+        "from amulet.registry import HeadlineMetric, RiskInfo, register_risk\n"
+        "register_risk(RiskInfo('toy_risk', 'T1', 'Toy', 'security', 'A toy risk.',"
+        " (HeadlineMetric('m', 'M', True, '', 'A toy metric.'),)))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    points = [
+        importlib_metadata.EntryPoint("toy", "toy_risk_register", registry.ENTRY_POINT_GROUP),
+        importlib_metadata.EntryPoint("broken", "no_such_module_anywhere", registry.ENTRY_POINT_GROUP),
+    ]
+    monkeypatch.setattr(
+        _store.metadata, "entry_points", lambda group: points if group == registry.ENTRY_POINT_GROUP else []
+    )
+    monkeypatch.setattr(_store, "_LOADED", False)
+    try:
+        assert registry.get_risk("toy_risk").code == "T1"
+        assert "no_such_module_anywhere" in caplog.text
+    finally:
+        registry.unregister("risk", "toy_risk")
 
 
 @pytest.mark.parametrize("risk", registry.risks(), ids=lambda r: r.key)
@@ -40,7 +73,7 @@ def test_every_risk_declares_headline_metrics_with_direction(risk: RiskInfo):
         risk.metric("nope")
 
 
-def test_directions_follow_algorithms_md():
+def test_directions_follow_the_metric_definitions():
     # A flipped sign convention here would invert every verdict of the interaction matrix.
     assert registry.get_risk("evasion").metric("robust_accuracy").higher_is_riskier is False
     assert registry.get_risk("data_reconstruction").metric("mse").higher_is_riskier is False
@@ -66,14 +99,14 @@ def test_every_parameter_has_a_default_and_help_text(name: str, params: type[Bas
 
 @pytest.mark.parametrize("attack", registry.attacks(), ids=lambda a: a.key)
 def test_every_attack_has_a_threat_model_and_a_runner(attack: AttackInfo):
-    assert attack.risk in EXPECTED_RISKS
+    assert attack.risk in {r.key for r in registry.risks()}
     assert attack.threat_model.knowledge and attack.threat_model.data and attack.threat_model.budget
     assert callable(attack.run)
 
 
 @pytest.mark.parametrize("defense", registry.defenses(), ids=lambda d: d.key)
 def test_every_defense_targets_known_risks_and_builds_its_stage(defense):
-    assert set(defense.targets) <= set(EXPECTED_RISKS)
+    assert set(defense.targets) <= {r.key for r in registry.risks()}
     stage = defense.make_stage(defense.params())
     assert stage.defense == defense.key
     assert stage.kind in {"data", "batch", "loop", "post"}
@@ -82,7 +115,7 @@ def test_every_defense_targets_known_risks_and_builds_its_stage(defense):
 
 def test_catalog_is_json_serialisable_and_lists_everything():
     catalog = json.loads(json.dumps(registry.catalog()))
-    assert {r["key"] for r in catalog["risks"]} == set(EXPECTED_RISKS)
+    assert [r["key"] for r in catalog["risks"]] == [r.key for r in registry.risks()]
     assert len(catalog["attacks"]) == len(registry.attacks())
     assert len(catalog["defenses"]) == len(registry.defenses())
     for attack in catalog["attacks"]:
