@@ -20,9 +20,10 @@ one of four kinds:
 So a stack such as DP-SGD + adversarial training is DP-SGD's loop running on PGD batches. Risks that
 must imitate the target's training (poisoning, LiRA shadows, distribution-inference populations) call
 :meth:`Recipe.train` with their own data and seed: a defended target gets defended shadows. Populations
-(:func:`amulet.utils.train_population`) train as one stacked ensemble when
-:meth:`Recipe.stacking_reason` is empty: data and post stages then run per model around the ensemble, and
-batch stages through their ``stacked_transform``.
+(:func:`amulet.utils.train_population`, which sees a recipe through the
+:class:`amulet.utils._population_recipe.PopulationRecipe` protocol and never imports this module) train as
+one stacked ensemble when :meth:`Recipe.stacking_reason` is empty: data and post stages then run per model
+around the ensemble, and batch stages through their ``stacked_transform``.
 
 A recipe's :attr:`Recipe.key` is canonical JSON of everything that determines its output; together with
 the architecture, the data hash and the seed it keys the model cache.
@@ -45,6 +46,7 @@ import torch
 from torch import nn
 
 from amulet.progress import Progress, resolve_progress
+from amulet.utils._population_recipe import StackedLoop
 from amulet.utils._seeding import seeded_init
 from amulet.utils._tensordata import TensorData
 from amulet.utils._training import BatchTransform, StackedBatchTransform, TrainConfig, train_model
@@ -211,6 +213,22 @@ class Recipe:
     def loop_stage(self) -> LoopStage | None:
         """The stage that replaces the training loop, if any."""
         return next((s for s in self.stages if isinstance(s, LoopStage)), None)
+
+    @property
+    def has_data_stages(self) -> bool:
+        """True when a data stage changes the training rows (:meth:`prepare_data` is not the identity)."""
+        return any(isinstance(s, DataStage) for s in self.stages)
+
+    @property
+    def has_post_stages(self) -> bool:
+        """True when a post stage runs after training (:meth:`finish_model` does more than ``eval()``)."""
+        return any(isinstance(s, PostStage) for s in self.stages)
+
+    @property
+    def stacked_loop(self) -> StackedLoop | None:
+        """The loop stage's ``train_stacked`` (DP-SGD's, adversarial debiasing's), or None."""
+        loop = self.loop_stage
+        return None if loop is None else loop.train_stacked
 
     @property
     def stacked_batch_transform(self) -> StackedBatchTransform | None:
