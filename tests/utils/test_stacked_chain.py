@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 import torch
 from torch import nn
@@ -50,7 +52,9 @@ def test_chain_detection() -> None:
 
 @pytest.mark.parametrize("batch_norm", [True, False])
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_chain_kernel_equals_vmap_kernel_and_one_at_a_time(batch_norm: bool, optimizer: str, seed: int) -> None:
+def test_chain_kernel_equals_vmap_kernel_and_one_at_a_time(
+    batch_norm: bool, optimizer: Literal["adam", "sgd"], seed: int
+) -> None:
     # Unequal subsets: models run out of batches at different steps, one ends on a batch of one (skipped
     # with BatchNorm), so the per-model groups, running statistics and Adam step counts are exercised.
     data = _data(seed)
