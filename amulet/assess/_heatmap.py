@@ -24,6 +24,7 @@ from amulet.assess._display import (
     format_change,
     format_interval,
     format_value,
+    strength_label,
     susceptibility_colour,
     text_colour,
 )
@@ -53,6 +54,11 @@ def _hover(results: AssessmentResults, cell: MatrixCell) -> str:
         f"direction: {cell.direction.replace('_', ' ')}",
         "intended interaction" if cell.intended else "unintended interaction",
     ]
+    column = next((c for c in results.columns if c.label == cell.column), None)
+    if column is not None and column.strength is not None:
+        lines.append(f"attack strength: {html.escape(strength_label(column))}")
+        if cell.weak_budget:
+            lines.append("weak budget: not a finding")
     if cell.status != "ok" or cell.reason:
         lines.append(f"status: {cell.status}" + (f": {html.escape(cell.reason[:300])}" if cell.reason else ""))
     return "<br>".join(lines)
@@ -73,7 +79,8 @@ def _tick(results: AssessmentResults, label: str) -> str:
     """Two-line column label: the risk's name, then the attack."""
     for col in results.columns:
         if col.label == label:
-            return f"{col.risk_code} {col.risk_name}<br>({col.attack})"
+            weak = "<br>weak budget" if col.strength is not None and col.strength.weak else ""
+            return f"{col.risk_code} {col.risk_name}<br>({col.attack}){weak}"
     return label
 
 

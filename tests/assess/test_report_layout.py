@@ -12,14 +12,9 @@ from typing import Any
 import pytest
 
 from amulet.assess import AssessmentSpec, render_reports
-from amulet.assess._report import (
-    breakable,
-    executive_summary,
-    human_params,
-    humanize_text,
-    render_html,
-    spec_appendix,
-)
+from amulet.assess._humanize import breakable, human_params, humanize_text
+from amulet.assess._report import render_html, spec_appendix
+from amulet.assess._summary import executive_summary
 
 from .conftest import tiny_spec
 

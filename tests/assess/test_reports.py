@@ -101,7 +101,7 @@ def test_html_and_pdf_carry_every_section(shared_run: dict[str, Any]):
 def test_json_matches_its_versioned_schema(shared_run: dict[str, Any]):
     data = json.loads(shared_run["paths"]["json"].read_text())
     assert data["schema_version"] == "1.3" and data["kind"] == "amulet.assessment-results"
-    assert data["$schema"].endswith("assessment-results-v1.2.json")
+    assert data["$schema"].endswith("assessment-results-v1.3.json")
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(data, results_json_schema())
 

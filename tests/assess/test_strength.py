@@ -12,9 +12,10 @@ import pytest
 
 from amulet.assess import AssessmentResults, CellResult, aggregate_results, plan_assessment, render_reports
 from amulet.assess._display import strength_label
-from amulet.assess._report import executive_summary, render_json
+from amulet.assess._report import render_json
 from amulet.assess._schema import RESULTS_SCHEMA_VERSION, results_json_schema
 from amulet.assess._strength import WEAK_NOTE, attack_strength
+from amulet.assess._summary import executive_summary
 
 from .test_report_layout import _pages, needs_pdftotext
 
