@@ -56,6 +56,10 @@ from amulet.utils import get_accuracy, get_fidelity, initialize_model, load_data
 
 DEVICE = "cpu"
 ROWS = ("none", "dp_sgd", "adversarial_training", "outlier_removal", "adversarial_debiasing")
+RISKS = (
+    "lira", "attribute_inference", "evasion", "model_extraction", "poisoning", "fairness",
+    "distribution_inference", "watermarking", "dataset_inference",
+)  # fmt: skip
 
 
 def _tensor_set(x: np.ndarray, y: np.ndarray) -> TensorDataset:
@@ -229,7 +233,8 @@ class Matrix:
             ("poisoning", poisoning),
             ("fairness", fairness),
         ):
-            self.cell(row, risk, fn)
+            if risk in args.risks:
+                self.cell(row, risk, fn)
 
     def run_once(self) -> None:
         args = self.args
@@ -283,9 +288,13 @@ class Matrix:
             return None, {"target_p_value": float(results["target"]["p-value"]),
                           "suspect_p_value": float(results["suspect"]["p-value"])}  # fmt: skip
 
-        self.cell("-", "distribution_inference", distribution)
-        self.cell("-", "watermarking", watermark)
-        self.cell("-", "dataset_inference", dataset_inference)
+        for risk, fn in (
+            ("distribution_inference", distribution),
+            ("watermarking", watermark),
+            ("dataset_inference", dataset_inference),
+        ):
+            if risk in args.risks:
+                self.cell("-", risk, fn)
 
     def run_lira_only(self) -> None:
         args = self.args
@@ -329,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells-file", type=Path, help="also append each cell as a JSON line here when it ends")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--skip-once", action="store_true", help="skip distribution inference / watermark / DI")
+    parser.add_argument(
+        "--risks", nargs="+", default=list(RISKS), choices=RISKS, help="only these columns (training always runs)"
+    )
     parser.add_argument("--lira-only", type=int, nargs="+", help="only LiRA alone at these shadow counts")
     args = parser.parse_args(argv)
 

@@ -1,13 +1,14 @@
 """The layer-1 matrix (``bench_layer1.py``) with some files as they were at a git revision, against the tree now.
 
 A change's speed-up is measured side by side: the package is copied to a temporary folder with ``--paths`` put
-back to their content at ``--rev`` (files added since are removed, so the copy is the tree before the change
-and nothing else), and ``bench_layer1.py`` runs on that copy and on the working tree, alternately, ``--repeats``
-times, each in a fresh subprocess, on the same data and arguments. The per-cell times, the ratio before / after
-(medians over the repeats) and the load average at each cell's start are printed and written to
-``benchmarks/out/layer1/before_after.json``.
+back to their content at ``--rev`` (files added since are removed, so the copy is the tree before the change and
+nothing else; without ``--paths``, the whole package as it was at ``--rev``: use that when other files now
+depend on names the change added), and ``bench_layer1.py`` runs on that copy and on the working tree,
+alternately, ``--repeats`` times, each in a fresh subprocess, on the same data and arguments. The per-cell
+times, the ratio before / after (medians over the repeats) and the load average at each cell's start are printed
+and written to ``benchmarks/out/layer1/before_after.json``.
 
-    python -m benchmarks.bench_layer1_before_after --rev 081f61c --paths amulet/utils/_training.py ... \\
+    python -m benchmarks.bench_layer1_before_after --rev 081f61c [--paths amulet/utils/_training.py ...] \\
         -- --target 6000 --adversary 6000 --test 4000 --epochs 5 --rows none dp_sgd --skip-once
 """
 
@@ -27,8 +28,12 @@ from typing import Any
 from benchmarks.bench_layer1_compare import OUT, ROOT, SCRIPT, prepare_census
 
 
-def old_tree(rev: str, paths: list[str], folder: Path) -> Path:
-    """A copy of ``amulet/`` with ``paths`` as they were at ``rev`` (absent there: removed)."""
+def old_tree(rev: str, paths: list[str] | None, folder: Path) -> Path:
+    """A copy of ``amulet/`` with ``paths`` as they were at ``rev`` (absent there: removed); all of it without paths."""
+    if not paths:
+        archive = subprocess.run(["git", "archive", rev, "amulet"], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+        return folder
     shutil.copytree(ROOT / "amulet", folder / "amulet", ignore=shutil.ignore_patterns("__pycache__"))
     for path in paths:
         target = folder / path
@@ -64,7 +69,9 @@ def run(label: str, pythonpath: Path, root: Path, extra: list[str], env_extra: d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rev", required=True, help="git revision of the 'before' side")
-    parser.add_argument("--paths", nargs="+", required=True, help="files (or folders) to take from --rev")
+    parser.add_argument(
+        "--paths", nargs="+", help="files (or folders) to take from --rev (default: the whole package as at --rev)"
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", default="", help="OMP/torch threads for both sides (empty: each default)")
     args, extra = parser.parse_known_args(argv)

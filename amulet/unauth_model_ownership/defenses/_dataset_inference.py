@@ -6,6 +6,9 @@ private/public score gap is a few hundredths of a standard deviation) gives no s
 p-value for a suspect says nothing about it. Every result therefore carries a power analysis of the target's
 own held-out test (the positive control), and says ``underpowered`` with the reason when the setup cannot
 resolve ownership.
+
+The MinGD distances are :mod:`._mingd`'s and the test's statistics (power, samples needed) are
+:mod:`._ownership_power`'s; ``mingd_distances`` and ``welch_power`` stay importable from here.
 """
 
 from __future__ import annotations
@@ -15,15 +18,21 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from scipy.stats import nct, norm, ttest_ind
-from scipy.stats import t as student_t
+from scipy.stats import ttest_ind
 from torch import nn
 from torch.utils.data import DataLoader
 
 from amulet._validation import InstanceOf, Interval, Options, validate_params
 from amulet.progress import Progress, resolve_progress
 from amulet.unauth_model_ownership.defenses._base import FingerprintDefense
+from amulet.unauth_model_ownership.defenses._mingd import NORMS, mingd_distances
+from amulet.unauth_model_ownership.defenses._ownership_power import (
+    ALPHA,
+    TARGET_POWER,
+    effect_size,
+    samples_needed,
+    welch_power,
+)
 from amulet.utils._seeding import make_generator, seeded_init
 from amulet.utils._threads import layer1_threads
 from amulet.utils._training import loader_batches
@@ -31,145 +40,6 @@ from amulet.utils._training import loader_batches
 __all__ = ["DatasetInference", "mingd_distances", "welch_power"]
 
 logger = logging.getLogger(__name__)
-
-NORMS = ("linf", "l2", "l1")
-ALPHA = 0.05  # significance level of the ownership test
-TARGET_POWER = 0.8  # power the positive control must reach for a negative result to mean anything
-
-
-def _effect_size(public: np.ndarray, private: np.ndarray) -> float:
-    """Cohen's d of public minus private scores (pooled standard deviation; 0 when both are constant)."""
-    pooled = float(np.sqrt((public.var(ddof=1) + private.var(ddof=1)) / 2)) if len(public) > 1 else 0.0
-    diff = float(public.mean() - private.mean())
-    return diff / pooled if pooled > 0 else (0.0 if diff == 0 else float(np.sign(diff)) * np.inf)
-
-
-def welch_power(effect_size: float, n_per_group: int, alpha: float = ALPHA) -> float:
-    """Power of a one-sided two-sample t-test with ``n_per_group`` samples per group at ``alpha``.
-
-    Uses the noncentral t distribution with ``2 n - 2`` degrees of freedom (equal group sizes and variances,
-    where Welch's test and Student's agree) and noncentrality ``d * sqrt(n / 2)``.
-
-    Args:
-        effect_size: Standardised mean difference (Cohen's d) to detect; <= 0 gives power <= alpha.
-        n_per_group: Samples per group (>= 2).
-        alpha: One-sided significance level.
-
-    Returns:
-        Probability of rejecting the null hypothesis when the true effect is ``effect_size``.
-    """
-    if n_per_group < 2:
-        return 0.0
-    if not np.isfinite(effect_size):
-        return 1.0 if effect_size > 0 else 0.0
-    df = 2 * n_per_group - 2
-    critical = student_t.ppf(1 - alpha, df)
-    return float(nct.sf(critical, df, effect_size * np.sqrt(n_per_group / 2)))
-
-
-def _samples_needed(effect_size: float, alpha: float = ALPHA, power: float = TARGET_POWER) -> int | None:
-    """Samples per group for ``power`` at ``effect_size`` (normal approximation); None if no effect to find."""
-    if not np.isfinite(effect_size):
-        return 2 if effect_size > 0 else None
-    if effect_size <= 0:
-        return None
-    return int(np.ceil(2 * ((norm.ppf(1 - alpha) + norm.ppf(power)) / effect_size) ** 2))
-
-
-def _row_norm(z: torch.Tensor, norm: str) -> torch.Tensor:
-    flat = z.flatten(1)
-    if norm == "linf":
-        return flat.abs().amax(1)
-    if norm == "l2":
-        return flat.norm(dim=1)
-    return flat.abs().sum(1)
-
-
-def _l1_direction(
-    grad: torch.Tensor, x_curr: torch.Tensor, k: int, gap: float, bounds: tuple[float, float] | None
-) -> torch.Tensor:
-    """Signs of the ``k`` largest gradient coordinates that can still move without leaving the box."""
-    g = grad.flatten(1).clone()
-    if bounds is not None:
-        xc = x_curr.flatten(1)
-        blocked = ((g < 0) & (xc <= bounds[0] + gap)) | ((g > 0) & (xc >= bounds[1] - gap))
-        g[blocked] = 0
-    kth = g.abs().topk(min(k, g.shape[1]), dim=1).values[:, -1:]
-    direction = (g.abs() >= kth).to(g.dtype) * g.sign()
-    return direction.reshape(grad.shape)
-
-
-def mingd_distances(
-    model: nn.Module,
-    x: torch.Tensor,
-    num_classes: int,
-    *,
-    norm: str,
-    alpha: float,
-    num_iter: int,
-    k: int = 1,
-    gap: float = 0.001,
-    bounds: tuple[float, float] | None = (0.0, 1.0),
-) -> torch.Tensor:
-    """MinGD: per input and per target class, the norm of the smallest perturbation found that reaches it.
-
-    All (input, class) pairs are optimised together as one batch; a pair stops as soon as the model
-    predicts its class (the class the model already predicts has distance 0). Each step moves towards
-    lower cross-entropy for the target class: the sign of the gradient (L-inf), the normalised gradient
-    (L2) or the signs of its ``k`` largest coordinates (L1), times ``alpha``, keeping x + delta inside
-    ``bounds``.
-
-    Args:
-        model: Classifier (evaluated in eval mode; its mode is restored).
-        x: Inputs, shape (n, ...), on the model's device.
-        num_classes: Number of classes.
-        norm: ``"linf"``, ``"l2"`` or ``"l1"``.
-        alpha: Step size.
-        num_iter: Maximum number of steps.
-        k: Coordinates moved per L1 step.
-        gap: L1 only: coordinates within ``gap`` of a bound are not pushed further towards it.
-        bounds: Valid input range, or None for unbounded (tabular) inputs.
-
-    Returns:
-        Distances of shape (n, num_classes).
-    """
-    n = len(x)
-    rows = x.repeat_interleave(num_classes, dim=0)
-    targets = torch.arange(num_classes, device=x.device).repeat(n)
-    delta = torch.zeros_like(rows)
-    active = torch.arange(len(rows), device=x.device)
-    was_training = model.training
-    model.eval()
-    try:
-        for _ in range(num_iter):
-            if len(active) == 0:
-                break
-            xa = rows[active]
-            da = delta[active].requires_grad_(True)
-            with torch.enable_grad():
-                logits = model(xa + da)
-                loss = F.cross_entropy(logits, targets[active], reduction="sum")
-                (grad,) = torch.autograd.grad(loss, da)
-            pending = logits.argmax(1) != targets[active]
-            if not bool(pending.any()):
-                break
-            descent = -grad[pending]
-            d_new = da.detach()[pending]
-            x_pending = xa[pending]
-            if norm == "linf":
-                d_new = d_new + alpha * descent.sign()
-            elif norm == "l2":
-                scale = descent.flatten(1).norm(dim=1).clamp_min(1e-12)
-                d_new = d_new + alpha * descent / scale.reshape(-1, *([1] * (descent.dim() - 1)))
-            else:
-                d_new = d_new + alpha * _l1_direction(descent, x_pending + d_new, k, gap, bounds)
-            if bounds is not None:
-                d_new = torch.max(torch.min(d_new, bounds[1] - x_pending), bounds[0] - x_pending)
-            active = active[pending]
-            delta[active] = d_new
-    finally:
-        model.train(was_training)
-    return _row_norm(delta, norm).reshape(n, num_classes)
 
 
 class DatasetInference(FingerprintDefense):
@@ -324,7 +194,7 @@ class DatasetInference(FingerprintDefense):
         """The power analysis of the target's own held-out test (the positive control)."""
         d = float(target["effect_size"])
         power = welch_power(d, n_per_group)
-        needed = _samples_needed(d)
+        needed = samples_needed(d)
         reason = None
         if target["p-value"] >= ALPHA or power < TARGET_POWER:
             need = (
@@ -458,7 +328,7 @@ class DatasetInference(FingerprintDefense):
                 results[name] = {
                     "p-value": p_value,
                     "mean_diff": float(s_public.mean() - s_private.mean()),
-                    "effect_size": _effect_size(s_public, s_private),
+                    "effect_size": effect_size(s_public, s_private),
                 }
         results["power"] = self._power(results["target"], len(eval_idx))
         if results["power"]["underpowered"]:
