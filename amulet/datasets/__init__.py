@@ -1,6 +1,6 @@
 """Built-in and user-supplied datasets (upstream ``amulet.datasets`` names, plus our additions).
 
-Every built-in loader resolves its files in the order of DATASETS.md: the local cache (its ``path``
+Every built-in loader resolves its files in the order of docs/datasets.md: the local cache (its ``path``
 argument, then ``<settings data dir>/<name>``), an offline source inside an installed package, the
 canonical download (only with ``download=True``), otherwise
 :class:`~amulet.exceptions.DatasetUnavailableError` naming the install command. The source used is logged.

@@ -1,4 +1,4 @@
-"""Where each built-in dataset's files come from, in the order DATASETS.md gives.
+"""Where each built-in dataset's files come from, in the order docs/datasets.md gives.
 
 Every loader resolves its data through :func:`resolve_source`:
 

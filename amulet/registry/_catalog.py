@@ -1,4 +1,9 @@
-"""The registry as JSON: what the REST ``/catalog``, ``amulet catalog --json`` and the dashboard's forms show."""
+"""The registry as JSON: what the REST ``/catalog``, ``amulet catalog --json`` and the dashboard's forms show.
+
+Besides the risks, attacks, defenses and metrics, it lists the datasets a spec can name
+(:func:`amulet.datasets.datasets`) and the architectures it can build (:func:`amulet.models.architectures`),
+each with its capacities, so that one document describes everything an assessment can use.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ def _overrides(model: type[BaseModel]) -> dict[str, str]:
 
 def catalog() -> dict[str, Any]:
     """A JSON-serialisable description of everything registered (the REST ``/catalog``)."""
+    # Lazy: amulet.datasets and amulet.models import torch, which `import amulet.registry` does not need.
+    from amulet.datasets import datasets
+    from amulet.models import architectures, get_architecture
+
     load_builtins()
 
     def metric_dict(m: HeadlineMetric) -> dict[str, Any]:
@@ -76,4 +85,13 @@ def catalog() -> dict[str, Any]:
             for d in defenses()
         ],
         "metrics": [{"key": m.key, "name": m.name, "risk": m.risk, "summary": m.summary} for m in metrics()],
+        "datasets": [{"name": d.name, "modality": d.modality, "description": d.description} for d in datasets()],
+        "architectures": [
+            {
+                "name": a.name,
+                "description": a.description,
+                "capacities": {k: dict(v) for k, v in a.capacities.items()},
+            }
+            for a in (get_architecture(name) for name in architectures())
+        ],
     }

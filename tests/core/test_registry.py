@@ -48,9 +48,13 @@ def test_an_entry_point_adds_an_out_of_tree_risk_and_a_broken_one_is_skipped(mon
         importlib_metadata.EntryPoint("toy", "toy_risk_register", registry.ENTRY_POINT_GROUP),
         importlib_metadata.EntryPoint("broken", "no_such_module_anywhere", registry.ENTRY_POINT_GROUP),
     ]
-    monkeypatch.setattr(
-        _store.metadata, "entry_points", lambda group: points if group == registry.ENTRY_POINT_GROUP else []
-    )
+    real = importlib_metadata.entry_points
+
+    def entry_points(**selection):
+        # Only the risk group is replaced; other libraries read their own groups as usual.
+        return points if selection.get("group") == registry.ENTRY_POINT_GROUP else real(**selection)
+
+    monkeypatch.setattr(_store.metadata, "entry_points", entry_points)
     monkeypatch.setattr(_store, "_LOADED", False)
     try:
         assert registry.get_risk("toy_risk").code == "T1"
