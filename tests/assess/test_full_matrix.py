@@ -1,5 +1,6 @@
-"""Every registered defense against every registered risk on census, with the real modules: no cell crashes;
-a cell that cannot apply is reported as not run, with its reason. Plus the example specs (slow)."""
+"""Every registered defense against every registered risk on census, with the real modules: every cell runs and
+reports its risk's headline metrics (census has features, labels and sensitive attributes for every attack).
+Plus the example specs (slow), against the figures their headers give."""
 
 from __future__ import annotations
 
@@ -61,27 +62,25 @@ def every_defense_every_risk_spec(*, fast: bool) -> dict[str, Any]:
     }
 
 
-def _check_no_crash(results: Any, spec: dict[str, Any]) -> None:
+def _check_every_cell_ok(results: Any, spec: dict[str, Any]) -> None:
+    """Every (defense row, attack, seed) ran: status "ok" (no error, nothing "not_run") with the headline metrics."""
     assert len(results.rows) == 1 + len(spec["defenses"])
     assert {(c.risk, c.attack) for c in results.columns} == {(r["risk"], r["attack"]) for r in spec["risks"]}
-    errors = [f"{c.row} x {c.attack} (seed {c.seed}): {c.reason}" for c in results.cells if c.status == "error"]
-    assert not errors, "\n".join(errors)
+    assert len(results.cells) == len(results.rows) * len(results.columns) * len(spec["seeds"])
+    failed = [f"{c.row} x {c.attack} ({c.seed}): {c.status}: {c.reason}" for c in results.cells if c.status != "ok"]
+    assert not failed, "\n".join(failed)
+    assert results.status == "complete"
     for cell in results.cells:
-        if cell.status == "not_run":
-            assert cell.reason, cell
-    ok = [c for c in results.cells if c.status == "ok"]
-    assert len(ok) >= len(results.cells) // 2
-    for cell in ok:
         headline = [m.key for m in registry.get_risk(cell.risk).headline_metrics]
-        assert set(headline) <= set(cell.metrics)
+        assert set(headline) <= set(cell.metrics), cell.key
 
 
-def test_every_defense_against_every_risk_on_census_no_cell_crashes(tmp_path: Path):
+def test_every_defense_against_every_risk_on_census_every_cell_runs(tmp_path: Path):
     spec = every_defense_every_risk_spec(fast=True)
     assert len(spec["defenses"]) >= 5 and len(spec["risks"]) >= 5
     results = run_assessment(load_spec(spec), cache_dir=tmp_path / "cache", device="cpu", out_dir=tmp_path / "out",
                              formats=("json",))  # fmt: skip
-    _check_no_crash(results, spec)
+    _check_every_cell_ok(results, spec)
     assert (tmp_path / "out" / "results.json").is_file()
 
 
@@ -90,7 +89,7 @@ def test_every_defense_against_every_risk_on_census_no_cell_crashes(tmp_path: Pa
 def test_every_defense_against_every_risk_with_default_parameters(tmp_path: Path):
     spec = every_defense_every_risk_spec(fast=False)
     results = run_assessment(load_spec(spec), cache_dir=tmp_path / "cache", device="cpu")
-    _check_no_crash(results, spec)
+    _check_every_cell_ok(results, spec)
 
 
 def _amulet(*args: str, env_home: Path) -> subprocess.CompletedProcess:
@@ -116,11 +115,15 @@ def test_census_quick_example_end_to_end_and_rerun_trains_nothing(tmp_path: Path
     first = _amulet("assess", str(spec), "--out", str(tmp_path / "r1"), "--cache-dir", str(cache), "-q",
                     env_home=amulet_home)  # fmt: skip
     elapsed = time.monotonic() - start
-    assert first.returncode in (0, 1, 3), first.stderr[-3000:]
     assert elapsed < 600, f"census-quick took {elapsed:.0f}s"
     for name in ("report.html", "report.pdf", "results.json", "junit.xml", "manifest.json", "manifest.json.sig"):
-        assert (tmp_path / "r1" / name).is_file()
+        assert (tmp_path / "r1" / name).is_file(), first.stderr[-3000:]
     data = json.loads((tmp_path / "r1" / "results.json").read_text())
+    # The example's header: PGD leaves the baseline 24-32 % robust accuracy, under the policy's 40 %, so a check
+    # fails and the CLI exits 1 (the exit code results.json records).
+    assert first.returncode == data["exit_code"] == 1, first.stderr[-3000:]
+    failed = {(c["metric"], c["row"], c["on"]) for c in data["checks"] if c["status"] == "fail"}
+    assert ("evasion.robust_accuracy", "baseline", "value") in failed, data["checks"]
     assert data["counts"]["cells_error"] == 0, [c for c in data["cells"] if c["status"] == "error"]
     n_models = len(data["rows"]) * 3
     assert data["reproducibility"]["trainings"]["trained"] == n_models
@@ -135,11 +138,16 @@ def test_census_quick_example_end_to_end_and_rerun_trains_nothing(tmp_path: Path
 
 @pytest.mark.slow
 @pytest.mark.timeout(7200)
-@pytest.mark.parametrize("name", ["fmnist.yaml", "full-matrix.yaml"])
-def test_other_examples_run_without_crashed_cells(tmp_path: Path, name: str):
+@pytest.mark.parametrize(("name", "baseline_accuracy"), [("fmnist.yaml", 85.0), ("full-matrix.yaml", 84.0)])
+def test_other_examples_run_every_cell_at_the_documented_accuracy(tmp_path: Path, name: str, baseline_accuracy: float):
+    """Every risk of these examples applies to their data, so every cell is "ok"; the baseline reaches the
+    accuracy the example's header gives ("Expected: baseline accuracy >= ...")."""
     results = run_assessment(EXAMPLES / name, cache_dir=tmp_path / "cache", device="cpu", out_dir=tmp_path / "out")
-    errors = [f"{c.row} x {c.attack}: {c.reason}" for c in results.cells if c.status == "error"]
-    assert not errors, "\n".join(errors)
+    failed = [f"{c.row} x {c.attack} ({c.seed}): {c.status}: {c.reason}" for c in results.cells if c.status != "ok"]
+    assert not failed, "\n".join(failed)
+    assert results.status == "complete"
+    baseline = next(a for a in results.accuracy if a.row == "baseline")
+    assert baseline.mean is not None and baseline.mean >= baseline_accuracy, baseline
 
 
 def test_example_specs_are_valid():
