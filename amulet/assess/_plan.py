@@ -24,7 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from amulet import registry
 from amulet.assess._spec import BASELINE, AssessmentSpec, expand_row, load_spec
+from amulet.recipes import Recipe
 
 __all__ = ["AssessmentPlan", "PlannedCell", "PlannedColumn", "PlannedRow", "PlannedTraining", "plan_assessment"]
 
@@ -133,9 +135,6 @@ class AssessmentPlan(BaseModel):
 
     def recipe(self, row: str):
         """The :class:`~amulet.recipes.Recipe` that trains ``row``'s model."""
-        from amulet import registry
-        from amulet.recipes import Recipe
-
         planned = self.row(row)
         stages = []
         for entry in planned.stack:
@@ -154,8 +153,6 @@ def plan_assessment(spec: AssessmentSpec | dict[str, Any] | str) -> AssessmentPl
         The :class:`AssessmentPlan`. Rows: the baseline first, then each defense row (list-valued
         parameters expanded); columns in spec order; cells ordered row-major, then by seed.
     """
-    from amulet import registry
-
     spec = load_spec(spec)
     rows = [PlannedRow(name=BASELINE)]
     for spec_row in spec.defenses:

@@ -22,6 +22,7 @@ from amulet.registry import (
     register_metric,
     register_risk,
 )
+from amulet.utils import derive_seed, numpy_rng
 
 if TYPE_CHECKING:
     from amulet.registry import CellContext
@@ -85,7 +86,6 @@ class DudduCIKM2022Params(BaseModel):
 def _subsample(data: TensorData, limit: int, seed: int) -> TensorData:
     if len(data) <= limit:
         return data
-    from amulet.utils import numpy_rng
 
     return data.subset(numpy_rng(seed).choice(len(data), size=limit, replace=False))
 
@@ -107,8 +107,6 @@ def run_duddu_cikm_2022(ctx: CellContext, params: DudduCIKM2022Params) -> dict[s
     Raises:
         NotApplicableError: when the dataset has no (binary) sensitive attributes.
     """
-    from amulet.utils import derive_seed
-
     names = list(ctx.dataset.sensitive_columns or [])
     if not names or ctx.adversary.z is None or ctx.member.z is None:
         raise NotApplicableError("Attribute inference needs sensitive attributes; this dataset declares none.")

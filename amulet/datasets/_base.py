@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from amulet.exceptions import InvalidParameterError
+
 __all__ = ["AmuletDataset", "CustomImageDataset", "TransformedTensorDataset"]
 
 
@@ -130,8 +132,6 @@ class CustomImageDataset(Dataset):
         labels = self.__dict__.get("_img_labels")
         if labels is None:
             import pandas as pd
-
-            from amulet.exceptions import InvalidParameterError
 
             labels = pd.read_csv(self.labels_file)
             if labels.shape[1] != 2:

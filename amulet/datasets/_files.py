@@ -26,6 +26,7 @@ from amulet._validation import Interval, check_param
 from amulet.datasets._base import AmuletDataset, make_tensor_dataset
 from amulet.datasets._tabular_prep import encode_split, stratified_indices
 from amulet.exceptions import InvalidParameterError
+from amulet.settings import get_settings
 
 __all__ = ["FILE_ERROR", "load_npz", "load_tabular_file"]
 
@@ -127,8 +128,6 @@ def load_tabular_file(
         >>> d.num_features, d.x_train.shape, d.z_train.shape, d.preprocessing["sensitive"]["group"]
         (3, (10, 3), (10, 1), '1 = value >= median 1')
     """
-    from amulet.settings import get_settings
-
     check_param("load_tabular_file", "test_size", test_size, [Interval(float, 0, 1, closed="neither")])
     check_param("load_tabular_file", "random_seed", random_seed, [Interval(int, 0, None)])
     path = Path(path)
@@ -271,8 +270,6 @@ def load_npz(path: str | Path, *, test_size: float = 0.5, random_seed: int = 7) 
         InvalidParameterError: Missing arrays, object arrays, NaN/Inf, mismatched lengths, non-integer or
             single-class labels, non-binary ``z``; the message names the array.
     """
-    from amulet.settings import get_settings
-
     check_param("load_npz", "test_size", test_size, [Interval(float, 0, 1, closed="neither")])
     check_param("load_npz", "random_seed", random_seed, [Interval(int, 0, None)])
     path = Path(path)

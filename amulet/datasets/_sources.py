@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from amulet.exceptions import DatasetUnavailableError
+from amulet.settings import get_settings
 
 __all__ = [
     "DATASET_SOURCES",
@@ -135,8 +136,6 @@ def locate_offline(source: OfflineSource) -> tuple[Path, str] | None:
 
 
 def _cache_candidates(name: str, path: Path | str | None) -> list[Path]:
-    from amulet.settings import get_settings
-
     candidates: list[Path] = []
     if path is not None:
         candidates.append(Path(path))

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from amulet.exceptions import InvalidParameterError
+
 __all__ = ["TabularEncoding", "check_split_rows", "encode_split", "stratified_indices"]
 
 
@@ -24,8 +26,6 @@ def check_split_rows(owner: str, n_rows: int, test_size: float) -> None:
     Raises:
         InvalidParameterError: (a ``ValueError``) naming ``test_size`` and the sizes it would give.
     """
-    from amulet.exceptions import InvalidParameterError
-
     n_test = math.ceil(test_size * n_rows)
     n_train = n_rows - n_test
     if n_test < 2 or n_train < 2:

@@ -8,7 +8,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from amulet.distribution_inference.attacks import SuriEvans2022, WhiteBoxPIM
+from amulet.distribution_inference.attacks._splits import _tensor_dataset, ratio_indices, sample_with_ratio
 from amulet.distribution_inference.metrics import evaluate_distinguishing_accuracy
+from amulet.exceptions import InvalidParameterError, NotApplicableError
 from amulet.registry import (
     AttackInfo,
     HeadlineMetric,
@@ -20,6 +22,7 @@ from amulet.registry import (
     register_metric,
     register_risk,
 )
+from amulet.utils import TensorData, derive_seed, numpy_rng
 
 if TYPE_CHECKING:
     from amulet.registry import CellContext
@@ -113,10 +116,6 @@ def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> di
         adversary's own models (held-out scores); ``n_victim_models``.
     """
     from torch.utils.data import DataLoader
-
-    from amulet.distribution_inference.attacks._splits import _tensor_dataset, ratio_indices, sample_with_ratio
-    from amulet.exceptions import InvalidParameterError, NotApplicableError
-    from amulet.utils import TensorData, derive_seed, numpy_rng
 
     names = list(getattr(ctx.dataset, "sensitive_columns", None) or [])
     if ctx.member.z is None or ctx.adversary.z is None or ctx.test.z is None or params.property not in names:

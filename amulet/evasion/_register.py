@@ -10,6 +10,7 @@ from amulet.evasion.attacks import EvasionPGD
 from amulet.evasion.defenses import AdversarialTrainingPGD, pgd_batch_transform, pgd_stacked_batch_transform
 from amulet.evasion.metrics import attack_success_rate, robust_accuracy
 from amulet.exceptions import AmuletError, NotApplicableError
+from amulet.recipes import BatchStage
 from amulet.registry import (
     AttackInfo,
     DefenseInfo,
@@ -23,11 +24,11 @@ from amulet.registry import (
     register_metric,
     register_risk,
 )
+from amulet.utils import derive_seed, get_accuracy, make_generator
 
 if TYPE_CHECKING:
     import torch
 
-    from amulet.recipes import BatchStage
     from amulet.registry import CellContext
 
 RISK = register_risk(
@@ -133,8 +134,6 @@ def run_pgd(ctx: CellContext, params: PGDParams) -> dict[str, float]:
     """
     import torch
 
-    from amulet.utils import derive_seed, make_generator
-
     if ctx.dataset.modality == "text":
         raise NotApplicableError("PGD perturbs continuous inputs; it does not apply to text.")
     test = ctx.test
@@ -163,7 +162,6 @@ def run_pgd(ctx: CellContext, params: PGDParams) -> dict[str, float]:
     # The clean loader is unshuffled, so the examples are aligned with test.x row by row.
     measured = linf_perturbation(attack.adversarial_examples_, test.x)
     check_linf_budget("pgd", measured, params.epsilon)
-    from amulet.utils import get_accuracy
 
     return {
         "robust_accuracy": robust_accuracy(ctx.target, adversarial, ctx.device),
@@ -227,8 +225,6 @@ class AdversarialTrainingParams(BaseModel):
 
 def make_adversarial_training_stage(params: AdversarialTrainingParams) -> BatchStage:
     """A batch stage replacing every training batch by PGD examples against the current model."""
-    from amulet.recipes import BatchStage
-
     pgd: dict[str, Any] = {
         "epsilon": params.epsilon,
         "step_size": madry_step_size(params.epsilon, params.iterations, params.step_size),

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from amulet.exceptions import NotApplicableError
 from amulet.membership_inference.attacks import LiRA
 from amulet.membership_inference.defenses import DPSGD
-from amulet.membership_inference.defenses._dpsgd import dp_sgd_loop
+from amulet.membership_inference.defenses._dpsgd import dp_sgd_loop, make_dp_compatible
 from amulet.membership_inference.defenses._stacked_dpsgd import dp_sgd_stacked_loop
 from amulet.membership_inference.metrics import compute_mi_metrics
+from amulet.recipes import LoopStage
 from amulet.registry import (
     AttackInfo,
     AttackOutput,
@@ -29,10 +31,9 @@ from amulet.registry import (
     register_metric,
     register_risk,
 )
-from amulet.utils import roc_curve_points
+from amulet.utils import TensorData, derive_seed, numpy_rng, roc_curve_points
 
 if TYPE_CHECKING:
-    from amulet.recipes import LoopStage
     from amulet.registry import CellContext
 
 RISK = register_risk(
@@ -110,8 +111,6 @@ class LiRAParams(BaseModel):
 
 def _subsample_index(n: int, limit: int, seed: int) -> np.ndarray:
     """Positions of ``min(n, limit)`` rows out of ``n``: all of them in order, or a seeded sample."""
-    from amulet.utils import numpy_rng
-
     if n <= limit:
         return np.arange(n)
     return numpy_rng(seed).choice(n, size=limit, replace=False)
@@ -153,12 +152,8 @@ def run_lira(ctx: CellContext, params: LiRAParams) -> AttackOutput:
     """
     import torch
 
-    from amulet.utils import TensorData, derive_seed
-
     m = min(params.max_members, len(ctx.member), len(ctx.adversary))
     if m < 2:
-        from amulet.exceptions import NotApplicableError
-
         raise NotApplicableError("LiRA needs at least two training rows and two adversary rows.")
     member_pos = _subsample_index(len(ctx.member), m, derive_seed(ctx.seed, "lira", "members"))
     members = ctx.member.subset(member_pos)
@@ -322,9 +317,6 @@ class DPSGDParams(BaseModel):
 
 def make_dp_sgd_stage(params: DPSGDParams) -> LoopStage:
     """A loop stage training with DP-SGD (Opacus); the model it returns carries ``privacy_epsilon_``."""
-    from amulet.membership_inference.defenses._dpsgd import make_dp_compatible
-    from amulet.recipes import LoopStage
-
     return LoopStage(
         defense="dp_sgd",
         params=params.model_dump(),

@@ -11,6 +11,7 @@ from amulet.exceptions import NotApplicableError
 from amulet.poisoning.attacks import BadNets
 from amulet.poisoning.defenses import OutlierRemoval, remove_low_value_points
 from amulet.poisoning.metrics import backdoor_success_rate
+from amulet.recipes import DataStage
 from amulet.registry import (
     AttackInfo,
     DefenseInfo,
@@ -24,11 +25,10 @@ from amulet.registry import (
     register_metric,
     register_risk,
 )
+from amulet.utils import TensorData, derive_seed, get_accuracy
 
 if TYPE_CHECKING:
-    from amulet.recipes import DataStage
     from amulet.registry import CellContext
-    from amulet.utils import TensorData
 
 RISK = register_risk(
     RiskInfo(
@@ -90,8 +90,6 @@ class BadNetsParams(BaseModel):
 
 def _trigger_rate(ctx: CellContext, attack: BadNets, rows: TensorData) -> float:
     """Percent of ``rows`` (triggered by ``attack``) that the row's unpoisoned model gives the trigger label."""
-    from amulet.utils import TensorData
-
     triggered = attack.poison_test(rows)
     return backdoor_success_rate(ctx.target, TensorData(*triggered.tensors).loader(1024), ctx.device)
 
@@ -120,8 +118,6 @@ def run_badnets(ctx: CellContext, params: BadNetsParams) -> dict[str, float]:
     Raises:
         NotApplicableError: for text data, a trigger label outside the classes, or too-small images.
     """
-    from amulet.utils import TensorData, derive_seed, get_accuracy
-
     modality = ctx.dataset.modality
     if modality == "text":
         raise NotApplicableError("BadNets here stamps image or tabular triggers; it does not apply to text.")
@@ -199,7 +195,6 @@ class OutlierRemovalParams(BaseModel):
 
 def make_outlier_removal_stage(params: OutlierRemovalParams) -> DataStage:
     """A data stage: train with the recipe's config, value rows by KNN-Shapley, drop the lowest ``percent``."""
-    from amulet.recipes import DataStage
 
     def apply(model_factory: Any, data: Any, *, config: Any, seed: int, device: Any, progress: Any) -> Any:
         return remove_low_value_points(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from amulet.exceptions import NotApplicableError
+from amulet.recipes import PostStage
 from amulet.registry import (
     AttackInfo,
     DefenseInfo,
@@ -30,6 +31,7 @@ from amulet.unauth_model_ownership.defenses import (
     generate_trigger_set,
 )
 from amulet.unauth_model_ownership.metrics import evaluate_extraction
+from amulet.utils import derive_seed, get_accuracy, make_optimizer, seeded_init
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from amulet.recipes import PostStage
     from amulet.registry import CellContext
     from amulet.utils import TensorData
 
@@ -131,14 +132,10 @@ def watermark_trigger_set(params: dict[str, Any], input_shape: tuple[int, ...], 
 
 def make_watermark_stage(params: WatermarkParams) -> PostStage:
     """A post stage: fine-tune the trained model on its data plus the generated trigger set."""
-    from amulet.recipes import PostStage
-
     stage_params = params.model_dump()
 
     def apply(model: Any, data: Any, *, config: Any, seed: int, device: Any, progress: Any) -> Any:
         from torch import nn
-
-        from amulet.utils import get_accuracy, make_optimizer
 
         shape = tuple(int(s) for s in data.x.shape[1:])
         triggers = watermark_trigger_set(stage_params, shape, _num_outputs(model, data.x, device))
@@ -209,7 +206,6 @@ class FingerprintParams(BaseModel):
 
 def make_fingerprint_stage(params: FingerprintParams) -> PostStage:
     """A post stage that leaves the model unchanged: verification happens in the model-stealing cell."""
-    from amulet.recipes import PostStage
 
     def apply(model: Any, data: Any, *, config: Any, seed: int, device: Any, progress: Any) -> Any:
         return model
@@ -293,8 +289,6 @@ def run_model_extraction(ctx: CellContext, params: ModelExtractionParams) -> dic
     80 % power: a large p-value for the stolen model is then inconclusive; the reason is logged).
     """
     import torch
-
-    from amulet.utils import derive_seed, get_accuracy, seeded_init
 
     if ctx.dataset.modality == "text":
         raise NotApplicableError("Model extraction here trains a surrogate of the target's architecture on tensors.")
