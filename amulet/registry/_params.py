@@ -12,7 +12,8 @@ class with :func:`derived_from`, and :func:`params_problems` reports every way i
   assessment engine deliberately uses another default: the one place where such a default is stated),
   or an override whose default no longer differs;
 * a value the model accepts (its default, either end of its bounds, each of its ``Literal`` values, ``None``)
-  that the class's constraints refuse, or a bound the class has and the model lacks; fields whose value the
+  that the class's constraints refuse, or a bound the class has and the model lacks (the model's bounds may be
+  tighter than the class's, as limits of the forms the service shows, never looser); fields whose value the
   adapter converts before it reaches the class (``adapted``, with how) are exempt from these value checks,
   not from the default check.
 
