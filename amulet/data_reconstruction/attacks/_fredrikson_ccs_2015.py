@@ -23,11 +23,10 @@ import torch
 from torch import nn
 
 from amulet._validation import InstanceOf, Interval, Options, validate_params
+from amulet.data_reconstruction._layout import TabularLayout
+from amulet.data_reconstruction.attacks._base import DataReconstructionAttack
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
 from amulet.progress import Progress, resolve_progress
-
-from .._layout import TabularLayout
-from ._base import DataReconstructionAttack
 
 __all__ = ["FredriksonCCS2015"]
 
@@ -84,6 +83,7 @@ class FredriksonCCS2015(DataReconstructionAttack):
         "output_type": [Options({"auto", "logits", "probabilities"})],
         "clip_range": [InstanceOf(tuple, "a (min, max) tuple"), None],
         "layout": [InstanceOf(TabularLayout), None],
+        "progress": [InstanceOf(Progress), None],
     }
 
     def __init__(

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from amulet._validation import InstanceOf, validate_params
 from amulet.exceptions import InvalidParameterError
+from amulet.utils import loader_batches
 
 __all__ = ["BINARY_MESSAGE", "LOADER_MESSAGE", "DiscriminatoryBehavior"]
 
@@ -104,6 +105,7 @@ class DiscriminatoryBehavior:
         self.model = model
         self.test_loader = test_loader
         self.device = device
+        validate_params(self)
 
     # ------------------------------------------------------------------ static metrics
     @staticmethod
@@ -188,7 +190,7 @@ class DiscriminatoryBehavior:
         main_model.eval().to(device)
         scores, trues = [], []
         with torch.no_grad():
-            for batch in test_loader:
+            for batch in loader_batches(test_loader):
                 if len(batch) < 3:
                     raise InvalidParameterError(
                         LOADER_MESSAGE.format(name="test_loader", owner="DiscriminatoryBehavior", n=len(batch))
@@ -213,7 +215,7 @@ class DiscriminatoryBehavior:
         self.model.eval().to(self.device)
         preds, targets, attrs = [], [], []
         with torch.no_grad():
-            for batch in self.test_loader:
+            for batch in loader_batches(self.test_loader):
                 if len(batch) < 3:
                     raise InvalidParameterError(
                         LOADER_MESSAGE.format(name="test_loader", owner=type(self).__name__, n=len(batch))
