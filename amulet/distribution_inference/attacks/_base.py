@@ -2,47 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from amulet._validation import InstanceOf, Interval, IsCallable, validate_params
-from amulet.distribution_inference.attacks._splits import (
-    DistributionSplits,
-    _check_splits_args,
-    _plan,
-    _splits_from_plan,
-    _tensor_dataset,
-)
+from amulet.distribution_inference.attacks._arguments import check_attack_arguments
+from amulet.distribution_inference.attacks._populations import PopulationJob, fit_populations
+from amulet.distribution_inference.attacks._splits import DistributionSplits, _plan, _splits_from_plan
 from amulet.distribution_inference.attacks._threshold import adversary_threshold, calibrate_scores
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError, NotRunError
 from amulet.progress import Progress, resolve_progress
-from amulet.utils._population import architecture_fingerprint, tensor_fingerprint, train_population
-from amulet.utils._seeding import derive_seed, seeded_init
-from amulet.utils._tensordata import TensorData
-from amulet.utils._training import TrainConfig
-
-if TYPE_CHECKING:
-    from amulet.recipes import Recipe
+from amulet.recipes import Recipe
+from amulet.utils import TensorData, TrainConfig, derive_seed, initialize_model
 
 __all__ = ["DistributionInferenceAttack"]
 
 logger = logging.getLogger(__name__)
-
-#: The architectures and capacities :func:`amulet.utils.initialize_model` builds by name (pass
-#: ``model_factory`` for any other architecture).
-_ARCHS = ("linearnet", "linear_net", "cnn", "simplecnn", "vgg", "resnet")
-_CAPACITIES = ("m1", "m2", "m3", "m4")
 
 
 class DistributionInferenceAttack(ABC):
@@ -189,51 +173,7 @@ class DistributionInferenceAttack(ABC):
 
     def _check_arguments(self) -> None:
         """Construction-time checks: every bad argument raises before any work, naming the parameter."""
-        owner = type(self).__name__
-        validate_params(self)
-        arrays = {}
-        for name in ("x_train", "y_train", "z_train", "x_test", "y_test", "z_test"):
-            value = getattr(self, name)
-            if not isinstance(value, (np.ndarray, torch.Tensor, list, tuple)):
-                raise InvalidParameterError(
-                    PARAM_MESSAGE.format(name=name, owner=owner, expected="a numpy array", value=type(value).__name__)
-                )
-            arr = np.asarray(value)
-            if name.startswith("y"):
-                arr = arr.reshape(-1)
-            elif name.startswith("z") and arr.ndim == 1:
-                arr = arr.reshape(-1, 1)
-            arrays[name] = arr
-        _check_splits_args(owner, arrays, self.sensitive_columns, self.filter_column, self.drop_values)
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise InvalidParameterError(
-                PARAM_MESSAGE.format(
-                    name="device", owner=owner, expected="a torch device such as 'cpu' or 'cuda:0'", value=self.device
-                )
-            ) from exc
-        if self.recipe is not None:
-            from amulet.recipes import Recipe
-
-            if not isinstance(self.recipe, Recipe):
-                raise InvalidParameterError(
-                    PARAM_MESSAGE.format(name="recipe", owner=owner, expected="a Recipe or None", value=self.recipe)
-                )
-        if self.model_factory is None:
-            if self.model_arch not in _ARCHS:
-                raise InvalidParameterError(
-                    PARAM_MESSAGE.format(
-                        name="model_arch", owner=owner, expected=f"one of {list(_ARCHS)}", value=self.model_arch
-                    )
-                )
-            if self.model_capacity not in _CAPACITIES:
-                raise InvalidParameterError(
-                    PARAM_MESSAGE.format(
-                        name="model_capacity", owner=owner, expected=f"one of {list(_CAPACITIES)}",
-                        value=self.model_capacity,
-                    )
-                )  # fmt: skip
+        check_attack_arguments(self)
 
     # ----------------------------------------------------------------------------------------------------
     # deprecated names (before upstream renamed victim -> target)
@@ -260,8 +200,6 @@ class DistributionInferenceAttack(ABC):
     def _factory(self, model_arch: str | None = None, model_capacity: str | None = None) -> Callable[[], nn.Module]:
         if self.model_factory is not None and model_arch is None and model_capacity is None:
             return self.model_factory
-        from amulet.utils import initialize_model
-
         arch = model_arch or self.model_arch
         capacity = model_capacity or self.model_capacity
         features, classes = self.num_features, self.num_classes
@@ -272,8 +210,6 @@ class DistributionInferenceAttack(ABC):
         return lambda: initialize_model(arch, capacity, features, classes)
 
     def _recipe(self, epochs: int | None) -> Recipe:
-        from amulet.recipes import Recipe
-
         if self.recipe is not None:
             if epochs is None or epochs == self.recipe.config.epochs:
                 return self.recipe
@@ -292,47 +228,39 @@ class DistributionInferenceAttack(ABC):
         epochs: int | None = None,
         cache_dir: Path | None = None,
     ) -> list[nn.Module]:
-        """Model ``k`` trained on ``data.subset(subsets[k])`` with seed ``derive_seed(seed, tag, k)``.
+        """Model ``k`` trained on ``data.subset(subsets[k])`` with seed ``derive_seed(seed, "population", tag, k)``.
 
-        With ``models_dir``, model ``k`` is loaded from / saved to ``{models_dir}/{tag}_{k}_{exp_id}.pth``
-        (see the class docstring); otherwise ``cache_dir`` is :func:`train_population`'s content-keyed cache.
+        One population of :meth:`_fit_populations` (which trains several in one stacked run).
         """
-        factory = self._factory(model_arch, model_capacity)
-        recipe = self._recipe(epochs)
-        seeds = [derive_seed(self._seed, "population", tag, k) for k in range(len(subsets))]
-        device = torch.device(self.device)
-        if self.models_dir is None:
-            result = train_population(
-                factory, data, subsets, recipe=recipe, seeds=seeds, device=device, cache_dir=cache_dir,
-                progress=self.progress,
-            )  # fmt: skip
-            return [_frozen(m) for m in result.models]
-        directory = Path(self.models_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        architecture = recipe.architecture(factory)
-        arch_key = architecture_fingerprint(seeded_init(factory, 0))
-        models: list[nn.Module | None] = [None] * len(subsets)
-        stamps = []
-        for k, rows in enumerate(subsets):
-            idx = torch.as_tensor(np.asarray(rows), dtype=torch.long)
-            stamp = hashlib.sha256(
-                json.dumps(
-                    [arch_key, recipe.key, tensor_fingerprint(data.x[idx], data.y[idx]), seeds[k]], sort_keys=True
-                ).encode()
-            ).hexdigest()
-            stamps.append(stamp)
-            path = directory / f"{tag}_{k}_{self.exp_id}.pth"
-            models[k] = _load_checkpoint(path, stamp, architecture, device)
-        todo = [k for k, m in enumerate(models) if m is None]
-        if todo:
-            trained = train_population(
-                factory, data, [subsets[k] for k in todo], recipe=recipe, seeds=[seeds[k] for k in todo],
-                device=device, progress=self.progress,
-            ).models  # fmt: skip
-            for k, model in zip(todo, trained):
-                _save_checkpoint(directory / f"{tag}_{k}_{self.exp_id}.pth", stamps[k], model)
-                models[k] = model
-        return [_frozen(m) for m in models if m is not None]
+        return self._fit_populations(
+            {tag: (data, subsets)}, model_arch=model_arch, model_capacity=model_capacity, epochs=epochs,
+            cache_dir=cache_dir,
+        )[tag]  # fmt: skip
+
+    def _fit_populations(
+        self,
+        populations: dict[str, tuple[TensorData, Sequence[np.ndarray | torch.Tensor]]],
+        *,
+        model_arch: str | None = None,
+        model_capacity: str | None = None,
+        epochs: int | None = None,
+        cache_dir: Path | None = None,
+    ) -> dict[str, list[nn.Module]]:
+        """Train (or load) several populations at once: ``{tag: (data, subsets)}`` -> ``{tag: models}``.
+
+        Model ``k`` of population ``tag`` trains on ``data.subset(subsets[k])`` with seed
+        ``derive_seed(seed, "population", tag, k)``; all models of all populations train in one stacked
+        :func:`~amulet.utils.train_population` run (:func:`fit_populations`). With ``models_dir``, model ``k`` is
+        loaded from / saved to ``{models_dir}/{tag}_{k}_{exp_id}.pth`` (see the class docstring); otherwise
+        ``cache_dir`` is :func:`train_population`'s content-keyed cache.
+        """
+        jobs = [PopulationJob(data, subsets, tag) for tag, (data, subsets) in populations.items()]
+        models = fit_populations(
+            jobs, self._factory(model_arch, model_capacity), self._recipe(epochs), self._seed,
+            device=torch.device(self.device), models_dir=self.models_dir, exp_id=self.exp_id, cache_dir=cache_dir,
+            progress=self.progress,
+        )  # fmt: skip
+        return {job.tag: population for job, population in zip(jobs, models)}
 
     def train_model_population(
         self,
@@ -377,7 +305,7 @@ class DistributionInferenceAttack(ABC):
                         value=value,
                     )
                 )  # fmt: skip
-        data = TensorData.from_dataset(loader.dataset)
+        data = _tensor_data(loader.dataset)
         everything = np.arange(len(data))
         return self._fit_population(
             data, [everything] * count, checkpoint_tag, model_arch=model_arch, model_capacity=model_capacity,
@@ -411,23 +339,25 @@ class DistributionInferenceAttack(ABC):
             ("adv", "1"): self.splits.adv_trainloader_1,
             ("adv", "2"): self.splits.adv_trainloader_2,
         }
-        progress.start("distribution_inference/populations", 4, "training model populations")
-        populations: dict[tuple[str, str], list[nn.Module]] = {}
+        progress.start("distribution_inference/populations", 1, "training model populations")
+        jobs: dict[str, tuple[TensorData, Sequence[np.ndarray | torch.Tensor]]] = {}
         for (role, dist), loader in loaders.items():
             half = plan.train[0] if role == "target" else plan.train[1]
             ratio = plan.ratios[int(dist) - 1]
             count = targets if role == "target" else self.num_models
-            first = TensorData.from_dataset(loader.dataset)
-            parts, subsets, offset = [first], [np.arange(len(first))], len(first)
+            first = _tensor_data(loader.dataset)
+            xs, ys, subsets, offset = [first.x], [first.y], [np.arange(len(first))], len(first)
             for k in range(1, count):
                 rng = np.random.default_rng(derive_seed(seed, "draw", role, dist, k))
                 rows = plan.draw(half, ratio, plan.train_subsample, rng)
-                parts.append(TensorData.from_dataset(_tensor_dataset(half.x[rows], half.y[rows])))
+                xs.append(torch.as_tensor(np.asarray(half.x[rows], dtype=np.float32)))
+                ys.append(torch.as_tensor(np.asarray(half.y[rows], dtype=np.int64)).reshape(-1))
                 subsets.append(np.arange(offset, offset + len(rows)))
                 offset += len(rows)
-            data = TensorData(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
-            populations[role, dist] = self._fit_population(data, subsets, self._tag(role, dist))
-            progress.advance("distribution_inference/populations")
+            jobs[self._tag(role, dist)] = (TensorData(torch.cat(xs), torch.cat(ys)), subsets)
+        trained = self._fit_populations(jobs)
+        populations = {(role, dist): trained[self._tag(role, dist)] for role, dist in loaders}
+        progress.advance("distribution_inference/populations")
         progress.finish("distribution_inference/populations")
         self.models_adv_1, self.models_adv_2 = populations["adv", "1"], populations["adv", "2"]
         self.models_target_1, self.models_target_2 = populations["target", "1"], populations["target", "2"]
@@ -488,43 +418,10 @@ class DistributionInferenceAttack(ABC):
         0/1, ...}``; the 0.5 cut is the threshold chosen on the adversary's own models."""
 
 
-def _frozen(model: nn.Module) -> nn.Module:
-    """Eval mode, gradients off (upstream returns population models this way)."""
-    model.eval()
-    model.requires_grad_(False)
-    return model
-
-
-def _save_checkpoint(path: Path, stamp: str, model: nn.Module) -> None:
-    """Upstream's file (a torch state dict) plus our fingerprint next to it."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps({"fingerprint": stamp}))
-
-
-def _load_checkpoint(
-    path: Path, stamp: str, architecture: Callable[[], nn.Module], device: torch.device
-) -> nn.Module | None:
-    """The model stored at ``path``, or None when there is none, it is unreadable, or it was trained otherwise."""
-    if not path.exists():
-        return None
-    sidecar = path.with_suffix(".json")
-    if sidecar.exists():
-        try:
-            recorded = json.loads(sidecar.read_text()).get("fingerprint")
-        except (OSError, ValueError):
-            recorded = None
-        if recorded != stamp:
-            logger.warning("retraining %s: it was trained on other rows, settings or seed than this run's", path)
-            return None
-    else:
-        logger.info("loading %s (no fingerprint: written by upstream Amulet or by hand)", path)
-    model = architecture()
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as exc:  # a foreign or corrupt file is retrained over, not a crash
-        logger.warning("retraining %s: it does not load into this architecture (%s)", path, exc)
-        return None
-    return model.to(device).eval()
+def _tensor_data(dataset: Dataset) -> TensorData:
+    """A dataset's rows as tensors; a ``TensorDataset`` (the splits' loaders) without iterating it row by row."""
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) in (2, 3):
+        x, y = dataset.tensors[0], dataset.tensors[1]
+        z = dataset.tensors[2].long() if len(dataset.tensors) == 3 else None
+        return TensorData(x.float(), y.long().reshape(-1), None if z is None else z.reshape(len(z), -1))
+    return TensorData.from_dataset(dataset)

@@ -9,10 +9,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from amulet.distribution_inference.attacks._base import DistributionInferenceAttack
+from amulet.distribution_inference.attacks._base import DistributionInferenceAttack, _tensor_data
 from amulet.exceptions import NotRunError
-from amulet.utils._population import population_logits
-from amulet.utils._tensordata import TensorData
+from amulet.utils import population_logits
 
 __all__ = ["SuriEvans2022", "adversary_vote_scores", "kl_vote_scores"]
 
@@ -155,9 +154,7 @@ class SuriEvans2022(DistributionInferenceAttack):
                 )
             test_loader_1 = test_loader_1 or self.splits.test_loader_1
             test_loader_2 = test_loader_2 or self.splits.test_loader_2
-        x = torch.cat(
-            [TensorData.from_dataset(test_loader_1.dataset).x, TensorData.from_dataset(test_loader_2.dataset).x]
-        )
+        x = torch.cat([_tensor_data(test_loader_1.dataset).x, _tensor_data(test_loader_2.dataset).x])
         device = torch.device(self.device)
 
         def logits(models: list[Any]) -> torch.Tensor:

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from amulet._validation import Interval
+from amulet._validation import Interval, validate_params
 from amulet.distribution_inference.attacks._base import DistributionInferenceAttack
 from amulet.exceptions import NotApplicableError
-from amulet.utils._seeding import derive_seed, seeded_init
+from amulet.utils import derive_seed, seeded_init
 
 __all__ = ["PermutationInvariantMetaClassifier", "WhiteBoxPIM", "linear_layer_weights"]
 
@@ -191,8 +191,6 @@ class WhiteBoxPIM(DistributionInferenceAttack):
             "raw_scores": the mean fold meta-classifier logit of distribution 2, "threshold": the cut on
             those chosen on the adversary's held-out (out-of-fold) scores, "adversary_accuracy"}``.
         """
-        from amulet._validation import validate_params
-
         validate_params(self)
         pops = self._populations(
             models_adv_1=models_adv_1,
