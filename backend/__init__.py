@@ -2,5 +2,6 @@
 
 Layout: ``main.py`` (app factory), ``api/`` (routers and dependencies), ``core/`` (settings, database,
 security, artifact store, queue), ``models.py`` (SQLAlchemy tables), ``schemas.py`` (pydantic bodies),
-``crud.py`` (every database write), ``intake.py`` (upload validation), ``alembic/`` (migrations).
+``crud/`` (every database read and write), ``intake/`` (upload validation), ``planning/`` (from a submitted spec
+to a planned assessment), ``cli.py`` and ``demo.py`` (``amulet serve``), ``alembic/`` (migrations).
 """

@@ -8,7 +8,9 @@ from typing import Any
 from celery.signals import worker_process_init, worker_ready
 
 from backend.core.config import get_settings
+from backend.core.db import dispose_engines
 from backend.core.queue import create_celery_app
+from worker.recovery import recover_stale
 
 __all__ = ["celery_app"]
 
@@ -19,14 +21,10 @@ celery_app.conf.include = ["worker.tasks"]
 @worker_process_init.connect
 def _fresh_engines(**_: Any) -> None:
     """A forked pool process must not reuse its parent's database connections."""
-    from backend.core.db import dispose_engines
-
     dispose_engines()
 
 
 @worker_ready.connect
 def _recover(**_: Any) -> None:
-    """On start, resume assessments whose tasks were lost (see :func:`worker.jobs.recover_stale`)."""
-    from worker.jobs import recover_stale
-
+    """On start, resume assessments whose tasks were lost (see :func:`worker.recovery.recover_stale`)."""
     recover_stale(get_settings())

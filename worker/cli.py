@@ -35,7 +35,8 @@ def worker_command(
             typer.echo(f"Created the admin API token (shown once): {token}", err=True)
 
     # Tasks running at once share the cores: an automatic thread count divides them. The jobs apply the
-    # setting when they run (worker.jobs), in whichever pool process they run; torch is not imported here.
+    # setting when they run (worker.trainings, worker.cells), in whichever pool process they run; torch is
+    # not imported here.
     threads = thread_count(settings.num_threads, processes=concurrency if pool != "solo" else 1)
     os.environ["AMULET_NUM_THREADS"] = str(threads)
     get_settings.cache_clear()

@@ -12,7 +12,7 @@ process*, forked once and kept for the next jobs while it lives) and watches it 
   ``updated_at`` (:func:`backend.crud.renew_lease`), so a dead worker shows as ``stalled``;
 - past ``task_time_limit`` it kills the child and reports :class:`JobTimeoutError`;
 - a child that dies on its own (out of memory, a crash in native code) is reported as :class:`JobDiedError`;
-- every ``stall_after`` seconds it runs the recovery sweep (:func:`worker.jobs.resume_stalled`), so a live
+- every ``stall_after`` seconds it runs the recovery sweep (:func:`worker.recovery.resume_stalled`), so a live
   worker resumes the assessments of a dead one.
 
 A killed job process is forked again for the next job. It dies with the worker (``PR_SET_PDEATHSIG`` on
@@ -46,6 +46,8 @@ from backend import crud
 from backend.core.config import Settings
 from backend.core.db import dispose_engines, session_scope
 from backend.models import ASSESSMENT_ACTIVE, utcnow
+from worker.progress import TRANSIENT_ERRORS
+from worker.recovery import resume_stalled
 
 __all__ = [
     "CANCEL_POLL_SECONDS",
@@ -82,7 +84,7 @@ class JobFailedError(Exception):
 
 
 class TransientJobError(ConnectionError):
-    """The job hit a database or broker blip (worth a retry, like ``worker.jobs.TRANSIENT_ERRORS``)."""
+    """The job hit a database or broker blip (worth a retry, like ``worker.progress.TRANSIENT_ERRORS``)."""
 
 
 @dataclass
@@ -231,8 +233,6 @@ def _child_main(requests_fd: int, answers_fd: int) -> None:
                 except RunCancelledError:
                     reply = {"cancelled": True}
                 except Exception as exc:
-                    from worker.jobs import TRANSIENT_ERRORS
-
                     kind = "transient" if isinstance(exc, TRANSIENT_ERRORS) else "error"
                     reply = {kind: f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
                 answer(reply)
@@ -244,8 +244,6 @@ def _child_main(requests_fd: int, answers_fd: int) -> None:
 
 def _sweep(settings: Settings) -> None:
     """While a job runs, look for assessments whose worker died (another worker's, with Redis)."""
-    from worker.jobs import resume_stalled
-
     try:
         resume_stalled(settings)
     except Exception:  # the sweep is a courtesy; the job goes on

@@ -3,7 +3,7 @@
 Engine commands: ``demo``, ``catalog`` (registry), ``datasets``, ``export-model``, ``assess``, ``bundle``,
 ``verify-report``, ``submit`` (a client of the REST API). The service's commands (``serve``, ``worker``) live
 with the service and are added by the plugins listed in :data:`SERVICE_PLUGINS`, looked up by name: the
-engine imports nothing of the service, and without the ``server`` extra those commands are simply absent.
+engine imports nothing of the service, and where the service packages are absent so are those commands.
 """
 
 from __future__ import annotations
@@ -25,25 +25,16 @@ _COMMAND_MODULES = (
     "amulet.cli._submit",
 )
 
-#: Modules of the service that add commands: each has ``register(app)``. Named, never imported statically,
-#: so the import contracts (pyproject.toml, ``make lint``) hold: the engine does not depend on the service.
+#: Modules of the service that add commands: each has ``register(app)`` and imports only typer at its top
+#: (their commands import the service when run). Named, never imported statically, so the import contracts
+#: (pyproject.toml, ``make lint``) hold: the engine does not depend on the service.
 SERVICE_PLUGINS = ("backend.cli", "worker.cli")
-
-#: First-party top-level packages: a missing one of these inside a plugin is a bug, not a missing extra.
-_FIRST_PARTY = ("amulet", "backend", "worker", "dashboard")
 
 
 def _add_service_commands() -> None:
     for name in SERVICE_PLUGINS:
-        if importlib.util.find_spec(name.partition(".")[0]) is None:
-            continue  # an install without the service packages
-        try:
-            plugin = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if (exc.name or "").partition(".")[0] in _FIRST_PARTY:
-                raise
-            continue  # the `server` extra (Celery, SQLAlchemy, ...) is not installed
-        plugin.register(app)
+        if importlib.util.find_spec(name.partition(".")[0]) is not None:  # absent: an engine-only install
+            importlib.import_module(name).register(app)
 
 
 for _module in _COMMAND_MODULES:

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 def _summary(results, paths) -> None:
     """Status and warnings first, then utility (clean accuracy) before any risk column, then the verdicts."""
+    # Import cost: every command module is imported when `amulet` starts; what this command needs
+    # (rich, the engine and torch) loads only when it runs.
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -123,6 +125,8 @@ def assess_command(
     ] = False,
 ) -> None:
     """Run an assessment: train the baseline and each defense, measure every risk, write signed reports."""
+    # Import cost: every command module is imported when `amulet` starts; what this command needs
+    # (rich, the engine and torch) loads only when it runs.
     from amulet.assess import SpecError, load_spec, run_assessment
     from amulet.assess._report import FORMATS
     from amulet.exceptions import AmuletError
@@ -163,6 +167,8 @@ def spec_schema_command(
     results: Annotated[bool, typer.Option("--results", help="Print the results-file schema instead.")] = False,
 ) -> None:
     """Print the JSON Schema of assessment specs (or of results files)."""
+    # Import cost: every command module is imported when `amulet` starts; what this command needs
+    # (rich, the engine and torch) loads only when it runs.
     from amulet.assess import results_json_schema, spec_json_schema
 
     typer.echo(json.dumps(results_json_schema() if results else spec_json_schema(), indent=2))
@@ -176,6 +182,8 @@ def bundle_command(
     ] = None,
 ) -> None:
     """Pack a signed report directory into one zip (reports, results, manifest, signature, public key)."""
+    # Import cost: every command module is imported when `amulet` starts; what this command needs
+    # (rich, the engine and torch) loads only when it runs.
     from amulet.assess import write_bundle
 
     try:
@@ -198,6 +206,8 @@ def verify_report_command(
     ] = None,
 ) -> None:
     """Check a report's Ed25519-signed manifest and every file's SHA-256 (exit 0 valid, 1 not)."""
+    # Import cost: every command module is imported when `amulet` starts; what this command needs
+    # (rich, the engine and torch) loads only when it runs.
     from amulet.assess import verify_report
 
     result = verify_report(report_dir, public_key=public_key)

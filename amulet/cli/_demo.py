@@ -22,6 +22,8 @@ def demo_command(
     seed: int = typer.Option(7, help="Seed of the data split, initialisation and attack."),
 ) -> None:
     """Train a LinearNet on UCI Adult (census), run PGD evasion, and print clean and robust accuracy."""
+    # Import cost: every command module is imported when `amulet` starts; what this command needs
+    # (rich, the engine and torch) loads only when it runs.
     from rich.console import Console
     from rich.table import Table
 
@@ -36,6 +38,8 @@ def demo_command(
     device = settings.resolve_device()
     console = Console()
     data = load_data(str(settings.resolved_data_dir), "census", exp_id=seed)
+    if data.x_train is None or data.y_train is None or data.x_test is None or data.y_test is None:
+        raise RuntimeError("census loaded without its feature arrays")  # tabular datasets always carry them
     train = TensorData.from_numpy(data.x_train, data.y_train)
     test = TensorData.from_numpy(data.x_test, data.y_test)
 

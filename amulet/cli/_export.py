@@ -92,6 +92,8 @@ def export_model_command(
     the file as an upload is checked. Registered architectures: an OUTPUT directory gets model.json +
     model.safetensors, from --entry or from --architecture, --config, --input-shape, --num-classes, --weights.
     """
+    # Import cost: every command module is imported when `amulet` starts; what this command needs
+    # (rich, the engine and torch) loads only when it runs.
     from amulet.exceptions import AmuletError
     from amulet.io import export_graph_model, export_model, inspect_model_file, sha256_file
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from backend.core.config import get_settings
+from backend.core.db import get_engine
 from backend.models import Base
 
 config = context.config
@@ -31,9 +33,6 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from backend.core.config import get_settings
-    from backend.core.db import get_engine
-
     with get_engine(get_settings()).begin() as new_connection:
         _run(new_connection)
 

@@ -7,13 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from amulet import registry
+
 router = APIRouter(tags=["catalog"])
 
 
 @lru_cache(maxsize=1)
 def _catalog() -> dict[str, Any]:
-    from amulet import registry
-
     return registry.catalog()
 
 

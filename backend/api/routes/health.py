@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from sqlalchemy import text
 
+import amulet
 from backend.api.deps import SessionDep, SettingsDep
 from backend.core.queue import broker_reachable
 from backend.schemas import HealthPublic
@@ -15,8 +16,6 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=HealthPublic)
 def health(session: SessionDep, settings: SettingsDep, response: Response) -> HealthPublic:
     """Check the database (``SELECT 1``) and the broker (a connection); 503 when either is down."""
-    import amulet
-
     try:
         session.execute(text("SELECT 1"))
         database = {"ok": True, "backend": session.get_bind().dialect.name}

@@ -26,6 +26,7 @@ def signing_key(settings: SettingsDep) -> SigningKeyPublic:
     """The public half of the key this server signs reports with (PEM) and its id; no token needed."""
     from cryptography.hazmat.primitives import serialization
 
+    # Import cost: the engine's assessment modules load on first use, not when the API starts.
     from amulet.assess._signing import load_signing_key
 
     try:
@@ -48,6 +49,7 @@ def signing_key(settings: SettingsDep) -> SigningKeyPublic:
 )
 def read_bundle(assessment_id: str, session: SessionDep, token: CurrentToken) -> Response:
     """The assessment's signed bundle: every report, the results, the signed manifest and the public key."""
+    # Import cost: as in signing_key().
     from amulet.assess import bundle_bytes
 
     row = crud.get_assessment(session, assessment_id=assessment_id, project_id=token.project_id)
