@@ -2,9 +2,12 @@
 
     python -m benchmarks.study_tables matrix benchmarks/results/study/census_matrix_5seeds_results.json
     python -m benchmarks.study_tables sweep benchmarks/results/study/census_study_results.json
+    python -m benchmarks.study_tables times benchmarks/results/study/census_matrix_5seeds_results.json
 
 Every value is the mean over seeds with its t-based 95% interval; ``delta`` is the paired per-seed
-difference to the baseline row (same seed, same member/adversary split) with its 95% interval.
+difference to the baseline row (same seed, same member/adversary split) with its 95% interval. ``matrix``
+also lists each attack's budget as run (``AssessmentResults.columns[].strength``; derived for files older than
+results schema 1.3) and marks weak budgets; ``times`` sums the cells' wall time per column and per row.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from scipy import stats
+
+from amulet.assess import AssessmentResults
+from amulet.assess._display import strength_label
 
 SWEEP_METRICS = [
     ("model.test_accuracy", "test acc. %"),
@@ -95,8 +101,15 @@ def matrix(results: dict[str, Any]) -> str:
     rows = [r["name"] for r in results["rows"]]
     summaries = {(m["row"], m["risk"], m["attack"], m["metric"]): m for m in results["metrics"]}
     status = {(m["row"], m["column"]): m.get("status") for m in results["matrix"]}
+    weak = {c["label"] for c in cols if (c.get("strength") or {}).get("weak")}
     header = (
-        "| row | " + " | ".join(f"{c['risk_code']} {c['risk_name']}<br>`{c['primary_metric']}`" for c in cols) + " |"
+        "| row | "
+        + " | ".join(
+            f"{c['risk_code']} {c['risk_name']}<br>`{c['primary_metric']}`"
+            + (" (weak budget)" if c["label"] in weak else "")
+            for c in cols
+        )
+        + " |"
     )
     lines = [header, "|---" * (len(cols) + 1) + "|"]
     for row in rows:
@@ -125,15 +138,39 @@ def matrix(results: dict[str, Any]) -> str:
             if r in acc and acc[r].get("mean") is not None
         )
     )
+    lines.append("\nAttack budgets (as run):")
+    lines.extend(f"- {c['risk_code']} {c['label']}: {strength_label(c)}" for c in cols)
+    return "\n".join(lines)
+
+
+def times(results: dict[str, Any]) -> str:
+    """Where the time went: the cells' wall time summed per column and per row (cached cells: the lookup)."""
+    by_column: dict[str, float] = defaultdict(float)
+    by_row: dict[str, float] = defaultdict(float)
+    cached = 0
+    for cell in results["cells"]:
+        seconds = float(cell.get("seconds") or 0.0)
+        by_column[f"{cell['risk']} ({cell['attack']})"] += seconds
+        by_row[cell["row"]] += seconds
+        cached += bool(cell.get("cached"))
+    total = sum(by_column.values())
+    lines = [f"cells: {len(results['cells'])} ({cached} reused from the cell cache); cell time {total:.1f} s"]
+    lines.append("\n| column | seconds | share |\n|---|---|---|")
+    lines.extend(
+        f"| {name} | {sec:.1f} | {sec / total:.0%} |" for name, sec in sorted(by_column.items(), key=lambda kv: -kv[1])
+    )
+    lines.append("\n| row | seconds |\n|---|---|")
+    lines.extend(f"| {name} | {sec:.1f} |" for name, sec in sorted(by_row.items(), key=lambda kv: -kv[1]))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``matrix FILE`` or ``sweep FILE``: print the markdown."""
+    """``matrix FILE``, ``sweep FILE`` or ``times FILE``: print the markdown."""
     argv = sys.argv[1:] if argv is None else argv
     kind, path = argv[0], Path(argv[1])
-    results = json.loads(path.read_text())
-    print(matrix(results) if kind == "matrix" else sweep(results))
+    # Read through the engine's model so that files before results schema 1.3 get their attack strength.
+    results = json.loads(AssessmentResults.model_validate_json(path.read_text()).model_dump_json())
+    print({"matrix": matrix, "sweep": sweep, "times": times}[kind](results))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ WEAK_BUDGETS: dict[str, list[tuple[str, str, int, str]]] = {
             "shadow_models",
             "num_shadow",
             16,
-            "LiRA's per-record IN/OUT fits need at least 16 shadow models, 64 is standard",
+            "LiRA's per-record IN/OUT fits need at least 16 shadow models; the examples use 64",
         )
     ],
     "suri_evans_2022": [
@@ -75,7 +75,7 @@ class AttackStrength(BaseModel):
     """
 
     summary: str
-    budget: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    budget: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
     weak: bool = False
     note: str = ""
     raise_to: dict[str, int] = Field(default_factory=dict)
