@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from amulet import registry
 from amulet.assess import (
     ModelCache,
     load_spec,
@@ -18,8 +19,12 @@ from amulet.assess import (
     run_training,
     training_counts,
 )
-from amulet.assess._data import load_bundle, split_for_seed, split_indices
+from amulet.assess._data import architecture_spec, load_bundle, make_model_factory, split_for_seed, split_indices
+from amulet.io import save_model
 from amulet.progress import CallbackProgress
+from amulet.recipes import PostStage, Recipe
+from amulet.registry import DefenseInfo, NoParams
+from amulet.utils import TrainConfig
 
 from .conftest import tiny_spec
 
@@ -119,7 +124,6 @@ def test_the_defended_recipe_is_what_gets_measured(tmp_path: Path):
                                seeds=[0]))  # fmt: skip
     plan = plan_assessment(spec)
     records = {t.row: run_training(plan, t.key, cache_dir=tmp_path, device="cpu") for t in plan.trainings}
-    from amulet.assess._data import architecture_spec, make_model_factory
 
     bundle = load_bundle(spec.dataset)
     factory = make_model_factory(architecture_spec(spec.model, bundle))
@@ -132,11 +136,6 @@ def test_the_defended_recipe_is_what_gets_measured(tmp_path: Path):
 
 
 def test_imported_weights_are_the_baseline(tmp_path: Path):
-    from amulet.assess._data import architecture_spec, make_model_factory
-    from amulet.io import save_model
-    from amulet.recipes import Recipe
-    from amulet.utils import TrainConfig
-
     spec = tiny_spec(risks=RISKS[:1], seeds=[0])
     loaded = load_spec(spec)
     bundle = load_bundle(loaded.dataset)
@@ -174,10 +173,6 @@ def _extra_buffer(model: torch.nn.Module) -> torch.nn.Module:
 
 @pytest.mark.parametrize("declared", [False, True])
 def test_a_defense_that_changes_the_structure_must_declare_it(tmp_path: Path, declared: bool):
-    from amulet import registry
-    from amulet.recipes import PostStage
-    from amulet.registry import DefenseInfo, NoParams
-
     def stage(params: NoParams) -> PostStage:
         return PostStage("t_restructure", {}, apply=lambda model, data, **kw: _extra_buffer(model),
                          adapt_model=_extra_buffer if declared else None)  # fmt: skip

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from amulet.models import LinearNet
 from amulet.recipes import Recipe
 from amulet.utils import TensorData, TrainConfig
 
@@ -19,7 +20,6 @@ def fmnist_train(fmnist_small) -> TensorData:
 @pytest.fixture(scope="session")
 def fmnist_mlp(fmnist_train) -> nn.Module:
     """A one-hidden-layer network on flattened fmnist images (inputs stay (1, 28, 28))."""
-    from amulet.models import LinearNet
 
     def factory() -> nn.Module:
         return nn.Sequential(nn.Flatten(), LinearNet(784, 10, [128], batch_norm=False))
@@ -29,8 +29,6 @@ def fmnist_mlp(fmnist_train) -> nn.Module:
 
 @pytest.fixture(scope="session")
 def census_model(census) -> tuple[nn.Module, TensorData]:
-    from amulet.models import LinearNet
-
     data = TensorData.from_numpy(census.x_train[:3000], census.y_train[:3000], census.z_train[:3000])
     model = Recipe(TrainConfig(epochs=3, batch_size=128)).train(
         lambda: LinearNet(census.num_features, 2, [32]), data, seed=0

@@ -11,6 +11,7 @@ import torch
 from amulet import registry
 from amulet.data_reconstruction.attacks import FredriksonCCS2015
 from amulet.data_reconstruction.metrics import evaluate_similarity
+from amulet.models import SimpleCNN
 from amulet.progress import SilentProgress
 from amulet.recipes import Recipe
 from amulet.registry import CellContext
@@ -43,8 +44,6 @@ def test_fmnist_inversion_reconstructs_own_class(fmnist_mlp, fmnist_train) -> No
 
 @pytest.mark.slow
 def test_fmnist_cnn_inversion_reconstructs_own_class(fmnist_train) -> None:
-    from amulet.models import SimpleCNN
-
     model = Recipe(TrainConfig(epochs=3, batch_size=128)).train(
         lambda: SimpleCNN([(12, 5), (24, 5)], [256], num_classes=10), fmnist_train, seed=0
     )

@@ -16,6 +16,8 @@ from amulet.data_reconstruction import TabularLayout
 from amulet.data_reconstruction._layout import project_to_capped_simplex, project_to_simplex
 from amulet.data_reconstruction.attacks import FredriksonCCS2015
 from amulet.data_reconstruction.metrics import evaluate_similarity
+from amulet.datasets._sources import DATASET_SOURCES, locate_offline
+from amulet.datasets._tabular import read_adult
 from amulet.exceptions import InvalidParameterError
 from amulet.models import LinearNet
 from amulet.progress import SilentProgress
@@ -40,9 +42,6 @@ def test_census_layout_is_read_from_the_dataset(census) -> None:
 
 
 def test_census_rows_decode_to_their_raw_categories_including_the_dropped_first_one(census) -> None:
-    from amulet.datasets._sources import DATASET_SOURCES, locate_offline
-    from amulet.datasets._tabular import read_adult
-
     raw = read_adult(locate_offline(DATASET_SOURCES["census"].offline)[0]).loc[census.index_train[:3000]]
     layout = TabularLayout.from_dataset(census)
     x = torch.from_numpy(census.x_train[:3000]).float()

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from amulet import registry
 from amulet.discriminatory_behavior.defenses import AdversarialDebiasing
 from amulet.exceptions import InvalidParameterError, NotApplicableError, NotRunError
-from amulet.recipes import LoopStage, Recipe
+from amulet.recipes import BatchStage, LoopStage, Recipe
 from amulet.utils import TensorData, TrainConfig
 
 
@@ -129,8 +129,6 @@ def test_stage_requires_sensitive_attributes() -> None:
 
 def test_stage_applies_batch_transforms_of_stacked_defenses() -> None:
     """A stacked batch stage (here a counting transform) runs on every batch of the debiasing loop."""
-    from amulet.recipes import BatchStage
-
     calls: list[int] = []
 
     def transform(model, x, y, gen):

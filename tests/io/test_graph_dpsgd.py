@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from amulet import registry
+from amulet.assess import run_assessment
+from amulet.assess._data import GRAPH_ARCHITECTURE, make_model_factory
 from amulet.exceptions import NotApplicableError
 from amulet.io import GraphModel, export_graph_model, inspect_model_file, load_graph_model
 from amulet.membership_inference.defenses import dp_train
@@ -110,8 +112,6 @@ def test_graph_trains_under_dp_sgd_one_by_one_and_stacked_above_the_majority_rat
     """The dp_sgd stage (its default training: 10 epochs, batch 64, Adam at lr 0.01) on a .pt2 residual MLP of
     census, re-initialised as the engine does: one by one and as a stacked population, equal to each other,
     above the majority rate, with the spent epsilon on each model."""
-    from amulet.assess._data import GRAPH_ARCHITECTURE, make_model_factory
-
     train, test = census_rows
     torch.manual_seed(0)
     path = _export(tmp_path, ResidualMLP(train.x.shape[1]), "resmlp.pt2")
@@ -183,8 +183,6 @@ def test_graph_with_batchnorm_is_refused_with_the_reason(tmp_path: Path, census_
 
 def test_assessment_reports_the_batchnorm_graph_dp_row_as_not_run(tmp_path: Path, census):
     """Through the engine: the dp_sgd row of a BatchNorm graph is not_run with the reason; the baseline runs."""
-    from amulet.assess import run_assessment
-
     torch.manual_seed(0)
     path = _export(tmp_path, WithBatchNorm(census.x_train.shape[1]), "bn.pt2")
     spec = {

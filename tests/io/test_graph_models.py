@@ -14,12 +14,15 @@ import pytest
 import torch
 from torch import nn
 
+from amulet.cli import app
 from amulet.exceptions import ModelSpecError, UnsafeModelFileError
 from amulet.io import (
     GraphModel,
+    dp_sgd_refusal,
     export_graph_model,
     inspect_model_file,
     load_graph_model,
+    per_sample_gradients,
     preflight_graph_model,
 )
 
@@ -344,8 +347,6 @@ def test_fixed_batch_export_is_refused_with_the_fix(tmp_path: Path):
 def test_export_model_cli_writes_pt2_and_onnx(tmp_path: Path):
     from typer.testing import CliRunner
 
-    from amulet.cli import app
-
     code = tmp_path / "net.py"
     code.write_text(
         "from torch import nn\n"
@@ -368,8 +369,6 @@ def test_export_model_cli_writes_pt2_and_onnx(tmp_path: Path):
 
 
 def test_per_sample_gradients_of_a_graph_match_autograd_and_batchnorm_is_refused(tmp_path: Path):
-    from amulet.io import dp_sgd_refusal, per_sample_gradients
-
     class NoBatchNorm(nn.Module):
         def __init__(self) -> None:
             super().__init__()

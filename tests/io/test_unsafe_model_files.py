@@ -11,6 +11,7 @@ import torch
 
 from amulet.exceptions import UnsafeModelFileError
 from amulet.io import detect_weights_format, load_model, read_weights
+from amulet.models import LinearNet
 
 SPEC = {"architecture": "linearnet", "config": {"hidden_layer_sizes": [4]}, "input_shape": [3], "num_classes": 2}
 
@@ -26,8 +27,6 @@ class Payload:
 
 
 def _state() -> dict[str, torch.Tensor]:
-    from amulet.models import LinearNet
-
     return LinearNet(3, 2, hidden_layer_sizes=[4]).state_dict()
 
 
