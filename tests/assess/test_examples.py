@@ -18,11 +18,11 @@ import pytest
 
 from amulet.assess import plan_assessment, run_training
 from amulet.assess._spec import load_spec
-from amulet.cli._service import _demo_spec
+from amulet.cli._demo import demo_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-#: The demo's documented baseline accuracy (``_demo_spec``'s docstring and examples/README.md).
+#: The demo's documented baseline accuracy (``demo_spec``'s docstring and examples/README.md).
 DEMO_ACCURACY = 84.0
 
 
@@ -70,7 +70,7 @@ def test_example_baseline_reaches_its_documented_accuracy(name: str, tmp_path: P
 
 
 def test_demo_baseline_reaches_its_documented_accuracy(tmp_path: Path) -> None:
-    assert f">= {DEMO_ACCURACY:g} %" in (_demo_spec.__doc__ or "")
-    accuracy = baseline_accuracy(_demo_spec(), tmp_path)
+    assert f">= {DEMO_ACCURACY:g} %" in (demo_spec.__doc__ or "")
+    accuracy = baseline_accuracy(demo_spec(), tmp_path)
     print(f"demo: baseline accuracy {accuracy:.2f}% (documented >= {DEMO_ACCURACY}%)")
     assert accuracy >= DEMO_ACCURACY, accuracy

@@ -230,7 +230,13 @@ def _run_full(tmp_path: Path, model_file: Path, dataset: str, size: int) -> None
     assert not errors, "\n".join(errors)
     ok = [c for c in results.cells if c.status == "ok"]
     assert ok and all(c.reason for c in results.cells if c.status == "not_run")
-    assert len(ok) >= len(results.cells) // 2
+    # "not run" is structural (the risk cannot apply to this model or data), so it cannot depend on the row:
+    # each attack either runs in every row or in none
+    by_attack: dict[str, set[str]] = {}
+    for cell in results.cells:
+        by_attack.setdefault(cell.attack, set()).add(cell.status)
+    mixed = {attack: statuses for attack, statuses in by_attack.items() if len(statuses) > 1}
+    assert not mixed, f"attacks that ran in some rows and not in others: {mixed}"
     # DP-SGD trained the uploaded graph (torch.func per-sample gradients) and its cells carry the spent epsilon
     dp_ok = [c for c in ok if c.row == "dp_sgd"]
     assert dp_ok and all(c.metrics["model.privacy_epsilon"] > 0 for c in dp_ok)
