@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.func import functional_call, grad, stack_module_state, vmap
 from torch.nn import functional as F
 
 from amulet.exceptions import InvalidParameterError
@@ -52,6 +53,7 @@ from amulet.membership_inference.defenses._dp_models import (
 from amulet.membership_inference.defenses._dpsgd import dp_stage_config
 from amulet.progress import Progress, resolve_progress
 from amulet.utils._seeding import derive_seed, make_generator
+from amulet.utils._stacked_optimizer import StackedOptimizer
 from amulet.utils._tensordata import TensorData
 
 __all__ = ["dp_sgd_stacked_loop", "dp_train_stacked"]
@@ -106,10 +108,6 @@ def dp_train_stacked(
         InvalidParameterError: neither ``noise_multiplier`` nor ``target_epsilon``, or an unreachable target.
         NotApplicableError: an uploaded graph with BatchNorm (the message says why and what to use instead).
     """
-    from torch.func import functional_call, grad, stack_module_state, vmap
-
-    from amulet.utils._population import StackedOptimizer
-
     progress = resolve_progress(progress)
     device = torch.device(device)
     K = len(models)
