@@ -32,6 +32,15 @@ def test_logits_and_probability_models_give_the_same_reconstruction() -> None:
         torch.testing.assert_close(x, y)
 
 
+def test_get_reconstructed_data_is_the_upstream_name_of_attack() -> None:
+    """Earlier upstream versions called the attack ``get_reconstructed_data``: same reconstructions."""
+    first = FredriksonCCS2015(_linear(), (4,), 3, "cpu", alpha=40, lamda=0.5).attack()
+    again = FredriksonCCS2015(_linear(), (4,), 3, "cpu", alpha=40, lamda=0.5).get_reconstructed_data()
+    assert len(again) == 3
+    for x, y in zip(first, again, strict=True):
+        torch.testing.assert_close(x, y)
+
+
 def test_reconstruction_raises_class_confidence_and_keeps_best() -> None:
     model = _linear()
     attack = FredriksonCCS2015(model, (4,), 3, "cpu", alpha=200, beta=20, gamma=0.0, lamda=0.5)
