@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ModelCache", "file_sha256", "training_counts"]
+__all__ = ["ModelCache", "count_training", "file_sha256", "training_counts"]
 
 _COUNTS = {"trained": 0, "imported": 0, "reused": 0}
 _COUNT_LOCK = threading.Lock()
@@ -37,7 +37,8 @@ def training_counts() -> dict[str, int]:
         return dict(_COUNTS)
 
 
-def _count(kind: str) -> None:
+def count_training(kind: str) -> None:
+    """Count one model of ``kind`` (``"trained"``, ``"imported"`` or ``"reused"``) in :func:`training_counts`."""
     with _COUNT_LOCK:
         _COUNTS[kind] += 1
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import torch
 
-from amulet.assess._cache import ModelCache, file_sha256
-from amulet.assess._cache import _count as _count_training
+from amulet.assess._cache import ModelCache, count_training, file_sha256
 from amulet.assess._data import (
     GRAPH_ARCHITECTURE,
     architecture_spec,
@@ -163,7 +162,7 @@ def run_training(
             # A model cached before the utility check existed: measure it now, once.
             model = cache.load(cache_key, recipe.architecture(factory), device)
             meta = cache.update_meta(cache_key, _evaluate(model, bundle.test, device))
-        _count_training("reused")
+        count_training("reused")
         logger.info("training %s: reused %s", training_key, cache_key[:12])
         return {
             **record,
@@ -203,7 +202,7 @@ def run_training(
             "model_attributes": attributes,
         },
     )
-    _count_training(status)
+    count_training(status)
     logger.info("training %s: %s in %.1fs, test accuracy %.2f%%", training_key, status, seconds, accuracy)
     return {
         **record,
