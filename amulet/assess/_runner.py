@@ -31,7 +31,7 @@ from amulet.assess._spec import AssessmentSpec, load_spec
 from amulet.assess._training import default_cache_dir, resolve_torch_device, run_training
 from amulet.exceptions import NotApplicableError
 from amulet.progress import Progress, resolve_progress
-from amulet.utils._threads import configure_threads
+from amulet.utils import configure_threads
 
 __all__ = ["default_cache_dir", "run_assessment", "run_cell", "run_training"]
 

@@ -30,9 +30,7 @@ from amulet.assess._results import ACCURACY_KEY, MAJORITY_KEY, P_VALUE_KEY, TOP_
 from amulet.io import load_model
 from amulet.progress import Progress, resolve_progress
 from amulet.settings import get_settings
-from amulet.utils._evaluation import predict_logits
-from amulet.utils._seeding import resolve_device
-from amulet.utils._utility import check_utility
+from amulet.utils import check_utility, predict_logits, resolve_device
 
 __all__ = ["UTILITY_FIELDS", "Step", "default_cache_dir", "resolve_torch_device", "run_training"]
 
