@@ -154,14 +154,15 @@ def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> di
         # are independent samples of their distribution, so the victims' accuracy is not one draw counted N times
         size = min(params.train_subsample, *(len(rows) for rows in pools.values()))
         size = max(10, size)
-        populations = {}
+        jobs = {}
         for tag, data in sources.items():
             rows = pools[tag]
             mask = data.z.numpy()[rows, col] == params.property_value  # type: ignore[union-attr]
             count = params.num_models if tag.startswith("adv") else params.num_victim_models
             draws = numpy_rng(derive_seed(seed, "population", tag, "draws"))
-            subsets = [rows[sample_with_ratio(mask, float(mask.mean()), size, draws)] for _ in range(count)]
-            populations[tag] = attack._fit_population(data, subsets, tag, cache_dir=cache)
+            jobs[tag] = (data, [rows[sample_with_ratio(mask, float(mask.mean()), size, draws)] for _ in range(count)])
+        # the four populations train in one stacked run (same rows, seeds and cache keys as one run each)
+        populations = attack._fit_populations(jobs, cache_dir=cache)
         given = dict(
             models_adv_1=populations["adv_1"],
             models_adv_2=populations["adv_2"],
