@@ -112,6 +112,7 @@ def test_everything_is_in_the_registries(walkthrough: dict[str, Any]):
     assert (risk.code, risk.metric("noisy_accuracy").higher_is_riskier) == ("S4", False)
     attack = registry.get_attack("gaussian_noise")
     assert attack.risk == "noise_robustness" and attack.cls.__name__ == "GaussianNoise"
+    assert attack.reference and registry.get_defense("gaussian_augmentation").reference
     assert registry.get_defense("gaussian_augmentation").targets == ("noise_robustness",)
     assert registry.get_metric("noisy_accuracy").risk == "noise_robustness"
     assert "points" in dataset_names() and "tinymlp" in architectures()
