@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ChainLayer", "StackedChain", "chain_layers"]
+__all__ = ["ChainCache", "ChainLayer", "StackedChain", "chain_layers", "cross_entropy_and_grad"]
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,9 @@ def chain_layers(model: nn.Module) -> list[ChainLayer] | None:
                 affine=bool(module.affine),
                 running=bool(module.track_running_stats),
             )
-        elif type(module) is nn.ReLU:
+        elif type(module) is nn.ReLU and seen_linear:
             layer = ChainLayer("relu", prefix)
-        elif type(module) is nn.Dropout:
+        elif type(module) is nn.Dropout and seen_linear:
             layer = ChainLayer("dropout", prefix, p=float(module.p))
         else:
             return None
@@ -122,6 +122,25 @@ def _batch_var_mean(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = h.mean(1, keepdim=True)
     centered = h - mean
     return (centered * centered).mean(1, keepdim=True), mean
+
+
+@dataclass
+class ChainCache:
+    """What :meth:`StackedChain.backward` needs from a training forward pass."""
+
+    params: dict[str, torch.Tensor]
+    saved: list[tuple[torch.Tensor, ...]]
+    batch: int
+
+
+def cross_entropy_and_grad(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-model mean cross-entropy of ``logits`` ``(k, B, C)`` against ``y`` ``(k, B)``, and its gradient."""
+    log_probs = torch.log_softmax(logits, dim=-1)
+    losses = -log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1)
+    # d(mean CE)/d logits = (softmax - onehot) / B, per model.
+    g = log_probs.exp_()
+    g.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(y, -1, dtype=g.dtype).unsqueeze(-1))
+    return losses, g.div_(logits.shape[1])
 
 
 class StackedChain:
@@ -156,6 +175,17 @@ class StackedChain:
 
         Returns:
             ``(losses (k,), grads)``: ``grads[name]`` has the shape of ``params[name][members]``.
+        """
+        logits, cache = self.forward_train(x, members)
+        losses, dlogits = cross_entropy_and_grad(logits, y)
+        grads, _ = self.backward(cache, dlogits)
+        return losses, grads
+
+    def forward_train(self, x: torch.Tensor, members: torch.Tensor | None = None) -> tuple[torch.Tensor, ChainCache]:
+        """Training-mode logits ``(k, B, C)`` of the selected models on their own rows ``x`` ``(k, B, ...)``.
+
+        BatchNorm uses batch statistics and updates the selected models' running statistics. The returned
+        cache is what :meth:`backward` needs.
         """
         p = self.params if members is None else {n: v.index_select(0, members) for n, v in self.params.items()}
         k, batch = x.shape[0], x.shape[1]
@@ -192,13 +222,19 @@ class StackedChain:
                 saved.append((mask,))
             else:  # flatten: done by the reshape above
                 saved.append(())
-        logits = h
-        log_probs = torch.log_softmax(logits, dim=-1)
-        losses = -log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1)
-        # d(mean CE)/d logits = (softmax - onehot) / B, per model.
-        g = log_probs.exp_()
-        g.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(y, -1, dtype=g.dtype).unsqueeze(-1))
-        g.div_(batch)
+        return h, ChainCache(p, saved, batch)
+
+    def backward(
+        self, cache: ChainCache, dlogits: torch.Tensor, *, input_grad: bool = False
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Gradients of the parameters (and, with ``input_grad``, of the input) given ``dL/dlogits``.
+
+        Returns:
+            ``(grads, dx)``: ``grads[name]`` shaped as the selected models' ``params[name]``; ``dx`` of shape
+            ``(k, B, features)`` (None unless ``input_grad``).
+        """
+        p, saved, batch = cache.params, cache.saved, cache.batch
+        g = dlogits
         grads: dict[str, torch.Tensor] = {}
         first_linear = next(i for i, layer in enumerate(self.layers) if layer.kind == "linear")
         for i in range(len(self.layers) - 1, -1, -1):
@@ -209,8 +245,8 @@ class StackedChain:
                 grads[layer.prefix + "weight"] = torch.bmm(g.transpose(1, 2), inp)
                 if layer.bias:
                     grads[layer.prefix + "bias"] = g.sum(1)
-                if i == first_linear:
-                    break
+                if i == first_linear and not input_grad:
+                    return grads, None
                 g = torch.bmm(g, weight)
             elif layer.kind == "batchnorm":
                 inp, mean, rstd = saved[i]
@@ -233,7 +269,14 @@ class StackedChain:
             elif layer.kind == "dropout":
                 (mask,) = saved[i]
                 g = g * mask
-        return losses.detach(), grads
+        return grads, g
+
+    @torch.no_grad()
+    def forward_eval(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """Eval-mode logits ``(k, B, C)`` of the selected models, each on its own rows ``x`` ``(k, B, ...)``."""
+        p = self.params if members is None else {n: v.index_select(0, members) for n, v in self.params.items()}
+        b = self.buffers if members is None else {n: v.index_select(0, members) for n, v in self.buffers.items()}
+        return self._eval(p, b, x.reshape(x.shape[0], x.shape[1], -1))
 
     @torch.no_grad()
     def _update_running(
@@ -269,21 +312,26 @@ class StackedChain:
         return torch.cat([self._eval_chunk(rows[i : i + chunk]) for i in range(0, len(rows), chunk)], dim=1)
 
     def _eval_chunk(self, rows: torch.Tensor) -> torch.Tensor:
-        p, b = self.params, self.buffers
+        return self._eval(self.params, self.buffers, rows)
+
+    def _eval(self, p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+        """Eval-mode forward; ``rows`` is ``(n, features)`` shared by all models or ``(K, n, features)``."""
         h: torch.Tensor | None = None
         K = next(iter(p.values())).shape[0]
         for layer in self.layers:
             if layer.kind == "linear":
                 weight = p[layer.prefix + "weight"]
                 bias = p[layer.prefix + "bias"] if layer.bias else None
-                if h is None:
+                if h is None and rows.dim() == 2:
                     out = weight.shape[1]
                     flat = F.linear(rows, weight.reshape(K * out, -1), None if bias is None else bias.reshape(-1))
                     h = flat.view(len(rows), K, out).transpose(0, 1)
-                elif bias is not None:
-                    h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+                    continue
+                inp = rows if h is None else h
+                if bias is not None:
+                    h = torch.baddbmm(bias.unsqueeze(1), inp, weight.transpose(1, 2))
                 else:
-                    h = torch.bmm(h, weight.transpose(1, 2))
+                    h = torch.bmm(inp, weight.transpose(1, 2))
             elif layer.kind == "batchnorm":
                 assert h is not None
                 if layer.running:

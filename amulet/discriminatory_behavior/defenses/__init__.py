@@ -11,5 +11,9 @@ from amulet.discriminatory_behavior.defenses._adversarial_debiasing import (  # 
     train_debiased,
 )
 from amulet.discriminatory_behavior.defenses._base import DiscriminatoryBehaviorDefense  # noqa: F401
+from amulet.discriminatory_behavior.defenses._stacked_debiasing import (  # noqa: F401
+    debiasing_stacked_loop,
+    train_debiased_stacked,
+)
 
 __all__ = ["AdversarialDebiasing"]
