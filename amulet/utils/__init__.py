@@ -30,7 +30,15 @@ from amulet.utils._population import (
 from amulet.utils._roc import roc_curve_points
 from amulet.utils._seeding import derive_seed, make_generator, numpy_rng, resolve_device, seeded_init
 from amulet.utils._tensordata import TensorData
-from amulet.utils._threads import configure_threads, layer1_threads, single_thread, thread_count
+from amulet.utils._threads import (
+    automatic_threads,
+    available_cores,
+    busy_cores,
+    configure_threads,
+    layer1_threads,
+    single_thread,
+    thread_count,
+)
 from amulet.utils._training import (
     BatchTransform,
     StackedBatchTransform,
@@ -67,7 +75,10 @@ __all__ = [
     "TrainConfig",
     "UtilityCheck",
     "architecture_fingerprint",
+    "automatic_threads",
+    "available_cores",
     "batchable_reason",
+    "busy_cores",
     "check_utility",
     "configure_threads",
     "create_dir",

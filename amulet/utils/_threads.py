@@ -1,4 +1,4 @@
-"""How many threads torch uses inside one operation (intra-op threads), from the settings.
+"""How many threads torch uses inside one operation (intra-op threads), from the settings and the machine's load.
 
 Amulet's work is mostly many small models (shadow populations, attack models, tabular MLPs): their
 operations are too small to gain much from several threads, and on a machine whose cores are busy
@@ -6,6 +6,11 @@ operations are too small to gain much from several threads, and on a machine who
 OpenMP threads that wait for each other waste the cores. ``benchmarks/bench_threads.py`` measures it: on
 the project's 2-core machine with two competing busy processes, a census assessment ran several times
 faster with one intra-op thread than with two, and equally fast when the machine was idle.
+
+The automatic setting (``AMULET_NUM_THREADS=0``, the default) therefore uses the cores that are free when the
+work starts: the machine's cores (those this process may run on) shared among ``processes``, but never more
+than the cores not already running someone else's work, counted from the kernel's count of runnable tasks at
+that moment (``/proc/loadavg``; the 1-minute load average elsewhere), and never fewer than one.
 """
 
 from __future__ import annotations
@@ -13,12 +18,91 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import statistics
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-__all__ = ["configure_threads", "layer1_threads", "single_thread", "thread_count"]
+import torch
+
+from amulet.settings import get_settings
+
+__all__ = [
+    "automatic_threads",
+    "available_cores",
+    "busy_cores",
+    "configure_threads",
+    "layer1_threads",
+    "single_thread",
+    "thread_count",
+]
 
 logger = logging.getLogger(__name__)
+
+_LOADAVG = Path("/proc/loadavg")
+#: Samples of the runnable-task count (their median is used) and the pause between them: one sample is a
+#: snapshot that a short burst or pause elsewhere can dominate.
+_SAMPLES = 5
+_SAMPLE_PAUSE_S = 0.01
+#: How long one reading of the load is reused (layer 1 asks before every training and attack).
+_CACHE_S = 5.0
+_cache: tuple[float, float] | None = None
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform reports it, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _runnable_now() -> int | None:
+    """Runnable tasks on the machine now, the caller included (Linux: the 4th field of /proc/loadavg)."""
+    try:
+        return int(_LOADAVG.read_text().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def busy_cores() -> float:
+    """Cores kept busy by other work right now: runnable tasks other than the caller (median of a few samples),
+    or, where the kernel does not report them, the 1-minute load average; 0 when neither is known."""
+    global _cache
+    now = time.monotonic()
+    if _cache is not None and now - _cache[0] < _CACHE_S:
+        return _cache[1]
+    samples = []
+    for i in range(_SAMPLES):
+        runnable = _runnable_now()
+        if runnable is None:
+            break
+        samples.append(max(0, runnable - 1))  # the reading thread is runnable itself
+        if i < _SAMPLES - 1:
+            time.sleep(_SAMPLE_PAUSE_S)
+    if samples:
+        busy = float(statistics.median(samples))
+    elif hasattr(os, "getloadavg"):
+        busy = float(os.getloadavg()[0])
+    else:
+        busy = 0.0
+    _cache = (now, busy)
+    return busy
+
+
+def automatic_threads(processes: int = 1) -> int:
+    """The automatic intra-op thread count: this process's share of the cores, capped by the free ones.
+
+    Args:
+        processes: How many processes of this kind share the machine (e.g. a worker's concurrency).
+
+    Returns:
+        ``max(1, min(available_cores() // processes, available_cores() - busy_cores()))``.
+    """
+    cores = available_cores()
+    share = max(1, cores // processes)
+    free = int(cores - busy_cores())
+    return max(1, min(share, free))
 
 
 def thread_count(num_threads: int, processes: int = 1) -> int:
@@ -31,7 +115,7 @@ def thread_count(num_threads: int, processes: int = 1) -> int:
         raise ValueError(f"num_threads must be >= 0 (0 = automatic). Got {num_threads} instead.")
     if processes < 1:
         raise ValueError(f"processes must be >= 1. Got {processes} instead.")
-    return num_threads or max(1, (os.cpu_count() or 1) // processes)
+    return num_threads or max(1, available_cores() // processes)
 
 
 def configure_threads(num_threads: int | None = None, *, processes: int = 1) -> int:
@@ -39,7 +123,8 @@ def configure_threads(num_threads: int | None = None, *, processes: int = 1) -> 
 
     Args:
         num_threads: Threads to use; ``None`` reads the ``num_threads`` setting (``AMULET_NUM_THREADS``);
-            0 means automatic: the machine's cores shared evenly among ``processes``.
+            0 means automatic (:func:`automatic_threads`): the machine's cores shared evenly among ``processes``,
+            capped by the cores other work leaves free now.
         processes: How many processes (or tasks) of this kind run at once on the machine, e.g. a worker's
             concurrency; only used when ``num_threads`` is 0.
 
@@ -49,13 +134,11 @@ def configure_threads(num_threads: int | None = None, *, processes: int = 1) -> 
     Raises:
         ValueError: ``num_threads`` is negative or ``processes`` is below 1.
     """
-    import torch
-
     if num_threads is None:
-        from amulet.settings import get_settings
-
         num_threads = get_settings().num_threads
     threads = thread_count(num_threads, processes)
+    if num_threads == 0:
+        threads = min(threads, automatic_threads(processes))
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
         logger.info("torch intra-op threads: %d", threads)
@@ -69,8 +152,6 @@ def single_thread() -> Iterator[None]:
     For work made of many tiny operations (an attack MLP of a few thousand weights), where waking other
     threads costs more than they save, and far more on a busy machine.
     """
-    import torch
-
     before = torch.get_num_threads()
     if before != 1:
         torch.set_num_threads(1)
@@ -94,18 +175,16 @@ def layer1_threads(model: Any = None) -> Iterator[int]:
     (0, the default) uses one thread when ``model`` is small (at most :data:`SMALL_MODEL_PARAMETERS`
     parameters: tabular MLPs, attack models), where a second thread gains nothing on an idle machine and
     slows training several-fold on a busy one (DP-SGD on census: 74 s with 2 threads, 14-30 s with 1, load
-    average 8 on 2 cores), and otherwise leaves the user's count alone.
+    average 8 on 2 cores), and otherwise (a larger model, or none given) the caller's count capped by
+    :func:`automatic_threads` (the cores other work leaves free now): never more threads than the caller
+    chose, and fewer on a busy machine, where torch's default of one thread per core waits on the busiest core.
     """
-    import torch
-
-    from amulet.settings import get_settings
-
-    wanted = get_settings().num_threads
-    if not wanted and model is not None:
-        size = sum(p.numel() for p in model.parameters())
-        wanted = 1 if size <= SMALL_MODEL_PARAMETERS else 0
     before = torch.get_num_threads()
-    if wanted and wanted != before:
+    wanted = get_settings().num_threads
+    if not wanted:
+        small = model is not None and sum(p.numel() for p in model.parameters()) <= SMALL_MODEL_PARAMETERS
+        wanted = 1 if small else min(before, automatic_threads())
+    if wanted != before:
         torch.set_num_threads(wanted)
     try:
         yield torch.get_num_threads()
