@@ -4,8 +4,8 @@ A command of the service, added to the ``amulet`` command line by :func:`registe
 this module up by name, so the engine imports nothing of the service). The worker and the dashboard run as
 subprocesses (``amulet worker``, ``streamlit run``), the API as ``uvicorn backend.main:app``. Every
 ``amulet`` command imports this module at start: beyond typer and the standard library, its imports sit
-inside the functions (import cost: the settings load pydantic-settings, the database code SQLAlchemy,
-:mod:`backend.main` FastAPI, seconds together).
+inside the functions (import cost: the settings load pydantic-settings, the database code SQLAlchemy and
+Alembic, the demo's planning the engine, seconds together).
 """
 
 from __future__ import annotations
@@ -139,8 +139,8 @@ def serve_command(
     (``--verbose`` shows them here instead).
     """
     from amulet.settings import get_settings
+    from backend.core.db import prestart
     from backend.demo import mint_demo_token, seed_demo
-    from backend.main import prestart
 
     settings = get_settings()
     host = host or settings.api_host

@@ -24,22 +24,13 @@ from backend.api.errors import (
     validation_exception_handler,
 )
 from backend.api.main import api_router
-from backend.core.config import Settings, check_settings, get_settings
-from backend.core.db import get_sessionmaker, init_db, run_migrations
+from backend.core.config import Settings, get_settings
+from backend.core.db import prestart
 from backend.core.limits import BodySizeLimitMiddleware
 
 __all__ = ["app", "create_app", "prestart"]
 
 logger = logging.getLogger("amulet.api")
-
-
-def prestart(settings: Settings) -> str | None:
-    """Check the settings, migrate the database and initialise it; returns a newly generated admin token."""
-    check_settings(settings)
-    settings.resolved_artifact_dir.mkdir(parents=True, exist_ok=True)
-    run_migrations(settings)
-    with get_sessionmaker(settings)() as session:
-        return init_db(session, settings)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:

@@ -3,7 +3,7 @@
 A command of the service, added to the ``amulet`` command line by :func:`register` (the engine's CLI looks
 this module up by name, so the engine imports nothing of the service). Every ``amulet`` command imports
 this module at start: beyond typer, its imports sit inside the command (import cost: the settings load
-pydantic-settings, :func:`backend.main.prestart` FastAPI and SQLAlchemy, seconds together).
+pydantic-settings, :func:`backend.core.db.prestart` SQLAlchemy and Alembic, seconds together).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def worker_command(
 
     settings = get_settings()
     if migrate:
-        from backend.main import prestart
+        from backend.core.db import prestart
 
         token = prestart(settings)
         if token:

@@ -2,7 +2,8 @@
 
 One engine per URL per process (``get_engine``). SQLite runs in WAL mode with a busy timeout so the API
 and the worker can share the file. Migrations are Alembic's (``run_migrations`` = ``alembic upgrade
-head``); :func:`init_db` creates the first project and its admin token.
+head``); :func:`init_db` creates the first project and its admin token; :func:`prestart` does all of it
+before the API or a worker starts.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.core.config import Settings, database_url
+from backend.core.config import Settings, check_settings, database_url
 from backend.core.security import generate_token, hash_token, token_display_prefix
 from backend.models import ApiToken, Project
 
 __all__ = [
+    "prestart",
     "ALEMBIC_INI",
     "DEFAULT_PROJECT",
     "dispose_engines",
@@ -193,3 +195,12 @@ def init_db(session: Session, settings: Settings) -> str | None:
     )
     session.commit()
     return token
+
+
+def prestart(settings: Settings) -> str | None:
+    """Check the settings, migrate the database and initialise it; returns a newly generated admin token."""
+    check_settings(settings)
+    settings.resolved_artifact_dir.mkdir(parents=True, exist_ok=True)
+    run_migrations(settings)
+    with get_sessionmaker(settings)() as session:
+        return init_db(session, settings)

@@ -1,10 +1,10 @@
 """Every database read and write of the service, as keyword-only functions over a session.
 
-Routes and worker tasks call these (``from backend import crud``; ``crud.<function>``), grouped in modules by
-what they touch: :mod:`~backend.crud.tokens` (projects, tokens), :mod:`~backend.crud.uploads` (models,
+Routes and worker tasks call these (``from backend import crud``; ``crud.<function>``). They live in modules
+by what they touch: :mod:`~backend.crud.tokens` (projects, tokens), :mod:`~backend.crud.uploads` (models,
 datasets), :mod:`~backend.crud.assessments`, :mod:`~backend.crud.units` (trainings, cells) and
-:mod:`~backend.crud.events` (events, reports); none of them commits except where the docstring says so (the caller
-owns the transaction). Reads that take a ``project_id`` are scoped to it: another project's id is simply
+:mod:`~backend.crud.events` (events, reports). None of them commits except where the docstring says so (the
+caller owns the transaction). Reads that take a ``project_id`` are scoped to it: another project's id is simply
 not found. Cell and metric writes are upserts on their unique keys, so a redelivered task never adds a row.
 """
 

@@ -4,6 +4,7 @@ engine), absent where the service packages are."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def _amulet(*args: str, hide: tuple[str, ...] = ()) -> subprocess.CompletedProce
         capture_output=True,
         text=True,
         timeout=300,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "AMULET_DEVICE": "cpu"},
+        env={**os.environ, "COLUMNS": "200"},
     )
 
 

@@ -53,7 +53,7 @@ def stuck_settings(tmp_path: Path):
     """Service settings whose operator allows 3,000-layer models."""
     from service_testing import make_settings
 
-    from backend.main import prestart
+    from backend.core.db import prestart
 
     settings = make_settings(tmp_path, max_model_layers=len(STUCK_LAYERS))
     prestart(settings)
