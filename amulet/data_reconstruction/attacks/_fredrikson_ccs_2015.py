@@ -111,6 +111,7 @@ class FredriksonCCS2015(DataReconstructionAttack):
         self.clip_range = clip_range
         self.layout = layout
         self.progress = progress
+        validate_params(self)
 
     def _batched_shape(self, device: torch.device) -> tuple[int, ...]:
         """The shape of a batch of one input that the model maps to ``(1, output_size)``."""
