@@ -333,10 +333,6 @@ class ApiClient:
         """``GET /assessments/{id}/trainings``, every page: each training's status, seconds and error."""
         return self._all_pages(f"/assessments/{assessment_id}/trainings")
 
-    def list_cell_results(self, assessment_id: str) -> list[dict[str, Any]]:
-        """``GET /assessments/{id}/results``, every page: the engine's result of each finished cell."""
-        return self._all_pages(f"/assessments/{assessment_id}/results")
-
     def cancel_assessment(self, assessment_id: str) -> dict[str, Any]:
         """``POST /assessments/{id}/cancel``."""
         return dict(self._json("POST", f"/assessments/{assessment_id}/cancel") or {})

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 __all__ = [
     "LABEL_NAMES",
     "TABULAR_SUFFIXES",
@@ -56,8 +59,6 @@ class FilePreview:
 
 def preview_file(filename: str, content: bytes) -> FilePreview:
     """Read ``content`` (named ``filename``) enough to preview it and offer its columns."""
-    import pandas as pd
-
     suffix = PurePath(filename).suffix.lower()
     if suffix in TABULAR_SUFFIXES:
         try:
@@ -75,8 +76,6 @@ def preview_file(filename: str, content: bytes) -> FilePreview:
             distinct=distinct_counts(frame),
         )
     if suffix in ARRAY_SUFFIXES:
-        import numpy as np
-
         try:
             with np.load(io.BytesIO(content), allow_pickle=False) as npz:
                 arrays = {name: (tuple(npz[name].shape), str(npz[name].dtype)) for name in npz.files}

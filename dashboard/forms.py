@@ -22,6 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import streamlit as st
+
+from dashboard.widget_values import held
+
 __all__ = ["FieldSpec", "check_value", "parse_sweep", "render_fields", "schema_fields"]
 
 
@@ -238,6 +242,23 @@ def _step(spec: FieldSpec) -> float | None:
     return float(10 ** math.floor(math.log10(abs(default))))
 
 
+def _within(spec: FieldSpec, value: Any, low: float | None, high: float | None) -> bool:
+    """Whether a number input bounded by ``low``/``high`` can show ``value`` (Streamlit refuses, or silently
+    resets to its minimum, a value outside them)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if spec.kind == "integer" and int(value) != value:
+        return False
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _number_value(spec: FieldSpec, current: Any) -> int | float | None:
+    """``current`` in the type of the field's number input (an int for an integer field, a float otherwise)."""
+    if current is None:
+        return None
+    return int(current) if spec.kind == "integer" else float(current)
+
+
 def render_fields(
     fields: list[FieldSpec],
     *,
@@ -247,6 +268,11 @@ def render_fields(
     container: Any = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Draw one widget per field and return ``(params, errors)``.
+
+    Every widget declares, on every run, the value the server holds for it as its own default
+    (:mod:`dashboard.widget_values` says why: a browser drawing it late would otherwise start it at its minimum).
+    A number from ``values`` that its input cannot show (outside the schema's bounds, or not a number) is not
+    replaced by a nearby allowed one: the field starts empty with an error until the user enters a value.
 
     Args:
         fields: From :func:`schema_fields`.
@@ -260,8 +286,6 @@ def render_fields(
         The parameter values the user chose and a ``{name: message}`` dict of invalid inputs (each also
         shown under its widget).
     """
-    import streamlit as st
-
     area = container if container is not None else st
     values = dict(values or {})
     params: dict[str, Any] = {}
@@ -279,7 +303,10 @@ def render_fields(
             if swept and sweep_key not in st.session_state:
                 st.session_state[sweep_key] = True
             use_sweep = area.checkbox(
-                f"Sweep {spec.title.lower()}", key=sweep_key, help="Try several values (one row each)."
+                f"Sweep {spec.title.lower()}",
+                value=bool(held(sweep_key, False)),
+                key=sweep_key,
+                help="Try several values (one row each).",
             )
             if use_sweep:
                 text_key = f"{key}.__values__"
@@ -287,7 +314,9 @@ def render_fields(
                     st.session_state[text_key] = ", ".join(
                         str(v) for v in (initial if isinstance(initial, list) else [initial]) if v is not None
                     )
-                text = area.text_input(f"{spec.title} values (comma-separated)", key=text_key, help=help_text)
+                text = area.text_input(
+                    f"{spec.title} values (comma-separated)", value=held(text_key, ""), key=text_key, help=help_text
+                )
                 try:
                     params[spec.name] = parse_sweep(spec, text)
                 except ValueError as exc:
@@ -296,47 +325,67 @@ def render_fields(
                 continue
             if swept:
                 initial = initial[0] if initial else spec.default
+        low = spec.minimum if spec.minimum is not None else spec.exclusive_minimum
+        high = spec.maximum if spec.maximum is not None else spec.exclusive_maximum
+        refused_key = f"{key}.__refused__"
         if key not in st.session_state and initial is not None:
+            if spec.numeric and not _within(spec, initial, low, high):
+                # Kept aside and shown as an error: the input would otherwise show its minimum instead.
+                st.session_state[refused_key] = initial
+                initial = None
             st.session_state[key] = initial
+        current = held(key)
         value: Any
         if spec.kind == "boolean":
-            value = area.checkbox(spec.title, key=key, help=help_text)
+            value = area.checkbox(spec.title, value=bool(current), key=key, help=help_text)
         elif spec.kind == "enum":
             options = list(spec.choices) + ([None] if spec.nullable else [])
-            if st.session_state.get(key) not in options:
-                st.session_state[key] = options[0]
-            value = area.selectbox(spec.title, options, key=key, help=help_text, format_func=str)
+            if current not in options:
+                st.session_state[key] = current = options[0]
+            value = area.selectbox(
+                spec.title, options, index=options.index(current), key=key, help=help_text, format_func=str
+            )
         elif spec.numeric:
-            low = spec.minimum if spec.minimum is not None else spec.exclusive_minimum
-            high = spec.maximum if spec.maximum is not None else spec.exclusive_maximum
             # An optional number without a default starts empty (None), not at 0.
-            empty: dict[str, Any] = {"value": None} if key not in st.session_state and initial is None else {}
             if spec.kind == "integer":
                 value = area.number_input(
                     spec.title,
                     min_value=int(low) if low is not None else None,
                     max_value=int(high) if high is not None else None,
+                    value=_number_value(spec, current),
                     step=1,
                     key=key,
                     help=help_text,
-                    **empty,
                 )
             else:
                 value = area.number_input(
                     spec.title,
                     min_value=float(low) if low is not None else None,
                     max_value=float(high) if high is not None else None,
+                    value=_number_value(spec, current),
                     step=_step(spec),
                     key=key,
                     help=help_text,
                     format=_format_number(spec),
-                    **empty,
                 )
+            if refused_key in st.session_state:
+                if value is None:
+                    refused = st.session_state[refused_key]
+                    errors[spec.name] = (
+                        f"The spec gave '{spec.name}' = {refused!r}, which this field cannot take"
+                        + (f" (allowed: {bounds})" if bounds else "")
+                        + "; enter a value."
+                    )
+                    area.error(errors[spec.name])
+                    continue
+                del st.session_state[refused_key]  # the user entered a value of their own
         elif spec.kind == "list":
             text_key = f"{key}.__text__"
             if text_key not in st.session_state:
                 st.session_state[text_key] = ", ".join(str(v) for v in (initial or []))
-            text = area.text_input(f"{spec.title} (comma-separated)", key=text_key, help=help_text)
+            text = area.text_input(
+                f"{spec.title} (comma-separated)", value=held(text_key, ""), key=text_key, help=help_text
+            )
             try:
                 value = [_convert(spec.item_kind, t.strip()) for t in text.split(",") if t.strip()]
             except ValueError:
@@ -347,7 +396,7 @@ def render_fields(
             text_key = f"{key}.__json__"
             if text_key not in st.session_state:
                 st.session_state[text_key] = json.dumps(initial)
-            text = area.text_input(f"{spec.title} (JSON)", key=text_key, help=help_text)
+            text = area.text_input(f"{spec.title} (JSON)", value=held(text_key, ""), key=text_key, help=help_text)
             try:
                 value = json.loads(text) if text.strip() else None
             except ValueError:
@@ -355,7 +404,9 @@ def render_fields(
                 area.error(errors[spec.name])
                 continue
         else:
-            value = area.text_input(spec.title, key=key, help=help_text)
+            value = area.text_input(
+                spec.title, value=current if isinstance(current, str) else "", key=key, help=help_text
+            )
             if value == "" and spec.nullable:
                 value = None
         problem = check_value(spec, value)

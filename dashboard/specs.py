@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -118,8 +119,6 @@ def estimate_seconds(
 
 def elapsed_seconds(item: Mapping[str, Any]) -> float | None:
     """Seconds between ``started_at`` and ``finished_at`` (ISO 8601) of a finished assessment."""
-    from datetime import datetime
-
     start, end = item.get("started_at"), item.get("finished_at")
     if not (isinstance(start, str) and isinstance(end, str)):
         return None

@@ -20,6 +20,7 @@ from typing import Any
 
 import streamlit as st
 
+from amulet.settings import get_settings
 from dashboard.client import ApiClient, ApiError
 
 __all__ = [
@@ -98,8 +99,6 @@ def restore_sign_in() -> None:
 def default_api_url() -> str:
     """The API URL from Amulet's settings (``AMULET_API_URL``), the Connect page's initial value."""
     try:
-        from amulet.settings import get_settings
-
         return get_settings().api_url
     except Exception:  # settings invalid in this environment: fall back to the documented default
         return "http://127.0.0.1:8000"

@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard.client import REPORT_FORMATS, ApiClient, ApiError
-from dashboard.heatmap import cell_detail
+from dashboard.result_tables import cell_detail
 from dashboard.state import show_api_error
 
 __all__ = [
@@ -85,6 +85,15 @@ def show_cell_detail(results: dict[str, Any], row: str, column: str) -> None:
     cols[1].metric("Clean accuracy", acc["accuracy"], help=f"95% CI {acc['accuracy 95% CI']}")
     cols[2].metric("Accuracy change", acc["change vs baseline"], help=f"95% CI {acc['change 95% CI']}")
     cols[3].metric("Majority rate", acc["majority rate"], help="Accuracy of always predicting the most frequent class")
+    strength = detail["strength"]
+    st.markdown(f"**Attack strength**: {strength['label']}")
+    if strength["weak"]:
+        st.warning(
+            "Weak attack budget: this cell is not a finding. " + (strength["note"] or "Its budget is below the floor.")
+        )
+    if strength["budget"]:
+        with st.expander("Attack budget as run"):
+            st.table({"item": list(strength["budget"]), "value": [str(v) for v in strength["budget"].values()]})
     st.markdown("**Headline metrics** (mean over seeds, 95% intervals, paired delta against the baseline)")
     st.dataframe(detail["summaries"], hide_index=True, width="stretch")
     st.markdown("**Per-seed values**")

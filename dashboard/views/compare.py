@@ -6,14 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.client import ApiError
-from dashboard.heatmap import (
-    changed_verdicts,
-    compare_grids,
-    heatmap_figure,
-    matrix_grid,
-    scale_caption,
-    utility_table,
-)
+from dashboard.comparison import changed_verdicts, compare_grids
+from dashboard.heatmap import heatmap_figure, matrix_grid, scale_caption
+from dashboard.result_tables import utility_table
 from dashboard.state import require_client, show_api_error
 from dashboard.widgets import load_results, pick_assessment
 

@@ -22,10 +22,10 @@ except ApiError as exc:
     show_api_error(exc)
     st.stop()
 
-cols = st.columns([2, 3, 2])
-statuses = cols[0].multiselect("Status", STATUSES, key="history.status")
-text = cols[1].text_input("Name contains", key="history.text")
-since = cols[2].date_input("Created since", value=None, key="history.since")
+filters = st.columns([2, 3, 2])
+statuses = filters[0].multiselect("Status", STATUSES, key="history.status")
+text = filters[1].text_input("Name contains", key="history.text")
+since = filters[2].date_input("Created since", value=None, key="history.since")
 shown = filter_assessments(assessments, statuses=statuses, text=text, since=since if isinstance(since, date) else None)
 st.caption(f"{len(shown)} of {len(assessments)} assessments")
 

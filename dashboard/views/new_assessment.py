@@ -7,14 +7,30 @@ downloaded as YAML (for ``amulet assess`` / ``amulet submit``) and uploaded back
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import streamlit as st
 
+from dashboard.assessment_form import (
+    BUILTIN,
+    DRAFT,
+    LOADED,
+    TRAIN,
+    UPLOADED,
+    UPLOADED_MODEL,
+    apply_loaded,
+    clear_form,
+    offered_architectures,
+    restore_draft,
+    save_draft,
+    templates,
+    train_schema,
+)
 from dashboard.client import ApiError
 from dashboard.datafiles import model_label
 from dashboard.forms import render_fields, schema_fields
+from dashboard.policy_editor import policy_editor
 from dashboard.specs import (
     assemble_spec,
     count_work,
@@ -26,114 +42,18 @@ from dashboard.specs import (
     spec_to_yaml,
 )
 from dashboard.state import get_catalog, remember_assessment, require_client, show_api_error
-
-LOADED = "new.loaded"  # the spec uploaded as YAML, whose values pre-fill the form
-#: The form's values, kept outside the widgets: Streamlit forgets a widget's value when its page is left, so the
-#: form is restored from this draft when the user comes back (cleared by "Start over" and by a launch).
-DRAFT = "amulet_new_assessment_draft"
-#: Keys of widgets whose value cannot be set (buttons, uploaders): never part of the draft.
-_NOT_RESTORABLE = ("new.upload", "new.load", "new.launch", "new.download", "new.policy_add", "new.policy_remove",
-                   "new.reset", "new.template_use")  # fmt: skip
-#: Example specs offered as templates (the repository's examples/ folder).
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-BUILTIN, UPLOADED = "Built-in dataset", "Uploaded dataset"
-TRAIN, UPLOADED_MODEL = "Train a baseline from a config", "Uploaded model"
-DEFAULT_ARCHITECTURES = ("linearnet", "cnn", "vgg", "resnet")
-OPS = ("<=", "<", ">=", ">")
+from dashboard.widget_values import held, held_index, held_selection
 
 
-@st.cache_resource(show_spinner=False)
-def _spec_schema() -> dict[str, Any]:
-    """The assessment spec's JSON Schema (the training section's form is generated from it)."""
-    from amulet.assess._spec import spec_json_schema
-
-    return spec_json_schema()
-
-
-def _train_schema(catalog: dict[str, Any]) -> dict[str, Any]:
-    schema = catalog.get("spec_schema") or _spec_schema()
-    defs = schema.get("$defs", {})
-    return {**defs.get("TrainConfig", {}), "$defs": defs}
-
-
-def _clear_form() -> None:
-    """Forget every value of the form: widgets, the loaded spec, the policy checks and the draft."""
-    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith("new.") and k != "new.upload"]:
-        del st.session_state[key]
-    st.session_state.pop(DRAFT, None)
-
-
-def _restore_draft() -> None:
-    """Put back the values the widgets lost while the user was on another page."""
-    for key, value in (st.session_state.get(DRAFT) or {}).items():
-        if key not in st.session_state:
-            st.session_state[key] = value
-
-
-def _save_draft() -> None:
-    st.session_state[DRAFT] = {
-        k: v
-        for k, v in st.session_state.items()
-        if isinstance(k, str) and k.startswith("new.") and not k.startswith(_NOT_RESTORABLE)
-    }
-
-
-@st.cache_data(show_spinner=False)
-def _templates() -> dict[str, dict[str, Any]]:
-    """The example specs, by file name (each one's first comment line says what it is); read once per
-    dashboard process, not on every rerun of the page."""
-    out: dict[str, dict[str, Any]] = {}
-    for path in sorted(EXAMPLES.glob("*.yaml")):
-        content = path.read_bytes()
-        try:
-            spec = spec_from_yaml(content)
-        except ValueError:
-            continue  # an example the dashboard cannot read is not offered
-        first = content.decode("utf-8").splitlines()[0] if content else ""
-        spec["__title__"] = first.lstrip("# ").strip() or spec.get("name", path.stem)
-        out[path.name] = spec
-    return out
-
-
-def _apply_loaded(spec: dict[str, Any]) -> None:
-    """Reset the form and pre-fill it from an uploaded spec."""
-    _clear_form()
-    spec = {k: v for k, v in spec.items() if k != "__title__"}
-    st.session_state[LOADED] = spec
-    st.session_state["new.name"] = spec.get("name", "assessment")
-    data = spec.get("dataset") or {}
-    if data.get("name"):
-        st.session_state["new.data_source"] = BUILTIN
-        st.session_state["new.builtin"] = data["name"]
-    else:
-        st.session_state["new.data_source"] = UPLOADED
-    for size in ("training_size", "test_size"):
-        value = data.get(size)
-        if value is not None:
-            # The form counts rows; a fraction in a spec (0.5 = half the split) becomes that many rows at launch
-            # only through YAML, so it is shown as "every row" with a note.
-            st.session_state[f"new.{size}"] = int(value) if value >= 1 else 0
-            if 0 < value < 1:
-                st.session_state[f"new.{size}_note"] = (
-                    f"The loaded spec asked for a fraction ({value:g}) of the split; the form counts rows. "
-                    "Enter a number of rows, or leave 0 for every row."
-                )
-    model = spec.get("model") or {}
-    st.session_state["new.model_source"] = UPLOADED_MODEL if model.get("weights") or model.get("id") else TRAIN
-    st.session_state["new.architecture"] = model.get("architecture", "linearnet")
-    st.session_state["new.capacity"] = model.get("capacity", "m1")
-    st.session_state["new.model_config"] = json.dumps(model.get("config") or {})
-    single = [r["stack"][0] if "stack" in r else r for r in spec.get("defenses") or [] if len(r.get("stack", [r])) == 1]
-    st.session_state["new.defenses"] = [e["defense"] for e in single]
-    stacks = [r for r in spec.get("defenses") or [] if len(r.get("stack", [])) > 1]
-    if stacks:
-        st.session_state["new.stack"] = [e["defense"] for e in stacks[0]["stack"]]
-    st.session_state["new.risks"] = [r["risk"] for r in spec.get("risks") or []]
-    for r in spec.get("risks") or []:
-        if r.get("attack"):
-            st.session_state[f"new.attack.{r['risk']}"] = r["attack"]
-    st.session_state["new.policy"] = list(spec.get("policy") or [])
-    st.session_state["new.seeds"] = ", ".join(str(s) for s in spec.get("seeds") or [0, 1, 2])
+def not_offered(what: str, asked: Any, offered: Sequence[Any]) -> None:
+    """Warn when the loaded spec asks for something (or some things) this API does not offer: the widget then
+    shows another choice, which must not pass unnoticed for the spec's own."""
+    missing = [a for a in (asked if isinstance(asked, list) else [asked]) if a is not None and a not in offered]
+    if missing:
+        st.warning(
+            f"The loaded spec asks for {what} {', '.join(f'`{m}`' for m in missing)}, which this API does not "
+            "offer: the form shows what it offers instead. Check this choice before launching."
+        )
 
 
 client = require_client()
@@ -149,36 +69,38 @@ st.caption(
     "how much the defense changes the model's susceptibility to the risk."
 )
 
-_restore_draft()
+restore_draft()
 loaded: dict[str, Any] = st.session_state.get(LOADED) or {}
-templates = _templates()
+examples = templates()
 top = st.columns([3, 1])
-if templates:
+if examples:
     with top[0].expander(
         "Start from a template", icon=":material/auto_awesome:", expanded=not st.session_state.get(DRAFT)
     ):
         st.caption("A ready-made assessment from the examples: it fills the whole form, which you can then change.")
         picked = st.selectbox(
-            "Template", list(templates), key="new.template", format_func=lambda f: f"{f}: {templates[f]['__title__']}"
+            "Template", list(examples), key="new.template", format_func=lambda f: f"{f}: {examples[f]['__title__']}"
         )
         if st.button("Use this template", key="new.template_use"):
-            _apply_loaded(templates[picked])
+            apply_loaded(examples[picked])
             st.rerun()
 if top[1].button("Start over", key="new.reset", icon=":material/restart_alt:", help="Clear every field and check."):
-    _clear_form()
+    clear_form()
     st.rerun()
 with st.expander("Load a spec from YAML", icon=":material/upload_file:"):
     spec_upload = st.file_uploader("Assessment spec (YAML or JSON)", type=["yaml", "yml", "json"], key="new.upload")
     if spec_upload is not None and st.button("Load this spec", key="new.load"):
         try:
-            _apply_loaded(spec_from_yaml(spec_upload.getvalue()))
+            apply_loaded(spec_from_yaml(spec_upload.getvalue()))
         except ValueError as exc:
             st.error(str(exc))
         else:
             st.rerun()
 
 errors_area: dict[str, Any] = {}
-name = st.text_input("Name", value=loaded.get("name", "assessment"), key="new.name")
+
+
+name = st.text_input("Name", value=held("new.name", loaded.get("name", "assessment")), key="new.name")
 
 # -- data ---------------------------------------------------------------------------------------------
 st.header("Data", divider="gray")
@@ -188,11 +110,15 @@ try:
 except ApiError as exc:
     show_api_error(exc)
     st.stop()
-source = st.radio("Source", [BUILTIN, UPLOADED], key="new.data_source", horizontal=True)
+sources = [BUILTIN, UPLOADED]
+source = st.radio(
+    "Source", sources, index=held_index(sources, "new.data_source"), key="new.data_source", horizontal=True
+)
 dataset: dict[str, Any] = {}
 if source == BUILTIN:
     if builtin:
-        dataset["name"] = st.selectbox("Dataset", builtin, key="new.builtin")
+        dataset["name"] = st.selectbox("Dataset", builtin, index=held_index(builtin, "new.builtin"), key="new.builtin")
+        not_offered("built-in dataset", (loaded.get("dataset") or {}).get("name"), builtin)
     else:
         st.warning("The API lists no built-in datasets.")
 else:
@@ -201,6 +127,7 @@ else:
         chosen = st.selectbox(
             "Dataset",
             list(datasets_by_id),
+            index=held_index(list(datasets_by_id), "new.uploaded_dataset"),
             key="new.uploaded_dataset",
             format_func=lambda i: f"{datasets_by_id[i].get('name')} ({datasets_by_id[i].get('n_rows', '?')} rows)",
         )
@@ -208,15 +135,17 @@ else:
     else:
         st.warning("No uploaded dataset yet.")
         st.page_link("views/data.py", label="Upload one", icon=":material/database:")
-cols = st.columns(2)
+size_cols = st.columns(2)
 loaded_data = loaded.get("dataset") or {}
-for col, size, label in ((cols[0], "training_size", "Training rows"), (cols[1], "test_size", "Test rows")):
+for col, size, label in ((size_cols[0], "training_size", "Training rows"), (size_cols[1], "test_size", "Test rows")):
     loaded_size = loaded_data.get(size)
     rows = col.number_input(
         label,
         min_value=0,
         step=100,
-        value=int(loaded_size) if isinstance(loaded_size, (int, float)) and loaded_size >= 1 else 0,
+        value=int(
+            held(f"new.{size}", loaded_size if isinstance(loaded_size, (int, float)) and loaded_size >= 1 else 0)
+        ),
         key=f"new.{size}",
         help="How many rows of the split to use (a seeded sample); 0 keeps every row.",
     )
@@ -228,16 +157,31 @@ errors_area["dataset"] = st.empty()
 
 # -- model --------------------------------------------------------------------------------------------
 st.header("Model", divider="gray")
-model_source = st.radio("Model", [TRAIN, UPLOADED_MODEL], key="new.model_source", horizontal=True)
+model_sources = [TRAIN, UPLOADED_MODEL]
+model_source = st.radio(
+    "Model", model_sources, index=held_index(model_sources, "new.model_source"), key="new.model_source", horizontal=True
+)
 model: dict[str, Any] = {}
 if model_source == TRAIN:
-    cols = st.columns(3)
-    architectures = list(catalog.get("architectures") or DEFAULT_ARCHITECTURES)
-    arch_names = [a if isinstance(a, str) else a.get("key") for a in architectures]
-    model["architecture"] = cols[0].selectbox("Architecture", arch_names, key="new.architecture")
-    model["capacity"] = cols[1].selectbox("Capacity", ["m1", "m2", "m3", "m4"], key="new.capacity")
-    config_text = cols[2].text_input(
-        "Architecture options (JSON)", value="{}", key="new.model_config", help='e.g. {"hidden_layer_sizes": [64]}'
+    model_cols = st.columns(3)
+    architectures = offered_architectures(catalog)
+    arch_names = list(architectures)
+    model["architecture"] = model_cols[0].selectbox(
+        "Architecture", arch_names, index=held_index(arch_names, "new.architecture"), key="new.architecture"
+    )
+    capacities = architectures[model["architecture"]]
+    model["capacity"] = model_cols[1].selectbox(
+        "Capacity", capacities, index=held_index(capacities, "new.capacity"), key="new.capacity"
+    )
+    loaded_model = loaded.get("model") or {}
+    not_offered("architecture", loaded_model.get("architecture"), arch_names)
+    if loaded_model.get("architecture") == model["architecture"]:
+        not_offered(f"{model['architecture']} capacity", loaded_model.get("capacity"), capacities)
+    config_text = model_cols[2].text_input(
+        "Architecture options (JSON)",
+        value=held("new.model_config", "{}"),
+        key="new.model_config",
+        help='e.g. {"hidden_layer_sizes": [64]}',
     )
     try:
         config = json.loads(config_text or "{}")
@@ -257,6 +201,7 @@ else:
         model["id"] = st.selectbox(
             "Uploaded model",
             list(models_by_id),
+            index=held_index(list(models_by_id), "new.uploaded_model"),
             key="new.uploaded_model",
             format_func=lambda i: model_label(models_by_id[i]),
         )
@@ -267,7 +212,7 @@ errors_area["model"] = st.empty()
 
 with st.expander("Training", expanded=False):
     training, training_errors = render_fields(
-        schema_fields(_train_schema(catalog)), key_prefix="new.training", values=loaded.get("training")
+        schema_fields(train_schema(catalog)), key_prefix="new.training", values=loaded.get("training")
     )
 errors_area["training"] = st.empty()
 
@@ -279,9 +224,15 @@ attack_info = {a["key"]: a for a in catalog.get("attacks", [])}
 chosen_defenses = st.multiselect(
     "Defenses",
     list(defense_info),
+    default=held_selection(list(defense_info), "new.defenses"),
     key="new.defenses",
     format_func=lambda k: f"{defense_info[k]['name']} ({defense_info[k].get('code', '')})",
     help="Each chosen defense becomes a row; a swept parameter gives one row per value.",
+)
+not_offered(
+    "defense",
+    [(r.get("stack") or [r])[0].get("defense") for r in loaded.get("defenses") or [] if len(r.get("stack", [r])) == 1],
+    list(defense_info),
 )
 loaded_params = {
     (r.get("stack") or [r])[0].get("defense"): (r.get("stack") or [r])[0].get("params", {})
@@ -306,6 +257,7 @@ for key in chosen_defenses:
 stack = st.multiselect(
     "Stack (optional)",
     chosen_defenses,
+    default=held_selection(chosen_defenses, "new.stack"),
     key="new.stack",
     help="Apply several of the chosen defenses together as one more row (e.g. DP-SGD + adversarial training).",
 )
@@ -324,10 +276,12 @@ with_attacks = [k for k, r in risk_info.items() if r.get("attacks")]
 chosen_risks = st.multiselect(
     "Risks",
     with_attacks,
+    default=held_selection(with_attacks, "new.risks"),
     key="new.risks",
     format_func=lambda k: f"{risk_info[k]['name']} ({risk_info[k].get('code', '')}, {risk_info[k].get('category')})",
 )
 loaded_risks = {r.get("risk"): r for r in loaded.get("risks") or []}
+not_offered("risk", list(loaded_risks), with_attacks)
 risk_entries: list[dict[str, Any]] = []
 for key in chosen_risks:
     info = risk_info[key]
@@ -337,9 +291,11 @@ for key in chosen_risks:
         attack = st.selectbox(
             "Attack",
             attack_keys,
+            index=held_index(attack_keys, f"new.attack.{key}"),
             key=f"new.attack.{key}",
             format_func=lambda a: f"{attack_info[a]['name']} ({attack_info[a].get('code', '')})",
         )
+        not_offered(f"{info['name']} attack", loaded_risks.get(key, {}).get("attack"), attack_keys)
         threat = attack_info[attack].get("threat_model") or {}
         if threat:
             st.caption(" · ".join(f"**{k}**: {v}" for k, v in threat.items() if v))
@@ -356,49 +312,14 @@ errors_area["risks"] = st.empty()
 # -- policy -------------------------------------------------------------------------------------------
 st.header("Policy", divider="gray")
 st.caption("Thresholds on headline metrics, checked for every matching row; a CI pipeline fails when one fails.")
-if "new.policy" not in st.session_state:
-    st.session_state["new.policy"] = list(loaded.get("policy") or [])
-policy: list[dict[str, Any]] = st.session_state["new.policy"]
-# A check on a risk that is no longer chosen would be refused by the API: it goes with its risk.
-stale = [c for c in policy if str(c.get("metric", "")).split(".", 1)[0] not in chosen_risks]
-if stale:
-    policy[:] = [c for c in policy if c not in stale]
-    st.info(
-        "Removed the policy check(s) on risks that are no longer selected: "
-        + ", ".join(f"`{c.get('metric')} {c.get('op')} {c.get('threshold')}`" for c in stale)
-    )
-metric_choices = [f"{r}.{m['key']}" for r in chosen_risks for m in risk_info[r].get("headline_metrics", [])]
-if metric_choices:
-    cols = st.columns([3, 1, 1, 2, 1])
-    metric = cols[0].selectbox("Metric", metric_choices, key="new.policy_metric")
-    op = cols[1].selectbox("Op", OPS, key="new.policy_op")
-    threshold = cols[2].number_input("Threshold", value=0.0, key="new.policy_threshold", format="%g")
-    row_pattern = cols[3].text_input("Rows", value="*", key="new.policy_row", help="A row name, a glob, or * for all.")
-    on = cols[4].selectbox("On", ["value", "delta"], key="new.policy_on")
-    if st.button("Add check", key="new.policy_add"):
-        check = {"metric": metric, "op": op, "threshold": float(threshold), "row": row_pattern or "*"}
-        if on != "value":
-            check["on"] = on
-        policy.append(check)
-else:
-    st.caption("Choose risks first.")
-for i, check in enumerate(list(policy)):
-    cols = st.columns([6, 1])
-    cols[0].code(
-        f"{check['metric']} {check['op']} {check['threshold']:g}  (rows: {check.get('row', '*')}, "
-        f"on {check.get('on', 'value')})",
-        language=None,
-    )
-    if cols[1].button("Remove", key=f"new.policy_remove.{i}"):
-        policy.pop(i)
-        st.rerun()
+policy = policy_editor(chosen_risks, risk_info, loaded.get("policy") or [])
 errors_area["policy"] = st.empty()
 
 # -- seeds --------------------------------------------------------------------------------------------
 st.header("Seeds", divider="gray")
 seeds_text = st.text_input(
     "Seeds",
-    value=", ".join(str(s) for s in loaded.get("seeds") or [0, 1, 2]),
+    value=held("new.seeds", ", ".join(str(s) for s in loaded.get("seeds") or [0, 1, 2])),
     key="new.seeds",
     help="Each seed retrains every model; intervals over seeds need at least two.",
 )
@@ -429,11 +350,11 @@ try:
 except ApiError:
     history = []
 eta = estimate_seconds(work, history=history)
-cols = st.columns(4)
-cols[0].metric("Rows", work["rows"])
-cols[1].metric("Trainings", work["trainings"])
-cols[2].metric("Cells", work["cells"])
-cols[3].metric("Estimated time", format_duration(eta))
+summary_cols = st.columns(4)
+summary_cols[0].metric("Rows", work["rows"])
+summary_cols[1].metric("Trainings", work["trainings"])
+summary_cols[2].metric("Cells", work["cells"])
+summary_cols[3].metric("Estimated time", format_duration(eta))
 st.download_button(
     "Download spec (YAML)",
     spec_to_yaml(spec),
@@ -471,6 +392,6 @@ if st.button("Launch assessment", type="primary", disabled=bool(problems), key="
     else:
         remember_assessment(created["id"])
         st.session_state["run.just_launched"] = created["id"]
-        _clear_form()  # launched: the next visit starts a new assessment
+        clear_form()  # launched: the next visit starts a new assessment
         st.switch_page("views/run.py")
-_save_draft()
+save_draft()

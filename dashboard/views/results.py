@@ -6,17 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.client import ApiError
-from dashboard.heatmap import (
-    assessment_warnings,
-    baseline_table,
-    checks_table,
-    findings_table,
-    heatmap_figure,
-    matrix_grid,
-    scale_caption,
-    selected_cell,
-    utility_table,
-)
+from dashboard.heatmap import heatmap_figure, matrix_grid, scale_caption, selected_cell
+from dashboard.result_tables import assessment_warnings, baseline_table, checks_table, findings_table, utility_table
 from dashboard.state import current_assessment, remember_assessment, require_client, show_api_error
 from dashboard.widgets import load_results, pick_assessment, report_downloads, show_cell_detail
 
@@ -50,7 +41,7 @@ verdict = {
     1: "a policy check failed or was inconclusive",
     2: "a cell errored",
     3: "a policy check could not run",
-}.get(exit_code, "")
+}.get(exit_code if isinstance(exit_code, int) else -1, "")
 st.caption(
     f"{results.get('name')} · {len(results.get('seeds', []))} seeds · {counts.get('cells', 0)} cells "
     f"({counts.get('cells_ok', 0)} ok, {counts.get('cells_not_run', 0)} not run, {counts.get('cells_error', 0)} errors)"

@@ -29,6 +29,9 @@ from dashboard_testing import (
     wait_for,
 )
 
+from amulet.datasets._sources import DATASET_SOURCES, resolve_source
+from amulet.datasets._tabular import read_adult
+
 
 @pytest.fixture(scope="session")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
@@ -92,8 +95,6 @@ def worker(api: Service) -> Iterator[subprocess.Popen[bytes]]:
 @pytest.fixture(scope="session")
 def census_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small census CSV (1,200 rows, the raw UCI columns) written from the real census source."""
-    from amulet.datasets._sources import DATASET_SOURCES, resolve_source
-    from amulet.datasets._tabular import read_adult
 
     source = resolve_source(DATASET_SOURCES["census"], Path(os.environ["AMULET_HOME"]) / "data" / "census")
     frame = read_adult(source.location)
@@ -154,19 +155,4 @@ def _streamlit(api: Service, log_name: str) -> Iterator[str]:
 def dashboard_server(api: Service) -> Iterator[str]:
     """The dashboard server the browser tests share."""
     with _streamlit(api, "dashboard.log") as url:
-        yield url
-
-
-@pytest.fixture
-def fresh_dashboard_server(api: Service, tmp_path: Path) -> Iterator[str]:
-    """A dashboard server of the test's own, whose first browser session is the test's.
-
-    A later browser session on a shared server (another browser context, or the same page reloaded) has been
-    seen to start the New-assessment form with the training learning rate at 0.0 (Launch is then disabled
-    with "The 'lr' parameter must be > 0"; nothing wrong is submitted). It does not reproduce under AppTest,
-    so it lives between the browser and the Streamlit server, and it also struck the BYOM scenario on a server
-    of its own once and the end-to-end scenario once (fresh-clone CI runs): the cause is not found yet. Both
-    browser scenarios type the learning rate as a user would; the end-to-end scenario reloads after its launch.
-    """
-    with _streamlit(api, f"dashboard-{tmp_path.name}.log") as url:
         yield url

@@ -116,6 +116,8 @@ def finish_with_an_errored_cell(api: Service, name: str) -> str:
     the defended cell is recorded as hitting the task time limit (what ``worker.tasks.run_cell`` records on
     ``SoftTimeLimitExceeded``); the finalizer aggregates and renders the reports. Returns its id.
     """
+    # The API's database layer and the worker's jobs, imported here only: every other helper of this module
+    # talks to the running services over HTTP, and the browser tests import this module too.
     from sqlalchemy import select
 
     from amulet.settings import Settings

@@ -10,130 +10,31 @@ the loopback interface is blocked and fails the test (no CDN, no telemetry). Scr
 
 from __future__ import annotations
 
-import re
-import shutil
 import sys
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
-from dashboard_testing import REPO, Service
+from dashboard_testing import Service
+
+from amulet.assess import verify_report
 
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Page, expect, sync_playwright
+from browser_testing import (
+    ARTIFACTS,
+    connect,
+    go,
+    in_chromium,
+    launch,
+    needs_chromium,
+    pick,
+    set_number,
+    wait_idle,
+)
+from playwright.sync_api import Page, expect
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = REPO / "test-artifacts" / "dashboard"
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is missing (scripts/install_system.sh)"),
-]
-
-
-expect.set_options(timeout=60_000)
-
-
-def wait_idle(page: Page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit finished the current script run."""
-    page.wait_for_timeout(300)
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=timeout)
-
-
-def pick(page: Page, label: str, option: str) -> None:
-    """Choose ``option`` in the Streamlit select box or multiselect labelled ``label``."""
-    box = page.locator('[data-testid="stMultiSelect"], [data-testid="stSelectbox"]').filter(has_text=label).first
-    box.locator("input").first.click()
-    box.locator("input").first.fill(option)
-    page.get_by_role("option", name=re.compile(re.escape(option), re.IGNORECASE)).first.click()
-    page.keyboard.press("Escape")
-    wait_idle(page)
-
-
-def launch(page: Page, screenshot: str) -> None:
-    """Click "Launch assessment"; when it is disabled, fail with the page's warnings (they say why) rather than
-    time out on the click."""
-    button = page.get_by_role("button", name="Launch assessment")
-    wait_idle(page)
-    if not button.is_enabled():
-        for expander in page.locator('[data-testid="stExpander"] summary').all():
-            expander.click()
-        page.screenshot(path=ARTIFACTS / screenshot, full_page=True)
-        alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
-        pytest.fail(f"'Launch assessment' is disabled; the page says: {alerts}")
-    button.click()
-
-
-def type_learning_rate(page: Page) -> None:
-    """Type the training learning rate, as a user does after the launch warning: an open defect can start the
-    form's lr at 0.0 in a browser (see conftest.fresh_dashboard_server)."""
-    page.get_by_text("Training", exact=True).first.click()
-    learning_rate = page.get_by_role("spinbutton", name="Lr", exact=True)
-    learning_rate.fill("0.001")
-    learning_rate.press("Enter")
-    wait_idle(page)
-
-
-def set_number(page: Page, label: str, value: str) -> None:
-    field = page.get_by_role("spinbutton", name=label, exact=True)
-    field.fill(value)
-    field.press("Enter")
-    wait_idle(page)
-
-
-def go(page: Page, title: str) -> None:
-    page.get_by_role("link", name=title).first.click()
-    wait_idle(page)
-
-
-def in_chromium(scenario: Callable[[Page], None], failure: str) -> None:
-    """Run ``scenario`` in a fresh headless Chromium page; fail on any request that leaves the loopback."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    foreign: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-
-        def guard(route, request) -> None:
-            host = urlparse(request.url).hostname or ""
-            if request.url.startswith(("data:", "blob:")) or host in LOOPBACK:
-                route.continue_()
-            else:
-                foreign.append(request.url)
-                route.abort()
-
-        context.route("**/*", guard)
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        try:
-            scenario(page)
-        except Exception:
-            page.screenshot(path=ARTIFACTS / failure, full_page=True)
-            raise
-        finally:
-            browser.close()
-    assert foreign == [], f"the dashboard made non-loopback requests: {foreign}"
-
-
-def connect(page: Page, api: Service, dashboard_server: str) -> None:
-    """Open the dashboard and connect (the URL is pre-filled from AMULET_API_URL)."""
-    page.goto(dashboard_server)
-    expect(page.get_by_text("Connect to Amulet")).to_be_visible()
-    expect(page.get_by_role("textbox", name="API URL")).to_have_value(api.url)
-    page.get_by_role("textbox", name="API token").fill(api.token)
-    page.get_by_role("button", name="Connect").click()
-    expect(page.get_by_text(f"Connected to {api.url}").first).to_be_visible()
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 def test_dashboard_end_to_end_in_chromium(
@@ -143,14 +44,14 @@ def test_dashboard_end_to_end_in_chromium(
 
 
 def test_own_model_pt2_to_heatmap_in_chromium(
-    api: Service, worker: object, fresh_dashboard_server: str, census_csv: Path, tmp_path: Path
+    api: Service, worker: object, dashboard_server: str, census_csv: Path, tmp_path: Path
 ) -> None:
     """A model of an architecture that is not in the registry (a residual MLP with LayerNorm and GELU),
     exported to .pt2 in the test for the census CSV's features, uploaded on the Models page (input shape and
     parameters shown), assessed against evasion with outlier removal, up to the heatmap. The CSV goes in
     through the API (the other browser test covers the dataset upload), one seed: as fast as it gets."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-    from graph_models import n_parameters, pt2_file, residual_mlp
+    from graph_models import n_parameters, pt2_file, residual_mlp  # tests/backend's helper: after the path insert
 
     headers = {"Authorization": f"Bearer {api.token}"}
     dataset = httpx.post(
@@ -166,7 +67,7 @@ def test_own_model_pt2_to_heatmap_in_chromium(
     parameters = n_parameters(residual_mlp(n, 2, seed=5))
 
     def scenario(page: Page) -> None:
-        connect(page, api, fresh_dashboard_server)
+        connect(page, api, dashboard_server)
         go(page, "Models & data")
         page.get_by_role("tab", name="Models").click()
         uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Exported model")
@@ -196,7 +97,6 @@ def test_own_model_pt2_to_heatmap_in_chromium(
         seeds.press("Enter")
         wait_idle(page)
         expect(page.locator('[data-testid="stMetric"]').filter(has_text="Cells")).to_contain_text("2")
-        type_learning_rate(page)
         launch(page, "own-model-disabled.png")
         expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible()
         expect(page.get_by_text("Finished. The interaction matrix is ready.")).to_be_visible(timeout=240_000)
@@ -245,7 +145,6 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
     wait_idle(page)
     expect(page.locator('[data-testid="stMetric"]').filter(has_text="Cells")).to_contain_text("8")
     page.screenshot(path=ARTIFACTS / "03-new-assessment.png", full_page=True)
-    type_learning_rate(page)
     launch(page, "launch-disabled.png")
 
     # Run page: live progress until the worker is done.
@@ -284,8 +183,6 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
         page.get_by_role("button", name="Signed bundle").click()
     bundle = ARTIFACTS / "bundle.zip"
     download_info.value.save_as(bundle)
-    from amulet.assess import verify_report
-
     served_key = httpx.get(f"{api.url}/signing-key", timeout=30)
     assert served_key.status_code == 200, served_key.text
     (ARTIFACTS / "server-key.pem").write_text(served_key.json()["public_key_pem"])

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
+from amulet import registry
+from amulet.assess import CellResult, MatrixCell, aggregate_results, cell_colour, cell_label, plan_assessment
+from amulet.assess._display import GREY, NEUTRAL
+from amulet.registry import catalog
+from dashboard.comparison import changed_verdicts, compare_grids, difference_of_changes
+from dashboard.datafiles import guess_label, preview_file
 from dashboard.forms import check_value, parse_sweep, schema_fields
-from dashboard.heatmap import compare_grids, matrix_grid, selected_cell
+from dashboard.heatmap import heatmap_figure, matrix_grid, selected_cell
+from dashboard.labels import DIRECTION_LABELS, ROW_STATUS_LABELS, VERDICT_LABELS
+from dashboard.progress import STATUS_ICONS
+from dashboard.result_tables import assessment_warnings, findings_table, utility_table
 from dashboard.specs import count_work, parse_seeds, section_of, spec_from_yaml, spec_to_yaml
 
 
 def test_schema_fields_read_pydantic_schemas_from_the_registry() -> None:
-    from amulet import registry
 
     for info in [*registry.attacks(), *registry.defenses()]:
         schema = info.params.model_json_schema()
@@ -49,8 +61,6 @@ def test_enum_and_optional_fields() -> None:
 
 
 def test_count_work_expands_lists_like_the_engine_plan() -> None:
-    from amulet.assess import plan_assessment
-    from amulet.registry import catalog
 
     spec = {
         "dataset": {"name": "census"},
@@ -119,7 +129,6 @@ def _engine_results(seeds: list[int]) -> dict:
     """Results JSON from the real engine (plan + aggregate) over cells with chosen metrics: `outlier` changes
     nothing (noise only), `dp` lowers robust accuracy by 12 points (significant) at epsilon 4, and `adv`
     predicts one class for every row at the majority rate (degenerate) with a large apparent change."""
-    from amulet.assess import CellResult, aggregate_results, plan_assessment
 
     spec = {
         "name": "display",
@@ -163,7 +172,6 @@ def _engine_results(seeds: list[int]) -> dict:
 
 
 def test_utility_table_comes_with_interval_change_majority_rate_and_epsilon() -> None:
-    from dashboard.heatmap import utility_table
 
     table = {r["row"]: r for r in utility_table(_engine_results([0, 1, 2]))}
     assert list(table) == ["baseline", "outlier", "dp", "adv"]  # the baseline first
@@ -179,9 +187,6 @@ def test_utility_table_comes_with_interval_change_majority_rate_and_epsilon() ->
 
 
 def test_degenerate_cells_are_grey_non_significant_neutral_and_labels_match_the_reports() -> None:
-    from amulet.assess import MatrixCell, cell_colour, cell_label
-    from amulet.assess._display import GREY, NEUTRAL
-    from dashboard.heatmap import findings_table, heatmap_figure, matrix_grid
 
     results = _engine_results([0, 1, 2])
     grid = matrix_grid(results)
@@ -217,7 +222,6 @@ def test_degenerate_cells_are_grey_non_significant_neutral_and_labels_match_the_
 
 
 def test_warnings_at_the_top_few_seeds_and_status() -> None:
-    from dashboard.heatmap import assessment_warnings
 
     warnings = assessment_warnings(_engine_results([0, 1]))
     messages = " ".join(w["message"] for w in warnings)
@@ -231,12 +235,7 @@ def test_warnings_at_the_top_few_seeds_and_status() -> None:
 
 def test_status_marks_render_without_an_emoji_font() -> None:
     """Every mark the dashboard puts before a status is in DejaVu Sans (no emoji font needed)."""
-    from pathlib import Path
-
-    from fontTools.ttLib import TTFont
-
-    from dashboard.heatmap import DIRECTION_LABELS, ROW_STATUS_LABELS, VERDICT_LABELS
-    from dashboard.progress import STATUS_ICONS
+    from fontTools.ttLib import TTFont  # third-party, only this test reads a font
 
     font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
     if not font.is_file():
@@ -248,9 +247,6 @@ def test_status_marks_render_without_an_emoji_font() -> None:
 
 
 def test_difference_of_two_runs_changes_is_a_welch_interval() -> None:
-    from scipy import stats
-
-    from dashboard.heatmap import changed_verdicts, difference_of_changes
 
     a = {"mean": 2.0, "se": 0.5, "n": 3}
     b = {"mean": 5.0, "se": 0.5, "n": 3}
@@ -270,10 +266,6 @@ def test_difference_of_two_runs_changes_is_a_welch_interval() -> None:
 
 
 def test_label_column_is_guessed_from_the_data() -> None:
-    import numpy as np
-    import pandas as pd
-
-    from dashboard.datafiles import guess_label, preview_file
 
     rng = np.random.default_rng(0)
     loans = pd.DataFrame(

@@ -14,7 +14,7 @@ import httpx
 from dashboard_testing import REPO, Service
 from streamlit.testing.v1 import AppTest
 
-from dashboard.state import TOKEN_KEY, URL_KEY
+from dashboard.state import CURRENT_KEY, TOKEN_KEY, URL_KEY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 from graph_models import custom_op_pt2, n_parameters, pt2_file, residual_mlp
@@ -87,8 +87,6 @@ def test_hostile_pt2_refusal_is_shown_next_to_the_field(api: Service, tmp_path: 
 def test_launch_with_an_uploaded_pt2_on_an_uploaded_csv(api: Service, census_csv: Path, tmp_path: Path) -> None:
     """The New assessment form with the uploaded dataset and an uploaded .pt2 exported for its features: the
     API accepts it (pre-flight against the dataset passes) and the Run page opens."""
-    from dashboard.state import CURRENT_KEY
-
     auth = {"Authorization": f"Bearer {api.token}"}
     dataset = httpx.post(
         f"{api.url}/datasets",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
+import pandas as pd
 import pytest
-from dashboard_testing import QUICK_SPEC, REPO, Service, finish_with_an_errored_cell, free_port
+import yaml
+from dashboard_testing import QUICK_SPEC, REPO, Service, finish_with_an_errored_cell, free_port, submit_and_wait
 from streamlit.testing.v1 import AppTest
 
+from amulet.assess._display import GREY, strength_label
 from dashboard.state import CURRENT_KEY, TOKEN_KEY, URL_KEY
 
 APP = str(REPO / "dashboard" / "app.py")
@@ -121,8 +126,6 @@ def test_upload_census_csv_with_label_and_sensitive_columns(api: Service, census
 
 def test_upload_error_is_shown_next_to_its_field(api: Service, census_csv) -> None:
     # A label column with a single value is refused by the API (422 naming 'label').
-    import pandas as pd
-
     frame = pd.read_csv(census_csv).head(300)
     frame["constant"] = 1
     at = open_page(app(api), "data")
@@ -156,6 +159,7 @@ def test_builtin_datasets_are_listed(api: Service) -> None:
 
 def _fill_quick_assessment(at: AppTest) -> AppTest:
     at.text_input(key="new.name").input("dashboard quick")
+    at.selectbox(key="new.builtin").set_value("census")  # the API lists its datasets by name
     at.number_input(key="new.training_size").set_value(400)
     at.number_input(key="new.test_size").set_value(200)
     at.multiselect(key="new.defenses").set_value(["adversarial_training"]).run()
@@ -196,8 +200,6 @@ def test_sweep_expands_rows_and_bounds_are_checked(api: Service) -> None:
 
 
 def test_spec_yaml_download_and_upload_round_trip(api: Service) -> None:
-    import yaml
-
     at = open_page(app(api), "new_assessment")
     _fill_quick_assessment(at)
     text = at.get("code")[-1].value
@@ -241,8 +243,6 @@ def test_policy_checks_are_added_and_removed(api: Service) -> None:
     at.selectbox(key="new.policy_op").set_value(">=")
     at.number_input(key="new.policy_threshold").set_value(20.0)
     at.button(key="new.policy_add").click().run()
-    import yaml
-
     spec = yaml.safe_load(at.get("code")[-1].value)
     assert spec["policy"] == [{"metric": "evasion.robust_accuracy", "op": ">=", "threshold": 20.0, "row": "*"}]
     at.button(key="new.policy_remove.0").click().run()
@@ -250,8 +250,6 @@ def test_policy_checks_are_added_and_removed(api: Service) -> None:
 
 
 def test_policy_checks_go_with_their_risk_and_start_over_clears_everything(api: Service) -> None:
-    import yaml
-
     at = open_page(app(api), "new_assessment")
     _fill_quick_assessment(at)
     at.selectbox(key="new.policy_metric").set_value("discriminatory_behavior.demographic_parity")
@@ -279,8 +277,6 @@ def test_policy_checks_go_with_their_risk_and_start_over_clears_everything(api: 
 
 
 def test_the_form_survives_a_visit_to_another_page(api: Service) -> None:
-    import yaml
-
     at = open_page(app(api), "new_assessment")
     _fill_quick_assessment(at)
     at.selectbox(key="new.policy_metric").set_value("evasion.robust_accuracy")
@@ -295,8 +291,6 @@ def test_the_form_survives_a_visit_to_another_page(api: Service) -> None:
 
 
 def test_a_template_fills_the_form_from_an_example(api: Service) -> None:
-    import yaml
-    from dashboard_testing import REPO
 
     at = open_page(app(api), "new_assessment")
     at.selectbox(key="new.template").set_value("census-quick.yaml")
@@ -397,10 +391,6 @@ def test_partial_assessment_is_shown_with_its_errors_on_history_run_and_results(
     heads = [str(h.value) for h in at.header]
     assert heads.index("Utility") < heads.index("Interaction matrix")
     assert at.dataframe[0].value["row"].tolist() == ["baseline", "outlier"]
-    import json
-
-    from amulet.assess._display import GREY
-
     heat = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
     assert heat["text"] == [["error"]] and {c for _, c in heat["colorscale"]} == {GREY}
 
@@ -417,8 +407,6 @@ def test_results_page_heatmap_and_drill_down(api: Service, finished: list[dict])
     assert at.selectbox(key="results.selected").value == assessment_id
     chart = at.get("plotly_chart")
     assert chart, "the heatmap is drawn"
-    import json
-
     figure = json.loads(chart[0].proto.spec)
     heat = figure["data"][0]
     assert heat["type"] == "heatmap" and not heat["showscale"]  # each cell in the engine's cell_colour
@@ -435,6 +423,12 @@ def test_results_page_heatmap_and_drill_down(api: Service, finished: list[dict])
     assert "Threat model" in texts(at.markdown)
     labels = [m.label for m in at.metric]
     assert {"Clean accuracy", "Accuracy change", "Majority rate"} <= set(labels)
+    # The attack's strength next to the result, in the engine's wording (PGD has no weak-budget floor).
+    results = httpx.get(f"{api.url}/assessments/{assessment_id}/report.json", headers=headers(api), timeout=60).json()
+    pgd = next(c for c in results["columns"] if c["attack"] == "pgd")
+    assert pgd["strength"]["budget"]["steps"] == 3  # the spec's iterations, as run
+    assert f"**Attack strength**: {strength_label(pgd)}" in texts(at.markdown)
+    assert "WEAK BUDGET" not in texts(at.markdown) and "Weak attack budget" not in texts(at.warning)
     assert "Only 2 seed(s)" in texts(at.warning) or "seeds" in texts(at.warning)
     # Baseline and policy verdict tables.
     assert "Policy verdicts" in texts(at.header)
@@ -449,10 +443,41 @@ def test_results_page_heatmap_and_drill_down(api: Service, finished: list[dict])
     ]
 
 
+#: LiRA with 4 shadow models: below the engine's floor of 16, so its column is flagged as a weak budget.
+WEAK_LIRA_SPEC = {
+    "name": "weak lira",
+    "dataset": {"name": "census", "training_size": 400, "test_size": 200},
+    "training": {"epochs": 1, "batch_size": 128},
+    "defenses": [{"defense": "outlier_removal"}],
+    "risks": [{"risk": "membership_inference", "attack": "lira", "params": {"num_shadow": 4, "max_members": 100}}],
+    "seeds": [0],
+}
+
+
+@pytest.mark.integration
+def test_cell_detail_flags_a_weak_attack_budget(api: Service, worker: object) -> None:
+    """A real assessment whose LiRA ran with 4 shadow models: the drill-down says how strong the attack was,
+    flags the weak budget and says what to raise."""
+    weak = submit_and_wait(api, WEAK_LIRA_SPEC)
+    results = httpx.get(f"{api.url}/assessments/{weak['id']}/report.json", headers=headers(api), timeout=60).json()
+    lira = next(c for c in results["columns"] if c["attack"] == "lira")
+    assert lira["strength"]["weak"] and lira["strength"]["budget"]["shadow_models"] == 4
+    at = app(api)
+    at.session_state[CURRENT_KEY] = weak["id"]
+    open_page(at, "results")
+    at.selectbox(key="results.column").set_value(lira["label"]).run()
+    assert f"outlier_removal x {lira['label']}" in texts(at.subheader)
+    assert f"**Attack strength**: {strength_label(lira)}" in texts(at.markdown)
+    assert strength_label(lira).endswith("; WEAK BUDGET")
+    warnings = texts(at.warning)
+    assert "Weak attack budget: this cell is not a finding." in warnings
+    assert lira["strength"]["note"] in warnings and "Raise num_shadow to 16." in warnings
+    budget = next(t.value for t in at.table if "item" in t.value.columns)  # the "Attack budget as run" table
+    assert dict(zip(budget["item"], budget["value"]))["shadow_models"] == "4"
+
+
 @pytest.mark.integration
 def test_compare_page_side_by_side(api: Service, finished: list[dict]) -> None:
-    import json
-
     at = app(api)
     open_page(at, "compare")
     assert at.selectbox(key="compare.a").value != at.selectbox(key="compare.b").value  # two runs by default
