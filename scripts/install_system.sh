@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages Amulet uses (idempotent: only what is missing, so a second run is instant).
-#   dataset-fashion-mnist  the offline Fashion-MNIST source (DATASETS.md)
+#   dataset-fashion-mnist  the offline Fashion-MNIST source (docs/datasets.md)
 #   chromium               headless browser for the report screenshot and dashboard end-to-end tests
 #   chromium-driver        its driver
 #   poppler-utils          pdftoppm, to render report PDFs in tests

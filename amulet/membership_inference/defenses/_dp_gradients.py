@@ -253,7 +253,7 @@ def set_graph_grad_samples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c
 def set_func_grad_samples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
     """Put ``torch.func`` per-sample gradients of a module in ``p.grad_sample``, where Opacus' optimizer reads them.
 
-    The hook-free path of :func:`dp_train` (``per_sample="func"``): one ``vmap`` of ``grad_and_value`` over
+    For :func:`dp_train`'s path through Opacus with ``secure_rng``: one ``vmap`` of ``grad_and_value`` over
     the batch instead of Opacus' forward and backward hooks, each sample's gradient being that of
     ``criterion`` on the one sample (what Opacus' hooks store for a mean-reduced loss). Opacus' optimizer then
     clips, adds noise and steps as it does for gradients from its hooks. Returns the batch's mean loss.

@@ -106,7 +106,7 @@ def dp_train(
     privacy_engine: Any = None,
     per_sample: str = "ghost",
 ) -> DPTrainingResult:
-    """Train ``model`` with DP-SGD through Opacus and return a hook-free copy with its epsilon.
+    """Train ``model`` with DP-SGD (Opacus' procedure) and return a plain copy with its epsilon.
 
     Args:
         model: Model to train; BatchNorm and other unsupported layers are replaced first (the caller's
@@ -221,7 +221,8 @@ def dp_train(
         )
         template.load_state_dict(model.state_dict())
         return _result(template, engine, accountant, delta, noise_multiplier, rate, steps_before, replaced, sizes)
-    # torch.func (no_op: Opacus only wraps the module) for graphs always, for other modules unless asked for hooks
+    # Through Opacus (secure_rng, or hooks asked for): torch.func per-sample gradients ("no_op": Opacus only wraps
+    # the module) for graphs always, for other modules unless asked for hooks
     functional = graph or per_sample != "hooks"
     grad_sample_mode = "no_op" if functional else "hooks"
     if secure_rng:

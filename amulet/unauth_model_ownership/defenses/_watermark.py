@@ -22,8 +22,6 @@ from amulet.utils._training import loader_batches
 
 __all__ = ["WatermarkNN", "embed_watermark", "generate_trigger_set", "load_trigger_folder"]
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
 
 def generate_trigger_set(
     shape: Sequence[int],
