@@ -27,6 +27,20 @@ def _requests(client: TestClient, headers: dict[str, str]) -> dict[str, Callable
     }
 
 
+#: What each request gives on SQLite, which stores a NUL like any other character: created, listed or not found.
+SQLITE_STATUS = {
+    "token name": 201,
+    "spec name": 202,
+    "request name": 202,
+    "status query": 422,  # not a status: refused by the route, naming the field
+    "assessment id": 404,
+    "dataset id": 404,
+    "model id": 404,
+    "token id": 404,
+    "dataset name": 201,
+}
+
+
 def test_nul_characters_are_never_a_server_error(client: TestClient, project_headers, service_settings) -> None:
     postgresql = service_settings.database_url.startswith("postgresql")
     for what, request in _requests(client, project_headers).items():
@@ -35,7 +49,10 @@ def test_nul_characters_are_never_a_server_error(client: TestClient, project_hea
         if postgresql:
             assert response.status_code == 422, (what, response.text)
             detail = response.json()["detail"]
+            if what == "status query":  # not a known status: refused by the route before any query
+                assert detail["field"] == "status", detail
+                continue
             assert detail["field"] == "request" and "NUL character" in detail["message"], what
             assert "SQL" not in detail["message"] and "INSERT" not in detail["message"]
         else:
-            assert response.status_code in (200, 201, 202, 204, 404), (what, response.text)
+            assert response.status_code == SQLITE_STATUS[what], (what, response.text)

@@ -142,3 +142,14 @@ def test_other_projects_cannot_list(client: TestClient, admin_headers, assessmen
     for part in ("cells", "trainings", "results", "status"):
         response = client.get(f"/assessments/{assessment['id']}/{part}", headers=b_headers)
         assert response.status_code == 404, (part, response.text)
+
+
+def test_listing_by_an_unknown_status_is_refused_naming_the_field(
+    client: TestClient, project_headers, assessment
+) -> None:
+    queued = client.get("/assessments", params={"status": "queued"}, headers=project_headers)
+    assert queued.status_code == 200 and assessment["id"] in [a["id"] for a in queued.json()["data"]]
+    response = client.get("/assessments", params={"status": "done"}, headers=project_headers)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail["field"] == "status" and "'done'" in detail["message"] and "succeeded" in detail["message"]

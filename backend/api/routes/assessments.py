@@ -22,7 +22,7 @@ from backend import crud
 from backend.api.deps import CurrentToken, LimitQuery, OffsetQuery, SessionDep, SettingsDep
 from backend.core.queue import enqueue_assessment
 from backend.intake import IntakeError
-from backend.models import CELL_DONE, Assessment, public_status, utcnow
+from backend.models import ASSESSMENT_STATUSES, CELL_DONE, STALLED, Assessment, public_status, utcnow
 from backend.planning import plan_submission
 from backend.schemas import (
     AssessmentCreate,
@@ -124,6 +124,13 @@ def list_assessments(
     status: str | None = None,
 ) -> AssessmentsPublic:
     """The project's assessments, newest first (optionally one status)."""
+    if status is not None and status not in (*ASSESSMENT_STATUSES, STALLED):
+        # An unknown status would match nothing: say so instead of answering with an empty list.
+        allowed = ", ".join((*ASSESSMENT_STATUSES, STALLED))
+        raise HTTPException(
+            422,  # the `status` parameter shadows fastapi.status here
+            {"field": "status", "message": f"Unknown status {status!r}: use one of {allowed}, or leave it out."},
+        )
     rows, count = crud.list_assessments(session, project_id=token.project_id, limit=limit, offset=offset, status=status)
     return AssessmentsPublic(data=[AssessmentPublic.model_validate(r) for r in rows], count=count)
 
