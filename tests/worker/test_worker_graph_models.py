@@ -176,7 +176,14 @@ def _service_matrix(settings, model_file: Path, dataset: str, size: int) -> dict
     assert not [c for c in cells if c["status"] == "error"]
     assert all(c["reason"] for c in cells if c["status"] == "not_run")
     ok = [c for c in cells if c["status"] == "ok"]
-    assert len(ok) >= len(cells) // 2
+    assert ok
+    # "not run" is structural (the risk cannot apply to this model or data), so it cannot depend on the row:
+    # each attack either runs in every row or in none
+    by_attack: dict[str, set[str]] = {}
+    for cell in cells:
+        by_attack.setdefault(cell["attack"], set()).add(cell["status"])
+    mixed = {attack: statuses for attack, statuses in by_attack.items() if len(statuses) > 1}
+    assert not mixed, f"attacks that ran in some rows and not in others: {mixed}"
     assert all(c["metrics"]["model.privacy_epsilon"] > 0 for c in ok if c["row"] == "dp_sgd")
     return results
 
