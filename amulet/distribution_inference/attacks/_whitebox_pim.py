@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,37 +218,60 @@ class WhiteBoxPIM(DistributionInferenceAttack):
         folds = _stratified_folds(labels.numpy(), seed)
         held_out = np.full(len(labels), np.nan)
         target_scores = []
-        self.meta_classifiers_: list[PermutationInvariantMetaClassifier] = []
+        training = torch.ones(len(folds), len(labels), dtype=torch.bool)
         for k, test_idx in enumerate(folds):
-            train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
-            meta = self._train_meta(
-                [w[train_idx] for w in train_layers], labels[train_idx], widths, dims, derive_seed(seed, "fold", k)
-            )
+            training[k, torch.as_tensor(test_idx, dtype=torch.long)] = False
+        seeds = [derive_seed(seed, "fold", k) for k in range(len(folds))]
+        self.meta_classifiers_ = self._train_metas(train_layers, labels, training, widths, dims, seeds)
+        for meta, test_idx in zip(self.meta_classifiers_, folds):
             with torch.no_grad():
                 if len(test_idx):
                     held_out[test_idx] = meta([w[test_idx] for w in train_layers]).double().numpy()
                 target_scores.append(meta(test_layers).double().numpy())
-            self.meta_classifiers_.append(meta)
         self.meta_classifier_ = self.meta_classifiers_[0]
         scores = np.mean(target_scores, axis=0)
         truth = np.r_[np.zeros(len(pops["models_target_1"])), np.ones(len(pops["models_target_2"]))]
         return self._decide(scores, truth, held_out, labels.numpy())
 
-    def _train_meta(
-        self, layers: list[torch.Tensor], labels: torch.Tensor, widths: list[int], dims: list[int], seed: int
-    ) -> PermutationInvariantMetaClassifier:
-        """One meta-classifier, trained full-batch with Adam on ``layers`` (label 1: distribution 2)."""
-        meta = seeded_init(lambda: PermutationInvariantMetaClassifier(widths, dims), seed)
-        optimizer = torch.optim.Adam(meta.parameters(), lr=self.lr)
-        loss_fn = nn.BCEWithLogitsLoss()
-        meta.train()
+    def _train_metas(
+        self,
+        layers: list[torch.Tensor],
+        labels: torch.Tensor,
+        training: torch.Tensor,
+        widths: list[int],
+        dims: list[int],
+        seeds: list[int],
+    ) -> list[PermutationInvariantMetaClassifier]:
+        """One meta-classifier per fold, all trained at once, full-batch with Adam (label 1: distribution 2).
+
+        Fold ``f``'s meta-classifier starts from ``seeded_init(..., seeds[f])`` and minimises the mean loss over
+        the models where ``training[f]`` is True, exactly as when trained alone: the folds' parameters are
+        stacked and their forward passes batched with ``torch.func.vmap``, every model is scored by every fold
+        but each fold's loss weighs only its own training models, and Adam is elementwise, so a fold's update
+        depends only on its own gradient. One step for all folds replaces one per fold.
+        """
+        metas = [seeded_init(lambda: PermutationInvariantMetaClassifier(widths, dims), s) for s in seeds]
+        params, buffers = torch.func.stack_module_state(metas)  # type: ignore[arg-type]
+        skeleton = copy.deepcopy(metas[0]).to("meta")
+
+        def forward(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
+            return torch.func.functional_call(skeleton, (p, b), (layers,))
+
+        scores = torch.func.vmap(forward)
+        optimizer = torch.optim.Adam(list(params.values()), lr=self.lr)
+        weights = training.float() / training.sum(dim=1, keepdim=True).clamp_min(1)
+        targets = labels.float().expand(len(metas), -1)
         for _ in range(self.meta_epochs):
             optimizer.zero_grad()
-            loss = loss_fn(meta(layers), labels)
-            loss.backward()
+            losses = nn.functional.binary_cross_entropy_with_logits(scores(params, buffers), targets, reduction="none")
+            (losses * weights).sum().backward()
             optimizer.step()
-        meta.eval()
-        return meta
+        for f, meta in enumerate(metas):
+            with torch.no_grad():
+                for name, tensor in meta.named_parameters():
+                    tensor.copy_(params[name][f])
+            meta.eval()
+        return metas
 
 
 def _stratified_folds(labels: np.ndarray, seed: int, max_folds: int = 5) -> list[np.ndarray]:
