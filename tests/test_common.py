@@ -7,8 +7,9 @@ the registry's parameters model agrees with the class (``params_problems``: defa
 deliberate override stated once with its reason). For each registered metric: its risk exists, it is
 exported by its risk's ``metrics`` package and its docstring documents every argument.
 
-The valid values a constructor gets are built from its constraints alone (a tiny model, loader, optimizer,
-arrays...), so a new class is covered without adding anything here.
+The valid values a constructor gets are built from its constraints (a tiny model, loader, optimizer,
+arrays...), so a new class is covered without adding anything here; only an argument whose valid value
+depends on another one (a column name the data must have) is given in ``SAMPLE_ARGUMENTS``.
 """
 
 from __future__ import annotations
@@ -35,25 +36,23 @@ from amulet.registry import derived_from, params_problems
 ENTRIES = [("attack", a) for a in registry.attacks()] + [("defense", d) for d in registry.defenses()]
 CLASSES = sorted({info.cls for _, info in ENTRIES if info.cls is not None}, key=lambda c: c.__name__)
 
-#: Classes whose constructors still have unconstrained arguments; their owners were asked to add the
-#: constraints (issue 18). Strict xfails: a test passes once they are added and then fails until the class
-#: leaves this list.
-PENDING_CONSTRAINTS: dict[str, str] = {
-    name: "constructor arguments without constraints; requested from the class's owner (issue 18)"
-    for name in ("AdversarialDebiasing", "DPSGD", "LiRA", "SuriEvans2022", "WhiteBoxPIM")
+#: Arguments whose valid value depends on other arguments (the constraints describe each argument alone): per
+#: class, the values its construction gets instead of the ones built from the constraints, as scikit-learn's
+#: ``_construct_instance`` does for estimators with required arguments. Every other argument still comes from
+#: its constraints, each value given here must satisfy them (test_the_generated_values_satisfy_their_constraints),
+#: and the bad-value test still tries a refused value for every constrained argument.
+_DISTRIBUTION_INFERENCE_SAMPLES: dict[str, Any] = {
+    # the kit's z arrays have one column, which sensitive_columns must name; filter_column is one of those names
+    "sensitive_columns": ["sex"],
+    "filter_column": "sex",
+    # an architecture initialize_model builds (the constraints say only "a string": the set grows at run time)
+    "model_arch": "linearnet",
+    "model_capacity": "m1",
 }
-#: Classes that validate only when they run, not at construction (requested from their owners, issue 18).
-PENDING_CONSTRUCTION_CHECK: dict[str, str] = {}
-
-
-def _classes(*pending: dict[str, str]) -> list[Any]:
-    """``CLASSES`` as parameters; a class listed in ``pending`` is a strict xfail (it passes once fixed)."""
-    params = []
-    for cls in CLASSES:
-        reason = next((table[cls.__name__] for table in pending if cls.__name__ in table), None)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        params.append(pytest.param(cls, id=cls.__name__, marks=marks))
-    return params
+SAMPLE_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "SuriEvans2022": _DISTRIBUTION_INFERENCE_SAMPLES,
+    "WhiteBoxPIM": _DISTRIBUTION_INFERENCE_SAMPLES,
+}
 
 
 def _ids(entry: tuple[str, Any]) -> str:
@@ -152,13 +151,17 @@ def _bad(constraints: list[Any]) -> Any:
 
 def _valid_kwargs(cls: type, kit: _Kit) -> dict[str, Any]:
     constraints = cls._parameter_constraints  # type: ignore[attr-defined]
-    return {name: _valid(kit, constraints[name], p.default) for name, p in _arguments(cls).items()}
+    samples = SAMPLE_ARGUMENTS.get(cls.__name__, {})
+    return {
+        name: samples[name] if name in samples else _valid(kit, constraints[name], p.default)
+        for name, p in _arguments(cls).items()
+    }
 
 
 # --- the checks --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", _classes(PENDING_CONSTRAINTS))
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_every_constructor_argument_is_constrained(cls: type):
     constraints = getattr(cls, "_parameter_constraints", None)
     assert constraints is not None, f"{cls.__name__} declares no _parameter_constraints"
@@ -168,7 +171,7 @@ def test_every_constructor_argument_is_constrained(cls: type):
     assert not unknown, f"{cls.__name__}: constraints for arguments it does not take: {unknown}"
 
 
-@pytest.mark.parametrize("cls", _classes(PENDING_CONSTRAINTS))
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_construction_stores_every_argument_unchanged(cls: type, tmp_path: Path):
     kwargs = _valid_kwargs(cls, _Kit(tmp_path))
     obj = cls(**kwargs)
@@ -180,7 +183,7 @@ def test_construction_stores_every_argument_unchanged(cls: type, tmp_path: Path)
         )
 
 
-@pytest.mark.parametrize("cls", _classes(PENDING_CONSTRAINTS, PENDING_CONSTRUCTION_CHECK))
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_a_bad_value_is_refused_with_the_standard_message(cls: type, tmp_path: Path):
     kit = _Kit(tmp_path)
     valid = _valid_kwargs(cls, kit)
@@ -279,9 +282,11 @@ def test_params_problems_accepts_stated_overrides_and_refuses_stale_ones():
 
 def test_the_generated_values_satisfy_their_constraints(tmp_path: Path):
     kit = _Kit(tmp_path)
+    by_name = {cls.__name__: cls for cls in CLASSES}
+    for owner, samples in SAMPLE_ARGUMENTS.items():  # no sample outlives its class or argument
+        assert owner in by_name, f"SAMPLE_ARGUMENTS names {owner}, which is no registered class"
+        assert set(samples) <= set(_arguments(by_name[owner])), (owner, set(samples) - set(_arguments(by_name[owner])))
     for cls in CLASSES:
-        if cls.__name__ in PENDING_CONSTRAINTS:
-            continue
         for name, value in _valid_kwargs(cls, kit).items():
             assert constraints_accept(cls._parameter_constraints[name], value), (cls.__name__, name, value)  # type: ignore[attr-defined]
     assert isinstance(kit.instance_of((Dataset,)), Dataset)

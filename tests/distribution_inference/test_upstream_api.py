@@ -79,9 +79,8 @@ def _attack(census, tmp_path: Path, cls=SuriEvans2022, **overrides):
         epochs=1, batch_size=64, device="cpu", models_dir=tmp_path, dataset="census", exp_id=3,
         train_subsample=40, test_subsample=20,
     )  # fmt: skip
-    args.update(overrides)
-    x_train, y_train, z_train, x_test, y_test, z_test = _arrays(census)
-    return cls(x_train=x_train, y_train=y_train, z_train=z_train, x_test=x_test, y_test=y_test, z_test=z_test, **args)
+    arrays = dict(zip(("x_train", "y_train", "z_train", "x_test", "y_test", "z_test"), _arrays(census)))
+    return cls(**{**arrays, **args, **overrides})
 
 
 def _mtimes(directory: Path) -> dict[str, int]:
@@ -227,6 +226,10 @@ def test_splits_reject_bad_arguments(census, change, match) -> None:
         (WhiteBoxPIM, {"meta_epochs": 0}, "'meta_epochs'"),
         (WhiteBoxPIM, {"inside_dims": [8, -1]}, "'inside_dims'.*positive ints"),
         (WhiteBoxPIM, {"ratio1": 2.0}, "'ratio1' parameter of WhiteBoxPIM"),
+        (SuriEvans2022, {"x_test": {"x": 1}}, "'x_test' parameter of SuriEvans2022 must be an array"),
+        (SuriEvans2022, {"sensitive_columns": "sex"}, "'sensitive_columns' parameter of SuriEvans2022"),
+        (WhiteBoxPIM, {"recipe": "plain"}, "'recipe' parameter of WhiteBoxPIM must be an instance of Recipe"),
+        (WhiteBoxPIM, {"progress": True}, "'progress' parameter of WhiteBoxPIM must be an instance of Progress"),
     ],
 )
 def test_constructor_rejects_bad_arguments(census, tmp_path, cls, change, match) -> None:
@@ -258,7 +261,8 @@ def test_attack_before_populations_says_what_to_call(census, tmp_path) -> None:
 
 
 def test_train_model_population_accepts_xy_loaders_and_writes_upstream_names(census, tmp_path) -> None:
-    attack = _attack(census, tmp_path, num_models=3)
+    attack = _attack(census, tmp_path, num_models=3, models_dir=str(tmp_path))
+    assert attack.models_dir == str(tmp_path)  # stored as given; read as a path where the checkpoints are written
     rows = np.random.default_rng(0).choice(len(census.x_train), 300, replace=False)
     loader = DataLoader(
         TensorDataset(torch.as_tensor(census.x_train[rows]).float(), torch.as_tensor(census.y_train[rows]).long()),

@@ -121,6 +121,12 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         "test_loader": [InstanceOf(DataLoader), None],
         "n_sensitive_attrs": [Interval(int, 1, None)],
         "n_classes": [Interval(int, 2, None)],
+        # one number for every attribute, or one per attribute (their count is checked against
+        # n_sensitive_attrs by _lambdas_tensor, which the constraints cannot express)
+        "lambdas": [
+            Interval(float, 0, None),
+            InstanceOf((torch.Tensor, list, tuple), label="a tensor or list of one weight per sensitive attribute"),
+        ],
         "device": [InstanceOf((str, torch.device))],
         "epochs": [Interval(int, 0, None)],
         "pretrain_adversary_epochs": [Interval(int, 0, None)],
@@ -128,6 +134,7 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         "adversary_steps": [Interval(int, 1, None)],
         "average_decay": [Interval(float, 0, 1, closed="left")],
         "seed": [Interval(int, 0, None)],
+        "progress": [InstanceOf(Progress), None],
     }
 
     def __init__(

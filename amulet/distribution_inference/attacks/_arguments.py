@@ -11,7 +11,6 @@ from amulet._validation import validate_params
 from amulet.distribution_inference.attacks._splits import _check_splits_args
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError
 from amulet.models import ALIASES, BUILTIN_CAPACITIES, architectures
-from amulet.recipes import Recipe
 
 __all__ = ["check_attack_arguments", "known_architectures", "known_capacities"]
 
@@ -27,21 +26,18 @@ def known_capacities() -> list[str]:
 
 
 def check_attack_arguments(attack: Any) -> None:
-    """Validate ``attack``'s constrained parameters, data arrays, device, recipe and architecture.
+    """Validate ``attack``'s arguments: their constraints first, then what constraints cannot say.
+
+    That is: the data arrays' shapes against the column names, the device's name and the architecture's names.
 
     Raises:
         InvalidParameterError: (a ``ValueError``) naming the first bad parameter and its allowed values.
     """
     owner = type(attack).__name__
-    validate_params(attack)
+    validate_params(attack)  # first: every argument's type and range, so the checks below may rely on them
     arrays = {}
     for name in ("x_train", "y_train", "z_train", "x_test", "y_test", "z_test"):
-        value = getattr(attack, name)
-        if not isinstance(value, (np.ndarray, torch.Tensor, list, tuple)):
-            raise InvalidParameterError(
-                PARAM_MESSAGE.format(name=name, owner=owner, expected="a numpy array", value=type(value).__name__)
-            )
-        arr = np.asarray(value)
+        arr = np.asarray(getattr(attack, name))
         if name.startswith("y"):
             arr = arr.reshape(-1)
         elif name.startswith("z") and arr.ndim == 1:
@@ -56,10 +52,6 @@ def check_attack_arguments(attack: Any) -> None:
                 name="device", owner=owner, expected="a torch device such as 'cpu' or 'cuda:0'", value=attack.device
             )
         ) from exc
-    if attack.recipe is not None and not isinstance(attack.recipe, Recipe):
-        raise InvalidParameterError(
-            PARAM_MESSAGE.format(name="recipe", owner=owner, expected="a Recipe or None", value=attack.recipe)
-        )
     if attack.model_factory is None:
         for name, allowed in (("model_arch", known_architectures()), ("model_capacity", known_capacities())):
             value = getattr(attack, name)

@@ -28,6 +28,11 @@ __all__ = ["DistributionInferenceAttack"]
 
 logger = logging.getLogger(__name__)
 
+#: The data arguments, and what each may be (check_attack_arguments converts them with ``np.asarray``).
+_ARRAY_ARGUMENTS = ("x_train", "y_train", "z_train", "x_test", "y_test", "z_test")
+_ARRAY_TYPES = (np.ndarray, torch.Tensor, list, tuple)
+_ARRAY_LABEL = "an array (numpy, torch or a list)"
+
 
 class DistributionInferenceAttack(ABC):
     """Distinguish models trained on data with property ratio ``ratio1`` from models trained with ``ratio2``.
@@ -78,22 +83,35 @@ class DistributionInferenceAttack(ABC):
     """
 
     _parameter_constraints: dict[str, list[Any]] = {
+        **{name: [InstanceOf(_ARRAY_TYPES, label=_ARRAY_LABEL)] for name in _ARRAY_ARGUMENTS},
+        # the columns' names and the property's column are checked against each other and against z's width
+        # by _check_splits_args (check_attack_arguments), which the constraints cannot express
+        "sensitive_columns": [InstanceOf((list, tuple))],
+        "filter_column": [InstanceOf(str)],
         "ratio1": [Interval(float, 0, 1)],
         "ratio2": [Interval(float, 0, 1)],
+        # names of initialize_model's architectures, checked when no model_factory replaces them (the set of
+        # architectures grows at run time, so it is read when the attack is built, not fixed here)
+        "model_arch": [InstanceOf(str)],
+        "model_capacity": [InstanceOf(str)],
         "num_features": [Interval(int, 1, None)],
         "num_classes": [Interval(int, 2, None)],
         "num_models": [Interval(int, 1, None)],
         "epochs": [Interval(int, 1, None)],
         "batch_size": [Interval(int, 1, None)],
-        "models_dir": [InstanceOf(str), InstanceOf(Path), None],
+        "device": [InstanceOf((str, torch.device))],
+        "models_dir": [InstanceOf((str, Path)), None],
         "dataset": [InstanceOf(str)],
         "exp_id": [Interval(int, 0, None)],
         "filter_value": [Interval(int, None, None)],
+        "drop_values": [InstanceOf(dict), None],
         "train_subsample": [Interval(int, 1, None)],
         "test_subsample": [Interval(int, 1, None)],
-        "num_target_models": [Interval(int, 1, None), None],
+        "recipe": [InstanceOf(Recipe), None],
         "model_factory": [IsCallable(), None],
+        "num_target_models": [Interval(int, 1, None), None],
         "seed": [Interval(int, 0, None), None],
+        "progress": [InstanceOf(Progress), None],
     }
 
     def __init__(
@@ -148,7 +166,7 @@ class DistributionInferenceAttack(ABC):
         self.epochs = epochs
         self.batch_size = batch_size
         self.device = device
-        self.models_dir = Path(models_dir) if isinstance(models_dir, str) else models_dir
+        self.models_dir = models_dir
         self.dataset = dataset
         self.exp_id = exp_id
         self.filter_value = filter_value
@@ -257,7 +275,8 @@ class DistributionInferenceAttack(ABC):
         jobs = [PopulationJob(data, subsets, tag) for tag, (data, subsets) in populations.items()]
         models = fit_populations(
             jobs, self._factory(model_arch, model_capacity), self._recipe(epochs), self._seed,
-            device=torch.device(self.device), models_dir=self.models_dir, exp_id=self.exp_id, cache_dir=cache_dir,
+            device=torch.device(self.device), models_dir=None if self.models_dir is None else Path(self.models_dir),
+            exp_id=self.exp_id, cache_dir=cache_dir,
             progress=self.progress,
         )  # fmt: skip
         return {job.tag: population for job, population in zip(jobs, models)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,8 @@ from torch import nn
 from amulet._validation import Interval, validate_params
 from amulet.distribution_inference.attacks._base import DistributionInferenceAttack
 from amulet.exceptions import NotApplicableError
+from amulet.progress import Progress
+from amulet.recipes import Recipe
 from amulet.utils import derive_seed, seeded_init
 
 __all__ = ["PermutationInvariantMetaClassifier", "WhiteBoxPIM", "linear_layer_weights"]
@@ -111,7 +113,8 @@ class WhiteBoxPIM(DistributionInferenceAttack):
         lr (float): Its Adam learning rate. Default 0.01.
         inside_dims (list[int] | None): Hidden sizes of the per-layer MLPs (default [64, 8]).
         random_seed (int | None): Seed of the meta-classifier (default: derived from ``seed``).
-        **kwargs: The keyword-only arguments of :class:`DistributionInferenceAttack` (``recipe``, ...).
+        recipe, model_factory, num_target_models, seed, progress: Keyword-only, as for
+            :class:`DistributionInferenceAttack`.
     """
 
     _parameter_constraints = {
@@ -153,7 +156,12 @@ class WhiteBoxPIM(DistributionInferenceAttack):
         lr: float = 1e-2,
         inside_dims: list[int] | None = None,
         random_seed: int | None = None,
-        **kwargs: Any,
+        *,
+        recipe: Recipe | None = None,
+        model_factory: Callable[[], nn.Module] | None = None,
+        num_target_models: int | None = None,
+        seed: int | None = None,
+        progress: Progress | None = None,
     ) -> None:
         # set before the base constructor, which validates every constrained parameter
         self.meta_epochs = meta_epochs
@@ -163,7 +171,8 @@ class WhiteBoxPIM(DistributionInferenceAttack):
         super().__init__(
             x_train, y_train, z_train, x_test, y_test, z_test, sensitive_columns, filter_column, ratio1, ratio2,
             model_arch, model_capacity, num_features, num_classes, num_models, epochs, batch_size, device,
-            models_dir, dataset, exp_id, filter_value, drop_values, train_subsample, test_subsample, **kwargs,
+            models_dir, dataset, exp_id, filter_value, drop_values, train_subsample, test_subsample, recipe=recipe,
+            model_factory=model_factory, num_target_models=num_target_models, seed=seed, progress=progress,
         )  # fmt: skip
 
     @staticmethod

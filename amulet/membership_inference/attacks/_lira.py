@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,13 +17,12 @@ from amulet._validation import InstanceOf, Interval, IsCallable, validate_params
 from amulet.exceptions import InvalidParameterError, NotRunError
 from amulet.membership_inference.attacks._base import MembershipInferenceAttack
 from amulet.progress import Progress, resolve_progress
+from amulet.recipes import Recipe
+from amulet.utils._models import initialize_model
 from amulet.utils._population import population_logits, train_population
 from amulet.utils._seeding import derive_seed, numpy_rng
 from amulet.utils._tensordata import TensorData
 from amulet.utils._training import TrainConfig
-
-if TYPE_CHECKING:
-    from amulet.recipes import Recipe
 
 __all__ = ["LiRA", "lira_scores", "logit_scaled_confidence", "make_keep_matrix"]
 
@@ -132,8 +131,8 @@ class LiRA(MembershipInferenceAttack):
         epochs (int): Shadow training epochs.
         device (str | torch.device): Torch device.
         models_dir (str | Path | None): Directory for cached shadow models (None: no cache).
-        experiment_id (int): Experiment id (part of the cache directory name), upstream's name. Default 0.
-        exp_id (int | None): Keyword-only. Alias of ``experiment_id`` (the name upstream's base class uses).
+        experiment_id (int): Experiment id (part of the cache directory name), upstream's name; also readable
+            and writable as the attribute ``exp_id`` (the name upstream's base class stores it under). Default 0.
         recipe (Recipe | None): Keyword-only. Training recipe of the shadows; default plain Adam training
             with ``epochs``, ``batch_size`` and ``lr``. Pass the target's recipe so that a defended target
             gets defended shadows.
@@ -149,19 +148,35 @@ class LiRA(MembershipInferenceAttack):
         shadow_models_ (list[nn.Module]): The trained shadows.
         target_scores_ (np.ndarray), shadow_scores_ (np.ndarray): The logit-scaled confidences.
         trainer_mode_ (str): ``"batched"``, ``"sequential"`` or ``"cached"``.
+
+    Raises:
+        InvalidParameterError: (a ``ValueError``) at construction, for an argument outside its allowed values
+            (the message names it and them).
     """
 
     _parameter_constraints = {
         "target_model": [InstanceOf(nn.Module)],
+        "in_data": [InstanceOf((np.ndarray, torch.Tensor, list, tuple), label="an array or list of indices")],
+        "shadow_architecture": [InstanceOf(str)],
+        "shadow_capacity": [InstanceOf(str)],
+        "train_set": [InstanceOf((Dataset, TensorData))],
+        "dataset": [InstanceOf(str)],
+        "num_features": [Interval(int, 1, None)],
+        "num_classes": [Interval(int, 2, None)],
+        "batch_size": [Interval(int, 1, None)],
         "pkeep": [Interval(float, 0, 1, closed="neither")],
+        "criterion": [InstanceOf(nn.Module)],
         "num_shadow": [Interval(int, 2, None)],
         "epochs": [Interval(int, 1, None)],
-        "batch_size": [Interval(int, 1, None)],
-        "num_classes": [Interval(int, 2, None)],
+        "device": [InstanceOf((str, torch.device))],
+        "models_dir": [InstanceOf((str, Path)), None],
+        "experiment_id": [Interval(int, 0, None)],
+        "recipe": [InstanceOf(Recipe), None],
+        "model_factory": [IsCallable(), None],
         "lr": [Interval(float, 0, None, closed="neither")],
         "fix_variance": [InstanceOf(bool)],
         "seed": [Interval(int, 0, None)],
-        "model_factory": [IsCallable(), None],
+        "progress": [InstanceOf(Progress), None],
     }
 
     def __init__(
@@ -183,7 +198,6 @@ class LiRA(MembershipInferenceAttack):
         models_dir: str | Path | None,
         experiment_id: int = 0,
         *,
-        exp_id: int | None = None,
         recipe: Recipe | None = None,
         model_factory: Callable[[], nn.Module] | None = None,
         lr: float = 1e-3,
@@ -191,10 +205,6 @@ class LiRA(MembershipInferenceAttack):
         seed: int = 0,
         progress: Progress | None = None,
     ) -> None:
-        if exp_id is not None and experiment_id not in (0, exp_id):
-            raise InvalidParameterError(
-                f"LiRA got experiment_id={experiment_id!r} and its alias exp_id={exp_id!r}; give only one of them."
-            )
         self.target_model = target_model
         self.in_data = in_data
         self.shadow_architecture = shadow_architecture
@@ -210,17 +220,22 @@ class LiRA(MembershipInferenceAttack):
         self.epochs = epochs
         self.device = device
         self.models_dir = models_dir
-        self.experiment_id = experiment_id if exp_id is None else exp_id
+        self.experiment_id = experiment_id
         self.recipe = recipe
         self.model_factory = model_factory
         self.lr = lr
         self.fix_variance = fix_variance
         self.seed = seed
         self.progress = progress
+        validate_params(self)
 
     @property
     def exp_id(self) -> int:
-        """Alias of :attr:`experiment_id` (upstream's base class stores it under this name)."""
+        """Alias of :attr:`experiment_id` (upstream's base class stores it under this name).
+
+        Only an attribute: the constructor takes ``experiment_id`` alone, as upstream's LiRA does, so that every
+        constructor argument is stored unchanged under its own name.
+        """
         return self.experiment_id
 
     @exp_id.setter
@@ -230,8 +245,6 @@ class LiRA(MembershipInferenceAttack):
     def _factory(self, data: TensorData) -> Callable[[], nn.Module]:
         if self.model_factory is not None:
             return self.model_factory
-        from amulet.utils import initialize_model
-
         arch, capacity, features, classes = (
             self.shadow_architecture,
             self.shadow_capacity,
@@ -245,8 +258,6 @@ class LiRA(MembershipInferenceAttack):
         return lambda: initialize_model(arch, capacity, features, classes)
 
     def _recipe(self) -> Recipe:
-        from amulet.recipes import Recipe
-
         if self.recipe is not None:
             return self.recipe
         return Recipe(TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr))

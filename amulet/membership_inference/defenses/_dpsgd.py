@@ -162,6 +162,10 @@ class DPSGD(MembershipInferenceDefense):
         replaced_modules_ (list[str]): Modules replaced by ``ModuleValidator.fix`` (e.g. BatchNorm -> GroupNorm).
         batch_sizes_ (list[int]): Sizes of the Poisson batches drawn.
 
+    Raises:
+        InvalidParameterError: (a ``ValueError``) at construction, for an argument outside its allowed values
+            (the message names it and them).
+
     Example:
         >>> import torch
         >>> from torch import nn
@@ -192,6 +196,7 @@ class DPSGD(MembershipInferenceDefense):
         "accountant": [Options({"rdp", "prv", "gdp"})],
         "seed": [Interval(int, 0, None)],
         "target_epsilon": [Interval(float, 0, None, closed="neither"), None],
+        "progress": [InstanceOf(Progress), None],
     }
 
     def __init__(
@@ -229,6 +234,7 @@ class DPSGD(MembershipInferenceDefense):
         self.target_epsilon = target_epsilon
         self.progress = progress
         self._privacy_engine: Any = None
+        validate_params(self)
 
     @property
     def privacy_engine(self) -> Any:
