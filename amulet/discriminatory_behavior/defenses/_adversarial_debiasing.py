@@ -21,6 +21,8 @@ from amulet.discriminatory_behavior.metrics import DiscriminatoryBehavior
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError, NotRunError
 from amulet.progress import Progress
 from amulet.utils._seeding import seeded_init
+from amulet.utils._threads import layer1_threads
+from amulet.utils._training import loader_batches
 
 from ._base import DiscriminatoryBehaviorDefense
 from ._debiasing_loop import AdversaryModel, Batch, debiasing_loop, train_debiased
@@ -179,7 +181,7 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         return self.adversary_
 
     def _batches(self) -> Iterator[Batch]:
-        for batch in self.train_loader:
+        for batch in loader_batches(self.train_loader):
             if len(batch) < 3:
                 raise InvalidParameterError(
                     f"The 'train_loader' parameter of {type(self).__name__} must yield (x, y, z) batches with the "
@@ -219,21 +221,23 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         self.model.to(device)
         adversary = seeded_init(lambda: AdversaryModel(self.n_sensitive_attrs, self.n_classes), self.seed).to(device)
         adversary_optimizer = torch.optim.Adam(adversary.parameters(), lr=self.adversary_lr)
-        counts = train_debiased(
-            self.model,
-            adversary,
-            self._batches,
-            criterion=self.criterion,
-            model_optimizer=self.optimizer,
-            adversary_optimizer=adversary_optimizer,
-            lambdas=lambdas.to(device),
-            epochs=self.epochs,
-            pretrain_adversary_epochs=self.pretrain_adversary_epochs,
-            device=device,
-            adversary_steps=self.adversary_steps,
-            average_decay=self.average_decay,
-            progress=self.progress,
-        )
+        # small models on a busy machine train faster on fewer threads (layer1_threads decides)
+        with layer1_threads(self.model):
+            counts = train_debiased(
+                self.model,
+                adversary,
+                self._batches,
+                criterion=self.criterion,
+                model_optimizer=self.optimizer,
+                adversary_optimizer=adversary_optimizer,
+                lambdas=lambdas.to(device),
+                epochs=self.epochs,
+                pretrain_adversary_epochs=self.pretrain_adversary_epochs,
+                device=device,
+                adversary_steps=self.adversary_steps,
+                average_decay=self.average_decay,
+                progress=self.progress,
+            )
         self.adversary_ = adversary.eval()
         self.n_adversary_steps_ = counts["adversary_steps"]
         self.n_classifier_steps_ = counts["classifier_steps"]
