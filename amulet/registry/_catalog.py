@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from amulet.datasets import datasets
+from amulet.models import architectures, get_architecture
 from amulet.registry._info import HeadlineMetric
 from amulet.registry._params import param_source
 from amulet.registry._store import attacks, defenses, load_builtins, metrics, risks
@@ -26,10 +28,6 @@ def _overrides(model: type[BaseModel]) -> dict[str, str]:
 
 def catalog() -> dict[str, Any]:
     """A JSON-serialisable description of everything registered (the REST ``/catalog``)."""
-    # Lazy: amulet.datasets and amulet.models import torch, which `import amulet.registry` does not need.
-    from amulet.datasets import datasets
-    from amulet.models import architectures, get_architecture
-
     load_builtins()
 
     def metric_dict(m: HeadlineMetric) -> dict[str, Any]:

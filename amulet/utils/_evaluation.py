@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from amulet.utils._utility import check_utility
+
 __all__ = ["get_accuracy", "get_fidelity", "get_intermediate_features", "get_predictions_numpy", "predict_logits"]
 
 logger = logging.getLogger(__name__)
@@ -55,8 +57,6 @@ def get_accuracy(
     if not total:
         return 0.0
     if warn_degenerate:
-        from amulet.utils._utility import check_utility
-
         utility = check_utility(torch.cat(truths), torch.cat(preds))
         if utility.degenerate:
             logger.warning(

@@ -9,6 +9,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from amulet.settings import get_settings
+
 __all__ = ["derive_seed", "make_generator", "numpy_rng", "resolve_device", "seeded_init"]
 
 
@@ -36,8 +38,6 @@ def numpy_rng(seed: int) -> np.random.Generator:
 def resolve_device(device: torch.device | str | None = None) -> torch.device:
     """Turn ``None``/``"auto"``/a string into a ``torch.device`` (auto picks cuda when present)."""
     if device is None or device == "auto":
-        from amulet.settings import get_settings
-
         return get_settings().resolve_device()
     return torch.device(device)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from amulet._validation import Interval, check_param
+from amulet.exceptions import InvalidParameterError
 
 __all__ = ["compute_mi_metrics", "roc_curve_points"]
 
@@ -64,8 +65,6 @@ def compute_mi_metrics(preds: np.ndarray, true_labels: np.ndarray, fpr_threshold
     check_param("compute_mi_metrics", "fpr_threshold", fpr_threshold, [Interval(float, 0, 1, closed="neither")])
     scores = np.asarray(preds, dtype=np.float64).reshape(-1)
     labels = np.asarray(true_labels).reshape(-1)
-    from amulet.exceptions import InvalidParameterError
-
     if len(scores) != len(labels):
         raise InvalidParameterError(
             f"The 'true_labels' parameter of compute_mi_metrics must have one entry per score ({len(scores)}). "
