@@ -15,19 +15,26 @@ from typing import Annotated
 import typer
 
 from amulet.cli._app import app
+from amulet.exceptions import AmuletError
+from amulet.progress import SilentProgress, TqdmProgress
 
 logger = logging.getLogger(__name__)
 
 
 def _summary(results, paths) -> None:
-    """Status and warnings first, then utility (clean accuracy) before any risk column, then the verdicts."""
-    # Import cost: every command module is imported when `amulet` starts; what this command needs
-    # (rich, the engine and torch) loads only when it runs.
+    """Status and warnings first, then utility (clean accuracy) before any risk column, then the verdicts.
+
+    Each risk column's attack strength (the budget it ran with: shadow models, models per ratio, steps,
+    queries) follows the table, one line per column in the reports' wording (``strength_label``); a column
+    with a weak budget also says so in its header, since its cells are shown but are never findings.
+    """
+    # lazy: rich and amulet.assess (torch: seconds) load when `amulet assess` reports, not at `amulet` start-up
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from amulet.assess import cell_label, format_change, format_interval, format_value
+    from amulet.assess._display import strength_label
 
     console = Console(stderr=True)
     style = {"complete": "green", "partial": "yellow", "failed": "bold red"}[results.status]
@@ -41,7 +48,8 @@ def _summary(results, paths) -> None:
     for name in ("row", "utility", "clean accuracy [95% CI]", "vs baseline", "majority", "eps / delta"):
         table.add_column(name)
     for col in results.columns:
-        table.add_column(escape(col.label))
+        weak = col.strength is not None and col.strength.weak
+        table.add_column(escape(col.label) + ("\n[yellow]weak budget[/yellow]" if weak else ""))
     cells = {(m.row, m.column): m for m in results.matrix}
     for acc in results.accuracy:
         props = acc.properties
@@ -85,6 +93,13 @@ def _summary(results, paths) -> None:
                 row_values.append(escape(text))
         table.add_row(*row_values, style="dim" if acc.status != "ok" else None)
     console.print(table)
+    if any(col.strength is not None for col in results.columns):
+        console.print("attack strength (as run):")
+        for col in results.columns:
+            strength = escape(strength_label(col))
+            if col.strength is not None and col.strength.weak:
+                strength = f"[yellow]{strength}[/yellow]"
+            console.print(f"  {escape(col.label)}: {strength}")
     for check in results.checks:
         colour = {"pass": "green", "fail": "red", "inconclusive": "yellow", "not_run": "dim"}[check.status]
         console.print(f"[{colour}]{check.status.upper():>12}[/{colour}] {escape(check.row)}: {escape(check.message)}")
@@ -125,12 +140,9 @@ def assess_command(
     ] = False,
 ) -> None:
     """Run an assessment: train the baseline and each defense, measure every risk, write signed reports."""
-    # Import cost: every command module is imported when `amulet` starts; what this command needs
-    # (rich, the engine and torch) loads only when it runs.
-    from amulet.assess import SpecError, load_spec, run_assessment
+    # lazy: amulet.assess imports torch (seconds), which `amulet --help` and the other commands must not pay
+    from amulet.assess import SpecError, load_spec, render_reports, run_assessment
     from amulet.assess._report import FORMATS
-    from amulet.exceptions import AmuletError
-    from amulet.progress import SilentProgress, TqdmProgress
 
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
     bad = [f for f in chosen if f not in FORMATS]
@@ -155,8 +167,6 @@ def assess_command(
     except (AmuletError, ValueError, FileNotFoundError, OSError) as exc:
         typer.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
-    from amulet.assess import render_reports
-
     paths = render_reports(results, out, formats=chosen)
     _summary(results, paths)
     raise typer.Exit(results.exit_code)
@@ -167,8 +177,7 @@ def spec_schema_command(
     results: Annotated[bool, typer.Option("--results", help="Print the results-file schema instead.")] = False,
 ) -> None:
     """Print the JSON Schema of assessment specs (or of results files)."""
-    # Import cost: every command module is imported when `amulet` starts; what this command needs
-    # (rich, the engine and torch) loads only when it runs.
+    # lazy: amulet.assess imports torch (seconds), which `amulet --help` and the other commands must not pay
     from amulet.assess import results_json_schema, spec_json_schema
 
     typer.echo(json.dumps(results_json_schema() if results else spec_json_schema(), indent=2))
@@ -182,8 +191,7 @@ def bundle_command(
     ] = None,
 ) -> None:
     """Pack a signed report directory into one zip (reports, results, manifest, signature, public key)."""
-    # Import cost: every command module is imported when `amulet` starts; what this command needs
-    # (rich, the engine and torch) loads only when it runs.
+    # lazy: amulet.assess imports torch (seconds), which `amulet --help` and the other commands must not pay
     from amulet.assess import write_bundle
 
     try:
@@ -206,8 +214,7 @@ def verify_report_command(
     ] = None,
 ) -> None:
     """Check a report's Ed25519-signed manifest and every file's SHA-256 (exit 0 valid, 1 not)."""
-    # Import cost: every command module is imported when `amulet` starts; what this command needs
-    # (rich, the engine and torch) loads only when it runs.
+    # lazy: amulet.assess imports torch (seconds), which `amulet --help` and the other commands must not pay
     from amulet.assess import verify_report
 
     result = verify_report(report_dir, public_key=public_key)
