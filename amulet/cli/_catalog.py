@@ -14,8 +14,7 @@ def catalog_command(
     as_json: bool = typer.Option(False, "--json", help="Print the full catalog (with parameter schemas) as JSON."),
 ) -> None:
     """List every registered risk with its attacks, defenses and headline metrics."""
-    # Import cost: every command module is imported when `amulet` starts; what this command needs
-    # (rich, the engine and torch) loads only when it runs.
+    # lazy: rich and the registry (pydantic, torch: seconds) load for `amulet catalog`, not at `amulet` start-up
     from rich.console import Console
     from rich.table import Table
 

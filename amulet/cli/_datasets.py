@@ -20,8 +20,7 @@ def datasets_command(
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """List every built-in dataset, the source it would be loaded from, and how to install a missing one."""
-    # Import cost: every command module is imported when `amulet` starts; what this command needs
-    # (rich, the engine and torch) loads only when it runs.
+    # lazy: amulet.datasets imports torch (seconds), which `amulet --help` and the other commands must not pay
     from amulet.datasets import dataset_status
 
     rows = dataset_status(root)

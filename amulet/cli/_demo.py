@@ -22,8 +22,7 @@ def demo_command(
     seed: int = typer.Option(7, help="Seed of the data split, initialisation and attack."),
 ) -> None:
     """Train a LinearNet on UCI Adult (census), run PGD evasion, and print clean and robust accuracy."""
-    # Import cost: every command module is imported when `amulet` starts; what this command needs
-    # (rich, the engine and torch) loads only when it runs.
+    # lazy: rich and the engine (torch: seconds) load for `amulet demo`, not at `amulet` start-up
     from rich.console import Console
     from rich.table import Table
 
@@ -80,7 +79,7 @@ def demo_spec() -> dict[str, Any]:
     majority rate is 76 %). The attacks are sized to show the baseline's risk: PGD at epsilon 0.1 on the
     [0, 1]-scaled features, online LiRA with 16 shadows, subgroup gaps; 3 seeds, so intervals are meaningful.
     """
-    # Import cost: the registry loads pydantic models; `amulet --help` imports this module at start.
+    # lazy: the registry (pydantic, torch: seconds) loads when the demo spec is built, not at `amulet` start-up
     from amulet import registry
 
     attacks: dict[str, dict[str, Any]] = {

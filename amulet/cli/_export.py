@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from amulet.cli._app import app
+from amulet.exceptions import AmuletError
 
 
 def _parse_shape(text: str) -> list[int]:
@@ -92,9 +93,7 @@ def export_model_command(
     the file as an upload is checked. Registered architectures: an OUTPUT directory gets model.json +
     model.safetensors, from --entry or from --architecture, --config, --input-shape, --num-classes, --weights.
     """
-    # Import cost: every command module is imported when `amulet` starts; what this command needs
-    # (rich, the engine and torch) loads only when it runs.
-    from amulet.exceptions import AmuletError
+    # lazy: amulet.io imports torch (seconds), which `amulet --help` and the other commands must not pay
     from amulet.io import export_graph_model, export_model, inspect_model_file, sha256_file
 
     if output.suffix.lower() in (".pt2", ".onnx"):

@@ -106,7 +106,7 @@ def upload_references(client: Any, spec: dict[str, Any], base: Path) -> dict[str
             f"id {uploaded['id']}, sha256 {uploaded['sha256'][:12]}"
         )
     elif isinstance(model, dict) and model.get("weights"):
-        from amulet.io import SPEC_FILENAME  # import cost: amulet.io imports torch (seconds)
+        from amulet.io import SPEC_FILENAME  # lazy: amulet.io imports torch (seconds), needed only for weights
 
         weights = _resolve(base, model.pop("weights"))
         arch = weights.with_suffix(".json")
@@ -179,8 +179,7 @@ def submit_command(
     model that does not fit the dataset; a training or cell errored; the assessment failed), 3 a check could
     not run (with --no-wait: 0 once queued).
     """
-    # Import cost: every `amulet` command imports this module at start; httpx and pydantic-settings are
-    # needed only when submitting.
+    # lazy: httpx and the settings (pydantic-settings, ~0.1 s) load for `amulet submit`, not at `amulet` start-up
     import httpx
 
     from amulet.settings import get_settings
