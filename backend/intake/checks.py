@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from amulet.assess._spec import count_expanded_rows
 from backend.core.config import Settings
 from backend.models import Cell
 
@@ -81,9 +82,6 @@ def check_defense_rows(defenses: Any, settings: Settings) -> int | None:
     """
     if not isinstance(defenses, list):
         return None
-    # Import cost: the engine's assessment modules load on the first submission, not when the API starts.
-    from amulet.assess._spec import count_expanded_rows
-
     for i, row in enumerate(defenses):
         name = row.get("name") if isinstance(row, dict) else None
         if isinstance(name, str) and len(name) > settings.max_name_length:

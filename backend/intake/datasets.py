@@ -12,6 +12,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from amulet.assess import DatasetSpec
 from amulet.datasets import load_npz, load_tabular_file
 from backend.core.config import Settings
 from backend.intake.checks import IntakeError
@@ -118,9 +119,6 @@ def validate_dataset(
 
 def _default_split_seed() -> int:
     """The assessment spec's default ``dataset.split_seed``."""
-    # Import cost: the engine's assessment modules load on the first upload, not when the API starts.
-    from amulet.assess import DatasetSpec
-
     return int(DatasetSpec.model_fields["split_seed"].default)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from amulet.exceptions import ModelSpecError, UnsafeModelFileError
+from amulet.io import inspect_model_file, preflight_graph_model
 from backend.core.config import Settings, get_settings
 from backend.intake.checks import IntakeError
 
@@ -133,10 +134,6 @@ def validate_graph_model(path: Path, settings: Settings | None = None) -> GraphM
         IntakeError: 415 for unsafe content, 422 for a malformed or unusable model, each naming what is wrong
             and how to export the model.
     """
-    # Import cost: the engine's model-file modules (torch.export, ONNX) load on the first model upload, not when
-    # the API starts.
-    from amulet.io import inspect_model_file, preflight_graph_model
-
     max_parameters = (settings or get_settings()).max_model_parameters
 
     try:

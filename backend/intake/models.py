@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from amulet.exceptions import ModelSpecError, UnsafeModelFileError
+from amulet.io import build_model, load_model, read_spec
 from backend.core.config import Settings, get_settings
 from backend.intake.checks import IntakeError, setting_limit
 
@@ -103,9 +104,6 @@ def validate_model(spec: dict[str, Any], weights_path: Path, settings: Settings 
             "Save the weights with amulet.io.save_model (safetensors) and upload that file.",
             415,
         )
-    # Import cost: the engine's model-file modules load on the first model upload, not when the API starts.
-    from amulet.io import build_model, load_model, read_spec
-
     max_parameters = (settings or get_settings()).max_model_parameters
     try:
         arch = read_spec(spec)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from amulet.assess import SpecError, load_spec, plan_assessment
 from backend.core.config import Settings, get_settings
 from backend.intake import (
     IntakeError,
@@ -81,9 +82,6 @@ def plan_submission(
 ) -> PlannedAssessment:
     """Bound (:func:`check_bounds`), resolve, validate (422 naming the field), pre-flight (:func:`preflight`)
     and plan a submitted spec; ``settings`` (default: the process settings) hold the bounds."""
-    # Import cost: the engine's assessment modules load on the first submission, not when the API starts.
-    from amulet.assess import SpecError, load_spec, plan_assessment
-
     settings = settings or get_settings()
     if name is not None and len(name) > settings.max_name_length:
         raise IntakeError(

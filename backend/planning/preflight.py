@@ -15,7 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from amulet.assess import architecture_spec, load_bundle
 from amulet.exceptions import AmuletError, ModelSpecError, UnsafeModelFileError
+from amulet.io import build_model, load_model, preflight_graph_model
 from backend.core.config import Settings, get_settings
 from backend.intake import (
     IntakeError,
@@ -107,13 +111,6 @@ def preflight(
     Returns:
         What the cost estimate needs: the model's parameter count and the number of training rows.
     """
-    # Import cost: the engine's assessment and model-file modules load on the first submission, not when the
-    # API starts.
-    import torch
-
-    from amulet.assess import architecture_spec, load_bundle
-    from amulet.io import build_model, load_model
-
     settings = settings or get_settings()
     dataset = dataset_name or str(spec.dataset.source)
     try:
@@ -150,7 +147,7 @@ def preflight(
                 f"{setting_limit(settings.max_model_parameters, 'max_model_parameters')}. "
                 "Use smaller layers (e.g. the capacities m1..m4).",
             )
-        _check_forward(model, arch, bundle, dataset, torch)
+        _check_forward(model, arch, bundle, dataset)
     weights = spec.model.weights
     if weights:
         try:
@@ -170,9 +167,6 @@ def _n_rows(bundle: Any) -> int | None:
 def _preflight_graph(path: str, bundle: Any, dataset: str, uploaded: UploadedModel | None, settings: Settings) -> None:
     """An exported graph (``model.file``) against the dataset: declared shape and classes, then the engine's
     pre-flight (validated again before it loads: finite forward pass on a batch, gradients reach the input)."""
-    # Import cost: as in preflight().
-    from amulet.io import preflight_graph_model
-
     field = "spec.model.id" if uploaded is not None else "spec.model.file"
     if uploaded is not None:
         _check_upload(uploaded, bundle, dataset)
@@ -199,7 +193,7 @@ def _modality_error(arch: dict[str, Any], bundle: Any, dataset: str, exc: Except
     )
 
 
-def _check_forward(model: Any, arch: dict[str, Any], bundle: Any, dataset: str, torch: Any) -> None:
+def _check_forward(model: Any, arch: dict[str, Any], bundle: Any, dataset: str) -> None:
     """One forward pass on meta tensors of the dataset's input shape: it runs and gives one logit per class."""
     shape = tuple(bundle.input_shape)
     try:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Response, status
 
+from amulet.assess import bundle_bytes
+from amulet.assess._signing import load_signing_key
 from backend import crud
 from backend.api.deps import CurrentToken, SessionDep, SettingsDep
 from backend.schemas import SigningKeyPublic
@@ -25,9 +27,6 @@ router = APIRouter(tags=["reports"])
 def signing_key(settings: SettingsDep) -> SigningKeyPublic:
     """The public half of the key this server signs reports with (PEM) and its id; no token needed."""
     from cryptography.hazmat.primitives import serialization
-
-    # Import cost: the engine's assessment modules load on first use, not when the API starts.
-    from amulet.assess._signing import load_signing_key
 
     try:
         key = load_signing_key(settings.resolved_signing_key_path, create=False).public_key()
@@ -49,9 +48,6 @@ def signing_key(settings: SettingsDep) -> SigningKeyPublic:
 )
 def read_bundle(assessment_id: str, session: SessionDep, token: CurrentToken) -> Response:
     """The assessment's signed bundle: every report, the results, the signed manifest and the public key."""
-    # Import cost: as in signing_key().
-    from amulet.assess import bundle_bytes
-
     row = crud.get_assessment(session, assessment_id=assessment_id, project_id=token.project_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Assessment not found.")
