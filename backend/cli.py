@@ -77,6 +77,7 @@ class _AssessmentWatch:
         self.first = True
 
     def poll(self) -> list[str]:
+        # lazy: SQLAlchemy and the tables (~0.5 s) load for `amulet serve`, not when any `amulet` command starts
         from sqlalchemy import select
 
         from backend.core.db import get_sessionmaker
@@ -138,6 +139,7 @@ def serve_command(
     tokens and one line per assessment status change; the services' logs go to ``AMULET_HOME/logs/``
     (``--verbose`` shows them here instead).
     """
+    # lazy: the settings, the database code and the demo (the engine, torch) load for `amulet serve` only
     from amulet.settings import get_settings
     from backend.core.db import prestart
     from backend.demo import mint_demo_token, seed_demo

@@ -45,6 +45,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from amulet.assess import aggregate_results, load_spec, plan_assessment, run_cell, run_training
+from amulet.settings import get_settings
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "benchmarks" / "specs" / "census-matrix.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "bench_census_matrix.json"
@@ -63,8 +68,6 @@ def _rss_mb() -> float:
 
 def _phase(plan: Any, cache_dir: Path, device: str | None, log: Any, *, reuse_cells: bool) -> dict[str, Any]:
     """Every training, then every cell (``reuse_cells``: take cached cell results); per-unit seconds and statuses."""
-    from amulet.assess import run_cell, run_training
-
     out: dict[str, Any] = {
         "reuse_cells": reuse_cells,
         "trainings": [],
@@ -170,8 +173,6 @@ def _times(ratio: float | None) -> str:
 @contextlib.contextmanager
 def _population_mode(mode: str) -> Iterator[None]:
     """Run the enclosed phase with ``AMULET_POPULATION_MODE=mode`` (the settings cache is refreshed)."""
-    from amulet.settings import get_settings
-
     before = os.environ.get("AMULET_POPULATION_MODE")
     os.environ["AMULET_POPULATION_MODE"] = mode
     get_settings.cache_clear()
@@ -264,10 +265,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per training and cell")
     args = parser.parse_args(argv)
-
-    import torch
-
-    from amulet.assess import aggregate_results, load_spec, plan_assessment
 
     spec = load_spec(args.spec)
     seeds = [0] if args.quick and args.seeds is None else args.seeds

@@ -23,20 +23,21 @@ def worker_command(
     migrate: Annotated[bool, typer.Option(help="Apply database migrations before consuming.")] = True,
 ) -> None:
     """Run a Celery worker that executes assessments (broker and database from the AMULET_* settings)."""
+    # lazy: the settings, the database code (SQLAlchemy, Alembic) and amulet.utils (torch) load for `amulet
+    # worker` only, not when any other `amulet` command starts
     from amulet.settings import get_settings
     from amulet.utils._threads import thread_count
+    from backend.core.db import prestart
 
     settings = get_settings()
     if migrate:
-        from backend.core.db import prestart
-
         token = prestart(settings)
         if token:
             typer.echo(f"Created the admin API token (shown once): {token}", err=True)
 
     # Tasks running at once share the cores: an automatic thread count divides them. The jobs apply the
-    # setting when they run (worker.trainings, worker.cells), in whichever pool process they run; torch is
-    # not imported here.
+    # setting when they run (worker.trainings, worker.cells), in whichever pool process they run; this
+    # process sets no torch thread count (it runs no engine code).
     threads = thread_count(settings.num_threads, processes=concurrency if pool != "solo" else 1)
     os.environ["AMULET_NUM_THREADS"] = str(threads)
     get_settings.cache_clear()
