@@ -95,6 +95,7 @@ from amulet.utils._stacked_training import (
     train_stacked_models,
 )
 from amulet.utils._tensordata import TensorData
+from amulet.utils._threads import layer1_threads
 from amulet.utils._training import TrainConfig
 
 __all__ = [
@@ -218,7 +219,10 @@ def train_population(
     n_cached = K - len(todo)
     if todo:
         if resolved == "batched":
-            trained = _train_stacked_recipe(model_factory, probe, data, index, seeds, todo, plan, device, progress)
+            # K stacked models make large matrix products, worth every free core; on a busy machine fewer
+            # threads than cores avoid waiting on the busiest one (layer1_threads caps at the free cores)
+            with layer1_threads():
+                trained = _train_stacked_recipe(model_factory, probe, data, index, seeds, todo, plan, device, progress)
         else:
             logger.info("training %d models sequentially: %s", len(todo), reason)
             trained = []
