@@ -23,10 +23,10 @@ def worker_command(
     migrate: Annotated[bool, typer.Option(help="Apply database migrations before consuming.")] = True,
 ) -> None:
     """Run a Celery worker that executes assessments (broker and database from the AMULET_* settings)."""
-    # lazy: the settings, the database code (SQLAlchemy, Alembic) and amulet.utils (torch) load for `amulet
-    # worker` only, not when any other `amulet` command starts
+    # lazy: the settings and the database code (SQLAlchemy, Alembic) load for `amulet worker` only, not when
+    # any other `amulet` command starts (amulet._cores is torch-free: this process never loads torch)
+    from amulet._cores import thread_count
     from amulet.settings import get_settings
-    from amulet.utils._threads import thread_count
     from backend.core.db import prestart
 
     settings = get_settings()

@@ -3,11 +3,14 @@ and leave the busy ones alone."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 import torch
 
+from amulet import _cores
 from amulet.settings import get_settings
 from amulet.utils import _threads, automatic_threads, available_cores, busy_cores, configure_threads, layer1_threads
 
@@ -18,15 +21,15 @@ def _restore_threads() -> Iterator[None]:
     yield
     torch.set_num_threads(before)
     get_settings.cache_clear()
-    _threads._cache = None
+    _cores._cache = None
 
 
 def _machine(monkeypatch: pytest.MonkeyPatch, cores: int, runnable: int | None) -> None:
     """A machine of ``cores`` cores on which ``runnable`` tasks (the caller included) are runnable now."""
-    monkeypatch.setattr(_threads, "available_cores", lambda: cores)
-    monkeypatch.setattr(_threads, "_runnable_now", lambda: runnable)
-    monkeypatch.setattr(_threads, "_SAMPLE_PAUSE_S", 0.0)
-    _threads._cache = None
+    monkeypatch.setattr(_cores, "available_cores", lambda: cores)
+    monkeypatch.setattr(_cores, "_runnable_now", lambda: runnable)
+    monkeypatch.setattr(_cores, "_SAMPLE_PAUSE_S", 0.0)
+    _cores._cache = None
 
 
 def test_an_explicit_count_is_applied() -> None:
@@ -52,7 +55,7 @@ def test_automatic_leaves_the_busy_cores_alone(monkeypatch: pytest.MonkeyPatch) 
 
 def test_without_a_runnable_count_the_load_average_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     _machine(monkeypatch, cores=4, runnable=None)
-    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (3.2, 0.0, 0.0))
+    monkeypatch.setattr(_cores.os, "getloadavg", lambda: (3.2, 0.0, 0.0))
     assert busy_cores() == 3.2
     assert automatic_threads() == 1
 
@@ -109,3 +112,10 @@ def test_an_assessment_runs_with_the_configured_threads(monkeypatch: pytest.Monk
     get_settings.cache_clear()
     results = run_assessment(spec, cache_dir=tmp_path)
     assert results.reproducibility["hardware"]["torch_threads"] == 1
+
+
+def test_counting_cores_does_not_load_torch() -> None:
+    # `amulet worker`'s supervisor decides its jobs' thread counts and must stay torch-free (its jobs fork)
+    code = "import sys; from amulet._cores import automatic_threads; automatic_threads(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
