@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
 from torch.utils.data import DataLoader, TensorDataset
 
 import amulet
@@ -55,6 +56,10 @@ from amulet.unauth_model_ownership.defenses import DatasetInference, WatermarkNN
 from amulet.utils import get_accuracy, get_fidelity, initialize_model, load_data, train_classifier
 
 DEVICE = "cpu"
+#: The budgets below which an attack's figure is too coarse to read (the engine's weak-budget floors): LiRA's
+#: Gaussian fits need enough shadows, and distribution inference's accuracy moves in steps of 1 / (2 * models).
+MIN_SHADOWS = 16
+MIN_DI_MODELS = 8
 ROWS = ("none", "dp_sgd", "adversarial_training", "outlier_removal", "adversarial_debiasing")
 RISKS = (
     "lira", "attribute_inference", "evasion", "model_extraction", "poisoning", "fairness",
@@ -160,18 +165,26 @@ class Matrix:
     def accuracy(self, model: torch.nn.Module) -> float:
         return float(get_accuracy(model, self.loader(self.test_set), DEVICE))
 
+    def above_majority(self, accuracy: float) -> dict[str, Any]:
+        """Whether a test accuracy (%) is significantly above the majority rate: one-sided binomial test, 5 %."""
+        n = len(self.y_te)
+        p = float(binomtest(round(accuracy * n / 100), n, self.majority / 100, alternative="greater").pvalue)
+        return {"p_above_majority": p, "meaningful": p < 0.05}
+
     def run_row(self, row: str) -> None:
         args = self.args
 
         def train() -> tuple[Any, dict[str, float]]:
             model = self.train_row(row, self.target_set, self.x_t, self.y_t, self.z_t)
             acc = self.accuracy(model)
-            return model, {"test_accuracy": acc, "majority": self.majority, "meaningful": acc > self.majority}
+            return model, {"test_accuracy": acc, "majority": self.majority, **self.above_majority(acc)}
 
         model = self.cell(row, "train", train)
         if model is None:
             return
         model.eval()
+        # An attack on a model at the majority rate measures a constant classifier, not the row's defense
+        row_ok = bool(self.cells[-1]["metric"]["meaningful"])
 
         def lira() -> tuple[None, dict[str, float]]:
             members = _tensor_set(np.concatenate([self.x_t, self.x_a]), np.concatenate([self.y_t, self.y_a]))
@@ -183,7 +196,9 @@ class Matrix:
             (self.tmp / "lira_shadows").mkdir(exist_ok=True)
             results = attack.attack()
             online = compute_mi_metrics(results["lira_online_preds"], results["true_labels"])
-            return None, {"online_auc": online["auc"], "shadows": args.shadows}
+            strong = args.shadows >= MIN_SHADOWS
+            return None, {"online_auc": online["auc"], "shadows": args.shadows, "meaningful": strong,
+                          **({} if strong else {"why": f"fewer than {MIN_SHADOWS} shadows"})}  # fmt: skip
 
         def attribute() -> tuple[None, dict[str, float]]:
             preds = DudduCIKM2022(model, self.x_a, self.x_te, self.z_a, args.batch_size, DEVICE).attack()
@@ -217,7 +232,7 @@ class Matrix:
             backdoored = self.train_row(row, poisoned, xs, ys, self.z_t[: len(ys)])
             asr = float(get_accuracy(backdoored, self.loader(badnets.poison_test(self.test_set)), DEVICE))
             acc = self.accuracy(backdoored)
-            return None, {"clean_accuracy": acc, "attack_success": asr, "meaningful": acc > self.majority}
+            return None, {"clean_accuracy": acc, "attack_success": asr, **self.above_majority(acc)}
 
         def fairness() -> tuple[None, dict[str, float]]:
             test_z = _z_loader(self.x_te, self.y_te, self.z_te, args.batch_size, False)
@@ -235,6 +250,9 @@ class Matrix:
         ):
             if risk in args.risks:
                 self.cell(row, risk, fn)
+                metric = self.cells[-1].get("metric")
+                if not row_ok and metric is not None:
+                    metric.update(meaningful=False, why="the row's model is not above the majority rate")
 
     def run_once(self) -> None:
         args = self.args
@@ -254,8 +272,10 @@ class Matrix:
             attack.prepare_model_populations()
             results = attack.attack()
             metrics = evaluate_distinguishing_accuracy(results["predictions"], results["ground_truth"])
+            strong = args.di_models >= MIN_DI_MODELS
             return None, {"distinguishing_accuracy": float(metrics["distinguishing_accuracy"]),
-                          "models_per_ratio": args.di_models}  # fmt: skip
+                          "models_per_ratio": args.di_models, "meaningful": strong,
+                          **({} if strong else {"why": f"fewer than {MIN_DI_MODELS} models per ratio"})}  # fmt: skip
 
         def watermark() -> tuple[None, dict[str, float]]:
             torch.manual_seed(args.seed)
@@ -267,7 +287,8 @@ class Matrix:
                 num_classes=self.num_classes, epochs=args.epochs, batch_size=args.batch_size,
             )  # fmt: skip
             marked = wm.watermark()
-            return None, {"verified": bool(wm.verify(marked)), "test_accuracy": self.accuracy(marked)}
+            acc = self.accuracy(marked)
+            return None, {"verified": bool(wm.verify(marked)), "test_accuracy": acc, **self.above_majority(acc)}
 
         def dataset_inference() -> tuple[None, dict[str, float]]:
             target = self.train_row("none", self.target_set, self.x_t, self.y_t, self.z_t)
@@ -328,11 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shadows", type=int, default=8, help="LiRA shadows in the matrix")
+    parser.add_argument("--shadows", type=int, default=16, help="LiRA shadows in the matrix")
     parser.add_argument("--sigma", type=float, default=0.7, help="DP-SGD noise multiplier")
     parser.add_argument("--dp-lr", type=float, default=0.02, help="DP-SGD Adam learning rate")
     parser.add_argument("--pgd-iter", type=int, default=10, help="PGD iterations (evasion, adversarial training)")
-    parser.add_argument("--di-models", type=int, default=4, help="distribution-inference models per population")
+    parser.add_argument("--di-models", type=int, default=8, help="distribution-inference models per population")
     parser.add_argument("--di-rows", type=int, default=200, help="rows per side for dataset inference")
     parser.add_argument("--di-iter", type=int, default=50, help="dataset-inference distance iterations")
     parser.add_argument("--cells-file", type=Path, help="also append each cell as a JSON line here when it ends")

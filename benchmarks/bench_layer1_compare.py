@@ -101,7 +101,7 @@ def _meaning(cell: dict[str, Any]) -> str:
         return "CRASHED: " + cell.get("error", "")[:120]
     metric = cell.get("metric") or {}
     if metric.get("meaningful") is False:
-        return "NOT MEANINGFUL (at or below the majority rate): " + json.dumps(metric)
+        return "NOT MEANINGFUL (" + str(metric.get("why", "not above the majority rate")) + "): " + json.dumps(metric)
     return json.dumps(metric)[:140]
 
 
