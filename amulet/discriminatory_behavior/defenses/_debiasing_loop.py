@@ -159,11 +159,16 @@ def train_debiased(
         x, y = x.to(device), y.to(device).long().reshape(-1)
         return x, y, z.to(device).float().reshape(len(x), -1)
 
-    def adversary_step(x: torch.Tensor, z: torch.Tensor) -> float:
+    def classifier_outputs(x: torch.Tensor) -> torch.Tensor:
         # The classifier is read in eval mode: its outputs are what the fairness metrics will see.
         model.eval()
         with torch.no_grad():
-            outputs = model(x)
+            return model(x)
+
+    def adversary_step(x: torch.Tensor, z: torch.Tensor) -> float:
+        return adversary_step_on(classifier_outputs(x), z)
+
+    def adversary_step_on(outputs: torch.Tensor, z: torch.Tensor) -> float:
         adversary.train()
         adversary_optimizer.zero_grad(set_to_none=True)
         loss = _adversary_losses(adversary, outputs, z).mean()
@@ -204,9 +209,12 @@ def train_debiased(
             if batch is None:
                 continue
             adv_loss = float("nan")
-            for _ in range(adversary_steps):
-                xa, _, za = next(stream)
-                adv_loss = adversary_step(xa, za)
+            # The classifier does not change during these steps and its eval-mode outputs are row by row, so
+            # one forward pass over all their batches gives each step the outputs it would compute itself
+            steps = [next(stream) for _ in range(adversary_steps)]
+            outputs_all = classifier_outputs(torch.cat([xa for xa, _, _ in steps]))
+            for (_, _, za), outputs_a in zip(steps, outputs_all.split([len(xa) for xa, _, _ in steps])):
+                adv_loss = adversary_step_on(outputs_a, za)
             x, y, z = batch
             if batch_transform is not None:
                 assert transform_generator is not None
