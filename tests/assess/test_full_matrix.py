@@ -109,7 +109,7 @@ def test_census_quick_example_end_to_end_and_rerun_trains_nothing(tmp_path: Path
     rows = {e.defense for row in loaded.defenses for e in row.stack}
     assert {"adversarial_training", "dp_sgd", "outlier_removal"} <= rows
     assert {"evasion", "unauth_model_ownership", "membership_inference", "attribute_inference",
-            "discriminatory_behavior"} <= {r.risk for r in loaded.risks}  # fmt: skip
+            "distribution_inference", "discriminatory_behavior"} <= {r.risk for r in loaded.risks}  # fmt: skip
     cache = tmp_path / "cache"
     start = time.monotonic()
     first = _amulet("assess", str(spec), "--out", str(tmp_path / "r1"), "--cache-dir", str(cache), "-q",
@@ -119,8 +119,15 @@ def test_census_quick_example_end_to_end_and_rerun_trains_nothing(tmp_path: Path
     for name in ("report.html", "report.pdf", "results.json", "junit.xml", "manifest.json", "manifest.json.sig"):
         assert (tmp_path / "r1" / name).is_file(), first.stderr[-3000:]
     data = json.loads((tmp_path / "r1" / "results.json").read_text())
-    # The example's header: PGD leaves the baseline 24-32 % robust accuracy, under the policy's 40 %, so that check
-    # does not pass and the CLI exits 1 (the exit code results.json records).
+    # Strong attacks by default: LiRA with 64 shadows, distribution inference with 8 models per ratio, neither
+    # flagged as a weak budget
+    strength = {c["attack"]: c["strength"] for c in data["columns"]}
+    assert strength["lira"]["budget"]["shadow_models"] == 64 and not strength["lira"]["weak"]
+    di = strength["suri_evans_2022"]
+    assert di["budget"]["target_models_per_ratio"] >= 8 and di["budget"]["adversary_models_per_ratio"] >= 8
+    assert not di["weak"]
+    # The example's header: PGD leaves the baseline 29 % robust accuracy [18, 40], under the policy's 40 %, so that
+    # check does not pass and the CLI exits 1 (the exit code results.json records).
     assert first.returncode == data["exit_code"] == 1, first.stderr[-3000:]
     wanted = ("evasion.robust_accuracy", "baseline", "value")
     (robust,) = [c for c in data["checks"] if (c["metric"], c["row"], c["on"]) == wanted]
