@@ -18,6 +18,10 @@ Conventions:
     ``less_susceptible`` (using the metric's ``higher_is_riskier``), ``no_significant_change``,
     ``insufficient_data`` (fewer than two paired seeds) or ``not_measured``.
   * Policy verdicts use the interval (:mod:`amulet.assess._policy`).
+
+The file is longer than most (about 500 lines) because :func:`aggregate_results` is one pass over the plan
+whose steps (summaries, deltas, statuses, warnings, checks) share the same per-row and per-column indexes;
+its helpers sit next to it so that every rule a reported number follows is in one place.
 """
 
 from __future__ import annotations

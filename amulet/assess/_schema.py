@@ -7,6 +7,10 @@
 
 Conventions: a metric value of NaN means "not measured" (written as ``null`` in JSON); see
 :mod:`amulet.assess._aggregate` for how summaries, directions and statuses are derived.
+
+The file is longer than most (about 500 lines) on purpose: it is one versioned format whose models refer to
+each other, and the upgrade of older files and the strength attached to each column read all of them; split,
+a reader would have to assemble the format from several files to know what one version holds.
 """
 
 from __future__ import annotations
