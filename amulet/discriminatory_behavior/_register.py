@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from amulet.discriminatory_behavior.defenses import AdversarialDebiasing, debiasing_loop
+from amulet.discriminatory_behavior.defenses import AdversarialDebiasing, debiasing_loop, debiasing_stacked_loop
 from amulet.discriminatory_behavior.metrics import DiscriminatoryBehavior
 from amulet.exceptions import NotApplicableError
 from amulet.recipes import LoopStage
@@ -190,6 +190,16 @@ def make_adversarial_debiasing_stage(params: AdversarialDebiasingParams) -> Loop
         params=params.model_dump(),
         train=functools.partial(
             debiasing_loop,
+            fairness_weight=params.fairness_weight,
+            pretrain_classifier_epochs=params.pretrain_classifier_epochs,
+            pretrain_adversary_epochs=params.pretrain_adversary_epochs,
+            adversary_lr=params.adversary_lr,
+            adversary_steps=params.adversary_steps,
+            average_decay=params.average_decay,
+        ),
+        # Populations of a debiasing row (LiRA shadows, distribution-inference models) train as one ensemble,
+        # each model as debiasing_loop would train it alone (tests/discriminatory_behavior/test_debiasing_stacked.py)
+        train_stacked=debiasing_stacked_loop(
             fairness_weight=params.fairness_weight,
             pretrain_classifier_epochs=params.pretrain_classifier_epochs,
             pretrain_adversary_epochs=params.pretrain_adversary_epochs,

@@ -8,10 +8,12 @@ import pytest
 import torch
 from torch import nn
 
+from amulet import registry
 from amulet.discriminatory_behavior.defenses import debiasing_loop, debiasing_stacked_loop, train_debiased_stacked
 from amulet.exceptions import NotApplicableError
 from amulet.models import LinearNet
-from amulet.utils import TensorData, TrainConfig, derive_seed, predict_logits, seeded_init
+from amulet.recipes import Recipe
+from amulet.utils import TensorData, TrainConfig, derive_seed, predict_logits, seeded_init, train_population
 
 PARAMS = dict(
     fairness_weight=5.0,
@@ -92,3 +94,20 @@ def test_stage_binding_and_missing_attributes(seed: int) -> None:
     models = [seeded_init(lambda: LinearNet(6, 2, hidden_layer_sizes=[8]), s) for s in (1, 2)]
     with pytest.raises(NotApplicableError, match="sensitive attributes"):
         loop(models, [no_z, no_z], config=TrainConfig(epochs=2, batch_size=16), seeds=[1, 2])
+
+
+def test_a_debiasing_recipe_trains_its_populations_stacked(seed: int) -> None:
+    """The registered stage carries the stacked trainer: a debiasing row's populations (distribution inference)
+    train as one ensemble, each model as the recipe trains it alone."""
+    info = registry.get_defense("adversarial_debiasing")
+    recipe = Recipe(TrainConfig(epochs=3, batch_size=32), [info.make_stage(info.params(**PARAMS))])
+    assert recipe.stacking_reason() == ""
+    pool = _data(seed, 300)
+    subsets = [torch.arange(0, 200), torch.arange(100, 300)]
+    seeds = [derive_seed(seed, "population", k) for k in range(2)]
+    factory = functools.partial(LinearNet, 6, 2, hidden_layer_sizes=[16], batch_norm=False)
+    stacked = train_population(factory, pool, subsets, recipe=recipe, seeds=seeds, mode="auto")
+    alone = train_population(factory, pool, subsets, recipe=recipe, seeds=seeds, mode="sequential")
+    assert (stacked.mode, alone.mode) == ("batched", "sequential")
+    for a, b in zip(stacked.models, alone.models):
+        torch.testing.assert_close(predict_logits(a, pool.x), predict_logits(b, pool.x), rtol=0, atol=5e-3)
