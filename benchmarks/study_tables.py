@@ -126,7 +126,11 @@ def matrix(results: dict[str, Any]) -> str:
             if row != "baseline" and d and d.get("mean") is not None:
                 lo, hi = d.get("ci_low"), d.get("ci_high")
                 text += f"<br>Δ {_fmt(d['mean'], nan if lo is None else lo, nan if hi is None else hi, digits)}"
-                text += f"<br>{m.get('direction', '')}"
+                if status.get((row, c["label"])) != "degenerate":
+                    text += f"<br>{m.get('direction', '')}"
+            if status.get((row, c["label"])) == "degenerate":
+                # measured on (or against) a model at the majority rate: shown, never read as a finding
+                text += "<br>**degenerate model: not a finding**"
             out.append(text)
         lines.append(f"| {row} | " + " | ".join(out) + " |")
     acc = {a["row"]: a for a in results.get("accuracy", [])}
