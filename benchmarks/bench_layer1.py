@@ -323,8 +323,13 @@ class Matrix:
     def run_lira_only(self) -> None:
         args = self.args
         members = _tensor_set(np.concatenate([self.x_t, self.x_a]), np.concatenate([self.y_t, self.y_a]))
-        target = self.cell("none", "train", lambda: (self.train_row("none", self.target_set, self.x_t, self.y_t,
-                                                                   self.z_t), {"test_accuracy": 0.0}))  # fmt: skip
+
+        def train() -> tuple[Any, dict[str, Any]]:
+            model = self.train_row("none", self.target_set, self.x_t, self.y_t, self.z_t)
+            acc = self.accuracy(model)
+            return model, {"test_accuracy": acc, "majority": self.majority, **self.above_majority(acc)}
+
+        target = self.cell("none", "train", train)
         for shadows in args.lira_only:
             directory = self.tmp / f"lira_only_{shadows}"
             directory.mkdir()
