@@ -19,8 +19,9 @@ then falls below the majority rate while the gap grows):
   the attributes *inversely* in that free direction and make the adversary confidently wrong: an unbounded
   reward for ``- adversary loss`` that has nothing to do with fairness.
 * The adversary stays (near) optimal, as the pivot objective assumes: it takes ``adversary_steps`` steps (default
-  10) for every classifier step. Upstream takes a whole pass of adversary steps per classifier step; ten is
-  enough on census and ten times cheaper.
+  10) for every classifier step. Upstream 0.6 alternates one adversary step and one classifier step on the same
+  batch, so its adversary lags the classifier it is meant to bound; ten steps cost about 2.5 times upstream's
+  training time on census (docs/benchmarks.md, layer 1).
 * The returned classifier is the average of its iterates (a bias-corrected exponential moving average of its
   parameters, decay ``average_decay``), not the last one. Alternating gradient steps in a min-max game cycle
   around the equilibrium rather than settle on it; the last iterate is wherever the cycle stopped (on census
