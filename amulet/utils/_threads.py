@@ -37,6 +37,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
 def configure_threads(num_threads: int | None = None, *, processes: int = 1) -> int:
     """Set torch's intra-op thread count for this process and return it.
 
