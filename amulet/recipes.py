@@ -46,10 +46,8 @@ import torch
 from torch import nn
 
 from amulet.progress import Progress, resolve_progress
+from amulet.utils import BatchTransform, StackedBatchTransform, TensorData, TrainConfig, seeded_init, train_model
 from amulet.utils._population_recipe import StackedLoop
-from amulet.utils._seeding import seeded_init
-from amulet.utils._tensordata import TensorData
-from amulet.utils._training import BatchTransform, StackedBatchTransform, TrainConfig, train_model
 
 __all__ = ["BatchStage", "DataStage", "LoopStage", "PostStage", "Recipe", "Stage"]
 

@@ -61,7 +61,7 @@ from amulet.assess._schema import (
 )
 from amulet.assess._spec import BASELINE
 from amulet.assess._stats import ALPHA, Summary, clip_interval, paired_difference, summarize
-from amulet.utils._utility import degenerate_reason
+from amulet.utils import degenerate_reason
 
 __all__ = ["aggregate_results"]
 

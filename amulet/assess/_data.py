@@ -28,9 +28,7 @@ from amulet.exceptions import ModelSpecError
 from amulet.io import inspect_model_file, load_graph_model
 from amulet.models import canonical_architecture, create_model, get_architecture
 from amulet.settings import get_settings
-from amulet.utils._data import load_data
-from amulet.utils._seeding import derive_seed, numpy_rng
-from amulet.utils._tensordata import TensorData
+from amulet.utils import TensorData, derive_seed, load_data, numpy_rng
 
 __all__ = [
     "DataBundle",

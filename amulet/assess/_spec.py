@@ -30,7 +30,7 @@ from amulet.assess._spec_checks import BASELINE, RegistryProblemsError, registry
 from amulet.assess._spec_sweeps import count_expanded_rows, expand_params, expand_row
 from amulet.datasets import dataset_names, datasets
 from amulet.exceptions import SpecError
-from amulet.utils._training import TrainConfig
+from amulet.utils import TrainConfig
 
 __all__ = [
     "BASELINE",

@@ -20,9 +20,7 @@ from amulet._validation import InstanceOf, Interval, validate_params
 from amulet.discriminatory_behavior.metrics import DiscriminatoryBehavior
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError, NotRunError
 from amulet.progress import Progress
-from amulet.utils._seeding import seeded_init
-from amulet.utils._threads import layer1_threads
-from amulet.utils._training import loader_batches
+from amulet.utils import layer1_threads, loader_batches, seeded_init
 
 from ._base import DiscriminatoryBehaviorDefense
 from ._debiasing_loop import AdversaryModel, Batch, debiasing_loop, train_debiased

@@ -40,14 +40,16 @@ from torch.nn import functional as F
 
 from amulet.exceptions import NotApplicableError
 from amulet.progress import Progress, resolve_progress
-from amulet.utils._seeding import derive_seed, make_generator, seeded_init
-from amulet.utils._tensordata import TensorData
-from amulet.utils._training import (
+from amulet.utils import (
     BatchTransform,
+    TensorData,
     TrainConfig,
+    derive_seed,
     has_batchnorm,
+    make_generator,
     make_optimizer,
     run_epoch,
+    seeded_init,
     transform_generator,
 )
 

@@ -40,11 +40,16 @@ from torch.func import stack_module_state
 
 from amulet.exceptions import NotApplicableError
 from amulet.progress import Progress, resolve_progress
-from amulet.utils._seeding import derive_seed, make_generator, seeded_init
+from amulet.utils import (
+    StackedOptimizer,
+    TensorData,
+    TrainConfig,
+    derive_seed,
+    has_batchnorm,
+    make_generator,
+    seeded_init,
+)
 from amulet.utils._stacked_chain import StackedChain, chain_layers, cross_entropy_and_grad
-from amulet.utils._stacked_optimizer import StackedOptimizer
-from amulet.utils._tensordata import TensorData
-from amulet.utils._training import TrainConfig, has_batchnorm
 
 from ._debiasing_loop import AdversaryModel, debiasing_loop
 

@@ -13,9 +13,7 @@ from amulet._validation import InstanceOf, Interval, Options, check_param, valid
 from amulet.evasion.attacks._base import EvasionAttack
 from amulet.exceptions import InvalidParameterError
 from amulet.progress import Progress, resolve_progress
-from amulet.utils._seeding import make_generator
-from amulet.utils._threads import layer1_threads
-from amulet.utils._training import loader_batches
+from amulet.utils import layer1_threads, loader_batches, make_generator
 
 __all__ = [
     "LABEL_SOURCES",

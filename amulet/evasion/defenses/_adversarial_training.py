@@ -18,9 +18,7 @@ from amulet.evasion.attacks._pgd import (
 )
 from amulet.evasion.defenses._base import EvasionDefense
 from amulet.progress import Progress, resolve_progress
-from amulet.utils._seeding import make_generator
-from amulet.utils._threads import layer1_threads
-from amulet.utils._training import BatchTransform, StackedBatchTransform, loader_batches
+from amulet.utils import BatchTransform, StackedBatchTransform, layer1_threads, loader_batches, make_generator
 
 __all__ = ["AdversarialTrainingPGD", "pgd_batch_transform", "pgd_stacked_batch_transform"]
 

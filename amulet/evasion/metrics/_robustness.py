@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from amulet.utils._evaluation import get_accuracy
+from amulet.utils import get_accuracy
 
 __all__ = ["attack_success_rate", "robust_accuracy"]
 

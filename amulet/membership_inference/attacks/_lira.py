@@ -18,11 +18,15 @@ from amulet.exceptions import InvalidParameterError, NotRunError
 from amulet.membership_inference.attacks._base import MembershipInferenceAttack
 from amulet.progress import Progress, resolve_progress
 from amulet.recipes import Recipe
-from amulet.utils._models import initialize_model
-from amulet.utils._population import population_logits, train_population
-from amulet.utils._seeding import derive_seed, numpy_rng
-from amulet.utils._tensordata import TensorData
-from amulet.utils._training import TrainConfig
+from amulet.utils import (
+    TensorData,
+    TrainConfig,
+    derive_seed,
+    initialize_model,
+    numpy_rng,
+    population_logits,
+    train_population,
+)
 
 __all__ = ["LiRA", "lira_scores", "logit_scaled_confidence", "make_keep_matrix"]
 

@@ -43,8 +43,7 @@ from amulet.membership_inference.defenses._dp_models import (
     replaced_modules,
 )
 from amulet.progress import Progress, resolve_progress
-from amulet.utils._seeding import derive_seed, make_generator
-from amulet.utils._training import BatchTransform
+from amulet.utils import BatchTransform, derive_seed, make_generator
 
 __all__ = ["PER_SAMPLE_MODES", "DPTrainingResult", "dp_train"]
 

@@ -73,8 +73,7 @@ from amulet.membership_inference.defenses._dp_models import (
 )
 from amulet.membership_inference.defenses._dp_train import DPTrainingResult, dp_train
 from amulet.progress import Progress
-from amulet.utils._threads import layer1_threads
-from amulet.utils._training import BatchTransform, TrainConfig, make_optimizer
+from amulet.utils import BatchTransform, TrainConfig, layer1_threads, make_optimizer
 
 __all__ = [
     "DPSGD",

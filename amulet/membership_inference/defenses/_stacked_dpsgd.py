@@ -52,9 +52,7 @@ from amulet.membership_inference.defenses._dp_models import (
 )
 from amulet.membership_inference.defenses._dpsgd import dp_stage_config
 from amulet.progress import Progress, resolve_progress
-from amulet.utils._seeding import derive_seed, make_generator
-from amulet.utils._stacked_optimizer import StackedOptimizer
-from amulet.utils._tensordata import TensorData
+from amulet.utils import StackedOptimizer, TensorData, derive_seed, make_generator
 
 __all__ = ["dp_sgd_stacked_loop", "dp_train_stacked"]
 

@@ -8,7 +8,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from amulet._validation import Interval, Options, validate_params
 from amulet.poisoning.attacks._base import PoisoningAttack
-from amulet.utils._tensordata import TensorData
+from amulet.utils import TensorData
 
 __all__ = ["BadNets", "add_trigger"]
 

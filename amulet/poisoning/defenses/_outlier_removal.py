@@ -15,11 +15,17 @@ from amulet._validation import InstanceOf, Interval, IsCallable, validate_params
 from amulet.poisoning.defenses._base import PoisoningDefense
 from amulet.poisoning.defenses._knn_shapley import knn_shapley
 from amulet.progress import Progress, resolve_progress
-from amulet.utils._evaluation import get_intermediate_features
-from amulet.utils._seeding import derive_seed, make_generator, seeded_init
-from amulet.utils._tensordata import TensorData
-from amulet.utils._threads import layer1_threads
-from amulet.utils._training import TrainConfig, train_classifier, train_model
+from amulet.utils import (
+    TensorData,
+    TrainConfig,
+    derive_seed,
+    get_intermediate_features,
+    layer1_threads,
+    make_generator,
+    seeded_init,
+    train_classifier,
+    train_model,
+)
 
 __all__ = ["OutlierRemoval", "lowest_value_split", "remove_low_value_points"]
 

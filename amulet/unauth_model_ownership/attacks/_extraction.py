@@ -10,10 +10,7 @@ from torch.utils.data import DataLoader
 from amulet._validation import InstanceOf, Interval, Options, validate_params
 from amulet.progress import Progress, resolve_progress
 from amulet.unauth_model_ownership.attacks._base import UnauthModelOwnershipAttack
-from amulet.utils._evaluation import predict_logits
-from amulet.utils._seeding import make_generator
-from amulet.utils._threads import layer1_threads
-from amulet.utils._training import loader_batches
+from amulet.utils import layer1_threads, loader_batches, make_generator, predict_logits
 
 __all__ = ["ModelExtraction"]
 

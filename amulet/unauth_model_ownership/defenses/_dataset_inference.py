@@ -33,9 +33,7 @@ from amulet.unauth_model_ownership.defenses._ownership_power import (
     samples_needed,
     welch_power,
 )
-from amulet.utils._seeding import make_generator, seeded_init
-from amulet.utils._threads import layer1_threads
-from amulet.utils._training import loader_batches
+from amulet.utils import layer1_threads, loader_batches, make_generator, seeded_init
 
 __all__ = ["DatasetInference", "mingd_distances", "welch_power"]
 

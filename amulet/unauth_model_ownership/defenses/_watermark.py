@@ -14,11 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from amulet._validation import InstanceOf, Interval, validate_params
 from amulet.progress import Progress, resolve_progress
 from amulet.unauth_model_ownership.defenses._base import WatermarkDefense
-from amulet.utils._evaluation import get_accuracy
-from amulet.utils._seeding import make_generator
-from amulet.utils._tensordata import TensorData
-from amulet.utils._threads import layer1_threads
-from amulet.utils._training import loader_batches
+from amulet.utils import TensorData, get_accuracy, layer1_threads, loader_batches, make_generator
 
 __all__ = ["WatermarkNN", "embed_watermark", "generate_trigger_set", "load_trigger_folder"]
 
