@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.stats import binomtest
+from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset
 
 import amulet
@@ -276,7 +277,10 @@ class Matrix:
             results = attack.attack()
             metrics = evaluate_distinguishing_accuracy(results["predictions"], results["ground_truth"])
             strong = args.di_models >= MIN_DI_MODELS
-            return None, {"distinguishing_accuracy": float(metrics["distinguishing_accuracy"]),
+            # the threshold-free reading next to the thresholded one: a threshold that does not transfer to the
+            # target models shows as a high AUC with an accuracy near 0.5
+            auc = float(roc_auc_score(results["ground_truth"], results["predictions"]))
+            return None, {"distinguishing_accuracy": float(metrics["distinguishing_accuracy"]), "auc": auc,
                           "models_per_ratio": args.di_models, "meaningful": strong,
                           **({} if strong else {"why": f"fewer than {MIN_DI_MODELS} models per ratio"})}  # fmt: skip
 
