@@ -73,3 +73,34 @@ def test_checkpoints_keep_upstream_names_and_load_without_training(census, popul
     for tag in populations:
         for a, b in zip(_weights(first[tag]), _weights(again[tag])):
             assert torch.equal(a, b)
+
+
+def _small_pool_attack(census, train_subsample: int) -> SuriEvans2022:
+    """6,000 census rows split in halves: at ratio 0.2 the rows of one sex cannot fill a draw of 1,100 label-1
+    rows (the layer-1 benchmark's setting, at a fifth of its size)."""
+    n = 6000
+    return SuriEvans2022(
+        census.x_train[:n], census.y_train[:n], census.z_train[:n], census.x_test[:2000], census.y_test[:2000],
+        census.z_test[:2000], list(census.sensitive_columns), "sex", 0.2, 0.8, "linearnet", "m1",
+        census.num_features, 2, 2, 1, 256, "cpu", None, "census", train_subsample=train_subsample,
+        test_subsample=100, model_factory=lambda: LinearNet(census.num_features, 2, [8]), seed=3,
+    )  # fmt: skip
+
+
+def test_populations_of_unequal_size_are_reported_with_the_fix(census, caplog) -> None:
+    unequal = _small_pool_attack(census, 1100)
+    with caplog.at_level("WARNING", logger="amulet.distribution_inference.attacks._populations"):
+        unequal.prepare_model_populations()
+    rows = unequal.population_rows_
+    assert set(rows) == {"adv_1", "adv_2", "target_1", "target_2"}
+    assert rows["adv_1"] < 0.9 * rows["adv_2"]  # the ratio-0.2 pool ran out of rows
+    assert rows["adv_1"] == len(unequal.splits.adv_trainloader_1.dataset)  # model 0's draw, the others alike
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("differ in size" in m and "Lower 'train_subsample' to about" in m for m in messages), messages
+    suggested = int(next(m for m in messages if "adversary" in m).rsplit("about ", 1)[1].split(" ")[0])
+    caplog.clear()
+    equal = _small_pool_attack(census, suggested)
+    with caplog.at_level("WARNING", logger="amulet.distribution_inference.attacks._populations"):
+        equal.prepare_model_populations()
+    assert equal.population_rows_["adv_1"] >= 0.9 * equal.population_rows_["adv_2"]
+    assert not [r for r in caplog.records if "differ in size" in r.getMessage()]

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from amulet._validation import InstanceOf, Interval, IsCallable, validate_params
 from amulet.distribution_inference.attacks._arguments import check_attack_arguments
-from amulet.distribution_inference.attacks._populations import PopulationJob, fit_populations
+from amulet.distribution_inference.attacks._populations import PopulationJob, fit_populations, warn_if_sizes_differ
 from amulet.distribution_inference.attacks._splits import DistributionSplits, _plan, _splits_from_plan
 from amulet.distribution_inference.attacks._threshold import adversary_threshold, calibrate_scores
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError, NotRunError
@@ -76,6 +76,10 @@ class DistributionInferenceAttack(ABC):
         num_target_models (int | None): Keyword-only. Target models per ratio (default ``num_models``).
         seed (int | None): Keyword-only. Seed of the splits, draws and training (default ``exp_id``).
         progress (Progress | None): Keyword-only. Progress reporter.
+
+    Attributes:
+        population_rows_ (dict[str, int]): Mean training rows per model of ``"adv_1"``, ``"adv_2"``, ``"target_1"``
+            and ``"target_2"`` (a warning when one ratio's are well below the other's: :func:`warn_if_sizes_differ`).
 
     Raises:
         ValueError: (:class:`~amulet.exceptions.InvalidParameterError`) at construction, for any argument out of
@@ -186,15 +190,13 @@ class DistributionInferenceAttack(ABC):
         self.models_target_2: list[nn.Module] = []
         self._check_arguments()
 
-    # ----------------------------------------------------------------------------------------------------
-    # validation
+    # --- validation ------------------------------------------------------------------------------------
 
     def _check_arguments(self) -> None:
         """Construction-time checks: every bad argument raises before any work, naming the parameter."""
         check_attack_arguments(self)
 
-    # ----------------------------------------------------------------------------------------------------
-    # deprecated names (before upstream renamed victim -> target)
+    # --- deprecated names (before upstream renamed victim -> target) -----------------------------------
 
     @property
     def models_vic_1(self) -> list[nn.Module]:
@@ -208,8 +210,7 @@ class DistributionInferenceAttack(ABC):
         warnings.warn("models_vic_2 is deprecated; use models_target_2.", DeprecationWarning, stacklevel=2)
         return self.models_target_2
 
-    # ----------------------------------------------------------------------------------------------------
-    # populations
+    # --- populations -----------------------------------------------------------------------------------
 
     @property
     def _seed(self) -> int:
@@ -359,6 +360,7 @@ class DistributionInferenceAttack(ABC):
             ("adv", "2"): self.splits.adv_trainloader_2,
         }
         progress.start("distribution_inference/populations", 1, "training model populations")
+        self.population_rows_: dict[str, int] = {}
         jobs: dict[str, tuple[TensorData, Sequence[np.ndarray | torch.Tensor]]] = {}
         for (role, dist), loader in loaders.items():
             half = plan.train[0] if role == "target" else plan.train[1]
@@ -374,6 +376,8 @@ class DistributionInferenceAttack(ABC):
                 subsets.append(np.arange(offset, offset + len(rows)))
                 offset += len(rows)
             jobs[self._tag(role, dist)] = (TensorData(torch.cat(xs), torch.cat(ys)), subsets)
+            self.population_rows_[f"{role}_{dist}"] = round(offset / count)
+        warn_if_sizes_differ(type(self).__name__, self.population_rows_, self.train_subsample)
         trained = self._fit_populations(jobs)
         populations = {(role, dist): trained[self._tag(role, dist)] for role, dist in loaders}
         progress.advance("distribution_inference/populations")
@@ -381,8 +385,7 @@ class DistributionInferenceAttack(ABC):
         self.models_adv_1, self.models_adv_2 = populations["adv", "1"], populations["adv", "2"]
         self.models_target_1, self.models_target_2 = populations["target", "1"], populations["target", "2"]
 
-    # ----------------------------------------------------------------------------------------------------
-    # attack helpers
+    # --- attack helpers --------------------------------------------------------------------------------
 
     def _populations(self, **given: Any) -> dict[str, list[nn.Module]]:
         out = {}

@@ -13,6 +13,7 @@ valuation) dominates.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,9 @@ from amulet.progress import Progress
 from amulet.recipes import Recipe
 from amulet.utils import TensorData, architecture_fingerprint, derive_seed, seeded_init, train_population
 
-__all__ = ["PopulationJob", "fit_populations", "population_seeds"]
+__all__ = ["SIZE_TOLERANCE", "PopulationJob", "fit_populations", "population_seeds", "warn_if_sizes_differ"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -139,3 +142,43 @@ def fit_populations(
             save_checkpoint(checkpoint_path(models_dir, jobs[j].tag, k, exp_id), stamps[j][k], model)
             found[j][k] = model
     return [[frozen(m) for m in job_models if m is not None] for job_models in found]
+
+
+#: Smallest ratio of the two distributions' training-set sizes (per model) accepted without a warning.
+SIZE_TOLERANCE = 0.9
+
+
+def warn_if_sizes_differ(
+    owner: str, population_rows: dict[str, int], train_subsample: int, class_imbalance: float = 3.0
+) -> None:
+    """Log a warning when one ratio's draws are much smaller than the other's (its pool ran out of rows).
+
+    The two distributions' populations should differ only in the property's ratio. When the rows with (or
+    without) the property cannot fill ``train_subsample`` at one ratio, that ratio's models train on fewer rows,
+    and on nearly the same rows each: the test can then read the size, and the adversary's threshold, chosen on
+    models that share their rows, may not transfer to the target's. Measured on census with 12,000 rows and the
+    default ``train_subsample`` of 1,100: 2,492 against 4,400 rows per model, distinguishing accuracy 0.50 at an
+    AUC of 0.92; with ``train_subsample=300`` (1,200 rows each) 0.75 at an AUC of 1.0.
+
+    Args:
+        owner: The attack's class name (for the message).
+        population_rows: Mean training rows per model of ``"adv_1"``, ``"adv_2"``, ``"target_1"``, ``"target_2"``.
+        train_subsample: The label-1 rows each draw asked for.
+        class_imbalance: Label-0 rows per label-1 row of a draw: a full draw holds ``(1 + class_imbalance) *
+            train_subsample`` rows, so the suggested ``train_subsample`` is the smaller draw's rows over that.
+    """
+    for role, name in (("adv", "adversary"), ("target", "target")):
+        small, large = sorted((population_rows[f"{role}_1"], population_rows[f"{role}_2"]))
+        if small < SIZE_TOLERANCE * large:
+            suggested = max(1, int(small / (1 + class_imbalance)) // 50 * 50)
+            logger.warning(
+                "%s: the %s models of one ratio train on %d rows and those of the other on %d (the pool at one "
+                "ratio cannot fill train_subsample=%d): the populations differ in size as well as in the property, "
+                "so the result may read the size. Lower 'train_subsample' to about %d for draws of equal size.",
+                owner,
+                name,
+                small,
+                large,
+                train_subsample,
+                suggested,
+            )
