@@ -185,28 +185,25 @@ def make_adversarial_debiasing_stage(params: AdversarialDebiasingParams) -> Loop
     The loop applies the batch transforms of other stacked defenses (e.g. adversarial training) and raises
     :class:`~amulet.exceptions.NotApplicableError` when the training data has no sensitive attributes.
     """
+    # the one-at-a-time loop and the stacked trainer take the same settings
+    settings = {
+        name: getattr(params, name)
+        for name in (
+            "fairness_weight",
+            "pretrain_classifier_epochs",
+            "pretrain_adversary_epochs",
+            "adversary_lr",
+            "adversary_steps",
+            "average_decay",
+        )
+    }
     return LoopStage(
         defense="adversarial_debiasing",
         params=params.model_dump(),
-        train=functools.partial(
-            debiasing_loop,
-            fairness_weight=params.fairness_weight,
-            pretrain_classifier_epochs=params.pretrain_classifier_epochs,
-            pretrain_adversary_epochs=params.pretrain_adversary_epochs,
-            adversary_lr=params.adversary_lr,
-            adversary_steps=params.adversary_steps,
-            average_decay=params.average_decay,
-        ),
+        train=functools.partial(debiasing_loop, **settings),
         # Populations of a debiasing row (LiRA shadows, distribution-inference models) train as one ensemble,
         # each model as debiasing_loop would train it alone (tests/discriminatory_behavior/test_debiasing_stacked.py)
-        train_stacked=debiasing_stacked_loop(
-            fairness_weight=params.fairness_weight,
-            pretrain_classifier_epochs=params.pretrain_classifier_epochs,
-            pretrain_adversary_epochs=params.pretrain_adversary_epochs,
-            adversary_lr=params.adversary_lr,
-            adversary_steps=params.adversary_steps,
-            average_decay=params.average_decay,
-        ),
+        train_stacked=debiasing_stacked_loop(**settings),
     )
 
 
