@@ -74,6 +74,24 @@ DEFENDED_RECIPES: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = [
 ]
 
 
+def _training_gflop(model: torch.nn.Module, rows: int, epochs: int, k: int) -> float:
+    """Floating-point work of training ``k`` such models (GFLOP): 2 per multiply-add of every Linear layer,
+    three passes' worth per row (forward, and the backward's input and weight gradients)."""
+    macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return 2 * 3 * macs * rows * epochs * k / 1e9
+
+
+def _gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """What this machine's torch reaches on a large square matrix product (GFLOP/s): the ceiling to read
+    the populations' rates against."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def _recipe(args: argparse.Namespace, stack: list[tuple[str, dict[str, Any]]]) -> Any:
     stages = []
     for key, params in stack:
@@ -175,6 +193,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if k64 is not None:
         verdict = "met" if k64["ratio"] >= TARGET_RATIO_K64 else "NOT met"
         lines.append(f"target: >= {TARGET_RATIO_K64:.0f}x at K=64 -> {verdict} ({k64['ratio']:.1f}x)")
+    # Compute-bound or not: the plain populations' rates against what a large matrix product reaches here
+    gemm = _gemm_gflops()
+    lines.append("")
+    lines.append(f"large matrix product (2048 x 2048): {gemm:.0f} GFLOP/s with {torch.get_num_threads()} threads")
+    for r in rows:
+        r["gflop"] = _training_gflop(factory(), args.rows, args.epochs, r["k"])
+        r["sequential_gflops"], r["batched_gflops"] = r["gflop"] / r["sequential_s"], r["gflop"] / r["batched_s"]
+        lines.append(
+            f"K={r['k']}: {r['gflop']:.1f} GFLOP of training; sequential {r['sequential_gflops']:.0f} GFLOP/s, "
+            f"batched {r['batched_gflops']:.0f} GFLOP/s ({100 * r['batched_gflops'] / gemm:.0f} % of the product's)"
+        )
     sys.stdout.write("\n".join(lines) + "\n")
     result = {
         "benchmark": "population",
@@ -192,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "defended_recipe_rows": recipe_rows,
         "dp_epsilon_row": dp_row,
         "target_ratio_k64": TARGET_RATIO_K64,
+        "gemm_gflops": gemm,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
