@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from results_testing import UTILITY, aggregate_chosen
 
-from amulet.assess import AssessmentResults, CellResult, aggregate_results, plan_assessment, render_reports
+from amulet.assess import AssessmentResults, render_reports
 from amulet.assess._display import strength_label
 from amulet.assess._report import render_json
 from amulet.assess._schema import RESULTS_SCHEMA_VERSION, results_json_schema
@@ -18,8 +19,6 @@ from amulet.assess._strength import WEAK_NOTE, attack_strength
 from amulet.assess._summary import executive_summary
 
 from .test_report_layout import _pages, needs_pdftotext
-
-UTILITY = {"model.majority_rate": 76.0, "model.top_class_share": 70.0, "model.accuracy_p_value": 1e-9}
 
 
 def test_lira_strength_comes_from_its_parameters_and_candidate_count():
@@ -82,21 +81,18 @@ SPEC: dict[str, Any] = {
 def _results() -> AssessmentResults:
     """Real aggregation over chosen metrics: the dp row lowers LiRA's AUC and distribution inference's accuracy
     significantly; LiRA ran with a weak budget (4 shadows), distribution inference with 8 + 8 models per ratio."""
-    plan = plan_assessment(SPEC)
-    cells = []
-    for c in plan.cells:
-        noise = (-0.004, 0.001, 0.003)[c.seed]
-        metrics: dict[str, float] = {"model.test_accuracy": 85.0 + noise, **UTILITY}
+
+    def metrics(c: Any, noise: float) -> dict[str, float]:
+        chosen: dict[str, float] = {"model.test_accuracy": 85.0 + noise, **UTILITY}
         if c.risk == "membership_inference":
             auc = (0.56 if c.row == "baseline" else 0.50) + noise
-            metrics.update(auc=auc, tpr_at_fpr=0.01, balanced_acc=auc, n_candidates=5000.0)
+            chosen.update(auc=auc, tpr_at_fpr=0.01, balanced_acc=auc, n_candidates=5000.0)
         else:
             accuracy = (0.90 if c.row == "baseline" else 0.60) + noise
-            metrics.update(distinguishing_accuracy=accuracy, auc=accuracy, n_victim_models=16.0)
-        cells.append(
-            CellResult(key=c.key, row=c.row, risk=c.risk, attack=c.attack, seed=c.seed, status="ok", metrics=metrics)
-        )
-    return aggregate_results(plan, cells)
+            chosen.update(distinguishing_accuracy=accuracy, auc=accuracy, n_victim_models=16.0)
+        return chosen
+
+    return aggregate_chosen(SPEC, metrics)
 
 
 def test_a_weak_budget_is_flagged_and_never_a_finding():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from amulet.assess import CellResult, aggregate_results, plan_assessment
+from results_testing import aggregate_chosen
+
 from benchmarks import study_tables
 
 SPEC: dict[str, Any] = {
@@ -20,12 +21,11 @@ SPEC: dict[str, Any] = {
 def _results_json() -> dict[str, Any]:
     """SPEC's real plan, aggregated over chosen metrics: the 'collapsed' row's model predicts the majority class
     (accuracy at the majority rate, p = 1) on every seed; the other rows are well above it."""
-    plan = plan_assessment(SPEC)
-    cells = []
-    for c in plan.cells:
-        noise = (-0.2, 0.1, 0.3)[c.seed]
+
+    def metrics(c: Any, noise: float) -> dict[str, float]:
         collapsed = c.row == "collapsed"
-        metrics = {
+        noise *= 100  # points of accuracy
+        return {
             "model.test_accuracy": 76.0 if collapsed else 85.0 + noise,
             "model.majority_rate": 76.0,
             "model.top_class_share": 100.0 if collapsed else 70.0,
@@ -33,10 +33,8 @@ def _results_json() -> dict[str, Any]:
             "robust_accuracy": (76.0 if collapsed else 30.0) + noise,
             "attack_success_rate": (24.0 if collapsed else 70.0) - noise,
         }
-        cells.append(
-            CellResult(key=c.key, row=c.row, risk=c.risk, attack=c.attack, seed=c.seed, status="ok", metrics=metrics)
-        )
-    return json.loads(aggregate_results(plan, cells).model_dump_json())
+
+    return json.loads(aggregate_chosen(SPEC, metrics).model_dump_json())
 
 
 def test_a_degenerate_row_is_shown_but_never_given_a_direction() -> None:

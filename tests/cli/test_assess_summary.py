@@ -7,8 +7,9 @@ import re
 from typing import Any
 
 import pytest
+from results_testing import UTILITY, aggregate_chosen
 
-from amulet.assess import AssessmentResults, CellResult, aggregate_results, plan_assessment
+from amulet.assess import AssessmentResults
 from amulet.assess._display import strength_label
 from amulet.cli._assess import _summary
 
@@ -24,29 +25,24 @@ SPEC: dict[str, Any] = {
     "seeds": [0, 1, 2],
 }
 
-UTILITY = {"model.majority_rate": 76.0, "model.top_class_share": 70.0, "model.accuracy_p_value": 1e-9}
-
 
 def _results() -> AssessmentResults:
     """The real plan of SPEC aggregated over chosen metrics: LiRA ran with a weak budget (4 shadow models), PGD
     with a sufficient one, and the subgroup metrics are a measurement without a budget."""
-    plan = plan_assessment(SPEC)
-    cells = []
-    for c in plan.cells:
-        noise = (-0.004, 0.001, 0.003)[c.seed]
-        metrics: dict[str, float] = {"model.test_accuracy": 85.0 + noise, **UTILITY}
+
+    def metrics(c: Any, noise: float) -> dict[str, float]:
+        chosen: dict[str, float] = {"model.test_accuracy": 85.0 + noise, **UTILITY}
         if c.risk == "membership_inference":
             auc = (0.56 if c.row == "baseline" else 0.50) + noise
-            metrics.update(auc=auc, tpr_at_fpr=0.01, balanced_acc=auc, n_candidates=5000.0)
+            chosen.update(auc=auc, tpr_at_fpr=0.01, balanced_acc=auc, n_candidates=5000.0)
         elif c.risk == "evasion":
             robust = (40.0 if c.row == "baseline" else 30.0) + noise
-            metrics.update(robust_accuracy=robust, attack_success_rate=100.0 - robust)
+            chosen.update(robust_accuracy=robust, attack_success_rate=100.0 - robust)
         else:
-            metrics.update(demographic_parity=0.1 + noise, equalized_odds=0.1 + noise, p_rule=80.0 + noise)
-        cells.append(
-            CellResult(key=c.key, row=c.row, risk=c.risk, attack=c.attack, seed=c.seed, status="ok", metrics=metrics)
-        )
-    return aggregate_results(plan, cells)
+            chosen.update(demographic_parity=0.1 + noise, equalized_odds=0.1 + noise, p_rule=80.0 + noise)
+        return chosen
+
+    return aggregate_chosen(SPEC, metrics)
 
 
 def test_the_summary_shows_each_columns_attack_strength(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
@@ -79,13 +75,8 @@ def test_the_summary_shows_each_columns_attack_strength(capsys: pytest.CaptureFi
 
 def test_results_without_any_attack_budget_print_no_strength_section(capsys: pytest.CaptureFixture[str]) -> None:
     spec = {**SPEC, "risks": [SPEC["risks"][2]]}
-    plan = plan_assessment(spec)
     metrics = {"model.test_accuracy": 85.0, **UTILITY, "demographic_parity": 0.1, "equalized_odds": 0.1, "p_rule": 80.0}
-    cells = [
-        CellResult(key=c.key, row=c.row, risk=c.risk, attack=c.attack, seed=c.seed, status="ok", metrics=metrics)
-        for c in plan.cells
-    ]
-    results = aggregate_results(plan, cells)
+    results = aggregate_chosen(spec, lambda c, noise: metrics)
     assert [c.strength for c in results.columns] == [None]
     _summary(results, {})
     err = capsys.readouterr().err
