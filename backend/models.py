@@ -39,6 +39,7 @@ __all__ = [
     "ASSESSMENT_ACTIVE",
     "ASSESSMENT_STATUSES",
     "CELL_DONE",
+    "CELL_STATUSES",
     "STALLED",
     "TRAINING_SETTLED",
     "ApiToken",
@@ -67,6 +68,8 @@ ASSESSMENT_STATUSES = ("queued", "running", "finalizing", "succeeded", "partial"
 ASSESSMENT_ACTIVE = ("queued", "running", "finalizing")
 #: Terminal cell statuses (the engine's CellResult's, and ``cancelled``); "pending" and "running" are not.
 CELL_DONE = ("ok", "not_run", "error", "cancelled")
+#: Every cell status: waiting, being measured, or one of CELL_DONE.
+CELL_STATUSES = ("pending", "running", *CELL_DONE)
 #: Training statuses a worker will not change again (``pending`` and ``running`` it will).
 TRAINING_SETTLED = ("done", "error", "cancelled")
 #: What the API shows for a running or finalizing assessment whose worker stopped renewing its heartbeat

@@ -144,7 +144,7 @@ def test_other_projects_cannot_list(client: TestClient, admin_headers, assessmen
         assert response.status_code == 404, (part, response.text)
 
 
-def test_listing_by_an_unknown_status_is_refused_naming_the_field(
+def test_filtering_by_an_unknown_status_is_refused_naming_the_field(
     client: TestClient, project_headers, assessment
 ) -> None:
     queued = client.get("/assessments", params={"status": "queued"}, headers=project_headers)
@@ -153,3 +153,10 @@ def test_listing_by_an_unknown_status_is_refused_naming_the_field(
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert detail["field"] == "status" and "'done'" in detail["message"] and "succeeded" in detail["message"]
+    cells_url = f"/assessments/{assessment['id']}/cells"
+    pending = client.get(cells_url, params={"status": "pending"}, headers=project_headers)
+    assert pending.status_code == 200 and pending.json()["count"] == 80
+    response = client.get(cells_url, params={"status": "done"}, headers=project_headers)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail["field"] == "status" and "not_run" in detail["message"]

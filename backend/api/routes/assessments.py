@@ -22,7 +22,7 @@ from backend import crud
 from backend.api.deps import CurrentToken, LimitQuery, OffsetQuery, SessionDep, SettingsDep
 from backend.core.queue import enqueue_assessment
 from backend.intake import IntakeError
-from backend.models import ASSESSMENT_STATUSES, CELL_DONE, STALLED, Assessment, public_status, utcnow
+from backend.models import ASSESSMENT_STATUSES, CELL_DONE, CELL_STATUSES, STALLED, Assessment, public_status, utcnow
 from backend.planning import plan_submission
 from backend.schemas import (
     AssessmentCreate,
@@ -80,6 +80,13 @@ def _state_or_404(session: SessionDep, project_id: str, assessment_id: str) -> A
     return row
 
 
+def _check_status_filter(value: str | None, known: tuple[str, ...]) -> None:
+    """Refuse a ``status`` filter no row can have: it would match nothing, and an empty page reads as an answer."""
+    if value is not None and value not in known:
+        message = f"Unknown status {value!r}: use one of {', '.join(known)}, or leave it out."
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, {"field": "status", "message": message})
+
+
 @router.post("", response_model=AssessmentCreated, status_code=status.HTTP_202_ACCEPTED)
 def submit_assessment(
     body: AssessmentCreate, session: SessionDep, settings: SettingsDep, token: CurrentToken
@@ -124,13 +131,7 @@ def list_assessments(
     status: str | None = None,
 ) -> AssessmentsPublic:
     """The project's assessments, newest first (optionally one status)."""
-    if status is not None and status not in (*ASSESSMENT_STATUSES, STALLED):
-        # An unknown status would match nothing: say so instead of answering with an empty list.
-        allowed = ", ".join((*ASSESSMENT_STATUSES, STALLED))
-        raise HTTPException(
-            422,  # the `status` parameter shadows fastapi.status here
-            {"field": "status", "message": f"Unknown status {status!r}: use one of {allowed}, or leave it out."},
-        )
+    _check_status_filter(status, (*ASSESSMENT_STATUSES, STALLED))
     rows, count = crud.list_assessments(session, project_id=token.project_id, limit=limit, offset=offset, status=status)
     return AssessmentsPublic(data=[AssessmentPublic.model_validate(r) for r in rows], count=count)
 
@@ -289,6 +290,7 @@ def list_cells(
     status: Annotated[str | None, Query(max_length=20, description="Only cells of this status.")] = None,
 ) -> CellsPublic:
     """A page of the assessment's cells (plan order: row, risk, seed) with their metrics, and the total count."""
+    _check_status_filter(status, CELL_STATUSES)
     row = _state_or_404(session, token.project_id, assessment_id)
     cells, count = crud.page_cells(session, assessment_id=row.id, limit=limit, offset=offset, status=status)
     metrics = crud.cell_metrics(session, cell_ids=[c.id for c in cells])
