@@ -170,7 +170,11 @@ class Matrix:
         return float(get_accuracy(model, self.loader(self.test_set), DEVICE))
 
     def above_majority(self, accuracy: float) -> dict[str, Any]:
-        """Whether a test accuracy (%) is significantly above the majority rate: one-sided binomial test, 5 %."""
+        """Whether a test accuracy (%) is significantly above the majority rate: one-sided binomial test, 5 %.
+
+        The rule of ``amulet.utils.check_utility``, restated with SciPy because this script must also run with
+        upstream's package, which has no such check.
+        """
         n = len(self.y_te)
         p = float(binomtest(round(accuracy * n / 100), n, self.majority / 100, alternative="greater").pvalue)
         return {"p_above_majority": p, "meaningful": p < 0.05}
