@@ -298,21 +298,63 @@ class StackedChain:
 
     # ---- evaluation
     @torch.no_grad()
-    def eval_logits(self, x: torch.Tensor, *, max_elements: int = 1 << 25) -> torch.Tensor:
+    def eval_logits(self, x: torch.Tensor, *, max_elements: int = 1 << 22) -> torch.Tensor:
         """Eval-mode logits of all K models on the same rows ``x`` (``(n, ...)``): ``(K, n, n_classes)``.
 
-        The first Linear runs as one ``(n, in) @ (in, K * out)`` product; rows are processed in chunks that
-        keep an activation under ``max_elements`` floats.
+        The first Linear runs as one ``(n, in) @ (in, K * out)`` product and BatchNorms with running
+        statistics are folded into the Linear before them; rows are processed in chunks that keep an activation
+        under ``max_elements`` floats (16 MiB by default: small enough to stay in cache between layers, which
+        takes a third off a 16-model population's scoring of 12,000 rows compared with 128 MiB chunks).
         """
         first = next(layer for layer in self.layers if layer.kind == "linear")
         weight0 = self.params[first.prefix + "weight"]
         K, width = weight0.shape[0], max(v.shape[1] for n, v in self.params.items() if n.endswith("weight"))
         chunk = max(64, max_elements // max(K * width, 1))
         rows = x.reshape(len(x), -1)
-        return torch.cat([self._eval_chunk(rows[i : i + chunk]) for i in range(0, len(rows), chunk)], dim=1)
+        folded = self._folded()
+        if folded is None:
+            return torch.cat([self._eval_chunk(rows[i : i + chunk]) for i in range(0, len(rows), chunk)], dim=1)
+        layers, params = folded
+        return torch.cat([_eval_folded(layers, params, rows[i : i + chunk]) for i in range(0, len(rows), chunk)], dim=1)
 
     def _eval_chunk(self, rows: torch.Tensor) -> torch.Tensor:
         return self._eval(self.params, self.buffers, rows)
+
+    def _folded(self) -> tuple[list[ChainLayer], dict[str, torch.Tensor]] | None:
+        """The eval-mode chain with every BatchNorm folded into the Linear before it, or None if one cannot be.
+
+        In eval mode a BatchNorm with running statistics is the affine map ``h * s + (beta - mean * s)`` with
+        ``s = gamma / sqrt(var + eps)``, so ``BN(W x + b) = (s W) x + (s b + beta - mean s)``: one product per
+        layer and no pass over the activations (which, for many rows, is memory-bound and costs as much as
+        the product). A BatchNorm without running statistics normalises with the batch's own and cannot be
+        folded. Dropout is the identity in eval mode.
+        """
+        layers: list[ChainLayer] = []
+        params: dict[str, torch.Tensor] = {}
+        for layer in self.layers:
+            if layer.kind == "dropout":
+                continue
+            if layer.kind != "batchnorm":
+                layers.append(layer)
+                if layer.kind == "linear":
+                    params[layer.prefix + "weight"] = self.params[layer.prefix + "weight"]
+                    if layer.bias:
+                        params[layer.prefix + "bias"] = self.params[layer.prefix + "bias"]
+                continue
+            if not layer.running:
+                return None
+            linear = layers[-1]  # chain_layers only accepts a BatchNorm right after a Linear
+            mean = self.buffers[layer.prefix + "running_mean"]
+            scale = torch.rsqrt(self.buffers[layer.prefix + "running_var"] + layer.eps)
+            shift = -mean * scale
+            if layer.affine:
+                scale = scale * self.params[layer.prefix + "weight"]
+                shift = shift * self.params[layer.prefix + "weight"] + self.params[layer.prefix + "bias"]
+            bias = params.get(linear.prefix + "bias")
+            params[linear.prefix + "weight"] = params[linear.prefix + "weight"] * scale.unsqueeze(-1)
+            params[linear.prefix + "bias"] = shift if bias is None else torch.addcmul(shift, bias, scale)
+            layers[-1] = ChainLayer("linear", linear.prefix, bias=True)
+        return layers, params
 
     def _eval(self, p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
         """Eval-mode forward; ``rows`` is ``(n, features)`` shared by all models or ``(K, n, features)``."""
@@ -351,3 +393,25 @@ class StackedChain:
                 h = torch.relu_(h)
         assert h is not None
         return h
+
+
+def _eval_folded(layers: list[ChainLayer], params: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+    """Eval-mode forward of a chain whose BatchNorms are folded (:meth:`StackedChain._folded`) on shared rows."""
+    h: torch.Tensor | None = None
+    for layer in layers:
+        if layer.kind == "linear":
+            weight = params[layer.prefix + "weight"]
+            bias = params.get(layer.prefix + "bias")
+            if h is None:  # all K first layers as one product on the shared rows
+                K, out = weight.shape[0], weight.shape[1]
+                flat = F.linear(rows, weight.reshape(K * out, -1), None if bias is None else bias.reshape(-1))
+                h = flat.view(len(rows), K, out).transpose(0, 1)
+            elif bias is not None:
+                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+            else:
+                h = torch.bmm(h, weight.transpose(1, 2))
+        elif layer.kind == "relu":
+            assert h is not None
+            h = torch.relu_(h)
+    assert h is not None
+    return h

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -11,8 +11,8 @@ from torch import nn
 from amulet.models import LinearNet
 from amulet.progress import resolve_progress
 from amulet.utils import TensorData, TrainConfig, derive_seed, predict_logits, seeded_init, train_model
-from amulet.utils._population import population_logits
-from amulet.utils._stacked_chain import chain_layers
+from amulet.utils._population import population_logits, stack_module_state
+from amulet.utils._stacked_chain import StackedChain, chain_layers
 from amulet.utils._stacked_training import stacked_kernel, train_stacked_models
 
 
@@ -95,6 +95,44 @@ def test_stacked_evaluation_equals_each_model(seed: int) -> None:
     stacked = population_logits(models, data.x)
     single = torch.stack([predict_logits(m, data.x) for m in models])
     torch.testing.assert_close(stacked, single, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: nn.Sequential(nn.Linear(6, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)),
+        lambda: nn.Sequential(
+            nn.Linear(6, 8), nn.BatchNorm1d(8, affine=False), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 3)
+        ),
+        # no running statistics: eval mode normalises with the batch's own, so nothing can be folded
+        lambda: nn.Sequential(
+            nn.Linear(6, 8), nn.BatchNorm1d(8, track_running_stats=False), nn.ReLU(), nn.Linear(8, 3)
+        ),
+    ],
+    ids=["no-bias", "no-affine-dropout", "batch-statistics"],
+)
+def test_stacked_evaluation_in_chunks_equals_each_model(seed: int, factory: Any) -> None:
+    """Eval-mode scoring (BatchNorms folded into the Linear before them) in several chunks = each model's."""
+    data = _data(seed, 300)
+    models = [seeded_init(factory, derive_seed(seed, "c", k)) for k in range(4)]
+    for m in models:
+        m.train()
+        m(data.x[:64] * 2 + 1)
+        with torch.no_grad():  # a non-trivial affine part where there is one
+            for p in m.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        m.eval()
+    layers = chain_layers(models[0])
+    assert layers is not None
+    params, buffers = stack_module_state(models)
+    chain = StackedChain(layers, {k: v.detach() for k, v in params.items()}, buffers)
+    # 64-row chunks of the 300 rows (the smallest chunk eval_logits takes)
+    stacked = chain.eval_logits(data.x, max_elements=1)
+    if factory().__getitem__(1).track_running_stats:
+        single = torch.stack([predict_logits(m, data.x) for m in models])
+    else:  # each model normalises every 64-row chunk with that chunk's statistics
+        single = torch.stack([torch.cat([m(data.x[i : i + 64]) for i in range(0, 300, 64)]) for m in models])
+    torch.testing.assert_close(stacked, single.detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_chain_dropout_trains_each_model_with_its_own_masks(seed: int) -> None:
