@@ -16,6 +16,7 @@ from amulet.utils._evaluation import (
     predict_logits,
 )
 from amulet.utils._files import create_dir, load_or_train
+from amulet.utils._flat_adam import FlatAdam, flat_adam
 from amulet.utils._models import CAPACITY_CONFIG, DEFAULT_CAPACITY_MAP, CapacityError, initialize_model
 from amulet.utils._population import (
     BATCHABLE_MODULES,
@@ -68,6 +69,7 @@ __all__ = [
     "DEFAULT_CAPACITY_MAP",
     "DEGENERATE_P_VALUE",
     "DEGENERATE_TOP_CLASS_SHARE",
+    "FlatAdam",
     "PopulationResult",
     "StackedBatchTransform",
     "StackedOptimizer",
@@ -82,6 +84,7 @@ __all__ = [
     "check_utility",
     "configure_threads",
     "create_dir",
+    "flat_adam",
     "degenerate_reason",
     "derive_seed",
     "get_accuracy",

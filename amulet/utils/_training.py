@@ -14,6 +14,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from torch.utils.data._utils.collate import default_collate
 
 from amulet.progress import Progress, resolve_progress
+from amulet.utils._flat_adam import flat_adam
 from amulet.utils._seeding import make_generator
 from amulet.utils._tensordata import TensorData
 from amulet.utils._threads import layer1_threads
@@ -263,21 +264,22 @@ def run_epoch(
     skip_singletons = has_batchnorm(model)
     model.train()
     total = 0.0
-    for batch in batches:
-        x, y = batch[0], batch[1]
-        rows = len(x)
-        if rows < 2 and skip_singletons:
-            continue
-        if batch_transform is not None:
-            if transform_generator is None:
-                raise ValueError("run_epoch needs a transform_generator when a batch_transform is given.")
-            x, y = batch_transform(model, x, y, transform_generator)
-            model.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(x), y)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * rows
+    with flat_adam(optimizer) as steps:
+        for batch in batches:
+            x, y = batch[0], batch[1]
+            rows = len(x)
+            if rows < 2 and skip_singletons:
+                continue
+            if batch_transform is not None:
+                if transform_generator is None:
+                    raise ValueError("run_epoch needs a transform_generator when a batch_transform is given.")
+                x, y = batch_transform(model, x, y, transform_generator)
+                model.train()
+            steps.zero_grad()
+            loss = criterion(model(x), y)
+            loss.backward()
+            steps.step()
+            total += loss.item() * rows
     return total
 
 

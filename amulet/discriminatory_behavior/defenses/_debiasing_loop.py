@@ -45,6 +45,7 @@ from amulet.utils import (
     TensorData,
     TrainConfig,
     derive_seed,
+    flat_adam,
     has_batchnorm,
     make_generator,
     make_optimizer,
@@ -173,10 +174,10 @@ def train_debiased(
 
     def adversary_step_on(outputs: torch.Tensor, z: torch.Tensor) -> float:
         adversary.train()
-        adversary_optimizer.zero_grad(set_to_none=True)
+        adversary_steps_.zero_grad()
         loss = _adversary_losses(adversary, outputs, z).mean()
         loss.backward()
-        adversary_optimizer.step()
+        adversary_steps_.step()
         counts["adversary_steps"] += 1
         return float(loss.item())
 
@@ -191,61 +192,67 @@ def train_debiased(
             if not yielded:
                 return
 
-    progress.start("debias/pretrain_adversary", pretrain_adversary_epochs, "pretraining the adversary")
-    for epoch in range(pretrain_adversary_epochs):
-        loss = float("nan")
-        for x, y, z in batches():
-            batch = prepared(x, y, z)
-            if batch is not None:
-                loss = adversary_step(batch[0], batch[2])
-        progress.advance("debias/pretrain_adversary", adversary_loss=round(loss, 5), epoch=epoch + 1)
-    progress.finish("debias/pretrain_adversary")
+    # Adam steps over flat buffers (same numbers): the adversary is tiny, so its ten steps per batch are mostly
+    # the optimizer's per-tensor overhead
+    with flat_adam(model_optimizer) as model_steps, flat_adam(adversary_optimizer) as adversary_steps_:
+        progress.start("debias/pretrain_adversary", pretrain_adversary_epochs, "pretraining the adversary")
+        for epoch in range(pretrain_adversary_epochs):
+            loss = float("nan")
+            for x, y, z in batches():
+                batch = prepared(x, y, z)
+                if batch is not None:
+                    loss = adversary_step(batch[0], batch[2])
+            progress.advance("debias/pretrain_adversary", adversary_loss=round(loss, 5), epoch=epoch + 1)
+        progress.finish("debias/pretrain_adversary")
 
-    stream = adversary_stream()
-    params = [p for p in model.parameters() if p.requires_grad]
-    averages = [torch.zeros_like(p) for p in params]
-    progress.start("debias", epochs, "adversarial debiasing")
-    for epoch in range(epochs):
-        task_total, adv_total, seen = 0.0, 0.0, 0
-        for x, y, z in batches():
-            batch = prepared(x, y, z)
-            if batch is None:
-                continue
-            adv_loss = float("nan")
-            # The classifier does not change during these steps and its eval-mode outputs are row by row, so
-            # one forward pass over all their batches gives each step the outputs it would compute itself
-            steps = [next(stream) for _ in range(adversary_steps)]
-            outputs_all = classifier_outputs(torch.cat([xa for xa, _, _ in steps]))
-            for (_, _, za), outputs_a in zip(steps, outputs_all.split([len(xa) for xa, _, _ in steps])):
-                adv_loss = adversary_step_on(outputs_a, za)
-            x, y, z = batch
-            if batch_transform is not None:
-                assert transform_generator is not None
-                x, y = batch_transform(model, x, y, transform_generator)
-            model.train()
-            adversary.eval()
-            outputs = model(x)
-            task_loss = criterion(outputs, y)
-            fairness = (lambdas * _adversary_losses(adversary, outputs, z)).mean()
-            model_optimizer.zero_grad(set_to_none=True)
-            (task_loss - fairness).backward()
-            model_optimizer.step()
-            counts["classifier_steps"] += 1
-            with torch.no_grad():
-                for avg, p in zip(averages, params):
-                    avg.mul_(average_decay).add_(p.detach(), alpha=1.0 - average_decay)
-            task_total += float(task_loss.item()) * len(x)
-            adv_total += adv_loss * len(x)
-            seen += len(x)
-        progress.advance(
-            "debias",
-            task_loss=round(task_total / max(seen, 1), 5),
-            adversary_loss=round(adv_total / max(seen, 1), 5),
-            epoch=epoch + 1,
-        )
-        logger.debug(
-            "debias epoch %d task %.5f adversary %.5f", epoch + 1, task_total / max(seen, 1), adv_total / max(seen, 1)
-        )
+        stream = adversary_stream()
+        params = [p for p in model.parameters() if p.requires_grad]
+        averages = [torch.zeros_like(p) for p in params]
+        progress.start("debias", epochs, "adversarial debiasing")
+        for epoch in range(epochs):
+            task_total, adv_total, seen = 0.0, 0.0, 0
+            for x, y, z in batches():
+                batch = prepared(x, y, z)
+                if batch is None:
+                    continue
+                adv_loss = float("nan")
+                # The classifier does not change during these steps and its eval-mode outputs are row by row, so
+                # one forward pass over all their batches gives each step the outputs it would compute itself
+                steps = [next(stream) for _ in range(adversary_steps)]
+                outputs_all = classifier_outputs(torch.cat([xa for xa, _, _ in steps]))
+                for (_, _, za), outputs_a in zip(steps, outputs_all.split([len(xa) for xa, _, _ in steps])):
+                    adv_loss = adversary_step_on(outputs_a, za)
+                x, y, z = batch
+                if batch_transform is not None:
+                    assert transform_generator is not None
+                    x, y = batch_transform(model, x, y, transform_generator)
+                model.train()
+                adversary.eval()
+                outputs = model(x)
+                task_loss = criterion(outputs, y)
+                fairness = (lambdas * _adversary_losses(adversary, outputs, z)).mean()
+                model_steps.zero_grad()
+                (task_loss - fairness).backward()
+                model_steps.step()
+                counts["classifier_steps"] += 1
+                with torch.no_grad():
+                    for avg, p in zip(averages, params):
+                        avg.mul_(average_decay).add_(p.detach(), alpha=1.0 - average_decay)
+                task_total += float(task_loss.item()) * len(x)
+                adv_total += adv_loss * len(x)
+                seen += len(x)
+            progress.advance(
+                "debias",
+                task_loss=round(task_total / max(seen, 1), 5),
+                adversary_loss=round(adv_total / max(seen, 1), 5),
+                epoch=epoch + 1,
+            )
+            logger.debug(
+                "debias epoch %d task %.5f adversary %.5f",
+                epoch + 1,
+                task_total / max(seen, 1),
+                adv_total / max(seen, 1),
+            )
     progress.finish("debias")
     if counts["classifier_steps"] > 0 and average_decay > 0:
         correction = 1.0 - average_decay ** counts["classifier_steps"]

@@ -18,7 +18,15 @@ from amulet.evasion.attacks._pgd import (
 )
 from amulet.evasion.defenses._base import EvasionDefense
 from amulet.progress import Progress, resolve_progress
-from amulet.utils import BatchTransform, StackedBatchTransform, layer1_threads, loader_batches, make_generator
+from amulet.utils import (
+    BatchTransform,
+    FlatAdam,
+    StackedBatchTransform,
+    flat_adam,
+    layer1_threads,
+    loader_batches,
+    make_generator,
+)
 
 __all__ = ["AdversarialTrainingPGD", "pgd_batch_transform", "pgd_stacked_batch_transform"]
 
@@ -270,29 +278,30 @@ class AdversarialTrainingPGD(EvasionDefense):
         has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
         self.losses_: list[float] = []
         progress.start("adversarial_training", self.epochs, "adversarial training")
-        for epoch in range(self.epochs):
-            total, count = 0.0, 0
-            for batch in loader_batches(self.train_loader):
-                x, y = batch[0].to(device).float(), batch[1].to(device).long()
-                if len(x) < 2 and has_bn:
-                    continue  # BatchNorm cannot train on a batch of one
-                if self.clean_step:
-                    total += self._step(model, x, y)
+        with flat_adam(self.optimizer) as steps:
+            for epoch in range(self.epochs):
+                total, count = 0.0, 0
+                for batch in loader_batches(self.train_loader):
+                    x, y = batch[0].to(device).float(), batch[1].to(device).long()
+                    if len(x) < 2 and has_bn:
+                        continue  # BatchNorm cannot train on a batch of one
+                    if self.clean_step:
+                        total += self._step(model, steps, x, y)
+                        count += len(x)
+                    # The examples are made against the model as the clean step left it (upstream's order).
+                    x_adv, y = transform(model, x, y, generator)
+                    total += self._step(model, steps, x_adv, y)
                     count += len(x)
-                # The examples are made against the model as the clean step left it (upstream's order).
-                x_adv, y = transform(model, x, y, generator)
-                total += self._step(model, x_adv, y)
-                count += len(x)
-            self.losses_.append(total / max(count, 1))
-            progress.advance("adversarial_training", loss=round(self.losses_[-1], 5), epoch=epoch + 1)
+                self.losses_.append(total / max(count, 1))
+                progress.advance("adversarial_training", loss=round(self.losses_[-1], 5), epoch=epoch + 1)
         progress.finish("adversarial_training")
         return model.eval()
 
-    def _step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    def _step(self, model: nn.Module, steps: FlatAdam, x: torch.Tensor, y: torch.Tensor) -> float:
         """One optimizer step on (x, y) in train mode; returns the batch's summed loss."""
         model.train()
-        self.optimizer.zero_grad(set_to_none=True)
+        steps.zero_grad()
         loss = self.criterion(model(x), y)
         loss.backward()
-        self.optimizer.step()
+        steps.step()
         return loss.item() * len(x)

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from amulet._validation import InstanceOf, Interval, Options, validate_params
 from amulet.progress import Progress, resolve_progress
 from amulet.unauth_model_ownership.attacks._base import UnauthModelOwnershipAttack
-from amulet.utils import layer1_threads, loader_batches, make_generator, predict_logits
+from amulet.utils import flat_adam, layer1_threads, loader_batches, make_generator, predict_logits
 
 __all__ = ["ModelExtraction"]
 
@@ -148,15 +148,16 @@ class ModelExtraction(UnauthModelOwnershipAttack):
             model.train()
             order = torch.randperm(len(x), generator=generator).to(device)
             total = 0.0
-            for start in range(0, len(x), batch_size):
-                idx = order[start : start + batch_size]
-                if len(idx) < 2 and has_bn:
-                    continue
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = _extraction_loss(self.loss_type, model(x_dev[idx]), a_dev[idx])
-                loss.backward()
-                self.optimizer.step()
-                total += loss.item() * len(idx)
+            with flat_adam(self.optimizer) as steps:
+                for start in range(0, len(x), batch_size):
+                    idx = order[start : start + batch_size]
+                    if len(idx) < 2 and has_bn:
+                        continue
+                    steps.zero_grad()
+                    loss = _extraction_loss(self.loss_type, model(x_dev[idx]), a_dev[idx])
+                    loss.backward()
+                    steps.step()
+                    total += loss.item() * len(idx)
             self.losses_.append(total / max(len(x), 1))
             progress.advance("extraction", loss=round(self.losses_[-1], 5), epoch=epoch + 1)
         progress.finish("extraction")

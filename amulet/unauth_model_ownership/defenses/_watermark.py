@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from amulet._validation import InstanceOf, Interval, validate_params
 from amulet.progress import Progress, resolve_progress
 from amulet.unauth_model_ownership.defenses._base import WatermarkDefense
-from amulet.utils import TensorData, get_accuracy, layer1_threads, loader_batches, make_generator
+from amulet.utils import TensorData, flat_adam, get_accuracy, layer1_threads, loader_batches, make_generator
 
 __all__ = ["WatermarkNN", "embed_watermark", "generate_trigger_set", "load_trigger_folder"]
 
@@ -149,20 +149,21 @@ def embed_watermark(
     for epoch in range(epochs):
         model.train()
         total, count = 0.0, 0
-        for batch in loader_batches(data):
-            x, y = batch[0].to(device).float(), batch[1].to(device).long()
-            m = min(len(tx), max(len(x), 1))
-            idx = (torch.arange(cursor, cursor + m, device=device)) % len(tx)
-            cursor = (cursor + m) % len(tx)
-            xb, yb = torch.cat([x, tx[idx]]), torch.cat([y, ty[idx]])
-            if len(xb) < 2 and has_bn:
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(xb), yb)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(xb)
-            count += len(xb)
+        with flat_adam(optimizer) as steps:
+            for batch in loader_batches(data):
+                x, y = batch[0].to(device).float(), batch[1].to(device).long()
+                m = min(len(tx), max(len(x), 1))
+                idx = (torch.arange(cursor, cursor + m, device=device)) % len(tx)
+                cursor = (cursor + m) % len(tx)
+                xb, yb = torch.cat([x, tx[idx]]), torch.cat([y, ty[idx]])
+                if len(xb) < 2 and has_bn:
+                    continue
+                steps.zero_grad()
+                loss = criterion(model(xb), yb)
+                loss.backward()
+                steps.step()
+                total += loss.item() * len(xb)
+                count += len(xb)
         progress.advance("watermark", loss=round(total / max(count, 1), 5), epoch=epoch + 1)
     progress.finish("watermark")
     return model.eval()
