@@ -45,14 +45,21 @@ class TensorData:
 
     @classmethod
     def from_dataset(cls, dataset: torch.utils.data.Dataset, batch_size: int = 1024) -> TensorData:
-        """Materialise any map-style dataset yielding (x, y) or (x, y, z) into tensors."""
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        xs, ys, zs = [], [], []
-        for batch in loader:
-            xs.append(batch[0])
-            ys.append(batch[1])
-            if len(batch) > 2:
-                zs.append(batch[2])
+        """Materialise any map-style dataset yielding (x, y) or (x, y, z) into tensors.
+
+        A ``TensorDataset`` (or a ``Subset`` of one) is read by indexing its tensors, the same rows as reading
+        it item by item through a loader, without a Python call per row.
+        """
+        tensors = _dataset_tensors(dataset)
+        if tensors is not None:
+            xs, ys, zs = [tensors[0]], [tensors[1]], tensors[2:3]
+        else:
+            xs, ys, zs = [], [], []
+            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                xs.append(batch[0])
+                ys.append(batch[1])
+                if len(batch) > 2:
+                    zs.append(batch[2])
         z = torch.cat(zs).long() if zs else None
         if z is not None and z.dim() == 1:
             z = z.unsqueeze(1)
@@ -101,3 +108,15 @@ class TensorData:
     def num_classes(self) -> int:
         """Number of classes (max label + 1)."""
         return int(self.y.max().item()) + 1 if len(self.y) else 0
+
+
+def _dataset_tensors(dataset: torch.utils.data.Dataset) -> tuple[torch.Tensor, ...] | None:
+    """The rows of a ``TensorDataset`` or of a (nested) ``Subset`` of one as whole tensors; else None."""
+    index: torch.Tensor | None = None
+    while isinstance(dataset, torch.utils.data.Subset):
+        own = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
+        index = own if index is None else own[index]
+        dataset = dataset.dataset
+    if type(dataset) is not TensorDataset or not 2 <= len(dataset.tensors) <= 3:
+        return None
+    return tuple(t if index is None else t[index] for t in dataset.tensors)
