@@ -107,25 +107,21 @@ class StackedOptimizer:
             sqs = [self.state[n]["exp_avg_sq"] for n, _, _ in pairs]
             steps = [torch.tensor(float(before[0]), device=self.device) for _ in pairs]
         else:
-            # Each active model's slices, with that model's own step count (Adam's bias corrections).
-            # unbind gives the K slice views in one call; every slice gets its own step tensor, which
-            # the functional Adam increments before its kernel reads it.
+            # The active models' slices, each with its step count (Adam's bias corrections). Consecutive active
+            # models at the same count share one slice of each tensor: populations whose subsets differ in size
+            # drift apart by whole epochs and then step in a few runs of models, not one slice per model (a
+            # 32-model distribution-inference population's step: 4.4 ms in 448 slices, one run per ratio now).
             members = list(range(self.n_models)) if active_np is None else np.flatnonzero(active_np).tolist()
-            counts = torch.from_numpy(np.tile(before[members], len(pairs))).to(torch.float32)
-            steps = list(counts.to(self.device).unbind(0))
+            runs = _runs(members, before)
+            steps = [torch.tensor(float(before[k0]), device=self.device) for _ in pairs for k0, _ in runs]
             params, grads, avgs, sqs = [], [], [], []
             for n, p, g in pairs:
-                slices = (
-                    p.unbind(0),
-                    g.unbind(0),
-                    self.state[n]["exp_avg"].unbind(0),
-                    self.state[n]["exp_avg_sq"].unbind(0),
-                )
-                for k in members:
-                    params.append(slices[0][k])
-                    grads.append(slices[1][k])
-                    avgs.append(slices[2][k])
-                    sqs.append(slices[3][k])
+                exp_avg, exp_avg_sq = self.state[n]["exp_avg"], self.state[n]["exp_avg_sq"]
+                for k0, k1 in runs:
+                    params.append(p[k0:k1])
+                    grads.append(g[k0:k1])
+                    avgs.append(exp_avg[k0:k1])
+                    sqs.append(exp_avg_sq[k0:k1])
         functional_adam(
             params,
             grads,
@@ -168,3 +164,14 @@ class StackedOptimizer:
             if new_buf is not None:
                 state["momentum_buffer"].copy_(torch.where(mask, new_buf, state["momentum_buffer"]))
             p.copy_(torch.where(mask, new_p, p))
+
+
+def _runs(members: list[int], steps: np.ndarray) -> list[tuple[int, int]]:
+    """``[k0, k1)`` ranges of consecutive ``members`` (ascending model indices) with equal ``steps``."""
+    runs: list[tuple[int, int]] = []
+    for k in members:
+        if runs and runs[-1][1] == k and steps[k] == steps[runs[-1][0]]:
+            runs[-1] = (runs[-1][0], k + 1)
+        else:
+            runs.append((k, k + 1))
+    return runs
