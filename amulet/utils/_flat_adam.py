@@ -88,11 +88,12 @@ class FlatAdam:
 
     Args:
         optimizer: The caller's optimizer.
+        enabled: False always delegates to the optimizer's own methods (for side-by-side measurements).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, *, enabled: bool = True) -> None:
         self.optimizer = optimizer
-        self._eligible = _eligible(optimizer)
+        self._eligible = enabled and _eligible(optimizer)
         self._groups: list[_FlatGroup] | None = None
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -251,8 +252,11 @@ def _mark(received: list[bool], index: int) -> Callable[[torch.Tensor], None]:
 
 
 @contextmanager
-def flat_adam(optimizer: torch.optim.Optimizer) -> Iterator[FlatAdam]:
+def flat_adam(optimizer: torch.optim.Optimizer, *, enabled: bool = True) -> Iterator[FlatAdam]:
     """Step ``optimizer`` through :class:`FlatAdam` inside the block; its state is written back on leaving.
+
+    ``enabled=False`` runs the optimizer's own ``zero_grad``/``step`` (``benchmarks/bench_flat_adam.py`` times
+    both side by side).
 
     Example:
         >>> import torch
@@ -266,7 +270,7 @@ def flat_adam(optimizer: torch.optim.Optimizer) -> Iterator[FlatAdam]:
         >>> int(optimizer.state[model.weight]["step"])
         3
     """
-    steps = FlatAdam(optimizer)
+    steps = FlatAdam(optimizer, enabled=enabled)
     try:
         yield steps
     finally:

@@ -69,3 +69,27 @@ def test_thread_spec_is_a_small_census_assessment() -> None:
     plan = plan_assessment(load_spec(SPECS / "census-threads.yaml"))
     assert [r.name for r in plan.rows] == ["baseline", "adversarial_training", "dp_sgd"]
     assert (len(plan.trainings), len(plan.cells)) == (3, 12)
+
+
+def test_flat_adam_benchmark_trains_the_same_weights_both_ways(tmp_path: Path) -> None:
+    """The side-by-side of bench_flat_adam, at a small size: both loops end on bit-identical weights."""
+    from benchmarks import bench_flat_adam
+
+    result = bench_flat_adam.main(
+        [
+            "--rows",
+            "600",
+            "--epochs",
+            "1",
+            "--repeats",
+            "1",
+            "--adversary-steps",
+            "2",
+            "--output",
+            str(tmp_path / "o.json"),
+        ]
+    )
+    assert [r["loop"] for r in result["rows"]] == ["linearnet_m1", "debiasing_adversary"]
+    assert [r["steps"] for r in result["rows"]] == [4, 8]
+    assert all(r["identical_weights"] for r in result["rows"])
+    assert (tmp_path / "o.json").exists()
