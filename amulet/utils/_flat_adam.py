@@ -29,6 +29,7 @@ be saved, loaded or stepped directly afterwards.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ __all__ = ["FlatAdam", "flat_adam"]
 
 _UNSET_FLAGS = ("amsgrad", "maximize", "differentiable", "capturable")
 _PATH_FLAGS = ("foreach", "fused")
+#: The open block of each optimizer, so that a nested block shares it.
+_OPEN: weakref.WeakKeyDictionary[torch.optim.Optimizer, FlatAdam] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -256,7 +259,8 @@ def flat_adam(optimizer: torch.optim.Optimizer, *, enabled: bool = True) -> Iter
     """Step ``optimizer`` through :class:`FlatAdam` inside the block; its state is written back on leaving.
 
     ``enabled=False`` runs the optimizer's own ``zero_grad``/``step`` (``benchmarks/bench_flat_adam.py`` times
-    both side by side).
+    both side by side). A block nested in another over the same optimizer (a training loop called from inside
+    another's) yields the outer block's object, which alone holds the optimizer's live state until it closes.
 
     Example:
         >>> import torch
@@ -270,8 +274,13 @@ def flat_adam(optimizer: torch.optim.Optimizer, *, enabled: bool = True) -> Iter
         >>> int(optimizer.state[model.weight]["step"])
         3
     """
+    if optimizer in _OPEN:  # nested in a block over the same optimizer: its buffers hold the live state
+        yield _OPEN[optimizer]
+        return
     steps = FlatAdam(optimizer, enabled=enabled)
+    _OPEN[optimizer] = steps
     try:
         yield steps
     finally:
+        del _OPEN[optimizer]
         steps.close()

@@ -51,10 +51,12 @@ class TensorData:
         it item by item through a loader, without a Python call per row.
         """
         tensors = _dataset_tensors(dataset)
+        xs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
+        zs: list[torch.Tensor] = []
         if tensors is not None:
-            xs, ys, zs = [tensors[0]], [tensors[1]], tensors[2:3]
+            xs, ys, zs = [tensors[0]], [tensors[1]], list(tensors[2:3])
         else:
-            xs, ys, zs = [], [], []
             for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
                 xs.append(batch[0])
                 ys.append(batch[1])

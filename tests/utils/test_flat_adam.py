@@ -173,3 +173,26 @@ def test_a_gradient_replaced_by_the_caller_is_used(seed: int) -> None:
             steps.step()
         assert steps.flat
     _assert_same(a, b, opt_a, opt_b)
+
+
+def test_a_nested_block_over_the_same_optimizer_shares_the_outer_one(seed: int) -> None:
+    """A training loop called inside another's block (same optimizer) steps the outer block's live state."""
+    batches = _batches(seed, 12)
+    a, b = _model(seed), _model(seed)
+    opt_a, opt_b = torch.optim.Adam(a.parameters(), lr=1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)
+    _train_stock(a, opt_a, batches)
+    b.train()
+    with flat_adam(opt_b) as outer:
+        for i, (x, y) in enumerate(batches):
+            if i % 3 == 2:  # every third step through an inner block
+                with flat_adam(opt_b) as inner:
+                    assert inner is outer
+                    inner.zero_grad()
+                    nn.functional.cross_entropy(b(x), y).backward()
+                    inner.step()
+                assert outer.flat  # leaving the inner block did not write the state back under the outer one
+                continue
+            outer.zero_grad()
+            nn.functional.cross_entropy(b(x), y).backward()
+            outer.step()
+    _assert_same(a, b, opt_a, opt_b)
