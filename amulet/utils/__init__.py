@@ -7,6 +7,7 @@ pydantic; ``import amulet`` alone imports neither (its sub-packages load lazily)
 
 from __future__ import annotations
 
+from amulet.utils._chain_gradient import chain_input_gradient
 from amulet.utils._data import DATASET_NAMES, load_data, stratified_split, subsample_dataset
 from amulet.utils._evaluation import (
     get_accuracy,
@@ -81,6 +82,7 @@ __all__ = [
     "available_cores",
     "batchable_reason",
     "busy_cores",
+    "chain_input_gradient",
     "check_utility",
     "configure_threads",
     "create_dir",

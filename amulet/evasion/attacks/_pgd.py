@@ -13,7 +13,7 @@ from amulet._validation import InstanceOf, Interval, Options, check_param, valid
 from amulet.evasion.attacks._base import EvasionAttack
 from amulet.exceptions import InvalidParameterError
 from amulet.progress import Progress, resolve_progress
-from amulet.utils import layer1_threads, loader_batches, make_generator
+from amulet.utils import chain_input_gradient, layer1_threads, loader_batches, make_generator
 
 __all__ = [
     "LABEL_SOURCES",
@@ -93,7 +93,7 @@ def pgd_linf(
     try:
         noise = _uniform_noise(x0, generator) if random_start else None
         return _ascend(
-            lambda xa: F.cross_entropy(model(xa), y, reduction="sum"),
+            _model_gradient(model, y),
             x0,
             noise,
             epsilon=epsilon,
@@ -154,7 +154,7 @@ def pgd_linf_stacked(
         raise ValueError(f"pgd_linf_stacked needs one generator per model: {len(x0)} models, {len(generators)} given.")
     noise = torch.stack([_uniform_noise(x0[k], g) for k, g in enumerate(generators)]) if random_start else None
     return _ascend(
-        lambda xa: F.cross_entropy(forward(xa).flatten(0, 1), y.flatten(), reduction="sum"),
+        _loss_gradient(lambda xa: F.cross_entropy(forward(xa).flatten(0, 1), y.flatten(), reduction="sum")),
         x0,
         noise,
         epsilon=epsilon,
@@ -171,8 +171,32 @@ def _uniform_noise(x0: torch.Tensor, generator: torch.Generator | None) -> torch
     return torch.rand(x0.shape, generator=generator, device=device, dtype=x0.dtype).to(x0.device)
 
 
+def _loss_gradient(loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The gradient of ``loss_fn`` with respect to its input, by autograd (nothing else's ``.grad`` is touched)."""
+
+    def gradient(x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(loss_fn(x), x)
+        return grad
+
+    return gradient
+
+
+def _model_gradient(model: nn.Module, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The input gradient of ``model``'s summed cross-entropy on labels ``y`` (the model in eval mode).
+
+    An MLP chain's is written out by hand (:func:`amulet.utils.chain_input_gradient`, about twice as fast);
+    any other model's comes from autograd.
+    """
+    by_hand = chain_input_gradient(model)
+    if by_hand is not None:
+        return lambda x: by_hand(x, y)
+    return _loss_gradient(lambda x: F.cross_entropy(model(x), y, reduction="sum"))
+
+
 def _ascend(
-    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    gradient: Callable[[torch.Tensor], torch.Tensor],
     x0: torch.Tensor,
     noise: torch.Tensor | None,
     *,
@@ -193,10 +217,7 @@ def _ascend(
     x_adv = x0 + (2 * noise - 1) * epsilon if noise is not None else x0.clone()
     x_adv = _clamp(torch.max(torch.min(x_adv, high), low), clip_min, clip_max)
     for _ in range(iterations):
-        x_adv.requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(loss_fn(x_adv), x_adv)
-        x_adv = x_adv.detach() + step_size * grad.sign()
+        x_adv = x_adv.detach() + step_size * gradient(x_adv).sign()
         x_adv = torch.max(torch.min(x_adv, high), low)
         x_adv = _clamp(x_adv, clip_min, clip_max)
     return x_adv.detach()
@@ -389,12 +410,8 @@ class EvasionPGD(EvasionAttack):
                 x_adv = x.detach().clone()
                 if self.epsilon != 0 and len(x):
                     noise = torch.cat([_uniform_noise(b[0].to(device), generator) for b in chunk])
-
-                    def loss(xa: torch.Tensor, target: torch.Tensor = target) -> torch.Tensor:
-                        return F.cross_entropy(self.model(xa), target, reduction="sum")
-
                     x_adv = _ascend(
-                        loss,
+                        _model_gradient(self.model, target),
                         x.detach(),
                         noise,
                         epsilon=float(self.epsilon),

@@ -1,0 +1,102 @@
+"""The input gradient of an eval-mode MLP chain's summed cross-entropy, written out by hand (PGD's inner step).
+
+PGD asks, ten to forty times per batch, for the gradient of the loss with respect to the inputs only, with the
+model frozen in eval mode. For a model that is a chain of Linear, BatchNorm1d (running statistics), ReLU and
+Dropout layers (:func:`amulet.utils._stacked_chain.chain_layers`), eval mode makes every BatchNorm an affine map
+that folds into the Linear before it, and the gradient is one matrix product per layer forward and one back,
+with the ReLU masks in between: about half the time autograd takes for the same pass on a LinearNet batch of
+128 rows (it also records the BatchNorm operations and computes through the parameters' graph nodes). The
+gradient equals autograd's up to float rounding (tested); PGD keeps only its sign.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from amulet.utils._stacked_chain import ChainLayer, chain_layers
+
+__all__ = ["chain_input_gradient"]
+
+#: chain_layers traces the model with torch.fx (milliseconds): once per model and set of submodules, not once
+#: per batch. The submodules' identities are part of the key, so replacing one traces again.
+_LAYERS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], list[ChainLayer] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _layers(model: nn.Module) -> list[ChainLayer] | None:
+    modules = tuple(id(m) for m in model.modules())
+    cached = _LAYERS.get(model)
+    if cached is None or cached[0] != modules:
+        cached = (modules, chain_layers(model))
+        _LAYERS[model] = cached
+    return cached[1]
+
+
+def chain_input_gradient(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """``grad(x, y)``: the gradient of ``cross_entropy(model(x), y, reduction="sum")`` with respect to ``x``.
+
+    Only for a model in eval mode whose forward is a chain (see the module notes) and whose BatchNorms keep
+    running statistics; None otherwise (the caller then uses autograd). The model's current weights are read
+    when this is called: call it again after the weights change.
+
+    Args:
+        model: The classifier, in eval mode.
+
+    Returns:
+        The gradient function, or None when the model is not such a chain.
+    """
+    if model.training:
+        return None
+    layers = _layers(model)
+    if layers is None or any(layer.kind == "batchnorm" and not layer.running for layer in layers):
+        return None
+    state = dict(model.state_dict(keep_vars=True))
+    ops: list[tuple[torch.Tensor, torch.Tensor | None] | None] = []  # (weight, bias) per Linear, None per ReLU
+    with torch.no_grad():
+        for layer in layers:
+            if layer.kind == "linear":
+                bias = state[layer.prefix + "bias"].detach() if layer.bias else None
+                ops.append((state[layer.prefix + "weight"].detach(), bias))
+            elif layer.kind == "batchnorm":
+                previous = ops[-1]
+                assert previous is not None  # chain_layers accepts a BatchNorm only right after a Linear
+                weight, bias = previous
+                scale = torch.rsqrt(state[layer.prefix + "running_var"] + layer.eps)
+                shift = -state[layer.prefix + "running_mean"] * scale
+                if layer.affine:
+                    gamma = state[layer.prefix + "weight"].detach()
+                    scale, shift = scale * gamma, shift * gamma + state[layer.prefix + "bias"].detach()
+                ops[-1] = (weight * scale.unsqueeze(1), shift if bias is None else torch.addcmul(shift, bias, scale))
+            elif layer.kind == "relu":
+                ops.append(None)
+            # flatten: the rows are flattened below; dropout: the identity in eval mode
+
+    def grad(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            h = x.reshape(len(x), -1)
+            masks: list[torch.Tensor | None] = []
+            for op in ops:
+                if op is None:
+                    h = torch.relu(h)
+                    masks.append(h > 0)
+                else:
+                    weight, bias = op
+                    h = h @ weight.T if bias is None else torch.addmm(bias, h, weight.T)
+                    masks.append(None)
+            # d(sum of cross-entropies)/d logits = softmax - one-hot
+            g = torch.softmax(h, dim=1)
+            g[torch.arange(len(y), device=g.device), y] -= 1
+            for op, mask in zip(reversed(ops), reversed(masks)):
+                if op is None:
+                    assert mask is not None
+                    g = g * mask
+                else:
+                    g = g @ op[0]
+            return g.reshape(x.shape)
+
+    return grad
