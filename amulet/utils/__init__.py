@@ -7,7 +7,6 @@ pydantic; ``import amulet`` alone imports neither (its sub-packages load lazily)
 
 from __future__ import annotations
 
-from amulet.utils._chain_gradient import chain_input_gradient
 from amulet.utils._data import DATASET_NAMES, load_data, stratified_split, subsample_dataset
 from amulet.utils._evaluation import (
     get_accuracy,
@@ -18,6 +17,7 @@ from amulet.utils._evaluation import (
 )
 from amulet.utils._files import create_dir, load_or_train
 from amulet.utils._flat_adam import FlatAdam, flat_adam
+from amulet.utils._input_gradient import chain_input_gradient, input_gradient, loss_gradient
 from amulet.utils._models import CAPACITY_CONFIG, DEFAULT_CAPACITY_MAP, CapacityError, initialize_model
 from amulet.utils._population import (
     BATCHABLE_MODULES,
@@ -86,19 +86,21 @@ __all__ = [
     "check_utility",
     "configure_threads",
     "create_dir",
-    "flat_adam",
     "degenerate_reason",
     "derive_seed",
+    "flat_adam",
     "get_accuracy",
     "get_fidelity",
     "get_intermediate_features",
     "get_predictions_numpy",
     "has_batchnorm",
     "initialize_model",
+    "input_gradient",
     "layer1_threads",
     "load_data",
     "load_or_train",
     "loader_batches",
+    "loss_gradient",
     "make_generator",
     "make_optimizer",
     "numpy_rng",

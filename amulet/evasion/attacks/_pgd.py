@@ -13,7 +13,7 @@ from amulet._validation import InstanceOf, Interval, Options, check_param, valid
 from amulet.evasion.attacks._base import EvasionAttack
 from amulet.exceptions import InvalidParameterError
 from amulet.progress import Progress, resolve_progress
-from amulet.utils import chain_input_gradient, layer1_threads, loader_batches, make_generator
+from amulet.utils import input_gradient, layer1_threads, loader_batches, loss_gradient, make_generator
 
 __all__ = [
     "LABEL_SOURCES",
@@ -93,7 +93,7 @@ def pgd_linf(
     try:
         noise = _uniform_noise(x0, generator) if random_start else None
         return _ascend(
-            _model_gradient(model, y),
+            input_gradient(model, y),
             x0,
             noise,
             epsilon=epsilon,
@@ -154,7 +154,7 @@ def pgd_linf_stacked(
         raise ValueError(f"pgd_linf_stacked needs one generator per model: {len(x0)} models, {len(generators)} given.")
     noise = torch.stack([_uniform_noise(x0[k], g) for k, g in enumerate(generators)]) if random_start else None
     return _ascend(
-        _loss_gradient(lambda xa: F.cross_entropy(forward(xa).flatten(0, 1), y.flatten(), reduction="sum")),
+        loss_gradient(lambda xa: F.cross_entropy(forward(xa).flatten(0, 1), y.flatten(), reduction="sum")),
         x0,
         noise,
         epsilon=epsilon,
@@ -169,30 +169,6 @@ def _uniform_noise(x0: torch.Tensor, generator: torch.Generator | None) -> torch
     """Uniform [0, 1) noise shaped like ``x0``, drawn on the generator's device (reproducible across devices)."""
     device = generator.device if generator is not None else x0.device
     return torch.rand(x0.shape, generator=generator, device=device, dtype=x0.dtype).to(x0.device)
-
-
-def _loss_gradient(loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The gradient of ``loss_fn`` with respect to its input, by autograd (nothing else's ``.grad`` is touched)."""
-
-    def gradient(x: torch.Tensor) -> torch.Tensor:
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(loss_fn(x), x)
-        return grad
-
-    return gradient
-
-
-def _model_gradient(model: nn.Module, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The input gradient of ``model``'s summed cross-entropy on labels ``y`` (the model in eval mode).
-
-    An MLP chain's is written out by hand (:func:`amulet.utils.chain_input_gradient`, about twice as fast);
-    any other model's comes from autograd.
-    """
-    by_hand = chain_input_gradient(model)
-    if by_hand is not None:
-        return lambda x: by_hand(x, y)
-    return _loss_gradient(lambda x: F.cross_entropy(model(x), y, reduction="sum"))
 
 
 def _ascend(
@@ -411,7 +387,7 @@ class EvasionPGD(EvasionAttack):
                 if self.epsilon != 0 and len(x):
                     noise = torch.cat([_uniform_noise(b[0].to(device), generator) for b in chunk])
                     x_adv = _ascend(
-                        _model_gradient(self.model, target),
+                        input_gradient(self.model, target),
                         x.detach(),
                         noise,
                         epsilon=float(self.epsilon),

@@ -1,4 +1,4 @@
-"""The input gradient of an eval-mode MLP chain's summed cross-entropy, written out by hand (PGD's inner step).
+"""Gradients with respect to a model's inputs (PGD's inner step): by hand for an MLP chain, else by autograd.
 
 PGD asks, ten to forty times per batch, for the gradient of the loss with respect to the inputs only, with the
 model frozen in eval mode. For a model that is a chain of Linear, BatchNorm1d (running statistics), ReLU and
@@ -6,7 +6,8 @@ Dropout layers (:func:`amulet.utils._stacked_chain.chain_layers`), eval mode mak
 that folds into the Linear before it, and the gradient is one matrix product per layer forward and one back,
 with the ReLU masks in between: about half the time autograd takes for the same pass on a LinearNet batch of
 128 rows (it also records the BatchNorm operations and computes through the parameters' graph nodes). The
-gradient equals autograd's up to float rounding (tested); PGD keeps only its sign.
+gradient equals autograd's up to float rounding (tested); PGD keeps only its sign. :func:`input_gradient` picks
+the hand-written gradient where it applies and autograd everywhere else.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import weakref
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from amulet.utils._stacked_chain import ChainLayer, chain_layers
 
-__all__ = ["chain_input_gradient"]
+__all__ = ["chain_input_gradient", "input_gradient", "loss_gradient"]
 
 #: chain_layers traces the model with torch.fx (milliseconds): once per model and set of submodules, not once
 #: per batch. The submodules' identities are part of the key, so replacing one traces again.
@@ -100,3 +102,37 @@ def chain_input_gradient(model: nn.Module) -> Callable[[torch.Tensor, torch.Tens
             return g.reshape(x.shape)
 
     return grad
+
+
+def loss_gradient(loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``gradient(x)``: the gradient of the scalar ``loss_fn(x)`` with respect to ``x``, by autograd.
+
+    Only the input's gradient is computed; no parameter's ``.grad`` is touched.
+    """
+
+    def gradient(x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(loss_fn(x), x)
+        return grad
+
+    return gradient
+
+
+def input_gradient(model: nn.Module, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``gradient(x)``: the gradient of ``cross_entropy(model(x), y, reduction="sum")`` with respect to ``x``.
+
+    Written out by hand for an eval-mode MLP chain (:func:`chain_input_gradient`), by autograd for any other
+    model. The model's weights are read when this is called.
+
+    Args:
+        model: The classifier (PGD puts it in eval mode first).
+        y: The labels whose loss is differentiated.
+
+    Returns:
+        The gradient function of the inputs.
+    """
+    by_hand = chain_input_gradient(model)
+    if by_hand is not None:
+        return lambda x: by_hand(x, y)
+    return loss_gradient(lambda x: F.cross_entropy(model(x), y, reduction="sum"))

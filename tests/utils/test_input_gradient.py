@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amulet.evasion.attacks import _pgd as pgd_module
 from amulet.evasion.attacks import pgd_linf
 from amulet.models import LinearNet
-from amulet.utils import chain_input_gradient
+from amulet.utils import _input_gradient, chain_input_gradient
 
 
 class _Residual(nn.Module):
@@ -82,7 +81,7 @@ def test_pgd_on_a_chain_equals_pgd_through_autograd(monkeypatch: pytest.MonkeyPa
     x, y = torch.rand(100, 12, generator=g), torch.randint(0, 3, (100,), generator=g)
     kwargs = {"epsilon": 0.1, "step_size": 0.02, "iterations": 8}
     by_hand = pgd_linf(model, x, y, generator=torch.Generator().manual_seed(1), **kwargs)
-    monkeypatch.setattr(pgd_module, "chain_input_gradient", lambda model: None)
+    monkeypatch.setattr(_input_gradient, "chain_input_gradient", lambda model: None)
     through_autograd = pgd_linf(model, x, y, generator=torch.Generator().manual_seed(1), **kwargs)
     torch.testing.assert_close(by_hand, through_autograd, rtol=0, atol=1e-6)
     assert model.training  # the model's mode is restored
