@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+from torch.optim.optimizer import _get_scalar_dtype, _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 __all__ = ["FlatAdam", "flat_adam"]
 
@@ -233,7 +233,7 @@ class FlatAdam:
         state = self.optimizer.state
         for flat in self._groups:
             offset = 0
-            step = torch.tensor(float(flat.step), dtype=torch.float32)
+            step = torch.tensor(float(flat.step), dtype=_get_scalar_dtype())  # as Adam makes its step tensors
             for p, received in zip(flat.params, flat.received):
                 n = p.numel()
                 piece = slice(offset, offset + n)
