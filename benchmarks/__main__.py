@@ -28,7 +28,7 @@ from benchmarks import OUT
 #: name -> (module, full-size argv, quick argv); the order is the run order (cheapest first).
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "knn_shapley": ("benchmarks.bench_knn_shapley", [], ["--skip-large", "--loop-test-points", "20"]),
-    "flat_adam": ("benchmarks.bench_flat_adam", [], ["--rows", "2000", "--epochs", "1", "--repeats", "1"]),
+    "layer1_steps": ("benchmarks.bench_layer1_steps", [], ["--rows", "2000", "--epochs", "1", "--repeats", "1"]),
     "population": (
         "benchmarks.bench_population",
         [],

@@ -258,7 +258,7 @@ def _mark(received: list[bool], index: int) -> Callable[[torch.Tensor], None]:
 def flat_adam(optimizer: torch.optim.Optimizer, *, enabled: bool = True) -> Iterator[FlatAdam]:
     """Step ``optimizer`` through :class:`FlatAdam` inside the block; its state is written back on leaving.
 
-    ``enabled=False`` runs the optimizer's own ``zero_grad``/``step`` (``benchmarks/bench_flat_adam.py`` times
+    ``enabled=False`` runs the optimizer's own ``zero_grad``/``step`` (``benchmarks/bench_layer1_steps.py`` times
     both side by side). A block nested in another over the same optimizer (a training loop called from inside
     another's) yields the outer block's object, which alone holds the optimizer's live state until it closes.
 

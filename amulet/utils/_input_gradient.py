@@ -119,7 +119,9 @@ def loss_gradient(loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[
     return gradient
 
 
-def input_gradient(model: nn.Module, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def input_gradient(
+    model: nn.Module, y: torch.Tensor, *, by_hand: bool = True
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """``gradient(x)``: the gradient of ``cross_entropy(model(x), y, reduction="sum")`` with respect to ``x``.
 
     Written out by hand for an eval-mode MLP chain (:func:`chain_input_gradient`), by autograd for any other
@@ -128,11 +130,12 @@ def input_gradient(model: nn.Module, y: torch.Tensor) -> Callable[[torch.Tensor]
     Args:
         model: The classifier (PGD puts it in eval mode first).
         y: The labels whose loss is differentiated.
+        by_hand: False always uses autograd (``benchmarks/bench_layer1_steps.py`` times both side by side).
 
     Returns:
         The gradient function of the inputs.
     """
-    by_hand = chain_input_gradient(model)
-    if by_hand is not None:
-        return lambda x: by_hand(x, y)
+    written = chain_input_gradient(model) if by_hand else None
+    if written is not None:
+        return lambda x: written(x, y)
     return loss_gradient(lambda x: F.cross_entropy(model(x), y, reduction="sum"))

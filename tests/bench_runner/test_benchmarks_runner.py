@@ -71,25 +71,20 @@ def test_thread_spec_is_a_small_census_assessment() -> None:
     assert (len(plan.trainings), len(plan.cells)) == (3, 12)
 
 
-def test_flat_adam_benchmark_trains_the_same_weights_both_ways(tmp_path: Path) -> None:
-    """The side-by-side of bench_flat_adam, at a small size: both loops end on bit-identical weights."""
-    from benchmarks import bench_flat_adam
+def test_layer1_steps_benchmark_gives_the_same_results_both_ways(tmp_path: Path) -> None:
+    """bench_layer1_steps at a small size: the Adam loops end on bit-identical weights, the gradients agree."""
+    from benchmarks import bench_layer1_steps
 
-    result = bench_flat_adam.main(
-        [
-            "--rows",
-            "600",
-            "--epochs",
-            "1",
-            "--repeats",
-            "1",
-            "--adversary-steps",
-            "2",
-            "--output",
-            str(tmp_path / "o.json"),
-        ]
-    )
-    assert [r["loop"] for r in result["rows"]] == ["linearnet_m1", "debiasing_adversary"]
-    assert [r["steps"] for r in result["rows"]] == [4, 8]
-    assert all(r["identical_weights"] for r in result["rows"])
+    result = bench_layer1_steps.main(
+        ["--rows", "600", "--epochs", "1", "--repeats", "1", "--adversary-steps", "2", "--pgd-batches", "2",
+         "--output", str(tmp_path / "o.json")]
+    )  # fmt: skip
+    assert [r["step"] for r in result["rows"]] == [
+        "adam: linearnet_m1",
+        "adam: debiasing_adversary",
+        "pgd: 10 steps, linearnet_m1",
+    ]
+    assert [r["count"] for r in result["rows"]] == [4, 8, 2]
+    assert result["rows"][0]["identical"] and result["rows"][1]["identical"]
+    assert result["rows"][2]["relative_gradient_gap"] < 1e-5
     assert (tmp_path / "o.json").exists()
