@@ -315,7 +315,9 @@ class StackedChain:
         if folded is None:
             return torch.cat([self._eval_chunk(rows[i : i + chunk]) for i in range(0, len(rows), chunk)], dim=1)
         layers, params = folded
-        return torch.cat([_eval_folded(layers, params, rows[i : i + chunk]) for i in range(0, len(rows), chunk)], dim=1)
+        return torch.cat(
+            [self._eval(params, {}, rows[i : i + chunk], layers) for i in range(0, len(rows), chunk)], dim=1
+        )
 
     def _eval_chunk(self, rows: torch.Tensor) -> torch.Tensor:
         return self._eval(self.params, self.buffers, rows)
@@ -356,11 +358,20 @@ class StackedChain:
             layers[-1] = ChainLayer("linear", linear.prefix, bias=True)
         return layers, params
 
-    def _eval(self, p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
-        """Eval-mode forward; ``rows`` is ``(n, features)`` shared by all models or ``(K, n, features)``."""
+    def _eval(
+        self,
+        p: dict[str, torch.Tensor],
+        b: dict[str, torch.Tensor],
+        rows: torch.Tensor,
+        layers: list[ChainLayer] | None = None,
+    ) -> torch.Tensor:
+        """Eval-mode forward; ``rows`` is ``(n, features)`` shared by all models or ``(K, n, features)``.
+
+        ``layers`` (default the chain's own) may be the folded ones of :meth:`_folded`, with ``p`` their params.
+        """
         h: torch.Tensor | None = None
         K = next(iter(p.values())).shape[0]
-        for layer in self.layers:
+        for layer in self.layers if layers is None else layers:
             if layer.kind == "linear":
                 weight = p[layer.prefix + "weight"]
                 bias = p[layer.prefix + "bias"] if layer.bias else None
@@ -393,25 +404,3 @@ class StackedChain:
                 h = torch.relu_(h)
         assert h is not None
         return h
-
-
-def _eval_folded(layers: list[ChainLayer], params: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
-    """Eval-mode forward of a chain whose BatchNorms are folded (:meth:`StackedChain._folded`) on shared rows."""
-    h: torch.Tensor | None = None
-    for layer in layers:
-        if layer.kind == "linear":
-            weight = params[layer.prefix + "weight"]
-            bias = params.get(layer.prefix + "bias")
-            if h is None:  # all K first layers as one product on the shared rows
-                K, out = weight.shape[0], weight.shape[1]
-                flat = F.linear(rows, weight.reshape(K * out, -1), None if bias is None else bias.reshape(-1))
-                h = flat.view(len(rows), K, out).transpose(0, 1)
-            elif bias is not None:
-                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
-            else:
-                h = torch.bmm(h, weight.transpose(1, 2))
-        elif layer.kind == "relu":
-            assert h is not None
-            h = torch.relu_(h)
-    assert h is not None
-    return h
