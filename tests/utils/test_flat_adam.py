@@ -24,6 +24,12 @@ def _batches(seed: int, steps: int = 30) -> list[tuple[torch.Tensor, torch.Tenso
     return [(torch.randn(32, 10, generator=g), torch.randint(0, 3, (32,), generator=g)) for _ in range(steps)]
 
 
+def _pair(seed: int) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer, torch.optim.Optimizer]:
+    """Two equal models, each with its own Adam: one trained by optimizer.step(), the other through flat_adam."""
+    a, b = _model(seed), _model(seed)
+    return a, b, torch.optim.Adam(a.parameters(), lr=1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)
+
+
 def _train_stock(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list) -> None:
     model.train()
     for x, y in batches:
@@ -161,8 +167,7 @@ def test_a_scheduler_keeps_the_optimizer_own_steps(seed: int) -> None:
 def test_a_gradient_replaced_by_the_caller_is_used(seed: int) -> None:
     """module.zero_grad() between the steps' zero_grad and backward gives fresh gradient tensors."""
     batches = _batches(seed, 10)
-    a, b = _model(seed), _model(seed)
-    opt_a, opt_b = torch.optim.Adam(a.parameters(), lr=1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)
+    a, b, opt_a, opt_b = _pair(seed)
     _train_stock(a, opt_a, batches)
     b.train()
     with flat_adam(opt_b) as steps:
@@ -178,8 +183,7 @@ def test_a_gradient_replaced_by_the_caller_is_used(seed: int) -> None:
 def test_a_nested_block_over_the_same_optimizer_shares_the_outer_one(seed: int) -> None:
     """A training loop called inside another's block (same optimizer) steps the outer block's live state."""
     batches = _batches(seed, 12)
-    a, b = _model(seed), _model(seed)
-    opt_a, opt_b = torch.optim.Adam(a.parameters(), lr=1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)
+    a, b, opt_a, opt_b = _pair(seed)
     _train_stock(a, opt_a, batches)
     b.train()
     with flat_adam(opt_b) as outer:
