@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import pytest
 from dashboard_testing import REPO, Service
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
@@ -36,6 +36,23 @@ def wait_idle(page: Page, timeout: float = 60_000) -> None:
     """Wait until Streamlit finished the current script run."""
     page.wait_for_timeout(300)
     expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=timeout)
+
+
+def open_cell(page: Page, chart: Locator, index: int, title: str, attempts: int = 3) -> None:
+    """Click the heatmap's cell marker ``index`` until the drill-down titled ``title`` shows.
+
+    The click waits for Streamlit to finish the previous run first; a click that still lands while the chart is
+    being drawn again (seen on a loaded machine) is lost, as it would be for a user, who clicks again.
+    """
+    for attempt in range(attempts):
+        wait_idle(page)
+        chart.locator(".scatterlayer .point").nth(index).click(force=True)
+        try:
+            expect(page.get_by_text(title, exact=True)).to_be_visible(timeout=20_000)
+            return
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
 
 
 def pick(page: Page, label: str, option: str) -> None:

@@ -28,6 +28,7 @@ from browser_testing import (
     in_chromium,
     launch,
     needs_chromium,
+    open_cell,
     pick,
     set_number,
     wait_idle,
@@ -166,11 +167,8 @@ def run_scenario(page: Page, api: Service, dashboard_server: str, census_csv: Pa
     expect(page.get_by_text("adversarial_training x evasion (pgd)")).to_be_visible()
     # A click on the other cell of the row opens its detail (each cell carries a clickable marker).
     # (exact: the cell's hover label also holds the words)
-    chart.locator(".scatterlayer .point").nth(1).click(force=True)
-    detail = "adversarial_training x discriminatory_behavior (subgroup_metrics)"
-    expect(page.get_by_text(detail, exact=True)).to_be_visible(timeout=30_000)
-    chart.locator(".scatterlayer .point").nth(0).click(force=True)
-    expect(page.get_by_text("adversarial_training x evasion (pgd)", exact=True)).to_be_visible(timeout=30_000)
+    open_cell(page, chart, 1, "adversarial_training x discriminatory_behavior (subgroup_metrics)")
+    open_cell(page, chart, 0, "adversarial_training x evasion (pgd)")
     page.screenshot(path=ARTIFACTS / "05-results-1280.png", full_page=True)
     with page.expect_download(timeout=120_000) as download_info:
         page.get_by_role("button", name="PDF report").click()
