@@ -113,7 +113,9 @@ def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> di
         victim models assigned to the right distribution, at the decision threshold the attack chose on the
         adversary's own models (never on the victims); ``auc`` (headline, in [0, 1], higher = more susceptible):
         the ROC AUC of the victims' scores; ``adversary_accuracy``: the accuracy of that threshold on the
-        adversary's own models (held-out scores); ``n_victim_models``.
+        adversary's own models (held-out scores); ``one_sided``: 1 when every victim fell on the same side of
+        that threshold (the accuracy is then the share of one population whatever the scores: read the AUC),
+        else 0; ``n_victim_models``.
     """
     from torch.utils.data import DataLoader
 
@@ -180,6 +182,7 @@ def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> di
         "distinguishing_accuracy": metrics["distinguishing_accuracy"],
         "auc": metrics["auc_score"],
         "adversary_accuracy": float(result["adversary_accuracy"]),
+        "one_sided": float(result["one_sided"]),
         "n_victim_models": float(len(result["ground_truth"])),
     }
 

@@ -38,3 +38,28 @@ def test_biased_scores_are_decided_at_the_adversary_threshold() -> None:
     threshold, _ = adversary_threshold(adversary, adversary_labels)
     m = evaluate_distinguishing_accuracy(calibrate_scores(victims, threshold), truth)
     assert m == {"distinguishing_accuracy": 1.0, "auc_score": 1.0}
+
+
+def test_targets_all_on_one_side_are_flagged(census, caplog: pytest.LogCaptureFixture) -> None:
+    """The accuracy of targets all decided the same way is one population's share: the result says so."""
+    from amulet.distribution_inference.attacks import SuriEvans2022
+
+    attack = SuriEvans2022(
+        census.x_train, census.y_train, census.z_train, census.x_test, census.y_test, census.z_test,
+        list(census.sensitive_columns), "sex", 0.2, 0.8, "linearnet", "m1", census.num_features, 2, 4, 1, 128,
+        "cpu", None, "census",
+    )  # fmt: skip
+    adversary = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])  # the adversary's threshold: 0.5
+    labels = np.r_[np.zeros(3), np.ones(3)]
+    truth = np.r_[np.zeros(4), np.ones(4)]
+    shifted = np.array([0.6, 0.62, 0.65, 0.7, 0.8, 0.85, 0.9, 0.95])  # well ordered (AUC 1), all above 0.5
+    with caplog.at_level("WARNING"):
+        result = attack._decide(shifted, truth, adversary, labels)
+    assert bool(result["one_sided"]) and attack.one_sided_
+    assert evaluate_distinguishing_accuracy(result["predictions"], truth)["distinguishing_accuracy"] == 0.5
+    assert "same side of the threshold" in caplog.text and "AUC" in caplog.text
+    caplog.clear()
+    mixed = shifted - 0.2  # the same ordering, now cut between the two populations
+    with caplog.at_level("WARNING"):
+        result = attack._decide(mixed, truth, adversary, labels)
+    assert not bool(result["one_sided"]) and "same side" not in caplog.text

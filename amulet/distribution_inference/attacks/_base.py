@@ -424,6 +424,20 @@ class DistributionInferenceAttack(ABC):
         self.threshold_ = threshold
         self.adversary_accuracy_ = adv_accuracy
         raw = np.asarray(scores, dtype=np.float64)
+        decisions = raw >= threshold
+        # Every target decided the same way: the accuracy is then the share of one population whatever the
+        # scores' ordering, a number that says nothing about the attack (the threshold did not transfer)
+        one_sided = len(np.unique(truth)) == 2 and len(np.unique(decisions)) == 1
+        if one_sided:
+            logger.warning(
+                "%s: every target model falls on the same side of the threshold chosen on the adversary's models, "
+                "so the distinguishing accuracy is the share of one population (%.2f) whatever the scores; read "
+                "the threshold-free AUC instead. The targets' scores are shifted against the adversary models' "
+                "own (populations of unequal size shift them: see population_rows_).",
+                type(self).__name__,
+                float(np.mean(np.asarray(truth) == float(decisions[0]))),
+            )
+        self.one_sided_ = one_sided
         return {
             "predictions": calibrate_scores(raw, threshold),
             "ground_truth": truth,
@@ -432,6 +446,7 @@ class DistributionInferenceAttack(ABC):
             "adversary_accuracy": np.asarray(adv_accuracy),
             "adversary_scores": np.asarray(adversary_scores, dtype=np.float64),
             "adversary_labels": np.asarray(adversary_labels, dtype=np.float64),
+            "one_sided": np.asarray(one_sided),
         }
 
     @abstractmethod

@@ -134,7 +134,8 @@ class SuriEvans2022(DistributionInferenceAttack):
             "ground_truth": 0 for target_1, 1 for target_2, "raw_scores": the vote shares, "threshold": the
             adversary's threshold on the vote shares (a 0-d array), "adversary_accuracy": the accuracy of
             that threshold on the adversary's own models (leave-one-out), "adversary_scores",
-            "adversary_labels"}``.
+            "adversary_labels", "one_sided": True when every target falls on the same side of the threshold
+            (the accuracy is then the share of one population whatever the scores; a warning is logged)}``.
 
         Raises:
             RuntimeError: (:class:`~amulet.exceptions.NotRunError`) no populations or loaders given and

@@ -199,7 +199,9 @@ class WhiteBoxPIM(DistributionInferenceAttack):
         Returns:
             ``{"predictions": calibrated scores in [0, 1] (>= 0.5: distribution 2), "ground_truth": 0/1,
             "raw_scores": the mean fold meta-classifier logit of distribution 2, "threshold": the cut on
-            those chosen on the adversary's held-out (out-of-fold) scores, "adversary_accuracy"}``.
+            those chosen on the adversary's held-out (out-of-fold) scores, "adversary_accuracy", "one_sided":
+            True when every target falls on the same side of that cut (the accuracy then means nothing; a
+            warning is logged)}``.
         """
         validate_params(self)
         pops = self._populations(
