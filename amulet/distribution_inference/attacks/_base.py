@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ from amulet._validation import InstanceOf, Interval, IsCallable, validate_params
 from amulet.distribution_inference.attacks._arguments import check_attack_arguments
 from amulet.distribution_inference.attacks._populations import PopulationJob, fit_populations, warn_if_sizes_differ
 from amulet.distribution_inference.attacks._splits import DistributionSplits, _plan, _splits_from_plan
-from amulet.distribution_inference.attacks._threshold import adversary_threshold, calibrate_scores
+from amulet.distribution_inference.attacks._threshold import decide
 from amulet.exceptions import PARAM_MESSAGE, InvalidParameterError, NotRunError
 from amulet.progress import Progress, resolve_progress
 from amulet.recipes import Recipe
@@ -26,7 +25,6 @@ from amulet.utils import TensorData, TrainConfig, derive_seed, initialize_model
 
 __all__ = ["DistributionInferenceAttack"]
 
-logger = logging.getLogger(__name__)
 
 #: The data arguments, and what each may be (check_attack_arguments converts them with ``np.asarray``).
 _ARRAY_ARGUMENTS = ("x_train", "y_train", "z_train", "x_test", "y_test", "z_test")
@@ -408,46 +406,13 @@ class DistributionInferenceAttack(ABC):
     def _decide(
         self, scores: np.ndarray, truth: np.ndarray, adversary_scores: np.ndarray, adversary_labels: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """The result of :meth:`attack`: target scores calibrated so that the adversary's threshold is 0.5.
-
-        The threshold is the one that best separates the adversary's own models by their held-out scores
-        (:func:`adversary_threshold`); the target models' scores and labels are not used to choose it.
-        """
-        threshold, adv_accuracy = adversary_threshold(adversary_scores, adversary_labels)
-        if not np.isfinite(adv_accuracy):
-            logger.warning(
-                "%s: no held-out score of an adversary model (each population needs at least 2 models); the "
-                "decision threshold stays at 0.5.",
-                type(self).__name__,
-            )
-            threshold = 0.5
-        self.threshold_ = threshold
-        self.adversary_accuracy_ = adv_accuracy
-        raw = np.asarray(scores, dtype=np.float64)
-        decisions = raw >= threshold
-        # Every target decided the same way: the accuracy is then the share of one population whatever the
-        # scores' ordering, a number that says nothing about the attack (the threshold did not transfer)
-        one_sided = len(np.unique(truth)) == 2 and len(np.unique(decisions)) == 1
-        if one_sided:
-            logger.warning(
-                "%s: every target model falls on the same side of the threshold chosen on the adversary's models, "
-                "so the distinguishing accuracy is the share of one population (%.2f) whatever the scores; read "
-                "the threshold-free AUC instead. The targets' scores are shifted against the adversary models' "
-                "own (populations of unequal size shift them: see population_rows_).",
-                type(self).__name__,
-                float(np.mean(np.asarray(truth) == float(decisions[0]))),
-            )
-        self.one_sided_ = one_sided
-        return {
-            "predictions": calibrate_scores(raw, threshold),
-            "ground_truth": truth,
-            "raw_scores": raw,
-            "threshold": np.asarray(threshold),
-            "adversary_accuracy": np.asarray(adv_accuracy),
-            "adversary_scores": np.asarray(adversary_scores, dtype=np.float64),
-            "adversary_labels": np.asarray(adversary_labels, dtype=np.float64),
-            "one_sided": np.asarray(one_sided),
-        }
+        """The result of :meth:`attack` (:func:`decide`): target scores calibrated so that the threshold chosen on
+        the adversary's own models is 0.5; sets ``threshold_``, ``adversary_accuracy_`` and ``one_sided_``."""
+        result = decide(type(self).__name__, scores, truth, adversary_scores, adversary_labels)
+        self.threshold_ = float(result["threshold"])
+        self.adversary_accuracy_ = float(result["adversary_accuracy"])
+        self.one_sided_ = bool(result["one_sided"])
+        return result
 
     @abstractmethod
     def attack(self) -> dict[str, np.ndarray]:

@@ -7,14 +7,20 @@ scores rank the victims well (high AUC). The adversary can only calibrate on wha
 whose distribution it knows. :func:`adversary_threshold` picks the threshold between the held-out scores
 of its two populations (each adversary model scored without that model: leave-one-out or out-of-fold), and
 :func:`calibrate_scores` maps raw scores monotonically onto [0, 1] so that the chosen threshold sits at 0.5.
-The victims never influence the threshold.
+The victims never influence the threshold. :func:`decide` puts the two together into an attack's result, and
+flags the case where every victim falls on the same side of the threshold: the accuracy is then one
+population's share whatever the scores.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-__all__ = ["adversary_threshold", "calibrate_scores"]
+__all__ = ["adversary_threshold", "calibrate_scores", "decide"]
+
+logger = logging.getLogger(__name__)
 
 
 def adversary_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -61,3 +67,53 @@ def calibrate_scores(scores: np.ndarray, threshold: float) -> np.ndarray:
     above = 0.5 + 0.5 * (s - threshold) / (hi - threshold) if hi > threshold else np.full_like(s, 0.5)
     out = np.where(s >= threshold, above, np.minimum(below, np.nextafter(0.5, 0.0)))
     return np.clip(out, 0.0, 1.0)
+
+
+def decide(
+    owner: str, scores: np.ndarray, truth: np.ndarray, adversary_scores: np.ndarray, adversary_labels: np.ndarray
+) -> dict[str, np.ndarray]:
+    """A distribution inference attack's result: the victims' scores cut at the adversary's threshold.
+
+    Args:
+        owner: The attack's name, for the warnings.
+        scores: Raw scores of the victim (target) models.
+        truth: 0 / 1 per victim model (distribution 1 / 2); only reported, and read by the one-sided check.
+        adversary_scores: Held-out raw scores of the adversary's models (:func:`adversary_threshold`).
+        adversary_labels: 0 / 1 per adversary model.
+
+    Returns:
+        ``{"predictions": calibrated scores (>= 0.5: distribution 2), "ground_truth", "raw_scores", "threshold",
+        "adversary_accuracy", "adversary_scores", "adversary_labels", "one_sided"}``; ``one_sided`` is True when
+        every victim falls on the same side of the threshold (a warning is logged: the accuracy is then one
+        population's share whatever the scores' ordering, so it says nothing about the attack; read the AUC).
+    """
+    threshold, adv_accuracy = adversary_threshold(adversary_scores, adversary_labels)
+    if not np.isfinite(adv_accuracy):
+        logger.warning(
+            "%s: no held-out score of an adversary model (each population needs at least 2 models); the decision "
+            "threshold stays at 0.5.",
+            owner,
+        )
+        threshold = 0.5
+    raw = np.asarray(scores, dtype=np.float64)
+    decisions = raw >= threshold
+    one_sided = len(np.unique(truth)) == 2 and len(np.unique(decisions)) == 1
+    if one_sided:
+        logger.warning(
+            "%s: every target model falls on the same side of the threshold chosen on the adversary's models, so "
+            "the distinguishing accuracy is the share of one population (%.2f) whatever the scores; read the "
+            "threshold-free AUC instead. The targets' scores are shifted against the adversary models' own "
+            "(populations of unequal size shift them: see population_rows_).",
+            owner,
+            float(np.mean(np.asarray(truth) == float(decisions[0]))),
+        )
+    return {
+        "predictions": calibrate_scores(raw, threshold),
+        "ground_truth": truth,
+        "raw_scores": raw,
+        "threshold": np.asarray(threshold),
+        "adversary_accuracy": np.asarray(adv_accuracy),
+        "adversary_scores": np.asarray(adversary_scores, dtype=np.float64),
+        "adversary_labels": np.asarray(adversary_labels, dtype=np.float64),
+        "one_sided": np.asarray(one_sided),
+    }
