@@ -42,6 +42,7 @@ from amulet.assess._schema import (
     MAJORITY_KEY,
     MIN_SEEDS,
     MODEL_PREFIX,
+    ONE_SIDED_KEY,
     P_VALUE_KEY,
     SIGNIFICANT_DIRECTIONS,
     TOP_CLASS_KEY,
@@ -448,6 +449,17 @@ def _warnings(plan: AssessmentPlan, cells: list[CellResult], rows: list[Accuracy
                     f"errored: {_distinct_reasons(errors, 'error')}",
                 )
             )
+    one_sided = [c for c in cells if c.status == "ok" and c.metrics.get(ONE_SIDED_KEY) == 1.0]
+    if one_sided:
+        places = sorted({f"{c.row} x {c.risk} ({c.attack}), seed {c.seed}" for c in one_sided})
+        out.append(
+            ResultWarning(
+                code="one_sided_decisions",
+                message=f"{len(one_sided)} cell(s) decided every target model the same way ({'; '.join(places)}): "
+                "their accuracy is then the share of one population whatever the scores, not a measure of the "
+                "attack; read their AUC.",
+            )
+        )
     over = [c for c in cells if c.status == "error" and "AttackBudgetError" in c.reason]
     if over:
         out.append(

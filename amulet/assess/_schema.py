@@ -68,6 +68,9 @@ TOP_CLASS_KEY = "model.top_class_share"
 P_VALUE_KEY = "model.accuracy_p_value"
 #: The per-model utility keys (not defense properties).
 UTILITY_KEYS = (ACCURACY_KEY, MAJORITY_KEY, TOP_CLASS_KEY, P_VALUE_KEY)
+#: Metric key of a thresholded attack's cell: 1.0 when it decided every target the same way (distribution
+#: inference reports it), so that its accuracy is one population's share whatever its scores.
+ONE_SIDED_KEY = "one_sided"
 #: Range of clean accuracy (%).
 ACCURACY_RANGE = (0.0, 100.0)
 #: Directions that count as a significant change.
@@ -278,8 +281,9 @@ class ResultWarning(BaseModel):
     """Something a reader must know before trusting the numbers (shown at the top of every report).
 
     ``code``: ``"few_seeds"``, ``"baseline_degenerate"``, ``"baseline_failed"``, ``"row_degenerate"``,
-    ``"cell_errors"``, ``"budget_exceeded"`` or ``"weak_budget"`` (an attack ran with a budget too small to
-    resolve small effects); ``row``: the row it concerns (``None``: the assessment).
+    ``"cell_errors"``, ``"budget_exceeded"``, ``"weak_budget"`` (an attack ran with a budget too small to
+    resolve small effects) or ``"one_sided_decisions"`` (a thresholded attack decided every target the same
+    way: its accuracy is not a measure of the attack); ``row``: the row it concerns (``None``: the assessment).
     """
 
     code: str

@@ -182,7 +182,7 @@ def _run(ctx: CellContext, params: DistributionInferenceParams, cls: type) -> di
         "distinguishing_accuracy": metrics["distinguishing_accuracy"],
         "auc": metrics["auc_score"],
         "adversary_accuracy": float(result["adversary_accuracy"]),
-        "one_sided": float(result["one_sided"]),
+        "one_sided": float(result["one_sided"]),  # the aggregation warns on 1.0 (one_sided_decisions)
         "n_victim_models": float(len(result["ground_truth"])),
     }
 

@@ -230,6 +230,23 @@ def test_intervals_of_bounded_metrics_stay_inside_their_range_with_two_seeds():
     assert not [w for w in aggregate_results(three, []).warnings if w.code == "few_seeds"]
 
 
+def test_targets_all_decided_the_same_way_warn_at_the_top():
+    """A distribution-inference cell whose victims all fell on one side of the threshold is named in a warning."""
+    plan = plan_assessment(
+        load_spec(tiny_spec(seeds=[0, 1, 2], risks=[{"risk": "distribution_inference", "attack": "suri_evans_2022"}]))
+    )
+    di = {"distinguishing_accuracy": [0.5, 0.75, 0.5], "auc": [0.9, 0.9, 0.85], "one_sided": [1.0, 0.0, 1.0]}
+    values = {("baseline", "distribution_inference"): di}
+    results = aggregate_results(plan, _cells(plan, values, {"baseline": _utility([84.0, 85.0, 83.0])}))
+    warning = next(w for w in results.warnings if w.code == "one_sided_decisions")
+    assert warning.message.startswith("2 cell(s) decided every target model the same way")
+    assert "baseline x distribution_inference (suri_evans_2022), seed 0" in warning.message
+    assert "seed 2" in warning.message and "seed 1" not in warning.message
+    di["one_sided"] = [0.0, 0.0, 0.0]
+    again = aggregate_results(plan, _cells(plan, values, {"baseline": _utility([84.0, 85.0, 83.0])}))
+    assert not [w for w in again.warnings if w.code == "one_sided_decisions"]
+
+
 def test_headline_metric_bounds_clip_unitless_intervals():
     from amulet.assess._stats import clip_interval
     from amulet.registry import HeadlineMetric
