@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amulet.utils._stacked_chain import ChainLayer, chain_layers
+from amulet.utils._stacked_chain import ChainLayer, chain_layers, fold_batchnorms
 
 __all__ = ["chain_input_gradient", "input_gradient", "loss_gradient"]
 
@@ -55,28 +55,19 @@ def chain_input_gradient(model: nn.Module) -> Callable[[torch.Tensor, torch.Tens
     if model.training:
         return None
     layers = _layers(model)
-    if layers is None or any(layer.kind == "batchnorm" and not layer.running for layer in layers):
+    if layers is None:
         return None
-    state = dict(model.state_dict(keep_vars=True))
-    ops: list[tuple[torch.Tensor, torch.Tensor | None] | None] = []  # (weight, bias) per Linear, None per ReLU
+    state = model.state_dict()  # detached tensors: parameters and running statistics
     with torch.no_grad():
-        for layer in layers:
-            if layer.kind == "linear":
-                bias = state[layer.prefix + "bias"].detach() if layer.bias else None
-                ops.append((state[layer.prefix + "weight"].detach(), bias))
-            elif layer.kind == "batchnorm":
-                previous = ops[-1]
-                assert previous is not None  # chain_layers accepts a BatchNorm only right after a Linear
-                weight, bias = previous
-                scale = torch.rsqrt(state[layer.prefix + "running_var"] + layer.eps)
-                shift = -state[layer.prefix + "running_mean"] * scale
-                if layer.affine:
-                    gamma = state[layer.prefix + "weight"].detach()
-                    scale, shift = scale * gamma, shift * gamma + state[layer.prefix + "bias"].detach()
-                ops[-1] = (weight * scale.unsqueeze(1), shift if bias is None else torch.addcmul(shift, bias, scale))
-            elif layer.kind == "relu":
-                ops.append(None)
-            # flatten: the rows are flattened below; dropout: the identity in eval mode
+        folded = fold_batchnorms(layers, state, state)
+    if folded is None:  # a BatchNorm without running statistics
+        return None
+    # (weight, bias) per Linear, None per ReLU; flatten: the rows are flattened below
+    ops: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [
+        (folded[1][layer.prefix + "weight"], folded[1].get(layer.prefix + "bias")) if layer.kind == "linear" else None
+        for layer in folded[0]
+        if layer.kind in ("linear", "relu")
+    ]
 
     def grad(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

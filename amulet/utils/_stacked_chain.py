@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ChainCache", "ChainLayer", "StackedChain", "chain_layers", "cross_entropy_and_grad"]
+__all__ = ["ChainCache", "ChainLayer", "StackedChain", "chain_layers", "cross_entropy_and_grad", "fold_batchnorms"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,47 @@ def chain_layers(model: nn.Module) -> list[ChainLayer] | None:
     if not seen_linear:
         return None
     return layers
+
+
+def fold_batchnorms(
+    layers: list[ChainLayer], params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
+) -> tuple[list[ChainLayer], dict[str, torch.Tensor]] | None:
+    """The eval-mode chain with every BatchNorm folded into the Linear before it, or None if one cannot be.
+
+    In eval mode a BatchNorm with running statistics is the affine map ``h * s + (beta - mean * s)`` with
+    ``s = gamma / sqrt(var + eps)``, so ``BN(W x + b) = (s W) x + (s b + beta - mean s)``: one product per layer
+    and no pass over the activations (which, for many rows, is memory-bound and costs as much as the product).
+    A BatchNorm without running statistics normalises with the batch's own and cannot be folded. Dropout is the
+    identity in eval mode. ``params`` / ``buffers`` are state-dict tensors of one model or stacked ``(K, ...)``.
+
+    Returns:
+        The remaining layers (Linear, now all with a bias, ReLU, Flatten) and the Linear layers' parameters.
+    """
+    out: list[ChainLayer] = []
+    folded: dict[str, torch.Tensor] = {}
+    for layer in layers:
+        if layer.kind == "dropout":
+            continue
+        if layer.kind != "batchnorm":
+            out.append(layer)
+            if layer.kind == "linear":
+                folded[layer.prefix + "weight"] = params[layer.prefix + "weight"]
+                if layer.bias:
+                    folded[layer.prefix + "bias"] = params[layer.prefix + "bias"]
+            continue
+        if not layer.running:
+            return None
+        linear = out[-1]  # chain_layers only accepts a BatchNorm right after a Linear
+        scale = torch.rsqrt(buffers[layer.prefix + "running_var"] + layer.eps)
+        shift = -buffers[layer.prefix + "running_mean"] * scale
+        if layer.affine:
+            scale = scale * params[layer.prefix + "weight"]
+            shift = shift * params[layer.prefix + "weight"] + params[layer.prefix + "bias"]
+        bias = folded.get(linear.prefix + "bias")
+        folded[linear.prefix + "weight"] = folded[linear.prefix + "weight"] * scale.unsqueeze(-1)
+        folded[linear.prefix + "bias"] = shift if bias is None else torch.addcmul(shift, bias, scale)
+        out[-1] = ChainLayer("linear", linear.prefix, bias=True)
+    return out, folded
 
 
 def _batch_var_mean(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,40 +364,8 @@ class StackedChain:
         return self._eval(self.params, self.buffers, rows)
 
     def _folded(self) -> tuple[list[ChainLayer], dict[str, torch.Tensor]] | None:
-        """The eval-mode chain with every BatchNorm folded into the Linear before it, or None if one cannot be.
-
-        In eval mode a BatchNorm with running statistics is the affine map ``h * s + (beta - mean * s)`` with
-        ``s = gamma / sqrt(var + eps)``, so ``BN(W x + b) = (s W) x + (s b + beta - mean s)``: one product per
-        layer and no pass over the activations (which, for many rows, is memory-bound and costs as much as
-        the product). A BatchNorm without running statistics normalises with the batch's own and cannot be
-        folded. Dropout is the identity in eval mode.
-        """
-        layers: list[ChainLayer] = []
-        params: dict[str, torch.Tensor] = {}
-        for layer in self.layers:
-            if layer.kind == "dropout":
-                continue
-            if layer.kind != "batchnorm":
-                layers.append(layer)
-                if layer.kind == "linear":
-                    params[layer.prefix + "weight"] = self.params[layer.prefix + "weight"]
-                    if layer.bias:
-                        params[layer.prefix + "bias"] = self.params[layer.prefix + "bias"]
-                continue
-            if not layer.running:
-                return None
-            linear = layers[-1]  # chain_layers only accepts a BatchNorm right after a Linear
-            mean = self.buffers[layer.prefix + "running_mean"]
-            scale = torch.rsqrt(self.buffers[layer.prefix + "running_var"] + layer.eps)
-            shift = -mean * scale
-            if layer.affine:
-                scale = scale * self.params[layer.prefix + "weight"]
-                shift = shift * self.params[layer.prefix + "weight"] + self.params[layer.prefix + "bias"]
-            bias = params.get(linear.prefix + "bias")
-            params[linear.prefix + "weight"] = params[linear.prefix + "weight"] * scale.unsqueeze(-1)
-            params[linear.prefix + "bias"] = shift if bias is None else torch.addcmul(shift, bias, scale)
-            layers[-1] = ChainLayer("linear", linear.prefix, bias=True)
-        return layers, params
+        """The eval-mode chain with every BatchNorm folded into the Linear before it (:func:`fold_batchnorms`)."""
+        return fold_batchnorms(self.layers, self.params, self.buffers)
 
     def _eval(
         self,
