@@ -8,6 +8,7 @@ import torch
 
 from amulet.exceptions import InvalidParameterError
 from amulet.poisoning.defenses import knn_shapley, lowest_value_split
+from amulet.settings import get_settings
 
 
 def reference_knn_shapley(x_train, y_train, x_test, y_test, k):
@@ -71,6 +72,41 @@ def test_ties_in_distance_are_broken_by_training_index(seed):
     y_test = rng.integers(0, 3, 7)
     got = knn_shapley(torch.from_numpy(x_train), y_train, torch.from_numpy(x_test), y_test, k=5)
     np.testing.assert_allclose(got.numpy(), reference_knn_shapley(x_train, y_train, x_test, y_test, 5), atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_float32_rows_scored_in_parallel_blocks_match_the_reference(threads, seed, monkeypatch):
+    # float32 on the CPU takes the NumPy path (packed integer keys, row blocks on threads); duplicated rows
+    # make exact ties, which must still be broken by training index whatever the number of blocks.
+    monkeypatch.setenv("AMULET_NUM_THREADS", threads)
+    get_settings.cache_clear()
+    rng = np.random.default_rng(seed)
+    x_train = rng.integers(0, 3, size=(50, 3)).astype(np.float32)
+    x_train[20:30] = x_train[0]
+    y_train = rng.integers(0, 3, 50)
+    x_test = rng.integers(0, 3, size=(11, 3)).astype(np.float32)
+    y_test = rng.integers(0, 3, 11)
+    want = reference_knn_shapley(x_train, y_train, x_test, y_test, 3)
+    for chunk_size in (1, 5, None):
+        got = knn_shapley(
+            torch.from_numpy(x_train), y_train, torch.from_numpy(x_test), y_test, k=3, chunk_size=chunk_size
+        )
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-6, rtol=0)
+    get_settings.cache_clear()
+
+
+def test_float32_values_do_not_depend_on_the_thread_count(monkeypatch):
+    rng = np.random.default_rng(0)
+    x_train = torch.from_numpy(rng.normal(size=(700, 8)).astype(np.float32))
+    x_test = torch.from_numpy(rng.normal(size=(300, 8)).astype(np.float32))
+    y_train, y_test = rng.integers(0, 2, 700), rng.integers(0, 2, 300)
+    values = []
+    for threads in ("1", "2", "4"):
+        monkeypatch.setenv("AMULET_NUM_THREADS", threads)
+        get_settings.cache_clear()
+        values.append(knn_shapley(x_train, y_train, x_test, y_test, k=5).numpy())
+    get_settings.cache_clear()
+    assert np.array_equal(values[0], values[1]) and np.array_equal(values[0], values[2])
 
 
 def test_one_channel_images_keep_every_pixel(seed):
