@@ -1,4 +1,8 @@
-"""Evaluation helpers: accuracy, fidelity, predictions and intermediate features."""
+"""Evaluation helpers: accuracy, fidelity, predictions and intermediate features.
+
+Loaders are read through :func:`~amulet.utils.loader_batches`: a ``DataLoader`` over tensors gives the same
+batches, indexed in one operation each instead of row by row.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from amulet.utils._training import loader_batches
 from amulet.utils._utility import check_utility
 
 __all__ = ["get_accuracy", "get_fidelity", "get_intermediate_features", "get_predictions_numpy", "predict_logits"]
@@ -47,7 +52,7 @@ def get_accuracy(
     model.eval().to(device)
     correct, total = 0, 0
     truths, preds = [], []
-    for batch in data_loader:
+    for batch in loader_batches(data_loader):
         x, y = batch[0].to(device), batch[1].to(device)
         pred = model(x).argmax(1)
         correct += (pred == y).sum().item()
@@ -77,7 +82,7 @@ def get_fidelity(model_1: nn.Module, model_2: nn.Module, data_loader: DataLoader
     model_1.eval().to(device)
     model_2.eval().to(device)
     same, total = 0, 0
-    for batch in data_loader:
+    for batch in loader_batches(data_loader):
         x = batch[0].to(device)
         same += (model_1(x).argmax(1) == model_2(x).argmax(1)).sum().item()
         total += len(x)
@@ -103,7 +108,7 @@ def get_intermediate_features(
     """
     model.eval().to(device)
     feats, targets, inputs = [], [], []
-    for batch in data_loader:
+    for batch in loader_batches(data_loader):
         x, y = batch[0], batch[1]
         get_hidden = getattr(model, "get_hidden", model)
         hidden = get_hidden(x.to(device))

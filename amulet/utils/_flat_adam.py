@@ -30,7 +30,7 @@ be saved, loaded or stepped directly afterwards.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -99,6 +99,27 @@ class FlatAdam:
         self._eligible = enabled and _eligible(optimizer)
         self._groups: list[_FlatGroup] | None = None
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+        #: id(parameter) -> (its flat group, its index there), while the buffers are in use.
+        self._where: dict[int, tuple[_FlatGroup, int]] = {}
+
+    def add_grads(self, grads: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Add gradients computed without autograd into the parameters' ``.grad``, as ``backward()`` would.
+
+        For hand-written backward passes: a parameter without ``.grad`` takes the gradient, one with a ``.grad``
+        adds it in place (autograd's accumulation), and the flat buffers count the parameter as having received
+        its gradient this step. Gradient hooks registered on the parameters are not run.
+
+        Args:
+            grads: ``(parameter, gradient)`` pairs, each gradient of its parameter's shape.
+        """
+        for p, g in grads:
+            if p.grad is None:
+                p.grad = g
+            else:
+                p.grad.add_(g)
+            where = self._where.get(id(p))
+            if where is not None:
+                where[0].received[where[1]] = True
 
     @property
     def flat(self) -> bool:
@@ -193,6 +214,7 @@ class FlatAdam:
                 p.data = flat.flat_param[piece].view_as(p)
                 p.grad = flat.flat_grad[piece].view_as(p)
                 flat.grad_addresses.append(p.grad.data_ptr())
+                self._where[id(p)] = (flat, len(flat.grad_addresses) - 1)
                 # a zeroed flat slice cannot tell "no gradient" from a zero one: the hook tells
                 self._hooks.append(
                     p.register_post_accumulate_grad_hook(_mark(flat.received, len(flat.grad_addresses) - 1))
@@ -228,6 +250,7 @@ class FlatAdam:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
+        self._where = {}
         if self._groups is None:
             return
         state = self.optimizer.state

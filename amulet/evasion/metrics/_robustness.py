@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from amulet.utils import get_accuracy
+from amulet.utils import get_accuracy, loader_batches
 
 __all__ = ["attack_success_rate", "robust_accuracy"]
 
@@ -46,10 +46,10 @@ def attack_success_rate(
     model.eval().to(device)
     clean_correct = []
     adv_correct = []
-    for batch in clean_loader:
+    for batch in loader_batches(clean_loader):
         x, y = batch[0].to(device), batch[1].to(device)
         clean_correct.append((model(x).argmax(1) == y).cpu())
-    for batch in adversarial_loader:
+    for batch in loader_batches(adversarial_loader):
         x, y = batch[0].to(device), batch[1].to(device)
         adv_correct.append((model(x).argmax(1) == y).cpu())
     clean = torch.cat(clean_correct) if clean_correct else torch.empty(0, dtype=torch.bool)

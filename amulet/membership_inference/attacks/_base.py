@@ -41,6 +41,8 @@ class MembershipInferenceAttack(ABC):
         """
         import torch
 
+        from amulet.utils import loader_batches
+
         device = torch.device(getattr(self, "device", "cpu"))
         epochs = int(getattr(self, "epochs", 1))
         criterion = getattr(self, "criterion", None) or torch.nn.CrossEntropyLoss()
@@ -49,7 +51,7 @@ class MembershipInferenceAttack(ABC):
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))
         for _ in range(epochs):
             shadow_model.train()
-            for batch in train_loader:
+            for batch in loader_batches(train_loader):
                 inputs, targets = batch[0].to(device), batch[1].to(device)
                 optimizer.zero_grad()
                 criterion(shadow_model(inputs), targets).backward()

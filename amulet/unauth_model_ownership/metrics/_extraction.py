@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from amulet.utils import loader_batches
+
 __all__ = ["evaluate_extraction"]
 
 
@@ -31,7 +33,7 @@ def evaluate_extraction(
     target_model.eval().to(device)
     attack_model.eval().to(device)
     total = agree = target_correct = stolen_correct = both_correct = 0
-    for batch in data_loader:
+    for batch in loader_batches(data_loader):
         x, y = batch[0].to(device), batch[1].to(device)
         t = target_model(x).argmax(1)
         s = attack_model(x).argmax(1)

@@ -1,0 +1,107 @@
+"""The debiasing adversary's loss and parameter gradients, written out instead of recorded by autograd.
+
+Adversarial debiasing takes ten adversary steps for every classifier step, and the adversary is a four-layer
+MLP of 32 units on two inputs: each step's arithmetic is a few microseconds, while autograd's recording and
+replay of its twenty operations, and the module calls around them, cost most of a millisecond
+(``benchmarks/bench_layer1_steps.py``). :func:`adversary_gradients` runs the same ATen operations autograd
+runs, in the same order and on the same operands (``addmm`` forward; ``mm`` of the transposed gradient for
+the weights, ``sum`` over rows for the biases, ``threshold_backward`` through the ReLUs; the sigmoid-minus-target
+gradient of the binary cross-entropy scaled as the two means' backward scale it), so the loss and every
+gradient equal ``loss.backward()``'s bit for bit (tests/discriminatory_behavior/test_adversary_gradients.py).
+
+It applies to an :class:`AdversaryModel` as built (Linear and ReLU layers only) whose modules carry no hooks;
+anything else takes autograd (:func:`hand_written`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.modules import module as _module
+
+if TYPE_CHECKING:
+    from amulet.discriminatory_behavior.defenses._debiasing_loop import AdversaryModel
+
+__all__ = ["adversary_gradients", "hand_written"]
+
+
+def hand_written(adversary: nn.Module) -> bool:
+    """Whether :func:`adversary_gradients` gives exactly what autograd gives for ``adversary``.
+
+    True for an :class:`AdversaryModel` whose network alternates ``Linear`` and ``ReLU`` (ending with a
+    ``Linear``), with every parameter requiring a gradient and no forward or backward hook on any module, its
+    parameters or globally.
+    """
+    from amulet.discriminatory_behavior.defenses._debiasing_loop import AdversaryModel
+
+    if type(adversary) is not AdversaryModel:
+        return False
+    layers = list(adversary.network)
+    kinds = [type(layer) for layer in layers]
+    if not layers or kinds[0] is not nn.Linear or kinds[-1] is not nn.Linear:
+        return False
+    if any(kind is not (nn.Linear if i % 2 == 0 else nn.ReLU) for i, kind in enumerate(kinds)):
+        return False
+    if any(layer.bias is None for layer in layers[::2]):
+        return False
+    global_hooks = (
+        _module._global_forward_hooks,
+        _module._global_forward_pre_hooks,
+        _module._global_backward_hooks,
+        _module._global_backward_pre_hooks,
+    )
+    if any(global_hooks):
+        return False
+    for module in adversary.modules():
+        if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks:
+            return False
+        if module._backward_pre_hooks:
+            return False
+    for p in adversary.parameters():
+        if not p.requires_grad or p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None):
+            return False
+    return True
+
+
+@torch.no_grad()
+def adversary_gradients(
+    adversary: AdversaryModel, outputs: torch.Tensor, z: torch.Tensor
+) -> tuple[torch.Tensor, list[tuple[nn.Parameter, torch.Tensor]]]:
+    """The adversary's loss on the classifier's ``outputs`` and the gradient of every parameter.
+
+    The loss is ``mean_k BCE_k``, the mean over the sensitive attributes of each one's mean binary
+    cross-entropy (what the debiasing loop minimises for the adversary).
+
+    Args:
+        adversary: An adversary for which :func:`hand_written` is True.
+        outputs: The classifier's outputs (logits), shape (n, n_input); no gradient flows into them.
+        z: The sensitive attributes, float, shape (n, n_sensitive).
+
+    Returns:
+        The loss (a 0-d tensor) and ``(parameter, gradient)`` pairs, last layer first.
+    """
+    linears = [layer for layer in adversary.network if isinstance(layer, nn.Linear)]
+    h = torch.log_softmax(outputs, dim=1)
+    inputs = []  # each Linear's input, which is also the previous ReLU's output
+    for i, layer in enumerate(linears):
+        inputs.append(h)
+        h = torch.addmm(layer.bias, h, layer.weight.t())
+        if i < len(linears) - 1:
+            h = torch.relu(h)
+    loss = F.binary_cross_entropy_with_logits(h, z, reduction="none").mean(0).mean()
+    n, n_sensitive = h.shape
+    # The backward of .mean() then of .mean(0): 1 spread over the attributes, then over the rows
+    scale = torch.ones((), dtype=h.dtype, device=h.device).expand(n_sensitive) / n_sensitive
+    scale = scale.unsqueeze(0).expand(n, n_sensitive) / n
+    g = (h.sigmoid() - z) * scale
+    grads: list[tuple[nn.Parameter, torch.Tensor]] = []
+    for i in range(len(linears) - 1, -1, -1):
+        layer, x = linears[i], inputs[i]
+        grads.append((layer.bias, g.sum(0)))
+        grads.append((layer.weight, g.t().mm(x)))
+        if i > 0:
+            g = torch.ops.aten.threshold_backward(g.mm(layer.weight), x, 0)
+    return loss, grads
