@@ -6,7 +6,10 @@
    2 -> 32 -> 32 -> 32 -> 2 MLP, ten of whose steps run per classifier step). Both ways start from the same
    weights and batches; the table says whether the final weights are bit for bit the same (they must be: the
    flat path replays ``torch.optim.Adam``'s arithmetic).
-2. **PGD's input gradient**: adversarial training's inner loop (10 PGD steps on each batch of 128 census rows
+2. **The debiasing adversary's gradients**: the same adversary steps (flat Adam both ways) with the gradients
+   from autograd vs written out (``_adversary_gradients.adversary_gradients``, the same ATen operations: the
+   final weights must be bit for bit the same).
+3. **PGD's input gradient**: adversarial training's inner loop (10 PGD steps on each batch of 128 census rows
    against an eval-mode LinearNet m1, as ``pgd_linf`` takes them) with the gradient from autograd vs written
    out for MLP chains (``amulet.utils.input_gradient``, which ``pgd_linf`` uses); the table gives the largest
    difference between the two gradients, relative to the gradient's largest entry.
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from amulet.discriminatory_behavior.defenses import AdversaryModel
+from amulet.discriminatory_behavior.defenses._adversary_gradients import adversary_gradients
 from amulet.settings import get_settings
 from amulet.utils import flat_adam, initialize_model, input_gradient, load_data, loss_gradient
 
@@ -59,7 +63,8 @@ def _train(
     return time.perf_counter() - start
 
 
-def _adam_rows(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> list[dict[str, Any]]:
+def _batches(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[list, list]:
+    """The classifier's batches over ``--epochs`` passes, and the adversary's (one per classifier batch)."""
     g = torch.Generator().manual_seed(args.seed)
     batches, adversary_batches = [], []
     for _ in range(args.epochs):
@@ -69,14 +74,23 @@ def _adam_rows(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: to
             batches.append((x[idx], y[idx]))
             # the adversary reads a classifier's two outputs; random logits stand in for them
             adversary_batches.append((torch.randn(len(idx), 2, generator=g), z[idx]))
+    return batches, adversary_batches
+
+
+def _adversary(args: argparse.Namespace, n_sensitive: int) -> AdversaryModel:
+    torch.manual_seed(args.seed)
+    return AdversaryModel(n_sensitive, 2)
+
+
+def _adam_rows(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> list[dict[str, Any]]:
+    batches, adversary_batches = _batches(args, x, y, z)
 
     def classifier() -> nn.Module:
         torch.manual_seed(args.seed)
         return initialize_model("linearnet", "m1", x.shape[1], 2)
 
     def adversary() -> nn.Module:
-        torch.manual_seed(args.seed)
-        return AdversaryModel(z.shape[1], 2)
+        return _adversary(args, z.shape[1])
 
     def bce(model: nn.Module, outputs: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(model.logits(outputs), attrs)
@@ -104,6 +118,40 @@ def _adam_rows(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: to
         rows.append({"step": name, "count": len(steps), "before_s": min(times[False]), "after_s": min(times[True]),
                      "identical": same, "all_s": {"before": times[False], "after": times[True]}})  # fmt: skip
     return rows
+
+
+def _adversary_gradient_row(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> dict:
+    """Debiasing's adversary steps (flat Adam both ways) with autograd's gradients vs the written-out ones."""
+    steps = _batches(args, x, y, z)[1] * args.adversary_steps
+
+    def run(by_hand: bool) -> tuple[float, nn.Module]:
+        model = _adversary(args, z.shape[1])
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        start = time.perf_counter()
+        with flat_adam(optimizer) as adam:
+            for outputs, attrs in steps:
+                adam.zero_grad()
+                if by_hand:
+                    adam.add_grads(adversary_gradients(model, outputs, attrs)[1])
+                else:
+                    losses = F.binary_cross_entropy_with_logits(model.logits(outputs), attrs, reduction="none")
+                    losses.mean(0).mean().backward()
+                adam.step()
+        return time.perf_counter() - start, model
+
+    run(True)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    finals: dict[bool, nn.Module] = {}
+    for repeat in range(args.repeats):
+        for by_hand in (False, True) if repeat % 2 == 0 else (True, False):
+            seconds, finals[by_hand] = run(by_hand)
+            times[by_hand].append(seconds)
+    same = all(
+        torch.equal(a, b) for a, b in zip(finals[False].state_dict().values(), finals[True].state_dict().values())
+    )
+    return {"step": "gradients: debiasing_adversary", "count": len(steps), "before_s": min(times[False]),
+            "after_s": min(times[True]), "identical": same,
+            "all_s": {"before": times[False], "after": times[True]}}  # fmt: skip
 
 
 def _pgd_row(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
@@ -158,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     x = torch.as_tensor(data.x_train[: args.rows]).float()
     y = torch.as_tensor(data.y_train[: args.rows]).long()
     z = torch.as_tensor(data.z_train[: args.rows]).float()
-    rows = [*_adam_rows(args, x, y, z), _pgd_row(args, x, y)]
+    rows = [*_adam_rows(args, x, y, z), _adversary_gradient_row(args, x, y, z), _pgd_row(args, x, y)]
     for r in rows:
         r["ratio"] = r["before_s"] / r["after_s"]
     header = f"{'inner step':<30}{'count':>7}{'before s':>10}{'after s':>9}{'ratio':>8}  same result"
@@ -172,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         print(f"{r['step']:<30}{r['count']:>7}{r['before_s']:>10.3f}{r['after_s']:>9.3f}{r['ratio']:>7.2f}x  {same}")
     print(
-        f"(before: optimizer.step() / autograd; after: flat buffers / written-out gradient; best of {args.repeats}; "
+        f"(before: optimizer.step() / autograd; after: flat buffers / written-out gradients; best of {args.repeats}; "
         f"{torch.get_num_threads()} torch threads, load {os.getloadavg()[0]:.2f})"
     )
     result = {

@@ -258,7 +258,7 @@ class AdversarialTrainingPGD(EvasionDefense):
         """
         validate_params(self)
         _check_clip_range(type(self).__name__, self.clip_min, self.clip_max)
-        with layer1_threads(self.model):
+        with layer1_threads():
             return self._train()
 
     def _train(self) -> nn.Module:
