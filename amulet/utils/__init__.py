@@ -17,7 +17,12 @@ from amulet.utils._evaluation import (
 )
 from amulet.utils._files import create_dir, load_or_train
 from amulet.utils._flat_adam import FlatAdam, flat_adam
-from amulet.utils._input_gradient import chain_input_gradient, input_gradient, loss_gradient
+from amulet.utils._input_gradient import (
+    chain_input_gradient,
+    chain_logits_and_input_gradient,
+    input_gradient,
+    loss_gradient,
+)
 from amulet.utils._models import CAPACITY_CONFIG, DEFAULT_CAPACITY_MAP, CapacityError, initialize_model
 from amulet.utils._population import (
     BATCHABLE_MODULES,
@@ -83,6 +88,7 @@ __all__ = [
     "batchable_reason",
     "busy_cores",
     "chain_input_gradient",
+    "chain_logits_and_input_gradient",
     "check_utility",
     "configure_threads",
     "create_dir",

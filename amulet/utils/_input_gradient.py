@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amulet.utils._hooks import has_hooks
 from amulet.utils._stacked_chain import ChainLayer, chain_layers, fold_batchnorms
 
-__all__ = ["chain_input_gradient", "input_gradient", "loss_gradient"]
+__all__ = ["chain_input_gradient", "chain_logits_and_input_gradient", "input_gradient", "loss_gradient"]
 
 #: chain_layers traces the model with torch.fx (milliseconds): once per model and set of submodules, not once
 #: per batch. The submodules' identities are part of the key, so replacing one traces again.
@@ -52,7 +53,19 @@ def chain_input_gradient(model: nn.Module) -> Callable[[torch.Tensor, torch.Tens
     Returns:
         The gradient function, or None when the model is not such a chain.
     """
-    if model.training:
+    both = chain_logits_and_input_gradient(model)
+    return None if both is None else lambda x, y: both(x, y)[1]
+
+
+def chain_logits_and_input_gradient(
+    model: nn.Module,
+) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None:
+    """``both(x, y)``: the logits on ``x`` and the input gradient of :func:`chain_input_gradient`, in one pass.
+
+    The logits come from the folded layers, so they equal ``model(x)``'s up to float rounding. None when the
+    model is not an eval-mode chain (see :func:`chain_input_gradient`).
+    """
+    if model.training or has_hooks(model, parameters=False):  # checked on every call: hooks come and go
         return None
     layers = _layers(model)
     if layers is None:
@@ -69,7 +82,7 @@ def chain_input_gradient(model: nn.Module) -> Callable[[torch.Tensor, torch.Tens
         if layer.kind in ("linear", "relu")
     ]
 
-    def grad(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def both(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             h = x.reshape(len(x), -1)
             masks: list[torch.Tensor | None] = []
@@ -81,6 +94,7 @@ def chain_input_gradient(model: nn.Module) -> Callable[[torch.Tensor, torch.Tens
                     weight, bias = op
                     h = h @ weight.T if bias is None else torch.addmm(bias, h, weight.T)
                     masks.append(None)
+            logits = h
             # d(sum of cross-entropies)/d logits = softmax - one-hot
             g = torch.softmax(h, dim=1)
             g[torch.arange(len(y), device=g.device), y] -= 1
@@ -90,9 +104,9 @@ def chain_input_gradient(model: nn.Module) -> Callable[[torch.Tensor, torch.Tens
                     g = g * mask
                 else:
                     g = g @ op[0]
-            return g.reshape(x.shape)
+            return logits, g.reshape(x.shape)
 
-    return grad
+    return both
 
 
 def loss_gradient(loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amulet.utils._hooks import has_hooks
+
 __all__ = ["ChainCache", "ChainLayer", "StackedChain", "chain_layers", "cross_entropy_and_grad", "fold_batchnorms"]
 
 
@@ -53,9 +55,10 @@ def chain_layers(model: nn.Module) -> list[ChainLayer] | None:
 
     The forward is traced with ``torch.fx``: every node must call a leaf module on the previous node's
     output. Supported: a leading ``Flatten`` (start_dim=1), ``Linear``, ``BatchNorm1d`` after a ``Linear``,
-    ``ReLU``, ``Dropout``, ``Identity``; every parameter must be float32.
+    ``ReLU``, ``Dropout``, ``Identity``; every parameter must be float32, and no module may carry a forward or
+    backward hook (the chain's passes would skip it).
     """
-    if any(p.dtype != torch.float32 for p in model.parameters()):
+    if any(p.dtype != torch.float32 for p in model.parameters()) or has_hooks(model, parameters=False):
         return None
     try:
         graph = torch.fx.symbolic_trace(model).graph

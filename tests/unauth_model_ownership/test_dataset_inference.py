@@ -132,3 +132,24 @@ def test_census_well_generalising_target_is_reported_underpowered(census_target,
     assert power["underpowered"], out  # this setup is underpowered: effect ~0.1 standard deviations
     assert "inconclusive" in power["reason"] and power["samples_needed"] > 500, power
     assert result.power_ is power
+
+
+def test_mingd_on_an_mlp_chain_equals_mingd_through_autograd(seed: int) -> None:
+    """MinGD takes the written-out logits and input gradient for an MLP chain: the same distances as autograd's."""
+    from amulet.models import LinearNet
+
+    torch.manual_seed(seed)
+    model = LinearNet(10, 3, hidden_layer_sizes=[16, 8])
+    model.train()
+    model(torch.randn(64, 10))  # running statistics that are not the identity
+    model.eval()
+    x = torch.rand(40, 10, generator=torch.Generator().manual_seed(seed))
+    for norm, alpha in (("linf", 0.01), ("l2", 0.05), ("l1", 0.5)):
+        by_hand = mingd_distances(model, x, 3, norm=norm, alpha=alpha, num_iter=300, bounds=None)
+        handle = model.register_forward_hook(lambda *_: None)  # a hooked model takes autograd
+        try:
+            through_autograd = mingd_distances(model, x, 3, norm=norm, alpha=alpha, num_iter=300, bounds=None)
+        finally:
+            handle.remove()
+        torch.testing.assert_close(by_hand, through_autograd, rtol=0, atol=1e-5)
+        assert float(by_hand.max()) > 0

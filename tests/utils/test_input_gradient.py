@@ -11,7 +11,7 @@ from torch import nn
 
 from amulet.evasion.attacks import pgd_linf
 from amulet.models import LinearNet
-from amulet.utils import _input_gradient, chain_input_gradient
+from amulet.utils import _input_gradient, chain_input_gradient, chain_logits_and_input_gradient
 
 
 class _Residual(nn.Module):
@@ -94,3 +94,33 @@ def test_a_replaced_layer_is_seen(seed: int) -> None:
     assert chain_input_gradient(model) is not None
     model[1] = nn.Tanh()  # not a chain layer any more
     assert chain_input_gradient(model) is None
+
+
+def test_a_hooked_model_takes_autograd(seed: int) -> None:
+    """A forward hook could change what the model computes; the written-out passes would skip it."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    handle = model[1].register_forward_hook(lambda module, inputs, output: output * 2)
+    assert chain_input_gradient(model) is None
+    handle.remove()
+    assert chain_input_gradient(model) is not None
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(lambda *_: None)
+    try:
+        assert chain_input_gradient(model) is None
+    finally:
+        handle.remove()
+
+
+def test_logits_and_gradient_in_one_pass(seed: int) -> None:
+    torch.manual_seed(seed)
+    model = LinearNet(12, 3, hidden_layer_sizes=[16, 8])
+    model.train()
+    model(torch.rand(64, 12))
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(50, 12, generator=g), torch.randint(0, 3, (50,), generator=g)
+    both = chain_logits_and_input_gradient(model)
+    assert both is not None
+    logits, grad = both(x, y)
+    torch.testing.assert_close(logits, model(x).detach(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(grad, chain_input_gradient(model)(x, y))

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.modules import module as _module
+
+from amulet.utils._hooks import has_hooks
 
 if TYPE_CHECKING:
     from amulet.discriminatory_behavior.defenses._debiasing_loop import AdversaryModel
@@ -47,23 +48,9 @@ def hand_written(adversary: nn.Module) -> bool:
         return False
     if any(layer.bias is None for layer in layers[::2]):
         return False
-    global_hooks = (
-        _module._global_forward_hooks,
-        _module._global_forward_pre_hooks,
-        _module._global_backward_hooks,
-        _module._global_backward_pre_hooks,
-    )
-    if any(global_hooks):
+    if any(not p.requires_grad for p in adversary.parameters()):
         return False
-    for module in adversary.modules():
-        if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks:
-            return False
-        if module._backward_pre_hooks:
-            return False
-    for p in adversary.parameters():
-        if not p.requires_grad or p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None):
-            return False
-    return True
+    return not has_hooks(adversary)
 
 
 @torch.no_grad()

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amulet.utils import chain_logits_and_input_gradient
+
 __all__ = ["NORMS", "mingd_distances"]
 
 NORMS = ("linf", "l2", "l1")
@@ -75,16 +77,22 @@ def mingd_distances(
     active = torch.arange(len(rows), device=x.device)
     was_training = model.training
     model.eval()
+    # An MLP chain's logits and input gradient written out (BatchNorm folded): half of autograd's time
+    by_hand = chain_logits_and_input_gradient(model)
     try:
         for _ in range(num_iter):
             if len(active) == 0:
                 break
             xa = rows[active]
-            da = delta[active].requires_grad_(True)
-            with torch.enable_grad():
-                logits = model(xa + da)
-                loss = F.cross_entropy(logits, targets[active], reduction="sum")
-                (grad,) = torch.autograd.grad(loss, da)
+            da = delta[active]
+            if by_hand is not None:
+                logits, grad = by_hand(xa + da, targets[active])
+            else:
+                da = da.requires_grad_(True)
+                with torch.enable_grad():
+                    logits = model(xa + da)
+                    loss = F.cross_entropy(logits, targets[active], reduction="sum")
+                    (grad,) = torch.autograd.grad(loss, da)
             pending = logits.argmax(1) != targets[active]
             if not bool(pending.any()):
                 break
