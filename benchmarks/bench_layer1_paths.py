@@ -9,7 +9,7 @@ On census at the layer-1 matrix's sizes (6,000 training rows, 4,000 test rows, L
 * ``dp_sgd``: ``dp_train`` through Opacus' hooks, through ``torch.func`` per-sample gradients, and with ghost
   clipping (Adam, sigma 0.7, C 1, Opacus' default PRV accountant: the epsilon is printed for each);
 * ``threads``: ``train_classifier`` with torch's default thread count against one thread (what
-  :func:`amulet.utils._threads.layer1_threads` picks on a busy machine; on an idle one it keeps the default).
+  :func:`amulet.utils._threads.layer1_threads` picks for a small model when the setting is automatic).
 
 Each pair runs ``--repeats`` times alternately; the medians, their ratio and the load average are printed and
 written to ``benchmarks/out/layer1/paths.json``.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -81,21 +82,31 @@ def single_thread() -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+#: Largest model (parameters) that layer 1 trains with one thread when the setting is automatic.
+SMALL_MODEL_PARAMETERS = 2_000_000
+
+
 @contextlib.contextmanager
-def layer1_threads() -> Iterator[int]:
+def layer1_threads(model: Any = None) -> Iterator[int]:
     """Torch threads for a layer-1 training or attack, restored afterwards; yields the count in effect.
 
     Layer 1 runs inside the user's own process, so the count is only changed for the block: an explicit
     ``num_threads`` setting (``AMULET_NUM_THREADS=N``) applies N, as the engine does; the automatic setting
-    (0, the default) keeps the caller's count capped by :func:`automatic_threads`, the cores other work leaves
-    free when the block starts. On an idle machine that is every core: with the flat Adam step (whose
-    elementwise passes over the whole model parallelise) and PGD's products, a second thread makes the
-    layer-1 matrix's cells 1.1-1.6x faster on 2 cores (evasion 1.6x, plain training 1.1x). On a busy machine it
-    is one thread per free core and at least one, never torch's default of one per core, which waits on the
-    busiest core (DP-SGD on census: 74 s with 2 threads, 14-30 s with 1, load average 8 on 2 cores).
+    (0, the default) uses one thread when ``model`` is small (at most :data:`SMALL_MODEL_PARAMETERS`
+    parameters: tabular MLPs, attack models). Always one, not "the free cores": a second thread slows training
+    several-fold on a busy machine (DP-SGD on census: 74 s with 2 threads, 14-30 s with 1, load average 8 on 2
+    cores), and although on an idle machine it makes the layer-1 matrix's cells 1.1-1.6x faster, two threads
+    round differently from one (census LinearNet m1: 82.0 % test accuracy instead of 81.9 %), so a count that
+    followed the load would give the same seed different numbers on a busy and an idle machine. Otherwise (a
+    larger model, or none given) the caller's count capped by :func:`automatic_threads` (the cores other work
+    leaves free now): never more threads than the caller chose, and fewer on a busy machine, where torch's
+    default of one thread per core waits on the busiest core.
     """
     before = torch.get_num_threads()
-    wanted = get_settings().num_threads or min(before, automatic_threads())
+    wanted = get_settings().num_threads
+    if not wanted:
+        small = model is not None and sum(p.numel() for p in model.parameters()) <= SMALL_MODEL_PARAMETERS
+        wanted = 1 if small else min(before, automatic_threads())
     if wanted != before:
         torch.set_num_threads(wanted)
     try:

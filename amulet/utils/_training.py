@@ -186,7 +186,7 @@ def train_classifier(
     Returns:
         The trained model, in eval mode.
     """
-    with layer1_threads():
+    with layer1_threads(model):
         return _train_classifier(
             model, data_loader, criterion, optimizer, epochs, device, scheduler, early_stopping_patience, progress
         )

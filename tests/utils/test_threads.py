@@ -12,7 +12,7 @@ import torch
 
 from amulet import _cores
 from amulet.settings import get_settings
-from amulet.utils import automatic_threads, available_cores, busy_cores, configure_threads, layer1_threads
+from amulet.utils import _threads, automatic_threads, available_cores, busy_cores, configure_threads, layer1_threads
 
 
 @pytest.fixture(autouse=True)
@@ -67,31 +67,21 @@ def test_the_load_is_read_from_the_kernel_and_reused_briefly() -> None:
     assert busy_cores() == first  # cached: layer 1 asks before every training
 
 
-def test_layer1_uses_the_free_cores_and_restores_the_callers_count(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_layer1_uses_one_thread_for_a_small_model_and_caps_a_large_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AMULET_NUM_THREADS", "0")
     get_settings.cache_clear()
     torch.set_num_threads(2)
     _machine(monkeypatch, cores=2, runnable=1)
-    with layer1_threads() as threads:
-        assert threads == 2 == torch.get_num_threads()  # idle: the caller's count stands
-    _machine(monkeypatch, cores=2, runnable=2)
-    with layer1_threads() as threads:
-        assert threads == 1 == torch.get_num_threads()  # one core busy elsewhere: the free one
-    _machine(monkeypatch, cores=2, runnable=3)
-    with layer1_threads() as threads:
-        assert threads == 1  # busy: capped to the free cores, at least one
+    with layer1_threads(torch.nn.Linear(4, 2)) as threads:
+        assert threads == 1 == torch.get_num_threads()
     assert torch.get_num_threads() == 2
-    torch.set_num_threads(1)
-    _machine(monkeypatch, cores=2, runnable=1)
-    with layer1_threads() as threads:
-        assert threads == 1  # never more than the caller chose
-    monkeypatch.setenv("AMULET_NUM_THREADS", "2")
-    get_settings.cache_clear()
+    monkeypatch.setattr(_threads, "SMALL_MODEL_PARAMETERS", 1)
+    with layer1_threads(torch.nn.Linear(4, 2)) as threads:
+        assert threads == 2  # idle: the caller's count stands
     _machine(monkeypatch, cores=2, runnable=3)
-    with layer1_threads() as threads:
-        assert threads == 2  # an explicit setting applies as it is
-    assert torch.get_num_threads() == 1
-    get_settings.cache_clear()
+    with layer1_threads(torch.nn.Linear(4, 2)) as threads:
+        assert threads == 1  # busy: capped to the free cores (at least one)
+    assert torch.get_num_threads() == 2
 
 
 def test_the_setting_is_read_when_no_count_is_given(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -292,7 +292,7 @@ class DudduCIKM2022(AttributeInferenceAttack):
                 ``z_train_adv`` of different lengths.
         """
         z = self._checked_attributes()
-        with layer1_threads():
+        with layer1_threads(self.target_model):
             return self._attack(z)
 
     def _attack(self, z: np.ndarray) -> dict[int, dict[str, np.ndarray]]:

@@ -219,8 +219,8 @@ class AdversarialDebiasing(DiscriminatoryBehaviorDefense):
         self.model.to(device)
         adversary = seeded_init(lambda: AdversaryModel(self.n_sensitive_attrs, self.n_classes), self.seed).to(device)
         adversary_optimizer = torch.optim.Adam(adversary.parameters(), lr=self.adversary_lr)
-        # on a busy machine, one thread per free core (layer1_threads decides)
-        with layer1_threads():
+        # small models on a busy machine train faster on fewer threads (layer1_threads decides)
+        with layer1_threads(self.model):
             counts = train_debiased(
                 self.model,
                 adversary,

@@ -353,7 +353,7 @@ class EvasionPGD(EvasionAttack):
         """
         validate_params(self)
         _check_clip_range(type(self).__name__, self.clip_min, self.clip_max)
-        with layer1_threads():
+        with layer1_threads(self.model):
             return self._attack()
 
     def _attack(self) -> DataLoader:

@@ -258,7 +258,7 @@ class AdversarialTrainingPGD(EvasionDefense):
         """
         validate_params(self)
         _check_clip_range(type(self).__name__, self.clip_min, self.clip_max)
-        with layer1_threads():
+        with layer1_threads(self.model):
             return self._train()
 
     def _train(self) -> nn.Module:

@@ -24,8 +24,8 @@ What is done differently from upstream Amulet 0.6.0:
   the same seeded generator and the accountant of :attr:`DPSGD.privacy_engine` records every step, so the
   model equals Opacus' own training (``dp_train(per_sample="hooks")``) to float rounding and the epsilon is
   the same number, at a fraction of the cost per step;
-* training runs with the ``num_threads`` setting (``AMULET_NUM_THREADS``) when it is set, and on the cores
-  other work leaves free when it is automatic (:func:`amulet.utils._threads.layer1_threads`; the caller's
+* training runs with the ``num_threads`` setting (``AMULET_NUM_THREADS``) when it is set, and with one
+  thread for a small model when it is automatic (:func:`amulet.utils._threads.layer1_threads`; the caller's
   thread count is restored afterwards);
 * an optional ``target_epsilon`` picks the noise multiplier through Opacus' accountant utilities
   (``get_noise_multiplier``) for the sampling rate and number of steps the training will take;
@@ -251,7 +251,7 @@ class DPSGD(MembershipInferenceDefense):
     def train_private(self) -> nn.Module:
         """Train with DP-SGD and return the plain, hook-free model (carrying ``privacy_epsilon_``)."""
         validate_params(self)
-        with layer1_threads():
+        with layer1_threads(self.model):
             result = self._train()
         self.epsilon_ = result.epsilon
         self.noise_multiplier_ = result.noise_multiplier

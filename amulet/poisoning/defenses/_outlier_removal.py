@@ -156,7 +156,7 @@ class OutlierRemoval(PoisoningDefense):
             The model retrained on the kept points, in eval mode.
         """
         validate_params(self)
-        with layer1_threads():
+        with layer1_threads(self.model):
             return self._train_robust(get_hidden)
 
     def _train_robust(self, get_hidden: Callable[..., Any]) -> nn.Module:

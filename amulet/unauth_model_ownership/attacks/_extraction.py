@@ -125,7 +125,7 @@ class ModelExtraction(UnauthModelOwnershipAttack):
             The trained surrogate, in eval mode.
         """
         validate_params(self)
-        with layer1_threads():
+        with layer1_threads(self.attack_model):
             return self._attack()
 
     def _attack(self) -> nn.Module:

@@ -256,7 +256,7 @@ class DatasetInference(FingerprintDefense):
             The target's effect bounds what a copy can show: a stolen model usually shows less.
         """
         validate_params(self)
-        with layer1_threads():
+        with layer1_threads(self.target_model):
             return self._fingerprint()
 
     def _fingerprint(self) -> dict[str, Any]:

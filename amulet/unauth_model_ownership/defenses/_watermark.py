@@ -327,7 +327,7 @@ class WatermarkNN(WatermarkDefense):
             raise ValueError(
                 f"The trigger set has labels up to {int(triggers.y.max())} but num_classes is {self.num_classes}."
             )
-        with layer1_threads():
+        with layer1_threads(self.target_model):
             return embed_watermark(
                 self.target_model,
                 self.train_loader,
