@@ -56,7 +56,7 @@ def hand_written(adversary: nn.Module) -> bool:
 @torch.no_grad()
 def adversary_gradients(
     adversary: AdversaryModel, outputs: torch.Tensor, z: torch.Tensor
-) -> tuple[torch.Tensor, list[tuple[nn.Parameter, torch.Tensor]]]:
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
     """The adversary's loss on the classifier's ``outputs`` and the gradient of every parameter.
 
     The loss is ``mean_k BCE_k``, the mean over the sensitive attributes of each one's mean binary
@@ -84,7 +84,7 @@ def adversary_gradients(
     scale = torch.ones((), dtype=h.dtype, device=h.device).expand(n_sensitive) / n_sensitive
     scale = scale.unsqueeze(0).expand(n, n_sensitive) / n
     g = (h.sigmoid() - z) * scale
-    grads: list[tuple[nn.Parameter, torch.Tensor]] = []
+    grads: list[tuple[torch.Tensor, torch.Tensor]] = []
     for i in range(len(linears) - 1, -1, -1):
         layer, x = linears[i], inputs[i]
         grads.append((layer.bias, g.sum(0)))

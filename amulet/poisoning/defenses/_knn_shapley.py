@@ -198,8 +198,10 @@ def knn_shapley(
                 bounds = np.linspace(0, len(q), min(workers, len(q)) + 1).astype(int)
                 blocks = [(dist[i:j], labels_np[i:j]) for i, j in itertools.pairwise(bounds)]
                 # Row blocks run in parallel; their sums go into ``values`` in row order, as one block would
-                for order, s in (pool.map if pool is not None else map)(score_block, blocks):
-                    values.index_add_(0, torch.from_numpy(order).reshape(-1), torch.from_numpy(s).reshape(-1))
+                for block_order, block_s in (pool.map if pool is not None else map)(score_block, blocks):
+                    values.index_add_(
+                        0, torch.from_numpy(block_order).reshape(-1), torch.from_numpy(block_s).reshape(-1)
+                    )
                 continue
             order = _rank(q, xt, train_sq)
             s = _scores((labels_train[order] == labels.unsqueeze(1)).to(torch.float64), coef, dcoef, last)
