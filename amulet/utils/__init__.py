@@ -17,6 +17,7 @@ from amulet.utils._evaluation import (
 )
 from amulet.utils._files import create_dir, load_or_train
 from amulet.utils._flat_adam import FlatAdam, flat_adam
+from amulet.utils._hooks import has_hooks
 from amulet.utils._input_gradient import (
     chain_input_gradient,
     chain_logits_and_input_gradient,
@@ -100,6 +101,7 @@ __all__ = [
     "get_intermediate_features",
     "get_predictions_numpy",
     "has_batchnorm",
+    "has_hooks",
     "initialize_model",
     "input_gradient",
     "layer1_threads",
