@@ -95,7 +95,7 @@ def layer1_threads(model: Any = None) -> Iterator[int]:
     (0, the default) uses one thread when ``model`` is small (at most :data:`SMALL_MODEL_PARAMETERS`
     parameters: tabular MLPs, attack models). Always one, not "the free cores": a second thread slows training
     several-fold on a busy machine (DP-SGD on census: 74 s with 2 threads, 14-30 s with 1, load average 8 on 2
-    cores), and although on an idle machine it makes the layer-1 matrix's cells 1.1-1.6x faster, two threads
+    cores), and although on an idle machine it makes the layer-1 matrix's cells 1.05-1.6x faster, two threads
     round differently from one (census LinearNet m1: 82.0 % test accuracy instead of 81.9 %), so a count that
     followed the load would give the same seed different numbers on a busy and an idle machine. Otherwise (a
     larger model, or none given) the caller's count capped by :func:`automatic_threads` (the cores other work
