@@ -38,6 +38,7 @@ from torch import nn
 
 from amulet.discriminatory_behavior.defenses import AdversaryModel
 from amulet.discriminatory_behavior.defenses._adversary_gradients import adversary_gradients
+from amulet.discriminatory_behavior.defenses._debiasing_loop import _adversary_losses
 from amulet.settings import get_settings
 from amulet.utils import flat_adam, initialize_model, input_gradient, load_data, loss_gradient
 
@@ -134,8 +135,7 @@ def _adversary_gradient_row(args: argparse.Namespace, x: torch.Tensor, y: torch.
                 if by_hand:
                     adam.add_grads(adversary_gradients(model, outputs, attrs)[1])
                 else:
-                    losses = F.binary_cross_entropy_with_logits(model.logits(outputs), attrs, reduction="none")
-                    losses.mean(0).mean().backward()
+                    _adversary_losses(model, outputs, attrs).mean().backward()
                 adam.step()
         return time.perf_counter() - start, model
 

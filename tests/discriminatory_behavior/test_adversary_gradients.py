@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from amulet.discriminatory_behavior.defenses import AdversarialDebiasing, AdversaryModel
 from amulet.discriminatory_behavior.defenses._adversary_gradients import adversary_gradients, hand_written
+from amulet.discriminatory_behavior.defenses._debiasing_loop import _adversary_losses
 from amulet.utils import TensorData, flat_adam
 
 
 def _autograd(adversary: AdversaryModel, outputs: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, dict]:
     adversary.zero_grad(set_to_none=True)
-    loss = F.binary_cross_entropy_with_logits(adversary.logits(outputs), z, reduction="none").mean(0).mean()
+    loss = _adversary_losses(adversary, outputs, z).mean()  # the debiasing loop's autograd loss
     loss.backward()
     return loss.detach(), {name: p.grad.clone() for name, p in adversary.named_parameters()}
 
@@ -73,9 +73,7 @@ def test_add_grads_steps_flat_adam_as_backward_does(seed: int) -> None:
                 if by_hand:
                     steps.add_grads(adversary_gradients(adversary, out, z)[1])
                 else:
-                    F.binary_cross_entropy_with_logits(adversary.logits(out), z, reduction="none").mean(
-                        0
-                    ).mean().backward()
+                    _adversary_losses(adversary, out, z).mean().backward()
                 steps.step()
             assert steps.flat  # hand-written gradients count as received: the flat buffers stay in use
         runs.append((adversary.state_dict(), optimizer.state_dict()["state"]))
