@@ -36,3 +36,15 @@ def test_compare_ratios_and_crashed_cells(capsys) -> None:
     assert result["ratio"] == 5.0  # only cells that ran on both sides count
     assert result["cells"][1]["ratio"] is None
     assert "upstream: CRASHED: E: boom" in capsys.readouterr().out
+
+
+def test_distribution_reading_flags_one_sided_and_weak_results() -> None:
+    from benchmarks.bench_layer1 import MIN_DI_MODELS, distribution_reading
+
+    # every target on one side of 0.5: the accuracy is one population's share, whatever the ranking
+    one_sided = distribution_reading(8, [0.6, 0.7, 0.9, 0.95])
+    assert one_sided["meaningful"] is False and "one-sided" in one_sided["why"]
+    assert distribution_reading(8, [0.1, 0.2, 0.3, 0.4])["meaningful"] is False
+    assert distribution_reading(8, [0.2, 0.4, 0.5, 0.9]) == {"meaningful": True}
+    weak = distribution_reading(MIN_DI_MODELS - 1, [0.2, 0.9])
+    assert weak["meaningful"] is False and "models per ratio" in weak["why"]
