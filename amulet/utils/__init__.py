@@ -20,6 +20,7 @@ from amulet.utils._flat_adam import FlatAdam, flat_adam
 from amulet.utils._hooks import has_hooks
 from amulet.utils._input_gradient import (
     chain_input_gradient,
+    chain_logits,
     chain_logits_and_input_gradient,
     input_gradient,
     loss_gradient,
@@ -89,6 +90,7 @@ __all__ = [
     "batchable_reason",
     "busy_cores",
     "chain_input_gradient",
+    "chain_logits",
     "chain_logits_and_input_gradient",
     "check_utility",
     "configure_threads",

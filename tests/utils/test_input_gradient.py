@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amulet.evasion.attacks import pgd_linf
+from amulet.evasion.attacks import _pgd, pgd_linf
+from amulet.evasion.attacks._pgd import predicted_labels
 from amulet.models import LinearNet
-from amulet.utils import _input_gradient, chain_input_gradient, chain_logits_and_input_gradient
+from amulet.utils import _input_gradient, chain_input_gradient, chain_logits, chain_logits_and_input_gradient
 
 
 class _Residual(nn.Module):
@@ -81,7 +82,8 @@ def test_pgd_on_a_chain_equals_pgd_through_autograd(monkeypatch: pytest.MonkeyPa
     x, y = torch.rand(100, 12, generator=g), torch.randint(0, 3, (100,), generator=g)
     kwargs = {"epsilon": 0.1, "step_size": 0.02, "iterations": 8}
     by_hand = pgd_linf(model, x, y, generator=torch.Generator().manual_seed(1), **kwargs)
-    monkeypatch.setattr(_input_gradient, "chain_input_gradient", lambda model: None)
+    for module in (_input_gradient, _pgd):
+        monkeypatch.setattr(module, "chain_input_gradient", lambda model, **_: None)
     through_autograd = pgd_linf(model, x, y, generator=torch.Generator().manual_seed(1), **kwargs)
     torch.testing.assert_close(by_hand, through_autograd, rtol=0, atol=1e-6)
     assert model.training  # the model's mode is restored
@@ -124,3 +126,68 @@ def test_logits_and_gradient_in_one_pass(seed: int) -> None:
     logits, grad = both(x, y)
     torch.testing.assert_close(logits, model(x).detach(), rtol=1e-5, atol=1e-6)
     assert torch.equal(grad, chain_input_gradient(model)(x, y))
+
+
+def _trained_chain(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = LinearNet(12, 3, hidden_layer_sizes=[16, 8])
+    model.train()
+    model(torch.rand(64, 12) * 2)  # running statistics that are not the identity
+    return model
+
+
+def test_chain_logits_as_eval_reads_a_training_model_without_switching_it(seed: int) -> None:
+    model = _trained_chain(seed)
+    x = torch.rand(30, 12, generator=torch.Generator().manual_seed(seed))
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    assert chain_logits(model) is None  # in training mode the chain would not be what model(x) computes
+    logits = chain_logits(model, as_eval=True)
+    assert logits is not None
+    got = logits(x)
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, stats[k]) for k, v in model.state_dict().items())
+    torch.testing.assert_close(got, model.eval()(x).detach(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(predicted_labels(model.train(), x), got.argmax(1))
+
+
+class _FrozenStatistics(LinearNet):
+    """Overrides ``train``: its BatchNorms keep normalising with batch statistics even in eval mode."""
+
+    def train(self, mode: bool = True) -> _FrozenStatistics:
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.train(True)
+        return self
+
+
+def test_pgd_reads_a_plain_training_chain_without_switching_it(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    model = _trained_chain(seed)
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(40, 12, generator=g), torch.randint(0, 3, (40,), generator=g)
+    kwargs = {"epsilon": 0.1, "step_size": 0.02, "iterations": 5}
+    expected = pgd_linf(model.eval(), x, y, generator=torch.Generator().manual_seed(2), **kwargs)
+    model.train()
+    switches: list[bool] = []
+    plain_train = nn.Module.train
+
+    def spy(self: nn.Module, mode: bool = True) -> nn.Module:
+        switches.append(mode)
+        return plain_train(self, mode)
+
+    monkeypatch.setattr(nn.Module, "train", spy)
+    got = pgd_linf(model, x, y, generator=torch.Generator().manual_seed(2), **kwargs)
+    assert switches == [] and model.training
+    assert torch.equal(got, expected)
+
+
+def test_a_model_that_overrides_train_is_switched(seed: int) -> None:
+    torch.manual_seed(seed)
+    model = _FrozenStatistics(12, 3, hidden_layer_sizes=[16, 8]).train()
+    assert chain_logits(model, as_eval=True) is None
+    assert chain_input_gradient(model, as_eval=True) is None
+    # its eval mode keeps batch statistics: no chain in eval mode either, and PGD goes through autograd
+    assert chain_input_gradient(model.eval()) is None
+    x, y = torch.rand(20, 12), torch.randint(0, 3, (20,))
+    x_adv = pgd_linf(model.train(), x, y, epsilon=0.1, step_size=0.05, iterations=3)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and model.training

@@ -13,7 +13,15 @@ from amulet._validation import InstanceOf, Interval, Options, check_param, valid
 from amulet.evasion.attacks._base import EvasionAttack
 from amulet.exceptions import InvalidParameterError
 from amulet.progress import Progress, resolve_progress
-from amulet.utils import input_gradient, layer1_threads, loader_batches, loss_gradient, make_generator
+from amulet.utils import (
+    chain_input_gradient,
+    chain_logits,
+    input_gradient,
+    layer1_threads,
+    loader_batches,
+    loss_gradient,
+    make_generator,
+)
 
 __all__ = [
     "LABEL_SOURCES",
@@ -31,7 +39,13 @@ LABEL_SOURCES = ("predicted", "true")
 
 @torch.no_grad()
 def predicted_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model's eval-mode predictions on ``x`` (restoring its train/eval mode), as cleverhans' ``y=None``."""
+    """The model's eval-mode predictions on ``x`` (restoring its train/eval mode), as cleverhans' ``y=None``.
+
+    An MLP chain is read as in eval mode without switching it (:func:`amulet.utils.chain_logits`).
+    """
+    logits = chain_logits(model, as_eval=True)
+    if logits is not None:
+        return logits(x).argmax(1)
     was_training = model.training
     model.eval()
     try:
@@ -61,8 +75,9 @@ def pgd_linf(
 ) -> torch.Tensor:
     """Untargeted L-inf PGD examples for one batch.
 
-    The model is put in eval mode while the examples are computed (BatchNorm statistics and dropout are
-    frozen) and restored to its previous mode afterwards. Only the input gradient is computed: the
+    The examples are computed with the model in eval mode (BatchNorm's running statistics, no dropout) and
+    the model is left in the mode it was in: an MLP chain is read as in eval mode without being switched,
+    any other model is switched to eval mode and back. Only the input gradient is computed: the
     parameters' ``.grad`` are left untouched.
 
     Args:
@@ -88,12 +103,11 @@ def pgd_linf(
     check_inputs_in_clip_range("pgd_linf", x0, clip_min, clip_max)
     if epsilon == 0:
         return x0.clone()
-    was_training = model.training
-    model.eval()
-    try:
+
+    def ascend(gradient: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         noise = _uniform_noise(x0, generator) if random_start else None
         return _ascend(
-            input_gradient(model, y),
+            gradient,
             x0,
             noise,
             epsilon=epsilon,
@@ -102,6 +116,16 @@ def pgd_linf(
             clip_min=clip_min,
             clip_max=clip_max,
         )
+
+    # An MLP chain's gradient is computed as in eval mode without switching the model (two recursive mode
+    # switches per batch saved); any other model is switched to eval mode and back.
+    written = chain_input_gradient(model, as_eval=True)
+    if written is not None:
+        return ascend(lambda xx: written(xx, y))
+    was_training = model.training
+    model.eval()
+    try:
+        return ascend(input_gradient(model, y))
     finally:
         model.train(was_training)
 
