@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -104,28 +105,18 @@ def pgd_linf(
     if epsilon == 0:
         return x0.clone()
 
-    def ascend(gradient: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        noise = _uniform_noise(x0, generator) if random_start else None
-        return _ascend(
-            gradient,
-            x0,
-            noise,
-            epsilon=epsilon,
-            step_size=step_size,
-            iterations=iterations,
-            clip_min=clip_min,
-            clip_max=clip_max,
-        )
-
+    ascend = functools.partial(
+        _ascend, epsilon=epsilon, step_size=step_size, iterations=iterations, clip_min=clip_min, clip_max=clip_max
+    )
     # An MLP chain's gradient is computed as in eval mode without switching the model (two recursive mode
     # switches per batch saved); any other model is switched to eval mode and back.
     written = chain_input_gradient(model, as_eval=True)
     if written is not None:
-        return ascend(lambda xx: written(xx, y))
+        return ascend(lambda xx: written(xx, y), x0, _uniform_noise(x0, generator) if random_start else None)
     was_training = model.training
     model.eval()
     try:
-        return ascend(input_gradient(model, y))
+        return ascend(input_gradient(model, y), x0, _uniform_noise(x0, generator) if random_start else None)
     finally:
         model.train(was_training)
 
