@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,7 @@ from torch import nn
 from amulet.discriminatory_behavior.defenses import AdversarialDebiasing, AdversaryModel
 from amulet.discriminatory_behavior.defenses._adversary_gradients import adversary_gradients, hand_written
 from amulet.discriminatory_behavior.defenses._debiasing_loop import _adversary_losses
+from amulet.progress import Progress, ProgressEvent
 from amulet.utils import TensorData, flat_adam
 
 
@@ -34,6 +37,43 @@ def test_loss_and_gradients_equal_autograd_bit_for_bit(n_sensitive: int, n_input
     assert sorted(names[id(p)] for p, _ in grads) == sorted(want)
     for p, g in grads:
         assert torch.equal(g, want[names[id(p)]]), names[id(p)]
+
+
+def test_gradients_without_the_loss_are_the_same(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    adversary = AdversaryModel(2, 2)
+    outputs, z = torch.randn(50, 2, generator=gen), torch.randint(0, 2, (50, 2), generator=gen).float()
+    loss, grads = adversary_gradients(adversary, outputs, z, with_loss=False)
+    assert loss is None
+    for (p, g), (q, want) in zip(grads, adversary_gradients(adversary, outputs, z)[1]):
+        assert p is q and torch.equal(g, want)
+
+
+def test_debiasing_leaves_the_modes_and_reports_each_epochs_losses(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(96, 4, generator=gen)
+    data = TensorData(x, (x[:, 0] > 0).long(), torch.stack([x[:, 1] > 0, x[:, 2] > 0], 1).long())
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 2))
+    model[1].eval()  # a submodule left in eval mode by the caller: the loop still switches the whole tree
+    loader = data.loader(16, with_z=True)
+    reports: list[dict] = []
+
+    class Recorder(Progress):
+        def emit(self, event: ProgressEvent) -> None:
+            if event.kind == "advance":
+                reports.append(dict(event.info))
+
+    defense = AdversarialDebiasing(
+        model, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-2), loader, loader, 2, 2,
+        [2.0, 2.0], "cpu", epochs=2, pretrain_adversary_epochs=1, progress=Recorder(),
+    )  # fmt: skip
+    defense.train_fair()
+    # the classifier's steps ran with the whole tree in training mode: the BatchNorm tracked its batches
+    assert int(model[1].num_batches_tracked) > 0 and not torch.equal(model[1].running_mean, torch.zeros(8))
+    assert not any(m.training for m in model.modules()) and not defense.adversary_.training
+    losses = [r["adversary_loss"] for r in reports if "adversary_loss" in r]
+    assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
 
 
 def test_anything_but_the_plain_adversary_takes_autograd() -> None:

@@ -15,6 +15,7 @@ anything else takes autograd (:func:`hand_written`).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import torch
@@ -53,10 +54,18 @@ def hand_written(adversary: nn.Module) -> bool:
     return not has_hooks(adversary)
 
 
+@functools.lru_cache(maxsize=32)
+def _loss_scale(n: int, n_sensitive: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """What the backward of ``.mean(0).mean()`` multiplies each row's gradient by: 1 spread over the
+    attributes, then over the rows (computed as autograd computes it, so the products round the same)."""
+    scale = torch.ones((), dtype=dtype, device=device).expand(n_sensitive) / n_sensitive
+    return scale.unsqueeze(0).expand(n, n_sensitive) / n
+
+
 @torch.no_grad()
 def adversary_gradients(
-    adversary: AdversaryModel, outputs: torch.Tensor, z: torch.Tensor
-) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    adversary: AdversaryModel, outputs: torch.Tensor, z: torch.Tensor, *, with_loss: bool = True
+) -> tuple[torch.Tensor | None, list[tuple[torch.Tensor, torch.Tensor]]]:
     """The adversary's loss on the classifier's ``outputs`` and the gradient of every parameter.
 
     The loss is ``mean_k BCE_k``, the mean over the sensitive attributes of each one's mean binary
@@ -66,9 +75,11 @@ def adversary_gradients(
         adversary: An adversary for which :func:`hand_written` is True.
         outputs: The classifier's outputs (logits), shape (n, n_input); no gradient flows into them.
         z: The sensitive attributes, float, shape (n, n_sensitive).
+        with_loss: Compute the loss too (keyword-only); False returns None in its place (the gradients do
+            not need it, and the debiasing loop only reports one step's loss in ten).
 
     Returns:
-        The loss (a 0-d tensor) and ``(parameter, gradient)`` pairs, last layer first.
+        The loss (a 0-d tensor, or None) and ``(parameter, gradient)`` pairs, last layer first.
     """
     linears = [layer for layer in adversary.network if isinstance(layer, nn.Linear)]
     h = torch.log_softmax(outputs, dim=1)
@@ -78,12 +89,9 @@ def adversary_gradients(
         h = torch.addmm(layer.bias, h, layer.weight.t())
         if i < len(linears) - 1:
             h = torch.relu(h)
-    loss = F.binary_cross_entropy_with_logits(h, z, reduction="none").mean(0).mean()
+    loss = F.binary_cross_entropy_with_logits(h, z, reduction="none").mean(0).mean() if with_loss else None
     n, n_sensitive = h.shape
-    # The backward of .mean() then of .mean(0): 1 spread over the attributes, then over the rows
-    scale = torch.ones((), dtype=h.dtype, device=h.device).expand(n_sensitive) / n_sensitive
-    scale = scale.unsqueeze(0).expand(n, n_sensitive) / n
-    g = (h.sigmoid() - z) * scale
+    g = (h.sigmoid() - z) * _loss_scale(n, n_sensitive, h.dtype, h.device)
     grads: list[tuple[torch.Tensor, torch.Tensor]] = []
     for i in range(len(linears) - 1, -1, -1):
         layer, x = linears[i], inputs[i]

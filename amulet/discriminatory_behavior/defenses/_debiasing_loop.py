@@ -166,27 +166,37 @@ def train_debiased(
         x, y = x.to(device), y.to(device).long().reshape(-1)
         return x, y, z.to(device).float().reshape(len(x), -1)
 
+    # Switching a module tree's mode walks every submodule in Python, and the loop alternates the modes about
+    # eleven times per classifier step: a switch is only made when some flag differs from the wanted mode
+    model_modules, adversary_modules = list(model.modules()), list(adversary.modules())
+
+    def set_mode(root: nn.Module, modules: list[nn.Module], training: bool) -> None:
+        if any(m.training is not training for m in modules):
+            root.train(training)
+
     def classifier_outputs(x: torch.Tensor) -> torch.Tensor:
         # The classifier is read in eval mode: its outputs are what the fairness metrics will see.
-        model.eval()
+        set_mode(model, model_modules, False)
         with torch.no_grad():
             return model(x)
 
     def adversary_step(x: torch.Tensor, z: torch.Tensor) -> float:
         return adversary_step_on(classifier_outputs(x), z)
 
-    def adversary_step_on(outputs: torch.Tensor, z: torch.Tensor) -> float:
-        adversary.train()
+    def adversary_step_on(outputs: torch.Tensor, z: torch.Tensor, *, report: bool = True) -> float:
+        """One adversary step; returns its loss, or NaN without ``report`` (the loss is then not computed)."""
+        set_mode(adversary, adversary_modules, True)
         adversary_steps_.zero_grad()
+        loss: torch.Tensor | None
         if by_hand:
-            loss, grads = adversary_gradients(adversary, outputs, z)
+            loss, grads = adversary_gradients(adversary, outputs, z, with_loss=report)
             adversary_steps_.add_grads(grads)
         else:
             loss = _adversary_losses(adversary, outputs, z).mean()
             loss.backward()
         adversary_steps_.step()
         counts["adversary_steps"] += 1
-        return float(loss.item())
+        return float(loss.item()) if report and loss is not None else float("nan")
 
     def adversary_stream() -> Iterator[Batch]:
         while True:
@@ -227,14 +237,15 @@ def train_debiased(
                 # one forward pass over all their batches gives each step the outputs it would compute itself
                 steps = [next(stream) for _ in range(adversary_steps)]
                 outputs_all = classifier_outputs(torch.cat([xa for xa, _, _ in steps]))
-                for (_, _, za), outputs_a in zip(steps, outputs_all.split([len(xa) for xa, _, _ in steps])):
-                    adv_loss = adversary_step_on(outputs_a, za)
+                # only the last step's loss is reported
+                for i, ((_, _, za), outputs_a) in enumerate(zip(steps, outputs_all.split([len(s[0]) for s in steps]))):
+                    adv_loss = adversary_step_on(outputs_a, za, report=i == len(steps) - 1)
                 x, y, z = batch
                 if batch_transform is not None:
                     assert transform_generator is not None
                     x, y = batch_transform(model, x, y, transform_generator)
-                model.train()
-                adversary.eval()
+                set_mode(model, model_modules, True)
+                set_mode(adversary, adversary_modules, False)
                 outputs = model(x)
                 task_loss = criterion(outputs, y)
                 fairness = (lambdas * _adversary_losses(adversary, outputs, z)).mean()
