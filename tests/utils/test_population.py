@@ -318,3 +318,29 @@ def test_the_population_mode_setting_applies_when_no_mode_is_given(
     finally:
         monkeypatch.delenv("AMULET_POPULATION_MODE")
         get_settings.cache_clear()
+
+
+def test_stacked_training_gives_the_same_weights_at_any_thread_count(
+    toy: TensorData, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stacked populations use the free cores (layer1_threads) although single models keep one thread: that is
+    # only sound because the stacked kernels give the same numbers at any thread count
+    from amulet.settings import get_settings
+
+    g = torch.Generator().manual_seed(seed)
+    subsets = [torch.randperm(len(toy), generator=g)[:150] for _ in range(6)]
+    seeds = [derive_seed(seed, "threads", k) for k in range(6)]
+    recipe = Recipe(TrainConfig(epochs=2, batch_size=32))
+
+    def wide() -> nn.Module:  # wide enough for torch to split its products and reductions over threads
+        return nn.Sequential(nn.Linear(6, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, 2))
+
+    runs = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("AMULET_NUM_THREADS", threads)
+        get_settings.cache_clear()
+        population = train_population(wide, toy, subsets, recipe=recipe, seeds=seeds, mode="batched")
+        runs.append([m.state_dict() for m in population.models])
+    get_settings.cache_clear()
+    for one, two in zip(*runs):
+        assert all(torch.equal(one[k], two[k]) for k in one)
