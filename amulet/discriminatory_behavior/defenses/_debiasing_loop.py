@@ -20,7 +20,7 @@ then falls below the majority rate while the gap grows):
   reward for ``- adversary loss`` that has nothing to do with fairness.
 * The adversary stays (near) optimal, as the pivot objective assumes: it takes ``adversary_steps`` steps (default
   10) for every classifier step. Upstream 0.6 alternates one adversary step and one classifier step on the same
-  batch, so its adversary lags the classifier it is meant to bound; ten steps cost about 1.3-1.6 times upstream's
+  batch, so its adversary lags the classifier it is meant to bound; ten steps cost about 1.3-1.5 times upstream's
   training time on census (docs/benchmarks.md, layer 1).
 * The returned classifier is the average of its iterates (a bias-corrected exponential moving average of its
   parameters, decay ``average_decay``), not the last one. Alternating gradient steps in a min-max game cycle
