@@ -115,9 +115,14 @@ def load_builtins() -> None:
 
 
 def risks() -> list[RiskInfo]:
-    """All registered risks, in registration order."""
+    """All registered risks: the built-in ones in the matrix's column order, then the others as registered.
+
+    Importing a risk package registers its risk, so registration order follows whatever the program imported
+    first; the order of :data:`BUILTIN_RISK_PACKAGES` is the one the API, the CLI and the reports show.
+    """
     load_builtins()
-    return list(_RISKS.values())
+    columns = {package.rsplit(".", 1)[1]: i for i, package in enumerate(BUILTIN_RISK_PACKAGES)}
+    return sorted(_RISKS.values(), key=lambda risk: columns.get(risk.key, len(columns)))  # stable: others keep theirs
 
 
 def attacks(risk: str | None = None) -> list[AttackInfo]:
