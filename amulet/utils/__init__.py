@@ -60,6 +60,7 @@ from amulet.utils._training import (
     train_model,
     transform_generator,
 )
+from amulet.utils._training_step import TrainingStep
 from amulet.utils._utility import (
     DEGENERATE_P_VALUE,
     DEGENERATE_TOP_CLASS_SHARE,
@@ -83,6 +84,7 @@ __all__ = [
     "StackedOptimizer",
     "TensorData",
     "TrainConfig",
+    "TrainingStep",
     "UtilityCheck",
     "architecture_fingerprint",
     "automatic_threads",

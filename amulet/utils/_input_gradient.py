@@ -12,7 +12,6 @@ the hand-written gradient where it applies and autograd everywhere else.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 
 import torch
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from amulet.utils._hooks import has_hooks
-from amulet.utils._stacked_chain import ChainLayer, chain_layers, fold_batchnorms
+from amulet.utils._stacked_chain import cached_chain_layers, fold_batchnorms
 
 __all__ = [
     "chain_input_gradient",
@@ -29,21 +28,6 @@ __all__ = [
     "input_gradient",
     "loss_gradient",
 ]
-
-#: chain_layers traces the model with torch.fx (milliseconds): once per model and set of submodules, not once
-#: per batch. The submodules' identities are part of the key, so replacing one traces again.
-_LAYERS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], list[ChainLayer] | None]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _layers(model: nn.Module) -> list[ChainLayer] | None:
-    modules = tuple(id(m) for m in model.modules())
-    cached = _LAYERS.get(model)
-    if cached is None or cached[0] != modules:
-        cached = (modules, chain_layers(model))
-        _LAYERS[model] = cached
-    return cached[1]
 
 
 def _switches_plainly(model: nn.Module) -> bool:
@@ -63,7 +47,7 @@ def _eval_ops(model: nn.Module, as_eval: bool) -> list[tuple[torch.Tensor, torch
         return None
     if has_hooks(model, parameters=False):  # checked on every call: hooks come and go
         return None
-    layers = _layers(model)
+    layers = cached_chain_layers(model)
     if layers is None:
         return None
     state = model.state_dict()  # detached tensors: parameters and running statistics

@@ -25,6 +25,7 @@ models agree with one-at-a-time training up to float rounding (tested against ``
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +34,15 @@ from torch import nn
 
 from amulet.utils._hooks import has_hooks
 
-__all__ = ["ChainCache", "ChainLayer", "StackedChain", "chain_layers", "cross_entropy_and_grad", "fold_batchnorms"]
+__all__ = [
+    "ChainCache",
+    "ChainLayer",
+    "StackedChain",
+    "cached_chain_layers",
+    "chain_layers",
+    "cross_entropy_and_grad",
+    "fold_batchnorms",
+]
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,23 @@ def chain_layers(model: nn.Module) -> list[ChainLayer] | None:
     if not seen_linear:
         return None
     return layers
+
+
+#: chain_layers traces the model with torch.fx (milliseconds): once per model and set of submodules, not once
+#: per batch. The submodules' identities are part of the key, so replacing one traces again.
+_LAYERS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], list[ChainLayer] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def cached_chain_layers(model: nn.Module) -> list[ChainLayer] | None:
+    """:func:`chain_layers` of ``model``, traced once per model and set of submodules."""
+    modules = tuple(id(m) for m in model.modules())
+    cached = _LAYERS.get(model)
+    if cached is None or cached[0] != modules:
+        cached = (modules, chain_layers(model))
+        _LAYERS[model] = cached
+    return cached[1]
 
 
 def fold_batchnorms(

@@ -18,6 +18,7 @@ from amulet.utils._flat_adam import flat_adam
 from amulet.utils._seeding import make_generator
 from amulet.utils._tensordata import TensorData
 from amulet.utils._threads import layer1_threads
+from amulet.utils._training_step import TrainingStep
 
 __all__ = [
     "BatchTransform",
@@ -265,6 +266,7 @@ def run_epoch(
     model.train()
     total = 0.0
     with flat_adam(optimizer) as steps:
+        step = TrainingStep(model, criterion, steps)
         for batch in batches:
             x, y = batch[0], batch[1]
             rows = len(x)
@@ -276,8 +278,7 @@ def run_epoch(
                 x, y = batch_transform(model, x, y, transform_generator)
                 model.train()
             steps.zero_grad()
-            loss = criterion(model(x), y)
-            loss.backward()
+            loss = step(x, y)  # criterion(model(x), y) and its backward, written out for an MLP chain
             steps.step()
             total += loss.item() * rows
     return total

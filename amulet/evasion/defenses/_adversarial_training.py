@@ -22,6 +22,7 @@ from amulet.utils import (
     BatchTransform,
     FlatAdam,
     StackedBatchTransform,
+    TrainingStep,
     flat_adam,
     layer1_threads,
     loader_batches,
@@ -279,6 +280,7 @@ class AdversarialTrainingPGD(EvasionDefense):
         self.losses_: list[float] = []
         progress.start("adversarial_training", self.epochs, "adversarial training")
         with flat_adam(self.optimizer) as steps:
+            step = TrainingStep(model, self.criterion, steps)
             for epoch in range(self.epochs):
                 total, count = 0.0, 0
                 for batch in loader_batches(self.train_loader):
@@ -286,22 +288,22 @@ class AdversarialTrainingPGD(EvasionDefense):
                     if len(x) < 2 and has_bn:
                         continue  # BatchNorm cannot train on a batch of one
                     if self.clean_step:
-                        total += self._step(model, steps, x, y)
+                        total += self._step(model, steps, step, x, y)
                         count += len(x)
                     # The examples are made against the model as the clean step left it (upstream's order).
                     x_adv, y = transform(model, x, y, generator)
-                    total += self._step(model, steps, x_adv, y)
+                    total += self._step(model, steps, step, x_adv, y)
                     count += len(x)
                 self.losses_.append(total / max(count, 1))
                 progress.advance("adversarial_training", loss=round(self.losses_[-1], 5), epoch=epoch + 1)
         progress.finish("adversarial_training")
         return model.eval()
 
-    def _step(self, model: nn.Module, steps: FlatAdam, x: torch.Tensor, y: torch.Tensor) -> float:
+    @staticmethod
+    def _step(model: nn.Module, steps: FlatAdam, step: TrainingStep, x: torch.Tensor, y: torch.Tensor) -> float:
         """One optimizer step on (x, y) in train mode; returns the batch's summed loss."""
         model.train()
         steps.zero_grad()
-        loss = self.criterion(model(x), y)
-        loss.backward()
+        loss = step(x, y)
         steps.step()
         return loss.item() * len(x)

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from amulet._validation import InstanceOf, Interval, Options, validate_params
 from amulet.progress import Progress, resolve_progress
 from amulet.unauth_model_ownership.attacks._base import UnauthModelOwnershipAttack
-from amulet.utils import flat_adam, layer1_threads, loader_batches, make_generator, predict_logits
+from amulet.utils import TrainingStep, flat_adam, layer1_threads, loader_batches, make_generator, predict_logits
 
 __all__ = ["ModelExtraction"]
 
@@ -141,6 +141,9 @@ class ModelExtraction(UnauthModelOwnershipAttack):
         model = self.attack_model.to(device)
         has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
         x_dev, a_dev = x.to(device), answers.to(device)
+        # _extraction_loss's MSE and cross-entropy as loss modules with their targets (the KL loss has none)
+        criterion: nn.Module | None = {"mse": nn.MSELoss(), "ce": nn.CrossEntropyLoss()}.get(self.loss_type)
+        targets = a_dev.argmax(1) if self.loss_type == "ce" else a_dev
         generator = make_generator(self.seed)
         self.losses_: list[float] = []
         progress.start("extraction", self.epochs, "model extraction")
@@ -149,13 +152,17 @@ class ModelExtraction(UnauthModelOwnershipAttack):
             order = torch.randperm(len(x), generator=generator).to(device)
             total = 0.0
             with flat_adam(self.optimizer) as steps:
+                step = TrainingStep(model, criterion, steps) if criterion is not None else None
                 for start in range(0, len(x), batch_size):
                     idx = order[start : start + batch_size]
                     if len(idx) < 2 and has_bn:
                         continue
                     steps.zero_grad()
-                    loss = _extraction_loss(self.loss_type, model(x_dev[idx]), a_dev[idx])
-                    loss.backward()
+                    if step is not None:  # the same loss and backward, written out for an MLP chain
+                        loss = step(x_dev[idx], targets[idx])
+                    else:
+                        loss = _extraction_loss(self.loss_type, model(x_dev[idx]), a_dev[idx])
+                        loss.backward()
                     steps.step()
                     total += loss.item() * len(idx)
             self.losses_.append(total / max(len(x), 1))

@@ -14,7 +14,15 @@ from torch.utils.data import DataLoader, TensorDataset
 from amulet._validation import InstanceOf, Interval, validate_params
 from amulet.progress import Progress, resolve_progress
 from amulet.unauth_model_ownership.defenses._base import WatermarkDefense
-from amulet.utils import TensorData, flat_adam, get_accuracy, layer1_threads, loader_batches, make_generator
+from amulet.utils import (
+    TensorData,
+    TrainingStep,
+    flat_adam,
+    get_accuracy,
+    layer1_threads,
+    loader_batches,
+    make_generator,
+)
 
 __all__ = ["WatermarkNN", "embed_watermark", "generate_trigger_set", "load_trigger_folder"]
 
@@ -150,6 +158,7 @@ def embed_watermark(
         model.train()
         total, count = 0.0, 0
         with flat_adam(optimizer) as steps:
+            step = TrainingStep(model, criterion, steps)
             for batch in loader_batches(data):
                 x, y = batch[0].to(device).float(), batch[1].to(device).long()
                 m = min(len(tx), max(len(x), 1))
@@ -159,8 +168,7 @@ def embed_watermark(
                 if len(xb) < 2 and has_bn:
                     continue
                 steps.zero_grad()
-                loss = criterion(model(xb), yb)
-                loss.backward()
+                loss = step(xb, yb)  # criterion(model(xb), yb) and its backward
                 steps.step()
                 total += loss.item() * len(xb)
                 count += len(xb)
