@@ -24,6 +24,8 @@ takes autograd, so the caller never has to know which path ran.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -79,14 +81,14 @@ class TrainingStep:
         self.written = self._layers is not None
 
     @staticmethod
-    def _chain(model: nn.Module, criterion: nn.Module) -> list[tuple[ChainLayer, nn.Module]] | None:
+    def _chain(model: nn.Module, criterion: nn.Module) -> list[tuple[ChainLayer, Any]] | None:
         if has_hooks(model):
             return None
         layers = cached_chain_layers(model)
         if layers is None:
             return None
         modules = dict(model.named_modules())
-        chain: list[tuple[ChainLayer, nn.Module]] = []
+        chain: list[tuple[ChainLayer, Any]] = []
         for layer in layers:
             module = modules[layer.prefix[:-1]]
             if layer.kind == "dropout":
