@@ -9,7 +9,10 @@
 2. **The debiasing adversary's gradients**: the same adversary steps (flat Adam both ways) with the gradients
    from autograd vs written out (``_adversary_gradients.adversary_gradients``, the same ATen operations: the
    final weights must be bit for bit the same).
-3. **PGD's input gradient**: adversarial training's inner loop (10 PGD steps on each batch of 128 census rows
+3. **A training step's backward pass**: LinearNet m1 trained on census rows (batch 128, flat Adam both ways)
+   with ``criterion(model(x), y).backward()`` vs ``amulet.utils.TrainingStep`` (the same ATen operations
+   written out: the final weights and running statistics must be bit for bit the same).
+4. **PGD's input gradient**: adversarial training's inner loop (10 PGD steps on each batch of 128 census rows
    against an eval-mode LinearNet m1, as ``pgd_linf`` takes them) with the gradient from autograd vs written
    out for MLP chains (``amulet.utils.input_gradient``, which ``pgd_linf`` uses); the table gives the largest
    difference between the two gradients, relative to the gradient's largest entry.
@@ -40,7 +43,7 @@ from amulet.discriminatory_behavior.defenses import AdversaryModel
 from amulet.discriminatory_behavior.defenses._adversary_gradients import adversary_gradients
 from amulet.discriminatory_behavior.defenses._debiasing_loop import _adversary_losses
 from amulet.settings import get_settings
-from amulet.utils import flat_adam, initialize_model, input_gradient, load_data, loss_gradient
+from amulet.utils import TrainingStep, flat_adam, initialize_model, input_gradient, load_data, loss_gradient
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "benchmarks" / "out" / "bench_layer1_steps.json"
@@ -154,6 +157,42 @@ def _adversary_gradient_row(args: argparse.Namespace, x: torch.Tensor, y: torch.
             "all_s": {"before": times[False], "after": times[True]}}  # fmt: skip
 
 
+def _training_step_row(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> dict:
+    """LinearNet m1's training steps (flat Adam both ways) with autograd's backward vs ``TrainingStep``."""
+    batches = _batches(args, x, y, z)[0]
+    criterion = nn.CrossEntropyLoss()
+
+    def run(written: bool) -> tuple[float, nn.Module]:
+        torch.manual_seed(args.seed)
+        model = initialize_model("linearnet", "m1", x.shape[1], 2).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        start = time.perf_counter()
+        with flat_adam(optimizer) as adam:
+            step = TrainingStep(model, criterion, adam)
+            for xb, yb in batches:
+                adam.zero_grad()
+                if written:
+                    step(xb, yb)
+                else:
+                    criterion(model(xb), yb).backward()
+                adam.step()
+        return time.perf_counter() - start, model
+
+    run(True)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    finals: dict[bool, nn.Module] = {}
+    for repeat in range(args.repeats):
+        for written in (False, True) if repeat % 2 == 0 else (True, False):
+            seconds, finals[written] = run(written)
+            times[written].append(seconds)
+    same = all(
+        torch.equal(a, b) for a, b in zip(finals[False].state_dict().values(), finals[True].state_dict().values())
+    )
+    return {"step": "training step: linearnet_m1", "count": len(batches), "before_s": min(times[False]),
+            "after_s": min(times[True]), "identical": same,
+            "all_s": {"before": times[False], "after": times[True]}}  # fmt: skip
+
+
 def _pgd_row(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     model = initialize_model("linearnet", "m1", x.shape[1], 2)
@@ -206,7 +245,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     x = torch.as_tensor(data.x_train[: args.rows]).float()
     y = torch.as_tensor(data.y_train[: args.rows]).long()
     z = torch.as_tensor(data.z_train[: args.rows]).float()
-    rows = [*_adam_rows(args, x, y, z), _adversary_gradient_row(args, x, y, z), _pgd_row(args, x, y)]
+    rows = [
+        *_adam_rows(args, x, y, z),
+        _adversary_gradient_row(args, x, y, z),
+        _training_step_row(args, x, y, z),
+        _pgd_row(args, x, y),
+    ]
     for r in rows:
         r["ratio"] = r["before_s"] / r["after_s"]
     header = f"{'inner step':<30}{'count':>7}{'before s':>10}{'after s':>9}{'ratio':>8}  same result"

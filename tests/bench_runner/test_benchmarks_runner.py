@@ -72,7 +72,8 @@ def test_thread_spec_is_a_small_census_assessment() -> None:
 
 
 def test_layer1_steps_benchmark_gives_the_same_results_both_ways(tmp_path: Path) -> None:
-    """bench_layer1_steps, small: the Adam and adversary loops end on identical weights, PGD's gradients agree."""
+    """bench_layer1_steps, small: the Adam, adversary and training-step loops end on identical weights, PGD's
+    gradients agree."""
     from benchmarks import bench_layer1_steps
 
     result = bench_layer1_steps.main(
@@ -83,9 +84,10 @@ def test_layer1_steps_benchmark_gives_the_same_results_both_ways(tmp_path: Path)
         "adam: linearnet_m1",
         "adam: debiasing_adversary",
         "gradients: debiasing_adversary",
+        "training step: linearnet_m1",
         "pgd: 10 steps, linearnet_m1",
     ]
-    assert [r["count"] for r in result["rows"]] == [4, 8, 8, 2]
-    assert all(r["identical"] for r in result["rows"][:3])
-    assert result["rows"][3]["relative_gradient_gap"] < 1e-5
+    assert [r["count"] for r in result["rows"]] == [4, 8, 8, 4, 2]
+    assert all(r["identical"] for r in result["rows"][:4])
+    assert result["rows"][4]["relative_gradient_gap"] < 1e-5
     assert (tmp_path / "o.json").exists()
