@@ -124,6 +124,22 @@ def _adam_rows(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: to
     return rows
 
 
+def _both_ways(name: str, count: int, run: Callable[[bool], tuple[float, nn.Module]], repeats: int) -> dict:
+    """A table row: ``run(False)`` (before) and ``run(True)`` (after) alternately, best times, same weights?"""
+    run(True)  # warm-up
+    times: dict[bool, list[float]] = {False: [], True: []}
+    finals: dict[bool, nn.Module] = {}
+    for repeat in range(repeats):
+        for after in (False, True) if repeat % 2 == 0 else (True, False):
+            seconds, finals[after] = run(after)
+            times[after].append(seconds)
+    same = all(
+        torch.equal(a, b) for a, b in zip(finals[False].state_dict().values(), finals[True].state_dict().values())
+    )
+    return {"step": name, "count": count, "before_s": min(times[False]), "after_s": min(times[True]),
+            "identical": same, "all_s": {"before": times[False], "after": times[True]}}  # fmt: skip
+
+
 def _adversary_gradient_row(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> dict:
     """Debiasing's adversary steps (flat Adam both ways) with autograd's gradients vs the written-out ones."""
     steps = _batches(args, x, y, z)[1] * args.adversary_steps
@@ -142,19 +158,7 @@ def _adversary_gradient_row(args: argparse.Namespace, x: torch.Tensor, y: torch.
                 adam.step()
         return time.perf_counter() - start, model
 
-    run(True)
-    times: dict[bool, list[float]] = {False: [], True: []}
-    finals: dict[bool, nn.Module] = {}
-    for repeat in range(args.repeats):
-        for by_hand in (False, True) if repeat % 2 == 0 else (True, False):
-            seconds, finals[by_hand] = run(by_hand)
-            times[by_hand].append(seconds)
-    same = all(
-        torch.equal(a, b) for a, b in zip(finals[False].state_dict().values(), finals[True].state_dict().values())
-    )
-    return {"step": "gradients: debiasing_adversary", "count": len(steps), "before_s": min(times[False]),
-            "after_s": min(times[True]), "identical": same,
-            "all_s": {"before": times[False], "after": times[True]}}  # fmt: skip
+    return _both_ways("gradients: debiasing_adversary", len(steps), run, args.repeats)
 
 
 def _training_step_row(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> dict:
@@ -178,19 +182,7 @@ def _training_step_row(args: argparse.Namespace, x: torch.Tensor, y: torch.Tenso
                 adam.step()
         return time.perf_counter() - start, model
 
-    run(True)
-    times: dict[bool, list[float]] = {False: [], True: []}
-    finals: dict[bool, nn.Module] = {}
-    for repeat in range(args.repeats):
-        for written in (False, True) if repeat % 2 == 0 else (True, False):
-            seconds, finals[written] = run(written)
-            times[written].append(seconds)
-    same = all(
-        torch.equal(a, b) for a, b in zip(finals[False].state_dict().values(), finals[True].state_dict().values())
-    )
-    return {"step": "training step: linearnet_m1", "count": len(batches), "before_s": min(times[False]),
-            "after_s": min(times[True]), "identical": same,
-            "all_s": {"before": times[False], "after": times[True]}}  # fmt: skip
+    return _both_ways("training step: linearnet_m1", len(batches), run, args.repeats)
 
 
 def _pgd_row(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
