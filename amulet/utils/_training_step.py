@@ -63,10 +63,6 @@ class TrainingStep:
         criterion: The loss module.
         steps: The loop's :class:`~amulet.utils.FlatAdam` (from :func:`~amulet.utils.flat_adam`), which
             takes the written-out gradients as ``backward()`` would leave them.
-
-    Attributes:
-        written: Whether the model and loss allow the written-out step at all (each call also checks the
-            batch, the modes and the module hooks).
     """
 
     def __init__(self, model: nn.Module, criterion: nn.Module, steps: FlatAdam) -> None:
@@ -78,7 +74,6 @@ class TrainingStep:
         self._modules = list(model.modules())
         #: The model's output width (its last Linear's), which MSE targets must have.
         self._width = next((m.out_features for _, m in reversed(self._layers or []) if isinstance(m, nn.Linear)), 0)
-        self.written = self._layers is not None
 
     @staticmethod
     def _chain(model: nn.Module, criterion: nn.Module) -> list[tuple[ChainLayer, Any]] | None:
