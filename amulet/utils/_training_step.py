@@ -54,8 +54,8 @@ def _loss_kind(criterion: nn.Module) -> str | None:
 class TrainingStep:
     """``loss = step(x, y)``: ``criterion(model(x), y)`` with its gradients added to the parameters' ``.grad``.
 
-    Written out for an MLP chain trained with a plain cross-entropy (see the module notes), by autograd for
-    anything else; the numbers are the same either way. Build it once per training loop, before its first
+    Written out for an MLP chain trained with a plain cross-entropy or MSE loss (see the module notes), by
+    autograd for anything else; the numbers are the same either way. Build it once per training loop, before its first
     optimizer step (a hook on a parameter, checked here, sends every step to autograd).
 
     Args:
@@ -70,13 +70,13 @@ class TrainingStep:
         self.criterion = criterion
         self.steps = steps
         self._loss = _loss_kind(criterion)
-        self._layers = self._chain(model, criterion) if self._loss is not None else None
+        self._layers = self._chain(model) if self._loss is not None else None
         self._modules = list(model.modules())
         #: The model's output width (its last Linear's), which MSE targets must have.
         self._width = next((m.out_features for _, m in reversed(self._layers or []) if isinstance(m, nn.Linear)), 0)
 
     @staticmethod
-    def _chain(model: nn.Module, criterion: nn.Module) -> list[tuple[ChainLayer, Any]] | None:
+    def _chain(model: nn.Module) -> list[tuple[ChainLayer, Any]] | None:
         if has_hooks(model):
             return None
         layers = cached_chain_layers(model)
