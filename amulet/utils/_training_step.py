@@ -2,19 +2,20 @@
 
 Every layer-1 training loop (``train_classifier``, the engine's ``train_model``, adversarial training's clean
 and adversarial steps, model extraction, watermarking) takes hundreds of steps of ``criterion(model(x),
-y).backward()`` on small MLPs, where autograd's recording and replay cost a quarter of the step (census
-LinearNet m1, 128 rows: 1.17 ms forward and backward by autograd, 0.89 ms written out). For a model whose
-forward is a chain of Linear, BatchNorm1d, ReLU and Flatten layers
-(:func:`amulet.utils._stacked_chain.chain_layers`) in training mode, trained with a plain
-``nn.CrossEntropyLoss``, :class:`TrainingStep` runs the ATen operations autograd runs, in its order and on the
-same operands:
+y).backward()`` on small MLPs, where autograd's recording and replay are a visible share of each step: written
+out, a whole step (with the flat Adam step) of census LinearNet m1 on 128 rows is 1.09x faster on one thread
+and 1.14x on two (``benchmarks/bench_layer1_steps.py``). For a model whose forward is a chain of Linear,
+BatchNorm1d, ReLU and Flatten layers (:func:`amulet.utils._stacked_chain.chain_layers`) in training mode,
+trained with a plain ``nn.CrossEntropyLoss`` or ``nn.MSELoss``, :class:`TrainingStep` runs the ATen operations
+autograd runs, in its order and on the same operands:
 
 * forward: ``addmm`` per Linear (what ``F.linear`` calls), ``native_batch_norm`` per BatchNorm1d (with the
   module's running-statistics update: ``num_batches_tracked`` and the same averaging factor), ``relu``, then
-  ``log_softmax`` and ``nll_loss_forward``;
-* backward: ``nll_loss_backward`` and ``_log_softmax_backward_data``, ``threshold_backward`` per ReLU,
-  ``native_batch_norm_backward`` per BatchNorm1d, and per Linear the products autograd takes for a contiguous
-  weight (``g.t() @ input`` for the weight, ``g @ weight`` for the input) and ``g.sum(0)`` for the bias.
+  ``log_softmax`` and ``nll_loss_forward`` (or ``mse_loss``);
+* backward: ``nll_loss_backward`` and ``_log_softmax_backward_data`` (or ``mse_loss_backward``),
+  ``threshold_backward`` per ReLU, ``native_batch_norm_backward`` per BatchNorm1d, and per Linear the products
+  autograd takes for a contiguous weight (``g.t() @ input`` for the weight, ``g @ weight`` for the input) and
+  ``g.sum(0)`` for the bias.
 
 So the loss, every gradient and the running statistics equal autograd's bit for bit
 (``tests/utils/test_training_step.py`` checks whole trainings). Anything else (another loss or layer,
