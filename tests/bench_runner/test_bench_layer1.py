@@ -38,6 +38,22 @@ def test_compare_ratios_and_crashed_cells(capsys) -> None:
     assert "upstream: CRASHED: E: boom" in capsys.readouterr().out
 
 
+def test_compare_bounds_the_ratio_by_the_cells_running_the_same_algorithm() -> None:
+    def cells(seconds: dict[tuple[str, str], float]) -> dict:
+        return {"cells": [{"row": r, "risk": k, "status": "ok", "seconds": s, "metric": {}} for (r, k), s in
+                          seconds.items()]}  # fmt: skip
+
+    up = cells({("none", "lira"): 30.0, ("outlier_removal", "train"): 40.0, ("none", "train"): 6.0,
+                ("outlier_removal", "lira"): 2.0, ("dp_sgd", "poisoning"): 4.0})  # fmt: skip
+    ours = cells({("none", "lira"): 3.0, ("outlier_removal", "train"): 1.0, ("none", "train"): 2.0,
+                  ("outlier_removal", "lira"): 0.5, ("dp_sgd", "poisoning"): 3.0})  # fmt: skip
+    bound = compare(up, ours)["bound"]
+    assert bound["avoided_work"] == {"upstream_seconds": 72.0, "ours_seconds": 4.5}
+    assert bound["same_algorithm"] == {"upstream_seconds": 10.0, "ours_seconds": 5.0}
+    assert bound["same_algorithm_ratio"] == 2.0
+    assert bound["ratio_if_avoided_work_took_no_time"] == 82.0 / 5.0
+
+
 def test_distribution_reading_flags_one_sided_and_weak_results() -> None:
     from benchmarks.bench_layer1 import MIN_DI_MODELS, distribution_reading
 
