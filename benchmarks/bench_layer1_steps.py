@@ -102,26 +102,22 @@ def _adam_rows(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, z: to
     def ce(model: nn.Module, rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(rows), labels)
 
-    rows = []
     workloads = {
         "adam: linearnet_m1": (classifier, ce, batches),
         "adam: debiasing_adversary": (adversary, bce, adversary_batches * args.adversary_steps),
     }
-    for name, (factory, loss_fn, steps) in workloads.items():
-        _train(factory(), loss_fn, steps[:20], True)  # warm-up: torch's first-optimizer imports
-        times: dict[bool, list[float]] = {False: [], True: []}
-        finals: dict[bool, nn.Module] = {}
-        for repeat in range(args.repeats):
-            for flat in (False, True) if repeat % 2 == 0 else (True, False):
-                model = factory()
-                times[flat].append(_train(model, loss_fn, steps, flat))
-                finals[flat] = model
-        same = all(
-            torch.equal(a, b) for a, b in zip(finals[False].state_dict().values(), finals[True].state_dict().values())
-        )
-        rows.append({"step": name, "count": len(steps), "before_s": min(times[False]), "after_s": min(times[True]),
-                     "identical": same, "all_s": {"before": times[False], "after": times[True]}})  # fmt: skip
-    return rows
+
+    def runner(factory: Callable[[], nn.Module], loss_fn: Callable, steps: list) -> Callable[[bool], tuple]:
+        def run(flat: bool) -> tuple[float, nn.Module]:
+            model = factory()
+            return _train(model, loss_fn, steps, flat), model
+
+        return run
+
+    return [
+        _both_ways(name, len(steps), runner(factory, loss_fn, steps), args.repeats)
+        for name, (factory, loss_fn, steps) in workloads.items()
+    ]
 
 
 def _both_ways(name: str, count: int, run: Callable[[bool], tuple[float, nn.Module]], repeats: int) -> dict:

@@ -105,18 +105,20 @@ def pgd_linf(
     if epsilon == 0:
         return x0.clone()
 
+    noise = _uniform_noise(x0, generator) if random_start else None
     ascend = functools.partial(
-        _ascend, epsilon=epsilon, step_size=step_size, iterations=iterations, clip_min=clip_min, clip_max=clip_max
-    )
+        _ascend, x0=x0, noise=noise, epsilon=epsilon, step_size=step_size, iterations=iterations,
+        clip_min=clip_min, clip_max=clip_max,
+    )  # fmt: skip
     # An MLP chain's gradient is computed as in eval mode without switching the model (two recursive mode
     # switches per batch saved); any other model is switched to eval mode and back.
     written = chain_input_gradient(model, as_eval=True)
     if written is not None:
-        return ascend(lambda xx: written(xx, y), x0, _uniform_noise(x0, generator) if random_start else None)
+        return ascend(lambda xx: written(xx, y))
     was_training = model.training
     model.eval()
     try:
-        return ascend(input_gradient(model, y), x0, _uniform_noise(x0, generator) if random_start else None)
+        return ascend(input_gradient(model, y))
     finally:
         model.train(was_training)
 
